@@ -1,0 +1,70 @@
+/**
+ * One error family for the whole server. Only the HTTP error handler turns these into bodies
+ * (always the OpenAI envelope), and the worker uses `retryable` to decide whether BullMQ may retry.
+ */
+export type ErrorType =
+  | 'invalid_request_error'
+  | 'authentication_error'
+  | 'not_found_error'
+  | 'conflict_error'
+  | 'rate_limit_error'
+  | 'server_error'
+  | 'service_unavailable';
+
+export interface AppErrorOptions {
+  status: number;
+  type: ErrorType;
+  code: string;
+  param?: string | null;
+  retryable?: boolean;
+  cause?: unknown;
+}
+
+export class AppError extends Error {
+  readonly status: number;
+  readonly type: ErrorType;
+  readonly code: string;
+  readonly param: string | null;
+  readonly retryable: boolean;
+
+  constructor(message: string, opts: AppErrorOptions) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = 'AppError';
+    this.status = opts.status;
+    this.type = opts.type;
+    this.code = opts.code;
+    this.param = opts.param ?? null;
+    this.retryable = opts.retryable ?? false;
+  }
+}
+
+/** 400: the request is malformed or names something that does not exist. `param` names the field. */
+export function badRequest(message: string, param: string | null, code = 'invalid_request'): AppError {
+  return new AppError(message, { status: 400, type: 'invalid_request_error', code, param });
+}
+
+/** 422: valid JSON that cannot run (e.g. a runbook whose template variables are not all given). */
+export function unprocessable(message: string, param: string | null, code = 'unprocessable_runbook'): AppError {
+  return new AppError(message, { status: 422, type: 'invalid_request_error', code, param });
+}
+
+export function notFound(message: string, code = 'not_found'): AppError {
+  return new AppError(message, { status: 404, type: 'not_found_error', code });
+}
+
+export function conflict(message: string, code = 'conflict'): AppError {
+  return new AppError(message, { status: 409, type: 'conflict_error', code });
+}
+
+export function unavailable(message: string, code = 'dependency_unavailable', cause?: unknown): AppError {
+  return new AppError(message, { status: 503, type: 'service_unavailable', code, retryable: true, cause });
+}
+
+/** An infrastructure hiccup (Docker, Redis, network) inside the worker: BullMQ may retry it. */
+export function infraError(message: string, code: string, cause?: unknown): AppError {
+  return new AppError(message, { status: 500, type: 'server_error', code, retryable: true, cause });
+}
+
+export function isAppError(err: unknown): err is AppError {
+  return err instanceof AppError;
+}
