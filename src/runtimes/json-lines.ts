@@ -1,0 +1,66 @@
+/**
+ * Small helpers shared by the runtime parsers: every agent CLI prints one JSON object per stdout
+ * line, and every parser must read them without ever throwing on what it does not expect.
+ */
+import type { AgentEvent } from '../events/types.js';
+
+/** `tool.result` output is cut past this many UTF-8 bytes (and flagged `truncated: true`). */
+export const MAX_TOOL_OUTPUT_BYTES = 16 * 1024;
+
+/** A `log` line is cut past this many bytes: a garbage line of megabytes must not flood the stream. */
+export const MAX_LOG_LINE_BYTES = 4 * 1024;
+
+export type JsonObject = Record<string, unknown>;
+
+/** The line as a JSON object, or undefined for anything else (non-JSON, arrays, scalars). */
+export function parseJsonObject(line: string): JsonObject | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(line);
+  } catch {
+    return undefined;
+  }
+  return asObject(value);
+}
+
+export function asObject(value: unknown): JsonObject | undefined {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+    ? (value as JsonObject)
+    : undefined;
+}
+
+export function asString(value: unknown): string | undefined {
+  return typeof value === 'string' ? value : undefined;
+}
+
+/** A finite number, or undefined (NaN, Infinity, strings, null all count as missing). */
+export function asNumber(value: unknown): number | undefined {
+  return typeof value === 'number' && Number.isFinite(value) ? value : undefined;
+}
+
+/** A token count or a price: finite and not negative. */
+export function asCount(value: unknown): number | undefined {
+  const n = asNumber(value);
+  return n !== undefined && n >= 0 ? n : undefined;
+}
+
+export function asArray(value: unknown): unknown[] {
+  return Array.isArray(value) ? value : [];
+}
+
+/** Cuts `text` to at most `maxBytes` UTF-8 bytes without splitting a character. */
+export function truncateUtf8(text: string, maxBytes: number): { text: string; truncated: boolean } {
+  // Cheap exit: a UTF-16 code unit is at most 3 UTF-8 bytes.
+  if (text.length * 3 <= maxBytes) return { text, truncated: false };
+  const bytes = Buffer.from(text, 'utf8');
+  if (bytes.length <= maxBytes) return { text, truncated: false };
+  let end = maxBytes;
+  // Step back over continuation bytes (10xxxxxx) so the cut lands on a character boundary.
+  while (end > 0 && ((bytes[end] ?? 0) & 0xc0) === 0x80) end--;
+  return { text: bytes.subarray(0, end).toString('utf8'), truncated: true };
+}
+
+export function logEvent(stream: 'stderr' | 'system', line: string): AgentEvent {
+  const cut = truncateUtf8(line, MAX_LOG_LINE_BYTES);
+  return { type: 'log', data: { stream, line: cut.truncated ? `${cut.text}…` : cut.text } };
+}
