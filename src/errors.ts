@@ -18,6 +18,8 @@ export interface AppErrorOptions {
   param?: string | null;
   retryable?: boolean;
   cause?: unknown;
+  /** Extra top-level fields for the error body beside `error` (e.g. `jetty_metadata`). */
+  details?: Record<string, unknown>;
 }
 
 export class AppError extends Error {
@@ -26,6 +28,7 @@ export class AppError extends Error {
   readonly code: string;
   readonly param: string | null;
   readonly retryable: boolean;
+  readonly details: Record<string, unknown> | undefined;
 
   constructor(message: string, opts: AppErrorOptions) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
@@ -35,6 +38,7 @@ export class AppError extends Error {
     this.code = opts.code;
     this.param = opts.param ?? null;
     this.retryable = opts.retryable ?? false;
+    this.details = opts.details;
   }
 }
 
@@ -44,7 +48,11 @@ export function badRequest(message: string, param: string | null, code = 'invali
 }
 
 /** 422: valid JSON that cannot run (e.g. a runbook whose template variables are not all given). */
-export function unprocessable(message: string, param: string | null, code = 'unprocessable_runbook'): AppError {
+export function unprocessable(
+  message: string,
+  param: string | null,
+  code = 'unprocessable_runbook',
+): AppError {
   return new AppError(message, { status: 422, type: 'invalid_request_error', code, param });
 }
 

@@ -1,7 +1,14 @@
 import type { AgentEvent, AgentName, RunError, UsageData } from '../events/types.js';
 
 /** Providers a runtime may be pointed at. `simulated` is the built-in scripted provider. */
-export type ProviderName = 'anthropic' | 'openai' | 'google' | 'openrouter' | 'bedrock' | 'vertex' | 'simulated';
+export type ProviderName =
+  | 'anthropic'
+  | 'openai'
+  | 'google'
+  | 'openrouter'
+  | 'bedrock'
+  | 'vertex'
+  | 'simulated';
 export const PROVIDER_NAMES: readonly ProviderName[] = [
   'anthropic',
   'openai',

@@ -1,0 +1,177 @@
+import { z } from 'zod';
+import { AGENT_NAMES, type AgentName } from '../events/types.js';
+
+/**
+ * Server configuration, parsed once at start-up from environment variables. A bad value stops the
+ * process with a message naming the variable and the accepted form. Only src/main calls this.
+ */
+
+// Env flags: "false" must mean false (z.coerce.boolean() would make it true).
+const flag = (def: boolean) =>
+  z
+    .enum(['true', 'false', '1', '0', 'yes', 'no'], {
+      error: 'must be one of true, false, 1, 0, yes, no',
+    })
+    .default(def ? 'true' : 'false')
+    .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+const int = (def: number, min: number, max: number) =>
+  z
+    .string()
+    .default(String(def))
+    .transform((v, ctx) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < min || n > max) {
+        ctx.addIssue({ code: 'custom', message: `must be a whole number from ${min} to ${max}; got "${v}"` });
+        return z.NEVER;
+      }
+      return n;
+    });
+
+const bytes = (def: string) =>
+  z
+    .string()
+    .default(def)
+    .transform((v, ctx) => {
+      const n = parseBytes(v);
+      if (n === null) {
+        ctx.addIssue({ code: 'custom', message: `must be a size like 512m, 2g or 1048576; got "${v}"` });
+        return z.NEVER;
+      }
+      return n;
+    });
+
+const url = (def: string) => z.url({ error: 'must be a URL such as https://host:port' }).default(def);
+const optionalSecret = z
+  .string()
+  .optional()
+  .transform((v) => (v === undefined || v === '' ? undefined : v));
+
+const envSchema = z.object({
+  HOST: z.string().default('127.0.0.1'),
+  PORT: int(8080, 0, 65535),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  REDIS_URL: z
+    .string()
+    .default('redis://127.0.0.1:6379')
+    .refine((v) => /^rediss?:\/\//.test(v), 'must start with redis:// or rediss://'),
+  JETTY_KEY_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]+$/, 'may hold only letters, digits, _ . -')
+    .default('jetty'),
+  DATA_DIR: z.string().default('./data'),
+  INSTANCE_NAME: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]+$/, 'may hold only letters, digits, _ . -')
+    .optional(),
+  GATEWAY_SOCKET_DIR: z.string().optional(),
+  WORKER_CONCURRENCY: int(2, 1, 64),
+  RETENTION_SEC: int(7 * 24 * 3600, 60, 365 * 24 * 3600),
+  MAX_BODY_BYTES: bytes('2m'),
+  DEFAULT_AGENT: z.enum(AGENT_NAMES as [AgentName, ...AgentName[]]).default('claude-code'),
+  RUN_TIMEOUT_SEC: int(1200, 5, 24 * 3600),
+  RUN_MAX_TIMEOUT_SEC: int(3600, 5, 24 * 3600),
+  TIMEOUT_HINT_SEC: int(1200, 0, 24 * 3600),
+  SANDBOX_CPUS: z
+    .string()
+    .default('1')
+    .transform((v, ctx) => {
+      const n = Number(v);
+      if (!(n > 0 && n <= 64)) {
+        ctx.addIssue({ code: 'custom', message: `must be a number of CPUs from 0.1 to 64; got "${v}"` });
+        return z.NEVER;
+      }
+      return n;
+    }),
+  SANDBOX_MEMORY: bytes('2g'),
+  SANDBOX_PIDS: int(512, 16, 65536),
+  SANDBOX_ALLOW_NETWORK: flag(false),
+  SIMULATED_PROVIDER: flag(true),
+  HEARTBEAT_MS: int(15_000, 100, 60_000),
+  ANTHROPIC_API_KEY: optionalSecret,
+  ANTHROPIC_UPSTREAM_URL: url('https://api.anthropic.com'),
+});
+
+export type RawEnv = z.input<typeof envSchema>;
+
+export interface Config {
+  host: string;
+  port: number;
+  logLevel: string;
+  redisUrl: string;
+  keyPrefix: string;
+  dataDir: string;
+  instance: string;
+  gatewaySocketDir: string;
+  workerConcurrency: number;
+  retentionSec: number;
+  maxBodyBytes: number;
+  defaultAgent: AgentName;
+  runTimeoutSec: number;
+  runMaxTimeoutSec: number;
+  timeoutHintSec: number;
+  sandbox: { cpus: number; memoryBytes: number; pids: number; allowNetwork: boolean };
+  simulatedProvider: boolean;
+  heartbeatMs: number;
+  /** Provider keys from server configuration (collections bring their own later). */
+  providerKeys: Partial<Record<'anthropic', string>>;
+  upstreams: { anthropic: string };
+}
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+export function loadConfig(env: Record<string, string | undefined>, hostname = 'local'): Config {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
+    throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
+  }
+  const e = parsed.data;
+  if (e.RUN_TIMEOUT_SEC > e.RUN_MAX_TIMEOUT_SEC) {
+    throw new ConfigError(
+      `invalid configuration:\n  RUN_TIMEOUT_SEC: must not exceed RUN_MAX_TIMEOUT_SEC (${e.RUN_MAX_TIMEOUT_SEC})`,
+    );
+  }
+  const dataDir = e.DATA_DIR;
+  return {
+    host: e.HOST,
+    port: e.PORT,
+    logLevel: e.LOG_LEVEL,
+    redisUrl: e.REDIS_URL,
+    keyPrefix: e.JETTY_KEY_PREFIX,
+    dataDir,
+    instance: e.INSTANCE_NAME ?? hostname.replace(/[^A-Za-z0-9_.-]/g, '-'),
+    gatewaySocketDir: e.GATEWAY_SOCKET_DIR ?? `${dataDir}/gateway`,
+    workerConcurrency: e.WORKER_CONCURRENCY,
+    retentionSec: e.RETENTION_SEC,
+    maxBodyBytes: e.MAX_BODY_BYTES,
+    defaultAgent: e.DEFAULT_AGENT,
+    runTimeoutSec: e.RUN_TIMEOUT_SEC,
+    runMaxTimeoutSec: e.RUN_MAX_TIMEOUT_SEC,
+    timeoutHintSec: e.TIMEOUT_HINT_SEC,
+    sandbox: {
+      cpus: e.SANDBOX_CPUS,
+      memoryBytes: e.SANDBOX_MEMORY,
+      pids: e.SANDBOX_PIDS,
+      allowNetwork: e.SANDBOX_ALLOW_NETWORK,
+    },
+    simulatedProvider: e.SIMULATED_PROVIDER,
+    heartbeatMs: e.HEARTBEAT_MS,
+    providerKeys: e.ANTHROPIC_API_KEY ? { anthropic: e.ANTHROPIC_API_KEY } : {},
+    upstreams: { anthropic: e.ANTHROPIC_UPSTREAM_URL },
+  };
+}
+
+export function parseBytes(v: string): number | null {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmg]?)b?$/i.exec(v.trim());
+  if (!m) return null;
+  const n = Number(m[1]);
+  const unit = (m[2] ?? '').toLowerCase();
+  const mult = unit === 'k' ? 1024 : unit === 'm' ? 1024 ** 2 : unit === 'g' ? 1024 ** 3 : 1;
+  return Math.round(n * mult);
+}

@@ -1,0 +1,111 @@
+import type { Redis } from 'ioredis';
+import { isTerminalEvent, type EventType, type NewEvent, type StoredEvent } from './types.js';
+
+/**
+ * One Redis Stream per run. Entry ids are the SSE event ids, so a client that reconnects with
+ * Last-Event-ID resumes exactly after the last event it saw.
+ */
+export class EventStreamStore {
+  constructor(
+    private readonly redis: Redis,
+    private readonly keyOf: (runId: string) => string,
+  ) {}
+
+  async append(runId: string, event: NewEvent): Promise<string> {
+    const id = await this.redis.xadd(
+      this.keyOf(runId),
+      '*',
+      'type',
+      event.type,
+      'data',
+      JSON.stringify(event.data),
+      'ts',
+      String(Date.now()),
+    );
+    return id as string;
+  }
+
+  /** Events strictly after `afterId` ('0' or '0-0' for all), at most `count`. */
+  async readAfter(runId: string, afterId: string, count = 1000): Promise<StoredEvent[]> {
+    const start = afterId === '0' || afterId === '0-0' ? '-' : `(${afterId}`;
+    const rows = await this.redis.xrange(this.keyOf(runId), start, '+', 'COUNT', count);
+    return rows.map(([id, fields]) => decode(id, fields));
+  }
+
+  async readAll(runId: string): Promise<StoredEvent[]> {
+    const out: StoredEvent[] = [];
+    let after = '0';
+    for (;;) {
+      const page = await this.readAfter(runId, after, 1000);
+      out.push(...page);
+      if (page.length < 1000) return out;
+      after = page[page.length - 1]!.id;
+    }
+  }
+
+  /**
+   * Yields every event after `afterId` and then new ones as they come, until the terminal event
+   * or until `signal` aborts. Uses a dedicated connection (XREAD BLOCK holds it) that is closed
+   * when the follower ends, so an abandoned client leaves nothing open.
+   */
+  async *follow(
+    runId: string,
+    afterId: string,
+    signal: AbortSignal,
+    blockMs = 5000,
+  ): AsyncGenerator<StoredEvent> {
+    if (signal.aborted) return;
+    let cursor = afterId === '' ? '0' : afterId;
+    const conn = this.redis.duplicate({ lazyConnect: true, maxRetriesPerRequest: null });
+    const onAbort = () => conn.disconnect();
+    signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      await conn.connect();
+      while (!signal.aborted) {
+        const res = (await conn.xread(
+          'COUNT',
+          500,
+          'BLOCK',
+          blockMs,
+          'STREAMS',
+          this.keyOf(runId),
+          cursor,
+        )) as [string, [string, string[]][]][] | null;
+        if (!res) continue;
+        for (const [, entries] of res) {
+          for (const [id, fields] of entries) {
+            cursor = id;
+            const ev = decode(id, fields);
+            yield ev;
+            if (isTerminalEvent(ev.type)) return;
+          }
+        }
+      }
+    } catch (err) {
+      if (!signal.aborted) throw err;
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+      conn.disconnect();
+    }
+  }
+
+  async expire(runId: string, seconds: number): Promise<void> {
+    await this.redis.expire(this.keyOf(runId), seconds);
+  }
+}
+
+function decode(id: string, fields: string[]): StoredEvent {
+  const map: Record<string, string> = {};
+  for (let i = 0; i + 1 < fields.length; i += 2) map[fields[i]!] = fields[i + 1]!;
+  return {
+    id,
+    type: map.type as EventType,
+    data: JSON.parse(map.data ?? '{}'),
+    ts: Number(map.ts ?? 0),
+  } as StoredEvent;
+}
+
+/** A stream id is `<ms>-<seq>`; anything else in Last-Event-ID is rejected rather than misread. */
+export function isStreamId(v: string): boolean {
+  return /^\d{1,20}-\d{1,20}$/.test(v) || v === '0';
+}

@@ -1,0 +1,195 @@
+import { chmod, mkdir, rm } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import type { UsageData } from '../events/types.js';
+import type { ProviderName } from '../runtimes/types.js';
+import { anthropicUsageReader, type UsageReader } from './usage.js';
+
+/** Something that answers like fetch: a real provider, or the simulated one in-process. */
+export type Upstream = (request: Request) => Promise<Response>;
+
+export interface GatewayRoute {
+  runId: string;
+  provider: ProviderName;
+  /** Base URL the request path is appended to, e.g. https://api.anthropic.com */
+  baseUrl: string;
+  upstream: Upstream;
+  /** How the real key is presented upstream; the CLI's token never leaves the gateway. */
+  auth: { header: string; value: string } | null;
+  onUsage: (usage: UsageData) => void;
+  onRequest?: (info: { method: string; path: string; status: number; ms: number }) => void;
+}
+
+// Headers that describe one hop, or carry the CLI's token: never forwarded.
+const DROP_REQUEST = new Set([
+  'host',
+  'connection',
+  'keep-alive',
+  'content-length',
+  'transfer-encoding',
+  'x-api-key',
+  'authorization',
+  'x-goog-api-key',
+  'proxy-authorization',
+  'upgrade',
+]);
+const DROP_RESPONSE = new Set([
+  'connection',
+  'keep-alive',
+  'transfer-encoding',
+  'content-encoding',
+  'content-length',
+]);
+
+/**
+ * The provider gateway: an HTTP server on a unix socket that sandboxes reach through a forwarder.
+ * It swaps the per-run token for the real key, forwards, streams the answer back untouched and
+ * reads usage from every response.
+ */
+export class ProviderGateway {
+  private readonly routes = new Map<string, GatewayRoute>();
+  private server: Server | undefined;
+
+  constructor(
+    readonly socketPath: string,
+    private readonly logger?: Logger,
+  ) {}
+
+  async start(): Promise<void> {
+    const dir = path.dirname(this.socketPath);
+    await mkdir(dir, { recursive: true });
+    // The sandbox user (uid 1000) must reach the socket but not replace it: dir 0755, socket 0666.
+    await chmod(dir, 0o755);
+    await rm(this.socketPath, { force: true });
+    const server = createServer((req, res) => void this.handle(req, res));
+    server.keepAliveTimeout = 65_000;
+    server.requestTimeout = 0;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.socketPath, () => resolve());
+    });
+    await chmod(this.socketPath, 0o666);
+    this.server = server;
+  }
+
+  async stop(): Promise<void> {
+    const s = this.server;
+    this.server = undefined;
+    if (!s) return;
+    s.closeAllConnections();
+    await new Promise<void>((resolve) => s.close(() => resolve()));
+    await rm(this.socketPath, { force: true });
+  }
+
+  register(token: string, route: GatewayRoute): void {
+    this.routes.set(token, route);
+  }
+
+  unregister(token: string): void {
+    this.routes.delete(token);
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const started = Date.now();
+    const token = tokenOf(req);
+    const route = token ? this.routes.get(token) : undefined;
+    const method = req.method ?? 'GET';
+    const urlPath = req.url ?? '/';
+    if (!route) {
+      // claude pre-connects with a HEAD / that carries no key: answer it without a route.
+      if (method === 'HEAD' || (method === 'GET' && urlPath === '/')) {
+        res.writeHead(200).end();
+        return;
+      }
+      res.writeHead(401, { 'content-type': 'application/json' });
+      res.end(
+        JSON.stringify({
+          type: 'error',
+          error: {
+            type: 'authentication_error',
+            message: 'Unknown or expired run token at the provider gateway.',
+          },
+        }),
+      );
+      return;
+    }
+    const abort = new AbortController();
+    res.on('close', () => abort.abort());
+    let status = 502;
+    try {
+      const body = method === 'GET' || method === 'HEAD' ? undefined : await readBody(req);
+      const headers = new Headers();
+      for (const [k, v] of Object.entries(req.headers)) {
+        if (v === undefined || DROP_REQUEST.has(k)) continue;
+        headers.set(k, Array.isArray(v) ? v.join(', ') : v);
+      }
+      if (route.auth) headers.set(route.auth.header, route.auth.value);
+      const target = route.baseUrl.replace(/\/$/, '') + urlPath;
+      const upstreamRes = await route.upstream(
+        new Request(target, { method, headers, body, signal: abort.signal }),
+      );
+      status = upstreamRes.status;
+      const outHeaders: Record<string, string> = {};
+      upstreamRes.headers.forEach((v, k) => {
+        if (!DROP_RESPONSE.has(k)) outHeaders[k] = v;
+      });
+      res.writeHead(upstreamRes.status, outHeaders);
+      const reader = usageReaderFor(route.provider, upstreamRes.headers.get('content-type') ?? '', urlPath);
+      if (upstreamRes.body) {
+        for await (const chunk of upstreamRes.body as unknown as AsyncIterable<Uint8Array>) {
+          reader?.push(chunk);
+          if (!res.write(chunk)) await new Promise((r) => res.once('drain', r));
+        }
+      }
+      res.end();
+      const usage = upstreamRes.ok ? reader?.finish() : null;
+      if (usage) route.onUsage(usage);
+    } catch (err) {
+      if (abort.signal.aborted) return;
+      this.logger?.warn(
+        { runId: route.runId, err: (err as Error).message },
+        'gateway upstream request failed',
+      );
+      if (!res.headersSent) {
+        res.writeHead(502, { 'content-type': 'application/json' });
+        res.end(
+          JSON.stringify({
+            type: 'error',
+            error: { type: 'api_error', message: `The provider gateway could not reach ${route.provider}.` },
+          }),
+        );
+      } else {
+        res.destroy();
+      }
+    } finally {
+      route.onRequest?.({ method, path: urlPath.split('?')[0] ?? urlPath, status, ms: Date.now() - started });
+    }
+  }
+}
+
+function tokenOf(req: IncomingMessage): string | undefined {
+  const key = req.headers['x-api-key'] ?? req.headers['x-goog-api-key'];
+  if (typeof key === 'string' && key) return key;
+  const auth = req.headers.authorization;
+  if (typeof auth === 'string' && auth.toLowerCase().startsWith('bearer ')) return auth.slice(7).trim();
+  return undefined;
+}
+
+async function readBody(req: IncomingMessage): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of req) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+function usageReaderFor(provider: ProviderName, contentType: string, urlPath: string): UsageReader | null {
+  // Only model calls carry usage; token counting and model lists do not.
+  if (urlPath.includes('count_tokens')) return null;
+  switch (provider) {
+    case 'anthropic':
+    case 'simulated':
+      return urlPath.includes('/messages') ? anthropicUsageReader(contentType) : null;
+    default:
+      return null;
+  }
+}

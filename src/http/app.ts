@@ -1,0 +1,62 @@
+import { randomUUID } from 'node:crypto';
+import fastifySwagger from '@fastify/swagger';
+import fastifySwaggerUi from '@fastify/swagger-ui';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
+import type { AppDeps } from './deps.js';
+import { registerErrorHandling } from './errors.js';
+import { chatRoutes } from './routes/chat.js';
+import { metaRoutes } from './routes/meta.js';
+import { runRoutes } from './routes/runs.js';
+
+export const API_VERSION = '0.1.0';
+
+/**
+ * Builds the HTTP API without listening: tests call inject() on it or listen on port 0; src/main
+ * listens. Every response carries x-request-id (the caller's, when it sent a sane one).
+ */
+export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: deps.logger as FastifyBaseLogger | undefined,
+    bodyLimit: deps.maxBodyBytes,
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && /^[A-Za-z0-9._-]{1,128}$/.test(given)
+        ? given
+        : `req_${randomUUID()}`;
+    },
+    disableRequestLogging: false,
+  });
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  app.addHook('onRequest', async (req, reply) => {
+    void reply.header('x-request-id', req.id);
+  });
+  registerErrorHandling(app);
+
+  await app.register(fastifySwagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'Runbook runtime server',
+        description:
+          'Runs coding agents on runbooks in sandboxes and streams what they do, behind an OpenAI-compatible API.',
+        version: API_VERSION,
+      },
+      tags: [
+        { name: 'chat', description: 'OpenAI-compatible chat completions that run runbooks' },
+        { name: 'runs', description: 'Runs (trajectories): records, events, artifacts, cancel' },
+        { name: 'runtimes', description: 'Agent runtimes and models' },
+        { name: 'health', description: 'Liveness and readiness' },
+      ],
+    },
+    transform: jsonSchemaTransform,
+  });
+  await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+  metaRoutes(app, deps);
+  runRoutes(app, deps);
+  chatRoutes(app, deps);
+  return app;
+}

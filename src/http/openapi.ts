@@ -1,0 +1,30 @@
+import { buildApp } from './app.js';
+import type { AppDeps } from './deps.js';
+
+/**
+ * The OpenAPI document as the routes describe it. Built from an app that is never started, so it
+ * needs no Redis or Docker: the committed openapi/openapi.json is this, and a test fails when they
+ * drift apart.
+ */
+export async function generateOpenApi(): Promise<string> {
+  const deps = {
+    runs: {},
+    blobs: {},
+    heartbeatMs: 15_000,
+    maxBodyBytes: 1024 * 1024,
+    defaults: {
+      agent: 'claude-code',
+      timeoutSec: 1200,
+      maxTimeoutSec: 3600,
+      timeoutHintSec: 1200,
+      sandbox: { cpus: 1, memoryBytes: 1, pids: 1, allowNetwork: false },
+    },
+    providerAvailable: () => false,
+    readiness: async () => ({}),
+  } as unknown as AppDeps;
+  const app = await buildApp(deps);
+  await app.ready();
+  const doc = app.swagger();
+  await app.close();
+  return `${JSON.stringify(doc, null, 2)}\n`;
+}

@@ -1,0 +1,186 @@
+import { AppError, badRequest } from '../errors.js';
+import type { AgentName } from '../events/types.js';
+import { validateSimulateScript } from '../providers/simulated/index.js';
+import type { RunJob } from '../queue/catalog.js';
+import { resolveRunbook } from '../runbook/resolve.js';
+import { getRuntime } from '../runtimes/registry.js';
+import type { ProviderName, RuntimeAdapter } from '../runtimes/types.js';
+import type { AppDeps } from './deps.js';
+import type { ChatRequest } from './schemas.js';
+
+/** The server-side key each provider needs (collections bring their own in a later step). */
+export const PROVIDER_KEY_ENV: Record<ProviderName, string | null> = {
+  anthropic: 'ANTHROPIC_API_KEY',
+  openai: 'OPENAI_API_KEY',
+  google: 'GEMINI_API_KEY',
+  openrouter: 'OPENROUTER_API_KEY',
+  bedrock: 'AWS_BEARER_TOKEN_BEDROCK',
+  vertex: 'GOOGLE_APPLICATION_CREDENTIALS',
+  simulated: null,
+};
+
+/** Each runtime's provider when nothing names one and no routing key applies (Jetty's legacy rule). */
+const LEGACY_PROVIDER: Record<AgentName, ProviderName> = {
+  'claude-code': 'anthropic',
+  codex: 'openai',
+  'gemini-cli': 'google',
+  opencode: 'openrouter',
+  hermes: 'anthropic',
+};
+
+export interface PlannedRun {
+  job: Omit<RunJob, 'runId'>;
+  collection: string | null;
+  task: string | null;
+  stream: boolean;
+  timeoutHintSec: number;
+  runtime: RuntimeAdapter;
+}
+
+function textOf(content: ChatRequest['messages'][number]['content']): string {
+  if (content === null) return '';
+  if (typeof content === 'string') return content;
+  return content
+    .filter((p) => p.type === 'text' && typeof p.text === 'string')
+    .map((p) => p.text)
+    .join('\n');
+}
+
+/**
+ * Turns a chat completions request into a run, or rejects it with the field and the fix. Nothing
+ * that would fail in the first seconds of a run gets past this.
+ */
+export function planRun(body: ChatRequest, deps: AppDeps): PlannedRun {
+  const jetty = body.jetty;
+  if (!jetty) {
+    throw badRequest(
+      'This server runs runbooks: add a `jetty` object with `"runbook": true` and put the runbook in the system message. (Plain LLM passthrough is not served yet.)',
+      'jetty',
+    );
+  }
+  if (jetty.runbook !== true) {
+    throw badRequest('Set `jetty.runbook` to true to run the system message as a runbook.', 'jetty.runbook');
+  }
+  const sysIndex = body.messages.findIndex((m) => m.role === 'system' || m.role === 'developer');
+  if (sysIndex < 0) {
+    throw badRequest(
+      'No system message: with `jetty.runbook: true` the runbook goes in a message with role "system".',
+      'messages',
+    );
+  }
+  const runbookText = textOf(body.messages[sysIndex]!.content);
+  if (!runbookText.trim()) {
+    throw badRequest(
+      'The system message is empty: it must hold the runbook (markdown with optional YAML frontmatter).',
+      `messages[${sysIndex}].content`,
+    );
+  }
+  if (jetty.file_paths && jetty.file_paths.length > 0) {
+    throw badRequest(
+      '`jetty.file_paths` is not served by this server yet: files cannot be mounted into the sandbox. Remove it, or inline small inputs in the runbook.',
+      'jetty.file_paths',
+    );
+  }
+
+  const resolved = resolveRunbook({
+    runbookText,
+    systemMessageIndex: sysIndex,
+    requestModel: body.model,
+    jetty,
+    defaults: {
+      agent: deps.defaults.agent,
+      provider: undefined,
+      model: undefined,
+      timeoutSec: deps.defaults.timeoutSec,
+      maxTimeoutSec: deps.defaults.maxTimeoutSec,
+    },
+  });
+
+  const runtime = getRuntime(resolved.agent);
+  if (!runtime) {
+    throw badRequest(
+      `The runtime "${resolved.agent}" is not available on this server yet. GET /v1/runtimes lists the ones that are.`,
+      resolved.sources.agent.param ?? 'jetty.agent',
+      'runtime_unavailable',
+    );
+  }
+
+  const provider = resolved.provider ?? chooseProvider(runtime, deps);
+  const providerParam = resolved.sources.provider.param ?? 'jetty.model_provider';
+  if (!runtime.providers.includes(provider)) {
+    throw badRequest(
+      `The runtime ${runtime.name} cannot use the provider "${provider}". It runs with: ${runtime.providers.join(', ')}.`,
+      providerParam,
+      'provider_unsupported',
+    );
+  }
+  if (provider === 'simulated') {
+    if (!deps.providerAvailable('simulated')) {
+      throw badRequest(
+        'The simulated provider is switched off on this server.',
+        providerParam,
+        'provider_unavailable',
+      );
+    }
+    const script = validateSimulateScript(resolved.renderedRunbook);
+    if (!script.ok) {
+      throw badRequest(
+        `The runbook's simulate block is invalid: ${script.message}`,
+        `messages[${sysIndex}].content`,
+        'invalid_simulate_script',
+      );
+    }
+  } else if (!deps.providerAvailable(provider)) {
+    throw badRequest(
+      `No key for the provider "${provider}": the server needs ${PROVIDER_KEY_ENV[provider]} set. Or run against the built-in simulated provider with "model_provider": "simulated".`,
+      providerParam,
+      'provider_key_missing',
+    );
+  }
+
+  const max = deps.defaults.sandbox;
+  const cpus = Math.min(jetty.cpus ?? max.cpus, max.cpus);
+  if (jetty.network_enabled && !max.allowNetwork) {
+    throw badRequest(
+      'This server does not give sandboxes network access (SANDBOX_ALLOW_NETWORK is off); the agent reaches its model through the gateway anyway. Remove network_enabled.',
+      'jetty.network_enabled',
+    );
+  }
+  const instruction = body.messages
+    .filter((_, i) => i !== sysIndex)
+    .filter((m) => m.role === 'user')
+    .map((m) => textOf(m.content))
+    .join('\n\n');
+
+  return {
+    job: {
+      agent: resolved.agent,
+      model: resolved.model ?? runtime.defaultModel,
+      provider,
+      runbook: resolved.renderedRunbook,
+      instruction,
+      resultsDir: resolved.resultsDir,
+      requiredOutputs: resolved.requiredOutputs,
+      timeoutSec: resolved.timeoutSec,
+      limits: { cpus, memoryBytes: max.memoryBytes, pids: max.pids },
+      network: jetty.network_enabled ? 'bridge' : 'none',
+    },
+    collection: jetty.collection ?? null,
+    task: jetty.task ?? null,
+    stream: body.stream === true,
+    timeoutHintSec: jetty.timeout_hint ?? deps.defaults.timeoutHintSec,
+    runtime,
+  };
+}
+
+/** Jetty's rule: OpenRouter when its key is there, then Bedrock, then the runtime's own provider. */
+function chooseProvider(runtime: RuntimeAdapter, deps: AppDeps): ProviderName {
+  for (const p of ['openrouter', 'bedrock'] as const) {
+    if (runtime.providers.includes(p) && deps.providerAvailable(p)) return p;
+  }
+  return LEGACY_PROVIDER[runtime.name];
+}
+
+export function isAppErrorStatus(err: unknown, status: number): boolean {
+  return err instanceof AppError && err.status === status;
+}

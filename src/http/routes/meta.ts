@@ -1,0 +1,118 @@
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { listRuntimes } from '../../runtimes/registry.js';
+import type { AppDeps } from '../deps.js';
+
+export function metaRoutes(app: FastifyInstance, deps: AppDeps): void {
+  const r = app.withTypeProvider<ZodTypeProvider>();
+
+  r.get(
+    '/healthz',
+    {
+      schema: {
+        summary: 'Liveness',
+        tags: ['health'],
+        response: { 200: z.object({ status: z.literal('ok') }) },
+      },
+    },
+    async () => ({ status: 'ok' as const }),
+  );
+
+  r.get(
+    '/readyz',
+    {
+      schema: {
+        summary: 'Readiness: Redis, and Docker on workers',
+        tags: ['health'],
+        response: {
+          200: z.object({ status: z.literal('ready'), checks: z.record(z.string(), z.boolean()) }),
+          503: z.object({ status: z.literal('not_ready'), checks: z.record(z.string(), z.boolean()) }),
+        },
+      },
+    },
+    async (_req, reply) => {
+      const checks = await deps.readiness();
+      const ok = Object.values(checks).every(Boolean);
+      if (ok) return { status: 'ready' as const, checks };
+      return reply.code(503).send({ status: 'not_ready' as const, checks });
+    },
+  );
+
+  r.get(
+    '/v1/runtimes',
+    {
+      schema: {
+        summary: 'The runtimes this server runs: CLI version, providers, capabilities',
+        tags: ['runtimes'],
+        response: {
+          200: z.object({
+            object: z.literal('list'),
+            data: z.array(
+              z.object({
+                id: z.string(),
+                object: z.literal('runtime'),
+                cli: z.object({ package: z.string(), version: z.string() }),
+                image: z.string(),
+                default_model: z.string(),
+                providers: z.array(z.object({ id: z.string(), available: z.boolean() })),
+                capabilities: z.object({
+                  token_usage: z.boolean(),
+                  cost: z.boolean(),
+                  streaming: z.enum(['message', 'delta']),
+                  mcp_servers: z.boolean(),
+                  resume: z.boolean(),
+                }),
+              }),
+            ),
+          }),
+        },
+      },
+    },
+    async () => ({
+      object: 'list' as const,
+      data: listRuntimes().map((rt) => ({
+        id: rt.name,
+        object: 'runtime' as const,
+        cli: { package: rt.cliPackage, version: rt.cliVersion },
+        image: rt.image,
+        default_model: rt.defaultModel,
+        providers: rt.providers.map((p) => ({ id: p, available: deps.providerAvailable(p) })),
+        capabilities: { ...rt.capabilities },
+      })),
+    }),
+  );
+
+  r.get(
+    '/v1/models',
+    {
+      schema: {
+        summary: 'Models, OpenAI-style: each runtime’s default model',
+        tags: ['runtimes'],
+        response: {
+          200: z.object({
+            object: z.literal('list'),
+            data: z.array(
+              z.object({
+                id: z.string(),
+                object: z.literal('model'),
+                created: z.number(),
+                owned_by: z.string(),
+              }),
+            ),
+          }),
+        },
+      },
+    },
+    async () => {
+      const seen = new Set<string>();
+      const data = [];
+      for (const rt of listRuntimes()) {
+        if (seen.has(rt.defaultModel)) continue;
+        seen.add(rt.defaultModel);
+        data.push({ id: rt.defaultModel, object: 'model' as const, created: 0, owned_by: rt.name });
+      }
+      return { object: 'list' as const, data };
+    },
+  );
+}

@@ -1,0 +1,188 @@
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { badRequest, notFound } from '../../errors.js';
+import { SseStream } from '../../events/sse.js';
+import { isStreamId } from '../../events/stream-store.js';
+import { artifactUrl } from '../../events/chunk-mapper.js';
+import type { AppDeps } from '../deps.js';
+import { artifactSchema, errorEnvelopeSchema, runIdParams, runRecordSchema } from '../schemas.js';
+
+export function runRoutes(app: FastifyInstance, deps: AppDeps): void {
+  const r = app.withTypeProvider<ZodTypeProvider>();
+  const runs = deps.runs;
+
+  r.get(
+    '/v1/runs',
+    {
+      schema: {
+        summary: 'List runs, newest first',
+        tags: ['runs'],
+        querystring: z.object({
+          limit: z.coerce.number().int().min(1).max(100).default(20),
+          cursor: z.string().regex(/^\d+$/, 'must be the next_cursor of a previous page').optional(),
+          status: z.enum(['pending', 'running', 'completed', 'failed', 'cancelled']).optional(),
+          task: z.string().optional(),
+        }),
+        response: {
+          200: z.object({
+            object: z.literal('list'),
+            data: z.array(runRecordSchema),
+            next_cursor: z.string().nullable(),
+          }),
+        },
+      },
+    },
+    async (req) => {
+      const page = await runs.list({
+        limit: req.query.limit,
+        cursor: req.query.cursor === undefined ? undefined : Number(req.query.cursor),
+        status: req.query.status,
+        task: req.query.task,
+      });
+      return { object: 'list' as const, ...page };
+    },
+  );
+
+  r.get(
+    '/v1/runs/:id',
+    {
+      schema: {
+        summary: 'The run record',
+        tags: ['runs'],
+        params: runIdParams,
+        response: { 200: runRecordSchema, 404: errorEnvelopeSchema },
+      },
+    },
+    async (req) => runs.require(req.params.id),
+  );
+
+  r.get(
+    '/v1/runs/:id/trajectory',
+    {
+      schema: {
+        summary: 'The whole recorded trajectory: the record, the input and every event',
+        tags: ['runs'],
+        params: runIdParams,
+        response: {
+          200: z.object({
+            object: z.literal('trajectory'),
+            run: runRecordSchema,
+            input: z.unknown(),
+            events: z.array(
+              z.object({ id: z.string(), type: z.string(), ts: z.number(), data: z.unknown() }),
+            ),
+          }),
+          404: errorEnvelopeSchema,
+        },
+      },
+    },
+    async (req) => runs.trajectory(req.params.id),
+  );
+
+  r.post(
+    '/v1/runs/:id/cancel',
+    {
+      schema: {
+        summary: 'Cancel a run; its sandbox is gone within seconds',
+        tags: ['runs'],
+        params: runIdParams,
+        response: { 200: runRecordSchema, 404: errorEnvelopeSchema },
+      },
+    },
+    async (req) => runs.cancel(req.params.id),
+  );
+
+  r.get(
+    '/v1/runs/:id/artifacts',
+    {
+      schema: {
+        summary: 'List the files the agent left in results_dir',
+        tags: ['runs'],
+        params: runIdParams,
+        response: {
+          200: z.object({
+            object: z.literal('list'),
+            data: z.array(artifactSchema.extend({ url: z.string() })),
+          }),
+          404: errorEnvelopeSchema,
+        },
+      },
+    },
+    async (req) => {
+      const rec = await runs.require(req.params.id);
+      return {
+        object: 'list' as const,
+        data: rec.artifacts.map((a) => ({ ...a, url: artifactUrl(rec.id, a.path) })),
+      };
+    },
+  );
+
+  r.get(
+    '/v1/runs/:id/artifacts/*',
+    {
+      schema: {
+        summary: 'Download one artifact',
+        tags: ['runs'],
+        params: z.object({ id: z.string().min(1).max(64), '*': z.string() }),
+      },
+    },
+    async (req, reply) => {
+      const rec = await runs.require(req.params.id);
+      const rel = req.params['*'];
+      const art = rec.artifacts.find((a) => a.path === rel);
+      const file = art ? await deps.blobs.openArtifact(rec.id, art.path) : null;
+      if (!art || !file) {
+        throw notFound(
+          `Run ${rec.id} has no artifact "${rel}". GET /v1/runs/${rec.id}/artifacts lists them.`,
+          'artifact_not_found',
+        );
+      }
+      const name = art.path.split('/').pop() ?? 'artifact';
+      return reply
+        .header('content-type', art.content_type)
+        .header('content-length', String(file.size))
+        .header('x-content-sha256', art.sha256)
+        .header('content-disposition', `attachment; filename*=UTF-8''${encodeURIComponent(name)}`)
+        .send(file.stream);
+    },
+  );
+
+  r.get(
+    '/v1/runs/:id/events',
+    {
+      schema: {
+        summary: 'Server-sent events of the run; Last-Event-ID resumes exactly after that event',
+        description:
+          'Named events (`event:` is the event type, `id:` its stream id, `data:` the JSON event). Ends after the terminal event (run.completed, run.failed or run.cancelled).',
+        tags: ['runs'],
+        params: runIdParams,
+        querystring: z.object({ after: z.string().optional() }),
+        headers: z.looseObject({ 'last-event-id': z.string().optional() }),
+        response: { 404: errorEnvelopeSchema },
+      },
+    },
+    async (req, reply) => {
+      const rec = await runs.require(req.params.id);
+      const after = req.headers['last-event-id'] ?? req.query.after ?? '0';
+      if (!isStreamId(after)) {
+        throw badRequest(
+          `Last-Event-ID "${after}" is not an event id of this stream. Use the id: of the last event you received.`,
+          'Last-Event-ID',
+        );
+      }
+      reply.hijack();
+      const sse = new SseStream(reply.raw, deps.heartbeatMs);
+      sse.open(200, { 'x-request-id': String(req.id) });
+      try {
+        for await (const ev of runs.follow(rec.id, after, sse.signal)) {
+          await sse.send({ id: ev.id, event: ev.type, data: JSON.stringify(ev) });
+        }
+      } catch (err) {
+        req.log.error({ err, runId: rec.id }, 'event stream failed');
+      } finally {
+        sse.end();
+      }
+    },
+  );
+}

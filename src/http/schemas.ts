@@ -1,0 +1,103 @@
+import { z } from 'zod';
+import { AGENT_NAMES, type AgentName } from '../events/types.js';
+import { PROVIDER_NAMES, type ProviderName } from '../runtimes/types.js';
+
+/** Route schemas: request validation and the OpenAPI document both come from these. */
+
+const agentEnum = z.enum(AGENT_NAMES as [AgentName, ...AgentName[]], {
+  error: `must be one of ${AGENT_NAMES.join(', ')}`,
+});
+const providerEnum = z.enum(PROVIDER_NAMES as [ProviderName, ...ProviderName[]], {
+  error: `must be one of ${PROVIDER_NAMES.join(', ')}`,
+});
+
+const contentPart = z.looseObject({ type: z.string(), text: z.string().optional() });
+
+export const chatMessageSchema = z.looseObject({
+  role: z.enum(['system', 'developer', 'user', 'assistant', 'tool'], {
+    error: 'must be one of system, developer, user, assistant, tool',
+  }),
+  content: z
+    .union([z.string(), z.array(contentPart)], { error: 'must be a string or an array of text parts' })
+    .nullable(),
+});
+
+export const jettyBlockSchema = z
+  .looseObject({
+    runbook: z.boolean({ error: 'must be true to run the system message as a runbook' }).optional(),
+    agent: agentEnum.optional(),
+    model_provider: providerEnum.optional(),
+    collection: z.string().max(128).optional(),
+    task: z.string().max(128).optional(),
+    template_variables: z
+      .record(z.string(), z.unknown(), { error: 'must be an object of name → string' })
+      .optional(),
+    file_paths: z.array(z.string()).optional(),
+    timeout_sec: z.number({ error: 'must be a number of seconds' }).int().positive().optional(),
+    timeout_hint: z.number({ error: 'must be a number of seconds' }).int().min(0).optional(),
+    network_enabled: z.boolean().optional(),
+    cpus: z.number().positive().optional(),
+    memory: z.union([z.string(), z.number()]).optional(),
+  })
+  .describe('Runs the system message as a runbook. The official OpenAI SDKs send it as an extra body field.');
+
+export const chatRequestSchema = z.looseObject({
+  model: z.string({ error: 'must be a model slug string' }).optional(),
+  messages: z
+    .array(chatMessageSchema, { error: 'must be an array of messages' })
+    .min(1, { error: 'must hold at least one message: the runbook as the system message' }),
+  stream: z.boolean({ error: 'must be true or false' }).optional(),
+  stream_options: z.looseObject({}).optional(),
+  jetty: jettyBlockSchema.optional(),
+});
+
+export type ChatRequest = z.infer<typeof chatRequestSchema>;
+
+export const errorEnvelopeSchema = z.object({
+  error: z.object({ message: z.string(), type: z.string(), param: z.string().nullable(), code: z.string() }),
+});
+
+const usageTotals = z.object({
+  input_tokens: z.number(),
+  output_tokens: z.number(),
+  cache_read_tokens: z.number(),
+  cache_write_tokens: z.number(),
+  cost_usd: z.number().nullable(),
+  cost_estimated: z.boolean(),
+});
+
+export const artifactSchema = z.object({
+  path: z.string(),
+  size: z.number(),
+  sha256: z.string(),
+  content_type: z.string(),
+});
+
+export const runRecordSchema = z.object({
+  id: z.string(),
+  object: z.literal('run'),
+  status: z.enum(['pending', 'running', 'completed', 'failed', 'cancelled']),
+  agent: z.string(),
+  model: z.string(),
+  provider: z.string(),
+  collection: z.string().nullable(),
+  task: z.string().nullable(),
+  created_at: z.string(),
+  started_at: z.string().nullable(),
+  ended_at: z.string().nullable(),
+  duration_ms: z.number().nullable(),
+  timeout_sec: z.number(),
+  sandbox_id: z.string().nullable(),
+  image: z.string().nullable(),
+  runtime_version: z.string().nullable(),
+  usage: usageTotals,
+  final_text: z.string().nullable(),
+  error: z.object({ code: z.string(), message: z.string() }).nullable(),
+  exit_code: z.number().nullable(),
+  artifacts: z.array(artifactSchema),
+  missing_outputs: z.array(z.string()),
+  cancel_requested: z.boolean(),
+  labels: z.record(z.string(), z.string()),
+});
+
+export const runIdParams = z.object({ id: z.string().min(1).max(64) });

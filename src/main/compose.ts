@@ -1,0 +1,137 @@
+import path from 'node:path';
+import Dockerode from 'dockerode';
+import type { FastifyInstance } from 'fastify';
+import { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { Config } from '../config/index.js';
+import { EventStreamStore } from '../events/stream-store.js';
+import { ProviderGateway } from '../gateway/gateway.js';
+import { buildApp } from '../http/app.js';
+import { RedisKeys } from '../queue/keys.js';
+import { RunService } from '../queue/run-service.js';
+import type { ProviderName } from '../runtimes/types.js';
+import { DockerSandboxDriver } from '../sandbox/docker-driver.js';
+import { GATEWAY_SOCKET_NAME, type SandboxDriver } from '../sandbox/driver.js';
+import { BlobStore } from '../storage/blob-store.js';
+import { RunWorker } from '../worker/run-worker.js';
+
+export type Role = 'api' | 'worker' | 'all';
+
+export interface Server {
+  app: FastifyInstance | undefined;
+  worker: RunWorker | undefined;
+  runs: RunService;
+  redis: Redis;
+  /** Listening address of the API, when it listens. */
+  url: string | undefined;
+  close(): Promise<void>;
+}
+
+/**
+ * Wires one process: the API, a worker, or both, from a parsed config. src/main/server.ts calls it
+ * for real; tests call it with their own Redis, key prefix, and (for Redis-level tests) driver.
+ */
+export async function startServer(
+  config: Config,
+  opts: { role: Role; logger: Logger; driver?: SandboxDriver; listen?: boolean },
+): Promise<Server> {
+  const { role, logger } = opts;
+  const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null, lazyConnect: true });
+  redis.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
+  await redis.connect();
+  const keys = new RedisKeys(config.keyPrefix);
+  const blobs = new BlobStore(path.join(config.dataDir, 'blobs'));
+  const events = new EventStreamStore(redis, (id) => keys.events(id));
+  const runs = new RunService({ redis, keys, events, blobs, retentionSec: config.retentionSec });
+  const docker = opts.driver ? undefined : new Dockerode();
+  const providerKeys: Partial<Record<ProviderName, string>> = { ...config.providerKeys };
+  const providerAvailable = (p: ProviderName) =>
+    p === 'simulated' ? config.simulatedProvider : Boolean(providerKeys[p]);
+
+  const closers: Array<() => Promise<unknown>> = [];
+  let worker: RunWorker | undefined;
+  let driver = opts.driver;
+  try {
+    if (role !== 'api') {
+      const socketDir = path.resolve(config.gatewaySocketDir);
+      const gateway = new ProviderGateway(
+        path.join(socketDir, GATEWAY_SOCKET_NAME),
+        logger.child({ component: 'gateway' }),
+      );
+      await gateway.start();
+      closers.push(() => gateway.stop());
+      driver ??= new DockerSandboxDriver({ docker: docker!, instance: config.instance });
+      await driver.ping();
+      worker = new RunWorker({
+        redis,
+        keys,
+        runs,
+        blobs,
+        driver,
+        gateway,
+        gatewaySocketDir: socketDir,
+        concurrency: config.workerConcurrency,
+        providerKeys,
+        upstreams: { anthropic: config.upstreams.anthropic },
+        logger: logger.child({ component: 'worker' }),
+      });
+      await worker.start();
+      closers.unshift(() => worker!.stop());
+      logger.info({ concurrency: config.workerConcurrency, socket: gateway.socketPath }, 'worker started');
+    }
+    let app: FastifyInstance | undefined;
+    let url: string | undefined;
+    if (role !== 'worker') {
+      app = await buildApp({
+        runs,
+        blobs,
+        logger,
+        heartbeatMs: config.heartbeatMs,
+        maxBodyBytes: config.maxBodyBytes,
+        defaults: {
+          agent: config.defaultAgent,
+          timeoutSec: config.runTimeoutSec,
+          maxTimeoutSec: config.runMaxTimeoutSec,
+          timeoutHintSec: config.timeoutHintSec,
+          sandbox: config.sandbox,
+        },
+        providerAvailable,
+        readiness: async () => {
+          const checks: Record<string, boolean> = {};
+          checks.redis = await redis.ping().then(
+            () => true,
+            () => false,
+          );
+          if (driver) {
+            checks.docker = await driver.ping().then(
+              () => true,
+              () => false,
+            );
+          }
+          return checks;
+        },
+      });
+      if (opts.listen !== false) url = await app.listen({ host: config.host, port: config.port });
+      closers.unshift(() => app!.close());
+    }
+    closers.push(
+      () => runs.close(),
+      () => redis.quit(),
+    );
+    return {
+      app,
+      worker,
+      runs,
+      redis,
+      url,
+      async close() {
+        for (const close of closers) await close().catch((err) => logger.warn({ err }, 'close failed'));
+      },
+    };
+  } catch (err) {
+    for (const close of closers) await close().catch(() => undefined);
+    await runs.close().catch(() => undefined);
+    redis.disconnect();
+    throw err;
+  }
+}

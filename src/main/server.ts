@@ -1,0 +1,56 @@
+import { hostname } from 'node:os';
+import { pino } from 'pino';
+import { type Config, ConfigError, loadConfig } from '../config/index.js';
+import { type Role, startServer } from './compose.js';
+
+/**
+ * The process entry: `--role api`, `--role worker`, or `--role all` (the default: one process
+ * for a single machine). The only place that reads process.env, listens, or handles signals.
+ */
+function roleFromArgs(argv: string[]): Role {
+  const i = argv.indexOf('--role');
+  const v = i >= 0 ? argv[i + 1] : (process.env.JETTY_ROLE ?? 'all');
+  if (v === 'api' || v === 'worker' || v === 'all') return v;
+  throw new ConfigError(`--role must be api, worker or all; got "${v}"`);
+}
+
+async function main(argv = process.argv.slice(2)): Promise<void> {
+  let config: Config;
+  let role: Role;
+  try {
+    role = roleFromArgs(argv);
+    config = loadConfig(process.env, hostname());
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const logger = pino({
+    level: config.logLevel,
+    base: { role, instance: config.instance },
+    redact: {
+      paths: ['req.headers.authorization', 'req.headers["x-api-key"]', '*.token', '*.apiKey', '*.env'],
+      censor: '[redacted]',
+    },
+  });
+  const server = await startServer(config, { role, logger });
+  if (server.url) logger.info({ url: server.url }, 'api listening');
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    await server.close();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+}
+
+main().catch((err) => {
+  process.stderr.write(`fatal: ${(err as Error).stack ?? String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,29 @@
+/** Every Redis key the server uses, in one place. A prefix lets tests and tenants share a Redis. */
+export class RedisKeys {
+  constructor(readonly prefix: string) {}
+
+  run(id: string): string {
+    return `${this.prefix}:run:${id}`;
+  }
+  events(id: string): string {
+    return `${this.prefix}:events:${id}`;
+  }
+  /** Sorted set of run ids by creation time, for listing. */
+  runIndex(): string {
+    return `${this.prefix}:runs`;
+  }
+  /** Idempotency keys: the run id a request with that key created. */
+  idempotency(key: string): string {
+    return `${this.prefix}:idem:${key}`;
+  }
+  /** Pub/sub channel on which cancel requests are announced to workers. */
+  cancelChannel(): string {
+    return `${this.prefix}:cancel`;
+  }
+  /** BullMQ's own prefix. */
+  bullPrefix(): string {
+    return `${this.prefix}:bull`;
+  }
+}
+
+export const RUN_QUEUE = 'runs';

@@ -1,0 +1,162 @@
+import type { Redis } from 'ioredis';
+import type { ProviderName } from '../runtimes/types.js';
+import {
+  type AgentName,
+  type ArtifactInfo,
+  emptyUsage,
+  type RunError,
+  type RunStatus,
+  type UsageTotals,
+} from '../events/types.js';
+import type { RedisKeys } from './keys.js';
+
+/** The run record, as GET /v1/runs/{id} shows it. */
+export interface RunRecord {
+  id: string;
+  object: 'run';
+  status: RunStatus;
+  agent: AgentName;
+  model: string;
+  provider: ProviderName;
+  collection: string | null;
+  task: string | null;
+  created_at: string;
+  started_at: string | null;
+  ended_at: string | null;
+  duration_ms: number | null;
+  timeout_sec: number;
+  sandbox_id: string | null;
+  image: string | null;
+  runtime_version: string | null;
+  usage: UsageTotals;
+  final_text: string | null;
+  error: RunError | null;
+  exit_code: number | null;
+  artifacts: ArtifactInfo[];
+  /** Required output files the run did not produce (set when it ends). */
+  missing_outputs: string[];
+  cancel_requested: boolean;
+  labels: Record<string, string>;
+}
+
+// Moves status only from an allowed one, atomically, and writes the other fields with it.
+// Every hash value is JSON, statuses included ("running" with its quotes).
+// KEYS[1] = run hash; ARGV[1] = comma-separated allowed statuses; ARGV[2] = new status; then field/value pairs.
+const TRANSITION = `
+local cur = redis.call('HGET', KEYS[1], 'status')
+if not cur then return {0, ''} end
+local ok = false
+for s in string.gmatch(ARGV[1], '[^,]+') do if s == cur then ok = true end end
+if not ok then return {0, cur} end
+redis.call('HSET', KEYS[1], 'status', ARGV[2])
+for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i+1]) end
+return {1, cur}
+`;
+
+export class RunStore {
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: RedisKeys,
+  ) {}
+
+  static newRecord(
+    init: Pick<RunRecord, 'id' | 'agent' | 'model' | 'provider' | 'collection' | 'task' | 'timeout_sec'>,
+  ): RunRecord {
+    return {
+      object: 'run',
+      status: 'pending',
+      created_at: new Date().toISOString(),
+      started_at: null,
+      ended_at: null,
+      duration_ms: null,
+      sandbox_id: null,
+      image: null,
+      runtime_version: null,
+      usage: emptyUsage(),
+      final_text: null,
+      error: null,
+      exit_code: null,
+      artifacts: [],
+      missing_outputs: [],
+      cancel_requested: false,
+      labels: {},
+      ...init,
+    };
+  }
+
+  async create(rec: RunRecord): Promise<void> {
+    const multi = this.redis.multi();
+    multi.hset(this.keys.run(rec.id), encode(rec));
+    multi.zadd(this.keys.runIndex(), Date.parse(rec.created_at), rec.id);
+    await multi.exec();
+  }
+
+  async get(id: string): Promise<RunRecord | null> {
+    const h = await this.redis.hgetall(this.keys.run(id));
+    if (!h || !h.status) return null;
+    return decode(h);
+  }
+
+  async update(id: string, fields: Partial<RunRecord>): Promise<void> {
+    await this.redis.hset(this.keys.run(id), encode(fields));
+  }
+
+  /** Sets `status` to `to` only if it is one of `from`. Returns whether it moved and what it was. */
+  async transition(
+    id: string,
+    from: RunStatus[],
+    to: RunStatus,
+    fields: Partial<RunRecord> = {},
+  ): Promise<{ moved: boolean; previous: RunStatus | null }> {
+    const flat = Object.entries(encode(fields)).flat();
+    const [moved, prev] = (await this.redis.eval(
+      TRANSITION,
+      1,
+      this.keys.run(id),
+      from.map((s) => JSON.stringify(s)).join(','),
+      JSON.stringify(to),
+      ...flat,
+    )) as [number, string];
+    return { moved: moved === 1, previous: prev === '' ? null : (JSON.parse(prev) as RunStatus) };
+  }
+
+  /** Newest first. `before` is a cursor: the created time (ms) of the last item of the previous page. */
+  async listIds(limit: number, before?: number): Promise<{ ids: string[]; scores: number[] }> {
+    const max = before === undefined ? '+inf' : `(${before}`;
+    const rows = await this.redis.zrevrangebyscore(
+      this.keys.runIndex(),
+      max,
+      '-inf',
+      'WITHSCORES',
+      'LIMIT',
+      0,
+      limit,
+    );
+    const ids: string[] = [];
+    const scores: number[] = [];
+    for (let i = 0; i + 1 < rows.length; i += 2) {
+      ids.push(rows[i]!);
+      scores.push(Number(rows[i + 1]));
+    }
+    return { ids, scores };
+  }
+
+  async expire(id: string, seconds: number): Promise<void> {
+    await this.redis.expire(this.keys.run(id), seconds);
+  }
+}
+
+function encode(fields: Partial<RunRecord>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(fields)) {
+    if (v === undefined) continue;
+    out[k] = JSON.stringify(v);
+  }
+  return out;
+}
+
+function decode(h: Record<string, string>): RunRecord {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(h)) out[k] = JSON.parse(v);
+  return out as unknown as RunRecord;
+}

@@ -1,0 +1,56 @@
+import type { EventStreamStore } from '../events/stream-store.js';
+import { emptyUsage, type NewEvent, type UsageData, type UsageTotals } from '../events/types.js';
+
+/**
+ * Appends one run's events in order (each append waits for the one before), and keeps the usage
+ * totals: tokens as the gateway measured them when it saw any, else as the agent reported them;
+ * cost as the agent reported it.
+ */
+export class RunEventSink {
+  private chain: Promise<unknown> = Promise.resolve();
+  private failed: unknown;
+  private readonly gateway = emptyUsage();
+  private readonly agent = emptyUsage();
+  private sawGateway = false;
+  private sawAgent = false;
+
+  constructor(
+    private readonly store: EventStreamStore,
+    private readonly runId: string,
+  ) {}
+
+  emit(ev: NewEvent): void {
+    if (ev.type === 'usage') this.count(ev.data);
+    this.chain = this.chain.then(() =>
+      this.store.append(this.runId, ev).catch((err) => {
+        this.failed ??= err;
+      }),
+    );
+  }
+
+  /** Waits for every emitted event to be stored; throws if any append failed. */
+  async flush(): Promise<void> {
+    await this.chain;
+    if (this.failed) throw this.failed;
+  }
+
+  totals(): UsageTotals {
+    const tokens = this.sawGateway ? this.gateway : this.agent;
+    return {
+      ...tokens,
+      cost_usd: this.sawAgent ? this.agent.cost_usd : null,
+      cost_estimated: false,
+    };
+  }
+
+  private count(u: UsageData): void {
+    const t = u.source === 'gateway' ? this.gateway : this.agent;
+    if (u.source === 'gateway') this.sawGateway = true;
+    else this.sawAgent = true;
+    t.input_tokens += u.input_tokens;
+    t.output_tokens += u.output_tokens;
+    t.cache_read_tokens += u.cache_read_tokens;
+    t.cache_write_tokens += u.cache_write_tokens;
+    if (u.cost_usd !== undefined) t.cost_usd = (t.cost_usd ?? 0) + u.cost_usd;
+  }
+}

@@ -1,0 +1,425 @@
+import { randomBytes } from 'node:crypto';
+import { rm } from 'node:fs/promises';
+import path from 'node:path';
+import { type Job, UnrecoverableError, Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { isAppError } from '../errors.js';
+import type { NewEvent, RunError, RunStatus } from '../events/types.js';
+import type { GatewayRoute, ProviderGateway } from '../gateway/gateway.js';
+import { createSimulatedProvider } from '../providers/simulated/index.js';
+import { JOBS, type RunJob } from '../queue/catalog.js';
+import { RUN_QUEUE, type RedisKeys } from '../queue/keys.js';
+import type { RunService } from '../queue/run-service.js';
+import { getRuntime } from '../runtimes/registry.js';
+import type { ProviderName } from '../runtimes/types.js';
+import {
+  type CollectedArtifact,
+  GATEWAY_MOUNT,
+  GATEWAY_SOCKET_NAME,
+  type RunningSandbox,
+  type SandboxDriver,
+} from '../sandbox/driver.js';
+import type { BlobStore } from '../storage/blob-store.js';
+import { linesOf } from './lines.js';
+import { composePrompt } from './prompt.js';
+import { RunEventSink } from './run-events.js';
+
+/** Port the in-sandbox forwarder listens on (127.0.0.1 inside the sandbox only). */
+export const SANDBOX_GATEWAY_PORT = 4100;
+/** stderr lines kept as `log` events per run; the rest are counted, not stored. */
+export const MAX_STDERR_EVENTS = 500;
+
+export interface WorkerDeps {
+  redis: Redis;
+  keys: RedisKeys;
+  runs: RunService;
+  blobs: BlobStore;
+  driver: SandboxDriver;
+  gateway: ProviderGateway;
+  gatewaySocketDir: string;
+  concurrency: number;
+  providerKeys: Partial<Record<ProviderName, string>>;
+  upstreams: Partial<Record<ProviderName, string>>;
+  logger: Logger;
+  /** How often orphaned sandboxes are looked for (ms). */
+  reapIntervalMs?: number;
+}
+
+interface ActiveRun {
+  stop: (reason: 'cancelled' | 'timeout') => void;
+}
+
+/**
+ * Takes run jobs from the queue and carries each through its sandbox: start, stream events,
+ * enforce the deadline, honour cancel, collect results, record the end.
+ */
+export class RunWorker {
+  private worker: Worker | undefined;
+  private subscriber: Redis | undefined;
+  private reaper: NodeJS.Timeout | undefined;
+  private readonly active = new Map<string, ActiveRun>();
+
+  constructor(private readonly deps: WorkerDeps) {}
+
+  async start(): Promise<void> {
+    const { deps } = this;
+    await this.reapOrphans();
+    this.subscriber = deps.redis.duplicate();
+    await this.subscriber.subscribe(deps.keys.cancelChannel());
+    this.subscriber.on('message', (_channel, runId: string) => this.active.get(runId)?.stop('cancelled'));
+    this.worker = new Worker(RUN_QUEUE, (job) => this.process(job), {
+      connection: deps.redis.duplicate({ maxRetriesPerRequest: null }),
+      prefix: deps.keys.bullPrefix(),
+      concurrency: deps.concurrency,
+      // The lock is renewed while a run goes on; a dead worker's job is picked up again after it lapses.
+      lockDuration: 30_000,
+      stalledInterval: 15_000,
+    });
+    this.worker.on('error', (err) => deps.logger.error({ err }, 'queue worker error'));
+    const every = deps.reapIntervalMs ?? 60_000;
+    this.reaper = setInterval(() => void this.reapOrphans().catch(() => undefined), every);
+    this.reaper.unref();
+  }
+
+  /** Stops taking jobs; runs under way are stopped and their jobs left for another worker. */
+  async stop(): Promise<void> {
+    if (this.reaper) clearInterval(this.reaper);
+    await this.worker?.close(true);
+    await this.subscriber?.quit().catch(() => undefined);
+  }
+
+  /** Removes sandboxes this instance owns whose runs are over, unknown, or not running here. */
+  async reapOrphans(): Promise<number> {
+    const owned = await this.deps.driver.listOwned();
+    let removed = 0;
+    for (const sb of owned) {
+      if (this.active.has(sb.runId)) continue;
+      const rec = await this.deps.runs.get(sb.runId);
+      if (!rec || rec.status !== 'running' || !sb.running || (await this.isOrphanRunning(sb.runId))) {
+        await this.deps.driver.removeById(sb.id);
+        removed++;
+      }
+    }
+    return removed;
+  }
+
+  /** A running sandbox whose job no worker holds (its worker died) is an orphan. */
+  private async isOrphanRunning(runId: string): Promise<boolean> {
+    const job = await this.deps.runs.queue.getJob(runId);
+    if (!job) return true;
+    const state = await job.getState();
+    return state !== 'active';
+  }
+
+  private async process(job: Job): Promise<void> {
+    const parsed = JOBS.run.schema.safeParse(job.data);
+    if (!parsed.success) throw new UnrecoverableError(`invalid run job: ${parsed.error.message}`);
+    const spec = parsed.data;
+    const log = this.deps.logger.child({ runId: spec.runId, runtime: spec.agent });
+    try {
+      await this.execute(spec, job, log);
+    } catch (err) {
+      const retryable = isAppError(err) && err.retryable;
+      const attemptsLeft = job.attemptsMade + 1 < (job.opts.attempts ?? 1);
+      log.error({ err, retryable, attemptsLeft }, 'run attempt failed');
+      if (retryable && attemptsLeft) {
+        await this.deps.runs.events.append(spec.runId, {
+          type: 'log',
+          data: {
+            stream: 'system',
+            line: `The worker hit an infrastructure error and will retry: ${(err as Error).message}`,
+          },
+        });
+        throw err;
+      }
+      const error: RunError = isAppError(err)
+        ? { code: err.code, message: err.message }
+        : { code: 'internal_error', message: 'The worker failed unexpectedly; see the worker log.' };
+      await this.end(spec.runId, ['pending', 'running'], 'failed', {
+        type: 'run.failed',
+        data: {
+          error,
+          exit_code: null,
+          usage: (await this.deps.runs.get(spec.runId))?.usage ?? emptyTotals(),
+          duration_ms: 0,
+        },
+      });
+      throw new UnrecoverableError(error.message);
+    }
+  }
+
+  private async execute(spec: RunJob, job: Job, log: Logger): Promise<void> {
+    const { deps } = this;
+    const runId = spec.runId;
+    const rec = await deps.runs.get(runId);
+    if (!rec || rec.status === 'completed' || rec.status === 'failed' || rec.status === 'cancelled') return;
+    const runtime = getRuntime(spec.agent);
+    if (!runtime) throw new UnrecoverableError(`runtime ${spec.agent} is not installed on this worker`);
+
+    const startedAt = new Date();
+    const moved = await deps.runs.store.transition(runId, ['pending', 'running'], 'running', {
+      started_at: startedAt.toISOString(),
+    });
+    if (!moved.moved) return;
+    const sink = new RunEventSink(deps.runs.events, runId);
+    if (moved.previous === 'running') {
+      sink.emit({
+        type: 'log',
+        data: {
+          stream: 'system',
+          line: 'The run is starting again on another attempt (a worker stopped or failed).',
+        },
+      });
+    }
+
+    // Cancel may have been asked for while the job waited.
+    let stopReason: 'cancelled' | 'timeout' | undefined;
+    let sandbox: RunningSandbox | undefined;
+    const stop = (reason: 'cancelled' | 'timeout') => {
+      if (stopReason) return;
+      stopReason = reason;
+      log.info({ reason }, 'stopping run');
+      void sandbox?.kill().catch(() => undefined);
+    };
+    this.active.set(runId, { stop });
+    if ((await deps.runs.get(runId))?.cancel_requested) stop('cancelled');
+
+    const token = `jrt_${randomBytes(24).toString('hex')}`;
+    deps.gateway.register(token, this.route(spec, sink, log));
+    const deadline = setTimeout(() => stop('timeout'), spec.timeoutSec * 1000);
+    const artifactDir = deps.blobs.artifactDir(runId);
+    let collected: CollectedArtifact[] = [];
+    let exitCode: number | null = null;
+    let outcome: ReturnType<ReturnType<typeof runtime.createParser>['finish']>['outcome'] | undefined;
+    try {
+      if (stopReason) throw new StopBeforeStart();
+      const invocation = runtime.buildInvocation({
+        runId,
+        prompt: composePrompt({
+          runbook: spec.runbook,
+          instruction: spec.instruction,
+          timeoutSec: spec.timeoutSec,
+          resultsDir: spec.resultsDir,
+        }),
+        model: spec.model,
+        provider: spec.provider,
+        gatewayUrl: `http://127.0.0.1:${SANDBOX_GATEWAY_PORT}`,
+        token,
+        deadlineSec: spec.timeoutSec,
+        workdir: '/app',
+        resultsDir: spec.resultsDir,
+      });
+      sandbox = await deps.driver.start({
+        runId,
+        image: runtime.image,
+        argv: invocation.argv,
+        env: {
+          ...invocation.env,
+          JETTY_GATEWAY_PORT: String(SANDBOX_GATEWAY_PORT),
+          JETTY_GATEWAY_SOCKET: `${GATEWAY_MOUNT}/${GATEWAY_SOCKET_NAME}`,
+        },
+        files: invocation.files,
+        ...(invocation.stdinFile ? { stdinFile: invocation.stdinFile } : {}),
+        limits: spec.limits,
+        network: spec.network,
+        gatewaySocketDir: deps.gatewaySocketDir,
+      });
+      if (stopReason) void sandbox.kill();
+      await deps.runs.store.update(runId, {
+        sandbox_id: sandbox.id,
+        image: runtime.image,
+        runtime_version: runtime.cliVersion,
+      });
+      sink.emit({
+        type: 'run.started',
+        data: { sandbox_id: sandbox.id, image: runtime.image, runtime_version: runtime.cliVersion },
+      });
+      await job.updateProgress({ sandbox_id: sandbox.id });
+
+      const parser = runtime.createParser();
+      const out = (async () => {
+        for await (const line of linesOf(sandbox.stdout)) {
+          if (!line) continue;
+          for (const ev of parser.push(line)) sink.emit(ev);
+        }
+      })();
+      const err = (async () => {
+        let n = 0;
+        for await (const line of linesOf(sandbox.stderr)) {
+          if (!line.trim()) continue;
+          if (++n <= MAX_STDERR_EVENTS)
+            sink.emit({ type: 'log', data: { stream: 'stderr', line: line.slice(0, 4000) } });
+        }
+        if (n > MAX_STDERR_EVENTS)
+          sink.emit({
+            type: 'log',
+            data: { stream: 'system', line: `${n - MAX_STDERR_EVENTS} more stderr lines were not kept.` },
+          });
+      })();
+      ({ exitCode } = await sandbox.wait());
+      await Promise.all([out, err]);
+      const fin = parser.finish(stopReason ? null : exitCode);
+      for (const ev of fin.events) sink.emit(ev);
+      outcome = fin.outcome;
+    } catch (e) {
+      if (!(e instanceof StopBeforeStart)) throw e;
+    } finally {
+      clearTimeout(deadline);
+      deps.gateway.unregister(token);
+      if (sandbox) {
+        // Results are collected whatever the ending: success, failure, timeout or cancel.
+        try {
+          await rm(artifactDir, { recursive: true, force: true });
+          collected = await sandbox.collect(spec.resultsDir, artifactDir);
+        } catch (e) {
+          log.warn({ err: e }, 'collecting results failed');
+          sink.emit({
+            type: 'log',
+            data: { stream: 'system', line: `Collecting ${spec.resultsDir} failed: ${(e as Error).message}` },
+          });
+        }
+        await sandbox.remove().catch((e) => log.warn({ err: e }, 'removing the sandbox failed'));
+      }
+      this.active.delete(runId);
+    }
+
+    for (const a of collected) {
+      const { localPath: _local, ...info } = a;
+      sink.emit({ type: 'artifact', data: info });
+    }
+    const artifacts = collected.map(({ localPath: _l, ...info }) => info);
+    const have = new Set(artifacts.map((a) => path.posix.join(spec.resultsDir, a.path)));
+    const missing = spec.requiredOutputs.filter((p) => !have.has(p));
+    const endedAt = new Date();
+    const duration_ms = endedAt.getTime() - startedAt.getTime();
+
+    let status: RunStatus;
+    let terminal: NewEvent;
+    if (stopReason === 'cancelled') {
+      status = 'cancelled';
+      terminal = {
+        type: 'run.cancelled',
+        data: { reason: 'cancelled by request', usage: sink.totals(), duration_ms },
+      };
+    } else if (stopReason === 'timeout') {
+      status = 'failed';
+      const error = {
+        code: 'timeout',
+        message: `The run exceeded its timeout of ${spec.timeoutSec} s and was stopped. Raise jetty.timeout_sec (up to the server maximum) or shorten the runbook.`,
+      };
+      terminal = {
+        type: 'run.failed',
+        data: { error, exit_code: exitCode, usage: sink.totals(), duration_ms },
+      };
+    } else if (outcome?.status === 'completed') {
+      status = 'completed';
+      if (missing.length > 0) {
+        sink.emit({
+          type: 'warning',
+          data: {
+            code: 'missing_required_outputs',
+            message: `The agent finished but did not write ${missing.length} of the runbook's required output files: ${missing.join(', ')}. The runbook may read as a description rather than instructions; tell the agent to write each file.`,
+          },
+        });
+      }
+      terminal = {
+        type: 'run.completed',
+        data: { final_text: outcome.finalText, exit_code: exitCode, usage: sink.totals(), duration_ms },
+      };
+    } else {
+      status = 'failed';
+      const error =
+        outcome?.status === 'failed'
+          ? outcome.error
+          : { code: 'agent_crashed', message: 'The agent ended without a result.' };
+      terminal = {
+        type: 'run.failed',
+        data: {
+          error,
+          exit_code: exitCode,
+          final_text: outcome?.finalText,
+          usage: sink.totals(),
+          duration_ms,
+        },
+      };
+    }
+    await sink.flush();
+    await this.end(runId, ['running'], status, terminal, {
+      ended_at: endedAt.toISOString(),
+      duration_ms,
+      usage: sink.totals(),
+      artifacts,
+      missing_outputs: missing,
+      exit_code: exitCode,
+      final_text: outcome?.finalText ?? null,
+      error: terminal.type === 'run.failed' ? terminal.data.error : null,
+    });
+    log.info({ status, duration_ms, exitCode, artifacts: artifacts.length }, 'run ended');
+  }
+
+  private async end(
+    runId: string,
+    from: RunStatus[],
+    status: RunStatus,
+    terminal: NewEvent,
+    fields: Parameters<RunService['store']['update']>[1] = {},
+  ): Promise<void> {
+    const extra =
+      terminal.type === 'run.failed'
+        ? { error: terminal.data.error, ended_at: new Date().toISOString() }
+        : { ended_at: new Date().toISOString() };
+    const { moved } = await this.deps.runs.store.transition(runId, from, status, { ...extra, ...fields });
+    if (moved) await this.deps.runs.finish(runId, terminal);
+  }
+
+  private route(spec: RunJob, sink: RunEventSink, log: Logger): GatewayRoute {
+    const onUsage = (u: Parameters<GatewayRoute['onUsage']>[0]) => sink.emit({ type: 'usage', data: u });
+    const onRequest: GatewayRoute['onRequest'] = (info) => log.debug(info, 'gateway request');
+    if (spec.provider === 'simulated') {
+      const sim = createSimulatedProvider({
+        runbook: spec.runbook,
+        requiredOutputs: spec.requiredOutputs,
+        resultsDir: spec.resultsDir,
+        workdir: '/app',
+      });
+      return {
+        runId: spec.runId,
+        provider: 'simulated',
+        baseUrl: 'http://simulated.invalid',
+        upstream: (r) => sim.fetch(r),
+        auth: null,
+        onUsage,
+        onRequest,
+      };
+    }
+    const key = this.deps.providerKeys[spec.provider];
+    const baseUrl = this.deps.upstreams[spec.provider];
+    if (!key || !baseUrl) throw new UnrecoverableError(`no key or upstream configured for ${spec.provider}`);
+    return {
+      runId: spec.runId,
+      provider: spec.provider,
+      baseUrl,
+      upstream: (r) => fetch(r),
+      auth:
+        spec.provider === 'anthropic'
+          ? { header: 'x-api-key', value: key }
+          : { header: 'authorization', value: `Bearer ${key}` },
+      onUsage,
+      onRequest,
+    };
+  }
+}
+
+class StopBeforeStart extends Error {}
+
+function emptyTotals() {
+  return {
+    input_tokens: 0,
+    output_tokens: 0,
+    cache_read_tokens: 0,
+    cache_write_tokens: 0,
+    cost_usd: null,
+    cost_estimated: false,
+  };
+}

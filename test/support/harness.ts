@@ -1,0 +1,82 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { pino } from 'pino';
+import { loadConfig } from '../../src/config/index.js';
+import { type Server, startServer } from '../../src/main/compose.js';
+import type { SandboxDriver } from '../../src/sandbox/driver.js';
+import { startRedis, type TestRedis } from './redis.js';
+
+/** A whole server (API + worker) in this process, on its own Redis and data directory. */
+export interface Harness {
+  server: Server;
+  url: string;
+  redis: TestRedis;
+  dataDir: string;
+  instance: string;
+  stop(): Promise<void>;
+}
+
+export async function startHarness(opts: { driver?: SandboxDriver; env?: Record<string, string> } = {}): Promise<Harness> {
+  const redis = await startRedis();
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'jetty-test-'));
+  const instance = `test-${randomBytes(4).toString('hex')}`;
+  const config = loadConfig({
+    REDIS_URL: redis.url,
+    JETTY_KEY_PREFIX: instance,
+    DATA_DIR: dataDir,
+    INSTANCE_NAME: instance,
+    PORT: '0',
+    HOST: '127.0.0.1',
+    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
+    HEARTBEAT_MS: '1000',
+    ...opts.env,
+  });
+  const logger = pino({ level: config.logLevel });
+  let server: Server;
+  try {
+    server = await startServer(config, { role: 'all', logger, ...(opts.driver ? { driver: opts.driver } : {}) });
+  } catch (err) {
+    await redis.stop();
+    throw err;
+  }
+  return {
+    server,
+    url: server.url!,
+    redis,
+    dataDir,
+    instance,
+    async stop() {
+      await server.close();
+      await redis.stop();
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export function runbookRequest(runbook: string, extra: { stream?: boolean; jetty?: Record<string, unknown>; model?: string } = {}) {
+  return {
+    model: extra.model ?? 'claude-sonnet-4-6',
+    stream: extra.stream ?? true,
+    messages: [
+      { role: 'system', content: runbook },
+      { role: 'user', content: 'Execute the runbook.' },
+    ],
+    jetty: { runbook: true, model_provider: 'simulated', ...extra.jetty },
+  };
+}
+
+export async function postJson(url: string, body: unknown, headers: Record<string, string> = {}): Promise<Response> {
+  return fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+}
+
+export async function waitFor<T>(fn: () => Promise<T | undefined | null | false>, timeoutMs: number, what: string): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

@@ -1,0 +1,121 @@
+import { createHash } from 'node:crypto';
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { PassThrough } from 'node:stream';
+import type { CollectedArtifact, OwnedSandbox, RunningSandbox, SandboxDriver, SandboxSpec } from '../../src/sandbox/driver.js';
+
+/**
+ * A SandboxDriver for Redis-level integration tests: instead of a container it plays back claude
+ * stream-json lines on a timer. It stands in for Docker only; Redis, BullMQ and the server are
+ * real. The Docker driver has its own suite on a real engine.
+ */
+export interface ScriptStep {
+  line?: unknown;
+  delayMs?: number;
+}
+
+export function claudeLines(opts: { steps: number; delayMs: number; text?: string }): ScriptStep[] {
+  const out: ScriptStep[] = [{ line: { type: 'system', subtype: 'init', session_id: 's1', model: 'claude-sonnet-4-6' } }];
+  for (let i = 0; i < opts.steps; i++) {
+    out.push({ delayMs: opts.delayMs, line: assistantText(`step ${i}`) });
+    out.push({
+      line: {
+        type: 'assistant',
+        message: { id: `m${i}`, role: 'assistant', content: [{ type: 'tool_use', id: `t${i}`, name: 'Bash', input: { command: `echo ${i}` } }] },
+      },
+    });
+    out.push({
+      line: { type: 'user', message: { role: 'user', content: [{ type: 'tool_result', tool_use_id: `t${i}`, content: `${i}`, is_error: false }] } },
+    });
+  }
+  out.push({
+    line: {
+      type: 'result',
+      subtype: 'success',
+      is_error: false,
+      result: opts.text ?? 'all done',
+      total_cost_usd: 0.001,
+      usage: { input_tokens: 10, output_tokens: 5, cache_read_input_tokens: 0, cache_creation_input_tokens: 0 },
+      modelUsage: { 'claude-sonnet-4-6': {} },
+    },
+  });
+  return out;
+}
+
+function assistantText(text: string) {
+  return { type: 'assistant', message: { id: 'mt', role: 'assistant', content: [{ type: 'text', text }] } };
+}
+
+export class ScriptedDriver implements SandboxDriver {
+  readonly started: SandboxSpec[] = [];
+  private readonly live = new Map<string, { runId: string; kill: () => void }>();
+  private seq = 0;
+
+  constructor(private readonly script: (spec: SandboxSpec) => ScriptStep[]) {}
+
+  async ping(): Promise<void> {}
+
+  async listOwned(): Promise<OwnedSandbox[]> {
+    return [...this.live].map(([id, s]) => ({ id, runId: s.runId, running: true }));
+  }
+
+  async removeById(id: string): Promise<void> {
+    this.live.get(id)?.kill();
+    this.live.delete(id);
+  }
+
+  liveCount(): number {
+    return this.live.size;
+  }
+
+  async start(spec: SandboxSpec): Promise<RunningSandbox> {
+    this.started.push(spec);
+    const id = `scripted-${++this.seq}`;
+    const stdout = new PassThrough();
+    const stderr = new PassThrough();
+    let killed = false;
+    let wake: (() => void) | undefined;
+    const kill = () => {
+      killed = true;
+      wake?.();
+    };
+    this.live.set(id, { runId: spec.runId, kill });
+    const done = (async () => {
+      for (const step of this.script(spec)) {
+        if (step.delayMs) {
+          await new Promise<void>((r) => {
+            const t = setTimeout(r, step.delayMs);
+            wake = () => {
+              clearTimeout(t);
+              r();
+            };
+          });
+        }
+        if (killed) break;
+        if (step.line !== undefined) stdout.write(`${JSON.stringify(step.line)}\n`);
+      }
+      stdout.end();
+      stderr.end();
+      return { exitCode: killed ? 137 : 0 };
+    })();
+    const live = this.live;
+    return {
+      id,
+      stdout,
+      stderr,
+      wait: () => done,
+      kill: async () => kill(),
+      async collect(_dir: string, destDir: string): Promise<CollectedArtifact[]> {
+        const body = Buffer.from('hi\n');
+        await mkdir(destDir, { recursive: true });
+        const localPath = path.join(destDir, 'hello.txt');
+        await writeFile(localPath, body);
+        const sha256 = createHash('sha256').update(body).digest('hex');
+        return [{ path: 'hello.txt', size: body.length, sha256, content_type: 'text/plain', localPath }];
+      },
+      async remove() {
+        live.delete(id);
+      },
+    };
+  }
+}
