@@ -1,0 +1,66 @@
+/**
+ * What each wire protocol module of the simulated provider offers. A protocol reads a request into
+ * "which turn, which tools", and renders the shared turn plan in its own bytes.
+ */
+import type { TurnPlan } from './plan.js';
+
+export type RouteHandler = (request: Request, plan: TurnPlan) => Promise<Response>;
+
+export interface Protocol {
+  readonly name: string;
+  /** The handler for this method and path, or undefined when they are not this protocol's. */
+  route(method: string, pathname: string): RouteHandler | undefined;
+  /** A 404 in the protocol's own error shape. */
+  notFound(method: string, pathname: string): Response;
+}
+
+const encoder = new TextEncoder();
+
+/** One server-sent event, framed the way the providers frame theirs: `event:` then one `data:` line. */
+export function sseFrame(event: string | null, data: unknown): Uint8Array {
+  const head = event === null ? '' : `event: ${event}\n`;
+  // JSON.stringify escapes line breaks, so the payload is always a single data line.
+  return encoder.encode(`${head}data: ${JSON.stringify(data)}\n\n`);
+}
+
+/**
+ * A byte stream pulled from an async generator of frames, one frame per read. Cancelling the stream
+ * (the client went away) aborts `abort`, which ends any pause the generator is in.
+ */
+export function streamFrom(
+  frames: AsyncGenerator<Uint8Array, void, undefined>,
+  abort: AbortController,
+): ReadableStream<Uint8Array> {
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const next = await frames.next();
+        if (next.done) controller.close();
+        else controller.enqueue(next.value);
+      } catch (err) {
+        controller.error(err);
+      }
+    },
+    cancel(reason) {
+      abort.abort(reason);
+    },
+  });
+}
+
+export function jsonResponse(status: number, body: unknown, headers: Record<string, string> = {}): Response {
+  return new Response(JSON.stringify(body), {
+    status,
+    headers: { 'content-type': 'application/json', ...headers },
+  });
+}
+
+export async function readJson(
+  request: Request,
+): Promise<{ ok: true; value: unknown } | { ok: false; message: string }> {
+  const text = await request.text();
+  try {
+    return { ok: true, value: JSON.parse(text) };
+  } catch {
+    return { ok: false, message: 'The request body is not valid JSON.' };
+  }
+}
