@@ -2,6 +2,7 @@
  * What each wire protocol module of the simulated provider offers. A protocol reads a request into
  * "which turn, which tools", and renders the shared turn plan in its own bytes.
  */
+import { encodeSse } from '../../events/sse.js';
 import type { TurnPlan } from './plan.js';
 
 export type RouteHandler = (request: Request, plan: TurnPlan) => Promise<Response>;
@@ -16,11 +17,9 @@ export interface Protocol {
 
 const encoder = new TextEncoder();
 
-/** One server-sent event, framed the way the providers frame theirs: `event:` then one `data:` line. */
+/** One server-sent event as the providers frame theirs (`event:` then one `data:` line), via the one SSE encoder. */
 export function sseFrame(event: string | null, data: unknown): Uint8Array {
-  const head = event === null ? '' : `event: ${event}\n`;
-  // JSON.stringify escapes line breaks, so the payload is always a single data line.
-  return encoder.encode(`${head}data: ${JSON.stringify(data)}\n\n`);
+  return encoder.encode(encodeSse({ ...(event === null ? {} : { event }), data: JSON.stringify(data) }));
 }
 
 /**
