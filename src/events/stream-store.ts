@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { isTerminalEvent, type EventType, type NewEvent, type StoredEvent } from './types.js';
+import { type EventType, isTerminalEvent, type NewEvent, type StoredEvent } from './types.js';
 
 /**
  * One Redis Stream per run. Entry ids are the SSE event ids, so a client that reconnects with

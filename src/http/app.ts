@@ -25,7 +25,6 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         ? given
         : `req_${randomUUID()}`;
     },
-    disableRequestLogging: false,
   });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);

@@ -1,8 +1,8 @@
 import type { Logger } from 'pino';
-import type { RunService } from '../queue/run-service.js';
-import type { BlobStore } from '../storage/blob-store.js';
-import type { ProviderName } from '../runtimes/types.js';
 import type { AgentName } from '../events/types.js';
+import type { RunService } from '../queue/run-service.js';
+import type { ProviderName } from '../runtimes/types.js';
+import type { BlobStore } from '../storage/blob-store.js';
 
 /** What buildApp needs. Everything is passed in: the app reads no environment and opens nothing. */
 export interface AppDeps {

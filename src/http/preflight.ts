@@ -124,11 +124,7 @@ export function planRun(body: ChatRequest, deps: AppDeps): PlannedRun {
     }
     const script = validateSimulateScript(resolved.renderedRunbook);
     if (!script.ok) {
-      throw badRequest(
-        `The runbook's simulate block is invalid: ${script.message}`,
-        `messages[${sysIndex}].content`,
-        'invalid_simulate_script',
-      );
+      throw badRequest(script.message, `messages[${sysIndex}].content`, 'invalid_simulate_script');
     }
   } else if (!deps.providerAvailable(provider)) {
     throw badRequest(

@@ -1,5 +1,4 @@
 import path from 'node:path';
-import Dockerode from 'dockerode';
 import type { FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
@@ -10,7 +9,6 @@ import { buildApp } from '../http/app.js';
 import { RedisKeys } from '../queue/keys.js';
 import { RunService } from '../queue/run-service.js';
 import type { ProviderName } from '../runtimes/types.js';
-import { DockerSandboxDriver } from '../sandbox/docker-driver.js';
 import { GATEWAY_SOCKET_NAME, type SandboxDriver } from '../sandbox/driver.js';
 import { BlobStore } from '../storage/blob-store.js';
 import { RunWorker } from '../worker/run-worker.js';
@@ -43,7 +41,6 @@ export async function startServer(
   const blobs = new BlobStore(path.join(config.dataDir, 'blobs'));
   const events = new EventStreamStore(redis, (id) => keys.events(id));
   const runs = new RunService({ redis, keys, events, blobs, retentionSec: config.retentionSec });
-  const docker = opts.driver ? undefined : new Dockerode();
   const providerKeys: Partial<Record<ProviderName, string>> = { ...config.providerKeys };
   const providerAvailable = (p: ProviderName) =>
     p === 'simulated' ? config.simulatedProvider : Boolean(providerKeys[p]);
@@ -60,7 +57,14 @@ export async function startServer(
       );
       await gateway.start();
       closers.push(() => gateway.stop());
-      driver ??= new DockerSandboxDriver({ docker: docker!, instance: config.instance });
+      // Loaded only where sandboxes run: an API-only process needs no Docker client.
+      if (!driver) {
+        const [{ default: Dockerode }, { DockerSandboxDriver }] = await Promise.all([
+          import('dockerode'),
+          import('../sandbox/docker-driver.js'),
+        ]);
+        driver = new DockerSandboxDriver({ docker: new Dockerode(), instance: config.instance });
+      }
       await driver.ping();
       worker = new RunWorker({
         redis,

@@ -6,7 +6,7 @@ import type { EventStreamStore } from '../events/stream-store.js';
 import { isTerminalEvent, type NewEvent, type StoredEvent } from '../events/types.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import { JOBS, type RunJob } from './catalog.js';
-import { RUN_QUEUE, type RedisKeys } from './keys.js';
+import { type RedisKeys, RUN_QUEUE } from './keys.js';
 import { type RunRecord, RunStore } from './run-store.js';
 
 /** The whole recorded run, as GET /v1/runs/{id}/trajectory returns it and the blob store keeps it. */

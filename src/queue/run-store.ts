@@ -1,5 +1,4 @@
 import type { Redis } from 'ioredis';
-import type { ProviderName } from '../runtimes/types.js';
 import {
   type AgentName,
   type ArtifactInfo,
@@ -8,6 +7,7 @@ import {
   type RunStatus,
   type UsageTotals,
 } from '../events/types.js';
+import type { ProviderName } from '../runtimes/types.js';
 import type { RedisKeys } from './keys.js';
 
 /** The run record, as GET /v1/runs/{id} shows it. */
@@ -93,7 +93,7 @@ export class RunStore {
 
   async get(id: string): Promise<RunRecord | null> {
     const h = await this.redis.hgetall(this.keys.run(id));
-    if (!h || !h.status) return null;
+    if (!h?.status) return null;
     return decode(h);
   }
 

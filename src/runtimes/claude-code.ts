@@ -79,8 +79,8 @@ const capabilities: RuntimeCapabilities = {
   // Whole messages: the invocation does not ask for --include-partial-messages.
   streaming: 'message',
   mcp_servers: true,
-  // The CLI can resume a session (--resume); the sandbox keeps no transcript between runs today.
-  resume: true,
+  // The CLI could resume a session (--resume), but the sandbox is thrown away and keeps no transcript.
+  resume: false,
 };
 
 export const claudeCodeAdapter: RuntimeAdapter = {

@@ -60,6 +60,8 @@ export type RuntimeOutcome =
 export interface OutputParser {
   /** One complete stdout line (without the newline). Never throws: bad lines become `log` events. */
   push(line: string): AgentEvent[];
+  /** One stderr line; remembered for a crash message. Without it, stderr becomes plain `log` events. */
+  pushStderr?(line: string): AgentEvent[];
   /** The CLI exited (null: killed or unknown). Decides the outcome from what was seen and the code. */
   finish(exitCode: number | null): { events: AgentEvent[]; outcome: RuntimeOutcome };
 }

@@ -5,11 +5,11 @@ import { type Job, UnrecoverableError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { isAppError } from '../errors.js';
-import type { NewEvent, RunError, RunStatus } from '../events/types.js';
+import type { AgentEvent, NewEvent, RunError, RunStatus } from '../events/types.js';
 import type { GatewayRoute, ProviderGateway } from '../gateway/gateway.js';
 import { createSimulatedProvider } from '../providers/simulated/index.js';
 import { JOBS, type RunJob } from '../queue/catalog.js';
-import { RUN_QUEUE, type RedisKeys } from '../queue/keys.js';
+import { type RedisKeys, RUN_QUEUE } from '../queue/keys.js';
 import type { RunService } from '../queue/run-service.js';
 import { getRuntime } from '../runtimes/registry.js';
 import type { ProviderName } from '../runtimes/types.js';
@@ -96,7 +96,7 @@ export class RunWorker {
     for (const sb of owned) {
       if (this.active.has(sb.runId)) continue;
       const rec = await this.deps.runs.get(sb.runId);
-      if (!rec || rec.status !== 'running' || !sb.running || (await this.isOrphanRunning(sb.runId))) {
+      if (rec?.status !== 'running' || !sb.running || (await this.isOrphanRunning(sb.runId))) {
         await this.deps.driver.removeById(sb.id);
         removed++;
       }
@@ -248,8 +248,10 @@ export class RunWorker {
         let n = 0;
         for await (const line of linesOf(sandbox.stderr)) {
           if (!line.trim()) continue;
-          if (++n <= MAX_STDERR_EVENTS)
-            sink.emit({ type: 'log', data: { stream: 'stderr', line: line.slice(0, 4000) } });
+          const evs: AgentEvent[] = parser.pushStderr?.(line) ?? [
+            { type: 'log', data: { stream: 'stderr', line: line.slice(0, 4000) } },
+          ];
+          if (++n <= MAX_STDERR_EVENTS) for (const ev of evs) sink.emit(ev);
         }
         if (n > MAX_STDERR_EVENTS)
           sink.emit({

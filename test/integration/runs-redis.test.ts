@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { claudeLines, ScriptedDriver } from '../support/scripted-driver.js';
 import { type Harness, postJson, runbookRequest, startHarness, waitFor } from '../support/harness.js';
+import { claudeLines, ScriptedDriver } from '../support/scripted-driver.js';
 import { readSse } from '../support/sse.js';
 
 // The whole server on a real Redis and real BullMQ; only the sandbox is played back (see
@@ -8,8 +8,11 @@ import { readSse } from '../support/sse.js';
 const RUNBOOK = '---\nagent: claude-code\n---\n# Hello\nWrite {{results_dir}}/hello.txt\n';
 
 let h: Harness;
+// A runbook that says SLOW plays a long run (30 steps, 200 ms apart), so a test can act mid-run.
+const isSlow = (spec: { files: { content: string | Buffer }[] }) =>
+  spec.files.some((f) => String(f.content).includes('SLOW'));
 const driver = new ScriptedDriver((spec) =>
-  claudeLines({ steps: spec.env.SLOW_STEPS ? 30 : 3, delayMs: spec.env.SLOW_STEPS ? 200 : 20 }),
+  isSlow(spec) ? claudeLines({ steps: 30, delayMs: 200 }) : claudeLines({ steps: 3, delayMs: 20 }),
 );
 
 beforeAll(async () => {
@@ -44,7 +47,9 @@ describe('a run through Redis and the queue', () => {
     const first = chunks[0]!;
     const runId = first.jetty_metadata.trajectory_id as string;
     expect(first.choices[0].delta.role).toBe('assistant');
-    expect(chunks.every((c) => c.id === `chatcmpl-${runId}` && c.object === 'chat.completion.chunk')).toBe(true);
+    expect(chunks.every((c) => c.id === `chatcmpl-${runId}` && c.object === 'chat.completion.chunk')).toBe(
+      true,
+    );
     const content = chunks.map((c) => c.choices[0].delta.content ?? '').join('');
     expect(content).toContain('step 0');
     const reasoning = chunks.map((c) => c.choices[0].delta.reasoning_content ?? '').join('');
@@ -66,7 +71,8 @@ describe('a run through Redis and the queue', () => {
       runbookRequest(RUNBOOK, { stream: false, jetty: { timeout_hint: 0 } }),
     );
     expect(res.status).toBe(202);
-    const runId = ((await res.json()) as { jetty_metadata: { trajectory_id: string } }).jetty_metadata.trajectory_id;
+    const runId = ((await res.json()) as { jetty_metadata: { trajectory_id: string } }).jetty_metadata
+      .trajectory_id;
 
     const seen: { id: string; type: string }[] = [];
     const ctl = new AbortController();
@@ -77,11 +83,15 @@ describe('a run through Redis and the queue', () => {
       if (seen.length === 4) break;
     }
     ctl.abort();
-    const second = await fetch(`${h.url}/v1/runs/${runId}/events`, { headers: { 'last-event-id': seen[3]!.id } });
+    const second = await fetch(`${h.url}/v1/runs/${runId}/events`, {
+      headers: { 'last-event-id': seen[3]!.id },
+    });
     for await (const ev of readSse(second.body!)) {
       if (ev.id) seen.push({ id: ev.id, type: ev.event! });
     }
-    const traj = (await (await fetch(`${h.url}/v1/runs/${runId}/trajectory`)).json()) as { events: { id: string; type: string }[] };
+    const traj = (await (await fetch(`${h.url}/v1/runs/${runId}/trajectory`)).json()) as {
+      events: { id: string; type: string }[];
+    };
     expect(seen.map((e) => e.id)).toEqual(traj.events.map((e) => e.id));
     expect(new Set(seen.map((e) => e.id)).size).toBe(seen.length);
     expect(seen[seen.length - 1]!.type).toBe('run.completed');
@@ -97,33 +107,87 @@ describe('a run through Redis and the queue', () => {
     }
     ctl.abort();
     await res.body?.cancel().catch(() => undefined);
-    const rec = await waitFor(async () => {
-      const r = await runJson(runId);
-      return r.status === 'completed' ? r : undefined;
-    }, 15_000, 'the run to complete after the client left');
+    const rec = await waitFor(
+      async () => {
+        const r = await runJson(runId);
+        return r.status === 'completed' ? r : undefined;
+      },
+      15_000,
+      'the run to complete after the client left',
+    );
     expect(rec.cancel_requested).toBe(false);
   });
 
   it('cancel stops a running run: status cancelled, run.cancelled last, no sandbox left', async () => {
     const res = await postJson(
       `${h.url}/v1/chat/completions`,
-      runbookRequest(RUNBOOK.replace('agent: claude-code', 'agent: claude-code'), { stream: false, jetty: { timeout_hint: 0 } }),
+      runbookRequest(`${RUNBOOK}\nSLOW\n`, { stream: false, jetty: { timeout_hint: 0 } }),
     );
-    const runId = ((await res.json()) as { jetty_metadata: { trajectory_id: string } }).jetty_metadata.trajectory_id;
-    // Make this run slow: the scripted driver reads SLOW_STEPS from the sandbox env.
-    expect(runId).toBeTruthy();
-    await waitFor(async () => (await runJson(runId)).status === 'running' || (await runJson(runId)).status === 'completed', 10_000, 'running');
+    const runId = ((await res.json()) as { jetty_metadata: { trajectory_id: string } }).jetty_metadata
+      .trajectory_id;
+    await waitFor(async () => (await runJson(runId)).sandbox_id, 10_000, 'the sandbox to start');
     const cancel = await fetch(`${h.url}/v1/runs/${runId}/cancel`, { method: 'POST' });
     expect(cancel.status).toBe(200);
-    const rec = await waitFor(async () => {
-      const r = await runJson(runId);
-      return r.status === 'cancelled' || r.status === 'completed' ? r : undefined;
-    }, 10_000, 'the run to end');
-    // The scripted run is short; if it finished first, cancel must have left it completed.
-    if (rec.status === 'cancelled') {
-      const traj = (await (await fetch(`${h.url}/v1/runs/${runId}/trajectory`)).json()) as { events: { type: string }[] };
-      expect(traj.events[traj.events.length - 1]!.type).toBe('run.cancelled');
-    }
+    const rec = await waitFor(
+      async () => {
+        const r = await runJson(runId);
+        return r.status !== 'running' ? r : undefined;
+      },
+      5_000,
+      'the run to end',
+    );
+    expect(rec.status).toBe('cancelled');
+    const traj = (await (await fetch(`${h.url}/v1/runs/${runId}/trajectory`)).json()) as {
+      events: { type: string }[];
+    };
+    expect(traj.events[traj.events.length - 1]!.type).toBe('run.cancelled');
+    // Partial results are still collected on cancel.
+    expect((rec.artifacts as unknown[]).length).toBe(1);
     expect(driver.liveCount()).toBe(0);
+  });
+
+  it('cancel of a finished run changes nothing', async () => {
+    const res = await postJson(`${h.url}/v1/chat/completions`, runbookRequest(RUNBOOK, { stream: false }));
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as {
+      jetty_metadata: { trajectory_id: string };
+      choices: { message: { content: string } }[];
+    };
+    expect(body.choices[0]!.message.content).toBe('all done');
+    const id = body.jetty_metadata.trajectory_id;
+    const cancel = (await (await fetch(`${h.url}/v1/runs/${id}/cancel`, { method: 'POST' })).json()) as {
+      status: string;
+    };
+    expect(cancel.status).toBe('completed');
+  });
+
+  it('an idempotency key makes a repeated request join the first run instead of starting another', async () => {
+    const headers = { 'idempotency-key': `k-${Date.now()}` };
+    const body = runbookRequest(RUNBOOK, { stream: false, jetty: { timeout_hint: 0 } });
+    const a = (await (await postJson(`${h.url}/v1/chat/completions`, body, headers)).json()) as {
+      jetty_metadata: { trajectory_id: string };
+    };
+    const b = (await (await postJson(`${h.url}/v1/chat/completions`, body, headers)).json()) as {
+      jetty_metadata: { trajectory_id: string };
+    };
+    expect(b.jetty_metadata.trajectory_id).toBe(a.jetty_metadata.trajectory_id);
+  });
+
+  it('lists runs newest first with a cursor', async () => {
+    const page1 = (await (await fetch(`${h.url}/v1/runs?limit=2`)).json()) as {
+      data: { id: string; created_at: string }[];
+      next_cursor: string;
+    };
+    expect(page1.data).toHaveLength(2);
+    expect(page1.next_cursor).toBeTruthy();
+    const page2 = (await (await fetch(`${h.url}/v1/runs?limit=2&cursor=${page1.next_cursor}`)).json()) as {
+      data: { id: string }[];
+    };
+    expect(page2.data.length).toBeGreaterThan(0);
+    expect(page2.data.map((r) => r.id)).not.toContain(page1.data[0]!.id);
+    const completed = (await (await fetch(`${h.url}/v1/runs?status=completed&limit=100`)).json()) as {
+      data: { status: string }[];
+    };
+    expect(completed.data.every((r) => r.status === 'completed')).toBe(true);
   });
 });

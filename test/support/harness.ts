@@ -18,7 +18,9 @@ export interface Harness {
   stop(): Promise<void>;
 }
 
-export async function startHarness(opts: { driver?: SandboxDriver; env?: Record<string, string> } = {}): Promise<Harness> {
+export async function startHarness(
+  opts: { driver?: SandboxDriver; env?: Record<string, string> } = {},
+): Promise<Harness> {
   const redis = await startRedis();
   const dataDir = await mkdtemp(path.join(tmpdir(), 'jetty-test-'));
   const instance = `test-${randomBytes(4).toString('hex')}`;
@@ -36,7 +38,11 @@ export async function startHarness(opts: { driver?: SandboxDriver; env?: Record<
   const logger = pino({ level: config.logLevel });
   let server: Server;
   try {
-    server = await startServer(config, { role: 'all', logger, ...(opts.driver ? { driver: opts.driver } : {}) });
+    server = await startServer(config, {
+      role: 'all',
+      logger,
+      ...(opts.driver ? { driver: opts.driver } : {}),
+    });
   } catch (err) {
     await redis.stop();
     throw err;
@@ -55,7 +61,10 @@ export async function startHarness(opts: { driver?: SandboxDriver; env?: Record<
   };
 }
 
-export function runbookRequest(runbook: string, extra: { stream?: boolean; jetty?: Record<string, unknown>; model?: string } = {}) {
+export function runbookRequest(
+  runbook: string,
+  extra: { stream?: boolean; jetty?: Record<string, unknown>; model?: string } = {},
+) {
   return {
     model: extra.model ?? 'claude-sonnet-4-6',
     stream: extra.stream ?? true,
@@ -67,11 +76,23 @@ export function runbookRequest(runbook: string, extra: { stream?: boolean; jetty
   };
 }
 
-export async function postJson(url: string, body: unknown, headers: Record<string, string> = {}): Promise<Response> {
-  return fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+export async function postJson(
+  url: string,
+  body: unknown,
+  headers: Record<string, string> = {},
+): Promise<Response> {
+  return fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify(body),
+  });
 }
 
-export async function waitFor<T>(fn: () => Promise<T | undefined | null | false>, timeoutMs: number, what: string): Promise<T> {
+export async function waitFor<T>(
+  fn: () => Promise<T | undefined | null | false>,
+  timeoutMs: number,
+  what: string,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await fn();

@@ -25,7 +25,18 @@ export async function startRedis(): Promise<TestRedis> {
   const port = await freePort();
   const proc: ChildProcess = spawn(
     'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning'],
+    [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--loglevel',
+      'warning',
+    ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
   let spawnError: Error | undefined;
@@ -35,8 +46,10 @@ export async function startRedis(): Promise<TestRedis> {
   const url = `redis://127.0.0.1:${port}`;
   const deadline = Date.now() + 10_000;
   for (;;) {
-    if (spawnError) throw new Error(`redis-server could not start (${spawnError.message}); run scripts/setup.sh --test`);
+    if (spawnError)
+      throw new Error(`redis-server could not start (${spawnError.message}); run scripts/setup.sh --test`);
     const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    probe.on('error', () => undefined);
     try {
       await probe.connect();
       await probe.ping();

@@ -2,7 +2,13 @@ import { createHash } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
-import type { CollectedArtifact, OwnedSandbox, RunningSandbox, SandboxDriver, SandboxSpec } from '../../src/sandbox/driver.js';
+import type {
+  CollectedArtifact,
+  OwnedSandbox,
+  RunningSandbox,
+  SandboxDriver,
+  SandboxSpec,
+} from '../../src/sandbox/driver.js';
 
 /**
  * A SandboxDriver for Redis-level integration tests: instead of a container it plays back claude
@@ -15,17 +21,29 @@ export interface ScriptStep {
 }
 
 export function claudeLines(opts: { steps: number; delayMs: number; text?: string }): ScriptStep[] {
-  const out: ScriptStep[] = [{ line: { type: 'system', subtype: 'init', session_id: 's1', model: 'claude-sonnet-4-6' } }];
+  const out: ScriptStep[] = [
+    { line: { type: 'system', subtype: 'init', session_id: 's1', model: 'claude-sonnet-4-6' } },
+  ];
   for (let i = 0; i < opts.steps; i++) {
     out.push({ delayMs: opts.delayMs, line: assistantText(`step ${i}`) });
     out.push({
       line: {
         type: 'assistant',
-        message: { id: `m${i}`, role: 'assistant', content: [{ type: 'tool_use', id: `t${i}`, name: 'Bash', input: { command: `echo ${i}` } }] },
+        message: {
+          id: `m${i}`,
+          role: 'assistant',
+          content: [{ type: 'tool_use', id: `t${i}`, name: 'Bash', input: { command: `echo ${i}` } }],
+        },
       },
     });
     out.push({
-      line: { type: 'user', message: { role: 'user', content: [{ type: 'tool_result', tool_use_id: `t${i}`, content: `${i}`, is_error: false }] } },
+      line: {
+        type: 'user',
+        message: {
+          role: 'user',
+          content: [{ type: 'tool_result', tool_use_id: `t${i}`, content: `${i}`, is_error: false }],
+        },
+      },
     });
   }
   out.push({
@@ -35,7 +53,12 @@ export function claudeLines(opts: { steps: number; delayMs: number; text?: strin
       is_error: false,
       result: opts.text ?? 'all done',
       total_cost_usd: 0.001,
-      usage: { input_tokens: 10, output_tokens: 5, cache_read_input_tokens: 0, cache_creation_input_tokens: 0 },
+      usage: {
+        input_tokens: 10,
+        output_tokens: 5,
+        cache_read_input_tokens: 0,
+        cache_creation_input_tokens: 0,
+      },
       modelUsage: { 'claude-sonnet-4-6': {} },
     },
   });

@@ -19,7 +19,11 @@ export async function* readSse(body: ReadableStream<Uint8Array>): AsyncGenerator
       nl = buf.indexOf('\n');
       if (line === '') {
         if (cur.data.length || cur.event || cur.id) {
-          yield { ...(cur.event ? { event: cur.event } : {}), ...(cur.id ? { id: cur.id } : {}), data: cur.data.join('\n') };
+          yield {
+            ...(cur.event ? { event: cur.event } : {}),
+            ...(cur.id ? { id: cur.id } : {}),
+            data: cur.data.join('\n'),
+          };
         }
         cur = { data: [] };
       } else if (line.startsWith(':')) {

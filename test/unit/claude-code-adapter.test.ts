@@ -35,7 +35,7 @@ describe('claude-code adapter', () => {
       cliVersion: '2.1.197',
       image: 'jetty/runtime-claude-code:2.1.197',
       defaultModel: 'claude-sonnet-4-6',
-      capabilities: { token_usage: true, cost: true, streaming: 'message', mcp_servers: true, resume: true },
+      capabilities: { token_usage: true, cost: true, streaming: 'message', mcp_servers: true, resume: false },
     });
     expect([...claudeCodeAdapter.providers].sort()).toEqual([
       'anthropic',

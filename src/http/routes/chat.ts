@@ -31,7 +31,7 @@ export function chatRoutes(app: FastifyInstance, deps: AppDeps): void {
           400: errorEnvelopeSchema,
           413: errorEnvelopeSchema,
           422: errorEnvelopeSchema,
-          424: errorEnvelopeSchema,
+          424: errorEnvelopeSchema.extend({ jetty_metadata: jettyMetadata }),
         },
       },
     },

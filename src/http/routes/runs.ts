@@ -2,9 +2,9 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { badRequest, notFound } from '../../errors.js';
+import { artifactUrl } from '../../events/chunk-mapper.js';
 import { SseStream } from '../../events/sse.js';
 import { isStreamId } from '../../events/stream-store.js';
-import { artifactUrl } from '../../events/chunk-mapper.js';
 import type { AppDeps } from '../deps.js';
 import { artifactSchema, errorEnvelopeSchema, runIdParams, runRecordSchema } from '../schemas.js';
 

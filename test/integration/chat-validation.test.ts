@@ -1,0 +1,198 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Harness, runbookRequest, startHarness } from '../support/harness.js';
+import { claudeLines, ScriptedDriver } from '../support/scripted-driver.js';
+
+// Bad input never reaches the queue: each case is a 4xx in the OpenAI envelope whose `param`
+// names the field and whose message says the fix; after all of them, no run exists.
+let h: Harness;
+const driver = new ScriptedDriver(() => claudeLines({ steps: 1, delayMs: 0 }));
+beforeAll(async () => {
+  h = await startHarness({ driver, env: { MAX_BODY_BYTES: '64k' } });
+});
+afterAll(async () => {
+  await h?.stop();
+});
+
+const RUNBOOK = '---\nagent: claude-code\n---\n# Task\nWrite {{results_dir}}/out.txt\n';
+
+async function post(body: unknown, raw?: string) {
+  const res = await h.server.app!.inject({
+    method: 'POST',
+    url: '/v1/chat/completions',
+    headers: { 'content-type': 'application/json' },
+    payload: raw ?? JSON.stringify(body),
+  });
+  return {
+    status: res.statusCode,
+    body: res.json() as { error: { message: string; type: string; param: string | null; code: string } },
+    headers: res.headers,
+  };
+}
+
+const cases: Array<{
+  name: string;
+  body?: unknown;
+  raw?: string;
+  status: number;
+  param: string | null;
+  says: RegExp;
+}> = [
+  { name: 'invalid JSON', raw: '{"messages": [', status: 400, param: null, says: /not valid JSON/ },
+  {
+    name: 'missing messages',
+    body: { model: 'x', jetty: { runbook: true } },
+    status: 400,
+    param: 'messages',
+    says: /array/,
+  },
+  {
+    name: 'empty messages',
+    body: { model: 'x', messages: [], jetty: { runbook: true } },
+    status: 400,
+    param: 'messages',
+    says: /at least one/,
+  },
+  {
+    name: 'no system message',
+    body: {
+      model: 'x',
+      messages: [{ role: 'user', content: 'hi' }],
+      jetty: { runbook: true, model_provider: 'simulated' },
+    },
+    status: 400,
+    param: 'messages',
+    says: /role "system"/,
+  },
+  {
+    name: 'jetty without runbook: true',
+    body: { ...runbookRequest(RUNBOOK), jetty: { model_provider: 'simulated' } },
+    status: 400,
+    param: 'jetty.runbook',
+    says: /true/,
+  },
+  {
+    name: 'unknown agent',
+    body: runbookRequest(RUNBOOK, { jetty: { agent: 'claud' } }),
+    status: 400,
+    param: 'jetty.agent',
+    says: /claude-code, codex/,
+  },
+  {
+    name: 'unknown model_provider',
+    body: runbookRequest(RUNBOOK, { jetty: { model_provider: 'antropic' } }),
+    status: 400,
+    param: 'jetty.model_provider',
+    says: /anthropic/,
+  },
+  {
+    name: 'frontmatter value of the wrong type',
+    body: runbookRequest('---\nagent: claude-code\ntimeout_sec: soon\n---\n# T\n'),
+    status: 400,
+    param: 'messages[0].content.frontmatter.timeout_sec',
+    says: /timeout_sec/,
+  },
+  {
+    name: 'non-string template variable',
+    body: runbookRequest(RUNBOOK, { jetty: { template_variables: { sample_size: 10 } } }),
+    status: 400,
+    param: 'jetty.template_variables.sample_size',
+    says: /string/,
+  },
+  {
+    name: 'unknown template variable left in the runbook',
+    body: runbookRequest(`${RUNBOOK}Use {{sample_size}} rows.\n`),
+    status: 422,
+    param: 'jetty.template_variables',
+    says: /sample_size/,
+  },
+  {
+    name: 'a provider with no key on the server',
+    body: runbookRequest(RUNBOOK, { jetty: { model_provider: 'anthropic' } }),
+    status: 400,
+    param: 'jetty.model_provider',
+    says: /ANTHROPIC_API_KEY/,
+  },
+  {
+    name: 'a provider the runtime cannot use',
+    body: runbookRequest(RUNBOOK, { jetty: { model_provider: 'google' } }),
+    status: 400,
+    param: 'jetty.model_provider',
+    says: /cannot use/,
+  },
+  {
+    name: 'a runtime this server does not run yet',
+    body: runbookRequest(RUNBOOK, { jetty: { agent: 'hermes' } }),
+    status: 400,
+    param: 'jetty.agent',
+    says: /GET \/v1\/runtimes/,
+  },
+  {
+    name: 'a malformed simulate script',
+    body: runbookRequest('# T\n```simulate\n- explode: now\n```\n'),
+    status: 400,
+    param: 'messages[0].content',
+    says: /simulate/,
+  },
+  {
+    name: 'a body over the size limit',
+    body: runbookRequest(`${RUNBOOK}${'x'.repeat(70 * 1024)}`),
+    status: 413,
+    param: null,
+    says: /larger than/,
+  },
+];
+
+describe('bad input to /v1/chat/completions', () => {
+  for (const c of cases) {
+    it(`${c.name} → ${c.status} naming ${c.param ?? 'the body'}`, async () => {
+      const res = await post(c.body, c.raw);
+      expect(res.status).toBe(c.status);
+      expect(res.headers['x-request-id']).toBeTruthy();
+      expect(res.body.error.param).toBe(c.param);
+      expect(res.body.error.message).toMatch(c.says);
+      expect(typeof res.body.error.code).toBe('string');
+      expect(typeof res.body.error.type).toBe('string');
+    });
+  }
+
+  it('queued nothing for any of them', async () => {
+    const list = (await h.server.app!.inject({ url: '/v1/runs' })).json() as { data: unknown[] };
+    expect(list.data).toHaveLength(0);
+    const counts = await h.server.runs.queue.getJobCounts();
+    expect(Object.values(counts).reduce((a, b) => a + b, 0)).toBe(0);
+    expect(driver.started).toHaveLength(0);
+  });
+
+  it('an unknown run is a 404 in the same envelope', async () => {
+    const res = await h.server.app!.inject({ url: '/v1/runs/0123456789abcdef' });
+    expect(res.statusCode).toBe(404);
+    expect(res.json().error.code).toBe('run_not_found');
+    const route = await h.server.app!.inject({ url: '/v1/nothing' });
+    expect(route.statusCode).toBe(404);
+    expect(route.json().error.type).toBe('not_found_error');
+  });
+
+  it('serves /healthz, /readyz, /v1/runtimes, /v1/models, /openapi.json and /docs', async () => {
+    const app = h.server.app!;
+    expect((await app.inject({ url: '/healthz' })).json()).toEqual({ status: 'ok' });
+    expect((await app.inject({ url: '/readyz' })).json()).toMatchObject({
+      status: 'ready',
+      checks: { redis: true },
+    });
+    const rt = (await app.inject({ url: '/v1/runtimes' })).json() as {
+      data: Array<{
+        id: string;
+        cli: { version: string };
+        providers: Array<{ id: string; available: boolean }>;
+      }>;
+    };
+    const claude = rt.data.find((r) => r.id === 'claude-code')!;
+    expect(claude.cli.version).toBe('2.1.197');
+    expect(claude.providers.find((p) => p.id === 'simulated')?.available).toBe(true);
+    expect(claude.providers.find((p) => p.id === 'anthropic')?.available).toBe(false);
+    expect((await app.inject({ url: '/v1/models' })).json().object).toBe('list');
+    expect((await app.inject({ url: '/openapi.json' })).json().paths['/v1/chat/completions']).toBeDefined();
+    const docs = await app.inject({ url: '/docs' });
+    expect([200, 302]).toContain(docs.statusCode);
+  });
+});
