@@ -98,6 +98,17 @@ export const runRecordSchema = z.object({
   missing_outputs: z.array(z.string()),
   cancel_requested: z.boolean(),
   labels: z.record(z.string(), z.string()),
+  timings: z
+    .object({
+      queue_ms: z.number(),
+      sandbox_start_ms: z.number().nullable(),
+      agent_ms: z.number().nullable(),
+      collect_ms: z.number().nullable(),
+    })
+    .nullable()
+    .describe(
+      'Milliseconds per stage: waiting in the queue, starting the sandbox, the agent CLI itself, collecting results',
+    ),
 });
 
 export const runIdParams = z.object({ id: z.string().min(1).max(64) });

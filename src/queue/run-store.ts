@@ -10,6 +10,18 @@ import {
 import type { ProviderName } from '../runtimes/types.js';
 import type { RedisKeys } from './keys.js';
 
+/** Milliseconds spent in each stage of a run; null for a stage it did not reach. */
+export interface RunTimings {
+  /** From the request to a worker taking the job. */
+  queue_ms: number;
+  /** Creating and starting the sandbox container. */
+  sandbox_start_ms: number | null;
+  /** The agent CLI's own run: from its start to its exit. */
+  agent_ms: number | null;
+  /** Copying results out and removing the sandbox. */
+  collect_ms: number | null;
+}
+
 /** The run record, as GET /v1/runs/{id} shows it. */
 export interface RunRecord {
   id: string;
@@ -37,6 +49,7 @@ export interface RunRecord {
   missing_outputs: string[];
   cancel_requested: boolean;
   labels: Record<string, string>;
+  timings: RunTimings | null;
 }
 
 // Moves status only from an allowed one, atomically, and writes the other fields with it.
@@ -80,6 +93,7 @@ export class RunStore {
       missing_outputs: [],
       cancel_requested: false,
       labels: {},
+      timings: null,
       ...init,
     };
   }

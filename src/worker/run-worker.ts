@@ -11,6 +11,7 @@ import { createSimulatedProvider } from '../providers/simulated/index.js';
 import { JOBS, type RunJob } from '../queue/catalog.js';
 import { type RedisKeys, RUN_QUEUE } from '../queue/keys.js';
 import type { RunService } from '../queue/run-service.js';
+import type { RunTimings } from '../queue/run-store.js';
 import { getRuntime } from '../runtimes/registry.js';
 import type { ProviderName } from '../runtimes/types.js';
 import {
@@ -158,6 +159,14 @@ export class RunWorker {
     if (!runtime) throw new UnrecoverableError(`runtime ${spec.agent} is not installed on this worker`);
 
     const startedAt = new Date();
+    // Where the time went, for the run record and the benchmark: the server's overhead is all
+    // of it but agent_ms.
+    const timings: RunTimings = {
+      queue_ms: startedAt.getTime() - Date.parse(rec.created_at),
+      sandbox_start_ms: null,
+      agent_ms: null,
+      collect_ms: null,
+    };
     const moved = await deps.runs.store.transition(runId, ['pending', 'running'], 'running', {
       started_at: startedAt.toISOString(),
     });
@@ -210,6 +219,7 @@ export class RunWorker {
         workdir: '/app',
         resultsDir: spec.resultsDir,
       });
+      const tStart = Date.now();
       sandbox = await deps.driver.start({
         runId,
         image: runtime.image,
@@ -225,6 +235,8 @@ export class RunWorker {
         network: spec.network,
         gatewaySocketDir: deps.gatewaySocketDir,
       });
+      const tRunning = Date.now();
+      timings.sandbox_start_ms = tRunning - tStart;
       if (stopReason) void sandbox.kill();
       await deps.runs.store.update(runId, {
         sandbox_id: sandbox.id,
@@ -260,6 +272,7 @@ export class RunWorker {
           });
       })();
       ({ exitCode } = await sandbox.wait());
+      timings.agent_ms = Date.now() - tRunning;
       await Promise.all([out, err]);
       const fin = parser.finish(stopReason ? null : exitCode);
       for (const ev of fin.events) sink.emit(ev);
@@ -271,6 +284,7 @@ export class RunWorker {
       deps.gateway.unregister(token);
       if (sandbox) {
         // Results are collected whatever the ending: success, failure, timeout or cancel.
+        const tCollect = Date.now();
         try {
           await rm(artifactDir, { recursive: true, force: true });
           collected = await sandbox.collect(spec.resultsDir, artifactDir);
@@ -282,6 +296,7 @@ export class RunWorker {
           });
         }
         await sandbox.remove().catch((e) => log.warn({ err: e }, 'removing the sandbox failed'));
+        timings.collect_ms = Date.now() - tCollect;
       }
       this.active.delete(runId);
     }
@@ -353,6 +368,7 @@ export class RunWorker {
       usage: sink.totals(),
       artifacts,
       missing_outputs: missing,
+      timings,
       exit_code: exitCode,
       final_text: outcome?.finalText ?? null,
       error: terminal.type === 'run.failed' ? terminal.data.error : null,

@@ -110,6 +110,8 @@ describe('claude-code end to end', () => {
     expect(rec.status).toBe('completed');
     expect(rec.missing_outputs).toEqual([]);
     expect(rec.runtime_version).toBe('2.1.197');
+    expect(rec.timings.agent_ms).toBeGreaterThan(0);
+    expect(rec.timings.sandbox_start_ms).toBeGreaterThan(0);
     expect(await containersOf(runId)).toEqual([]);
   });
 
