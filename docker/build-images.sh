@@ -75,6 +75,8 @@ stage_context() {
   mkdir -p "$ctx"
   rm -rf "$ctx/common" "$ctx/ca"
   cp -R "$common_dir" "$ctx/common"
+  # The entrypoint must be executable in the image even from a checkout that dropped file modes.
+  chmod 0755 "$ctx/common/entrypoint.sh" "$ctx/common/forwarder.js"
   mkdir -p "$ctx/ca"
   [ -z "$extra_ca" ] || cp "$extra_ca" "$ctx/ca/extra.crt"
   cp "$dir/Dockerfile" "$ctx/Dockerfile"
