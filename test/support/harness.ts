@@ -35,7 +35,9 @@ export async function startHarness(
     HEARTBEAT_MS: '1000',
     ...opts.env,
   });
-  const logger = pino({ level: config.logLevel });
+  const logger = opts.logFile
+    ? pino({ level: 'debug' }, pino.destination({ dest: opts.logFile, sync: true }))
+    : pino({ level: config.logLevel });
   let server: Server;
   try {
     server = await startServer(config, {
