@@ -19,7 +19,7 @@ export interface Harness {
 }
 
 export async function startHarness(
-  opts: { driver?: SandboxDriver; env?: Record<string, string> } = {},
+  opts: { driver?: SandboxDriver; env?: Record<string, string>; logFile?: string } = {},
 ): Promise<Harness> {
   const redis = await startRedis();
   const dataDir = await mkdtemp(path.join(tmpdir(), 'jetty-test-'));
