@@ -66,6 +66,7 @@ const envSchema = z.object({
     .optional(),
   GATEWAY_SOCKET_DIR: z.string().optional(),
   WORKER_CONCURRENCY: int(2, 1, 64),
+  WORKER_LOCK_MS: int(30_000, 1_000, 600_000),
   RETENTION_SEC: int(7 * 24 * 3600, 60, 365 * 24 * 3600),
   MAX_BODY_BYTES: bytes('2m'),
   DEFAULT_AGENT: z.enum(AGENT_NAMES as [AgentName, ...AgentName[]]).default('claude-code'),
@@ -104,6 +105,8 @@ export interface Config {
   instance: string;
   gatewaySocketDir: string;
   workerConcurrency: number;
+  /** How long a worker's hold on a job lasts without renewal: a dead worker's run is picked up after it. */
+  workerLockMs: number;
   retentionSec: number;
   maxBodyBytes: number;
   defaultAgent: AgentName;
@@ -148,6 +151,7 @@ export function loadConfig(env: Record<string, string | undefined>, hostname = '
     instance: e.INSTANCE_NAME ?? hostname.replace(/[^A-Za-z0-9_.-]/g, '-'),
     gatewaySocketDir: e.GATEWAY_SOCKET_DIR ?? `${dataDir}/gateway`,
     workerConcurrency: e.WORKER_CONCURRENCY,
+    workerLockMs: e.WORKER_LOCK_MS,
     retentionSec: e.RETENTION_SEC,
     maxBodyBytes: e.MAX_BODY_BYTES,
     defaultAgent: e.DEFAULT_AGENT,

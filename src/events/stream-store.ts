@@ -57,6 +57,8 @@ export class EventStreamStore {
     if (signal.aborted) return;
     let cursor = afterId === '' ? '0' : afterId;
     const conn = this.redis.duplicate({ lazyConnect: true, maxRetriesPerRequest: null });
+    // Failures surface through the commands below; the listener only keeps them off stderr.
+    conn.on('error', () => undefined);
     const onAbort = () => conn.disconnect();
     signal.addEventListener('abort', onAbort, { once: true });
     try {

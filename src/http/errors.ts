@@ -58,6 +58,18 @@ export function toAppError(err: unknown): AppError {
         code: 'unsupported_media_type',
       });
   }
+  if (isRedisUnavailable(err)) {
+    return new AppError(
+      'The server cannot reach its Redis right now, so the request was not accepted. Retry in a few seconds.',
+      {
+        status: 503,
+        type: 'service_unavailable',
+        code: 'redis_unavailable',
+        retryable: true,
+        cause: err,
+      },
+    );
+  }
   if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
     return new AppError(fe.message, {
       status: fe.statusCode,
@@ -96,4 +108,13 @@ export function registerErrorHandling(app: FastifyInstance): void {
       ),
     );
   });
+}
+
+/** ioredis gives up on a command after its retries, or refuses one on a closed connection. */
+function isRedisUnavailable(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  return (
+    err.name === 'MaxRetriesPerRequestError' ||
+    /Connection is closed|Stream isn't writeable|ECONNREFUSED|ECONNRESET/.test(err.message)
+  );
 }

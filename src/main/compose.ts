@@ -34,13 +34,26 @@ export async function startServer(
   opts: { role: Role; logger: Logger; driver?: SandboxDriver; listen?: boolean },
 ): Promise<Server> {
   const { role, logger } = opts;
-  const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null, lazyConnect: true });
-  redis.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
-  await redis.connect();
+  // Two ways to wait for Redis: the API fails fast (a request gets a 503 in seconds, and nothing
+  // half-accepted), the worker waits it out (a Redis restart must not lose a running agent's events).
+  const connect = async (patient: boolean) => {
+    const r = new Redis(config.redisUrl, { maxRetriesPerRequest: patient ? null : 2, lazyConnect: true });
+    r.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
+    await r.connect();
+    return r;
+  };
+  const redis = await connect(role === 'worker');
   const keys = new RedisKeys(config.keyPrefix);
   const blobs = new BlobStore(path.join(config.dataDir, 'blobs'));
-  const events = new EventStreamStore(redis, (id) => keys.events(id));
-  const runs = new RunService({ redis, keys, events, blobs, retentionSec: config.retentionSec });
+  const services = (r: Redis) =>
+    new RunService({
+      redis: r,
+      keys,
+      events: new EventStreamStore(r, (id) => keys.events(id)),
+      blobs,
+      retentionSec: config.retentionSec,
+    });
+  const runs = services(redis);
   const providerKeys: Partial<Record<ProviderName, string>> = { ...config.providerKeys };
   const providerAvailable = (p: ProviderName) =>
     p === 'simulated' ? config.simulatedProvider : Boolean(providerKeys[p]);
@@ -50,6 +63,13 @@ export async function startServer(
   let driver = opts.driver;
   try {
     if (role !== 'api') {
+      const workerRedis = role === 'worker' ? redis : await connect(true);
+      const workerRuns = role === 'worker' ? runs : services(workerRedis);
+      if (role === 'all')
+        closers.push(
+          () => workerRuns.close(),
+          () => workerRedis.quit(),
+        );
       const socketDir = path.resolve(config.gatewaySocketDir);
       const gateway = new ProviderGateway(
         path.join(socketDir, GATEWAY_SOCKET_NAME),
@@ -67,14 +87,15 @@ export async function startServer(
       }
       await driver.ping();
       worker = new RunWorker({
-        redis,
+        redis: workerRedis,
         keys,
-        runs,
+        runs: workerRuns,
         blobs,
         driver,
         gateway,
         gatewaySocketDir: socketDir,
         concurrency: config.workerConcurrency,
+        lockMs: config.workerLockMs,
         providerKeys,
         upstreams: { anthropic: config.upstreams.anthropic },
         logger: logger.child({ component: 'worker' }),

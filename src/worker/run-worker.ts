@@ -40,6 +40,7 @@ export interface WorkerDeps {
   gateway: ProviderGateway;
   gatewaySocketDir: string;
   concurrency: number;
+  lockMs: number;
   providerKeys: Partial<Record<ProviderName, string>>;
   upstreams: Partial<Record<ProviderName, string>>;
   logger: Logger;
@@ -67,17 +68,34 @@ export class RunWorker {
     const { deps } = this;
     await this.reapOrphans();
     this.subscriber = deps.redis.duplicate();
+    // Connection trouble is logged once by the main connection; these reconnect on their own.
+    this.subscriber.on('error', () => undefined);
     await this.subscriber.subscribe(deps.keys.cancelChannel());
     this.subscriber.on('message', (_channel, runId: string) => this.active.get(runId)?.stop('cancelled'));
     this.worker = new Worker(RUN_QUEUE, (job) => this.process(job), {
-      connection: deps.redis.duplicate({ maxRetriesPerRequest: null }),
+      connection: quiet(deps.redis.duplicate({ maxRetriesPerRequest: null })),
       prefix: deps.keys.bullPrefix(),
       concurrency: deps.concurrency,
       // The lock is renewed while a run goes on; a dead worker's job is picked up again after it lapses.
-      lockDuration: 30_000,
-      stalledInterval: 15_000,
+      lockDuration: deps.lockMs,
+      stalledInterval: Math.max(500, Math.floor(deps.lockMs / 2)),
+      maxStalledCount: 2,
     });
     this.worker.on('error', (err) => deps.logger.error({ err }, 'queue worker error'));
+    // A job BullMQ gave up on without our processor finishing it (e.g. its workers kept dying):
+    // the run must still end, or its record would say "running" forever.
+    this.worker.on('failed', (job, err) => {
+      if (!job) return;
+      void this.end(job.id ?? '', ['pending', 'running'], 'failed', {
+        type: 'run.failed',
+        data: {
+          error: { code: 'worker_lost', message: `The run could not be carried to its end: ${err.message}` },
+          exit_code: null,
+          usage: emptyTotals(),
+          duration_ms: 0,
+        },
+      }).catch((e) => deps.logger.error({ err: e, runId: job.id }, 'recording a lost run failed'));
+    });
     const every = deps.reapIntervalMs ?? 60_000;
     this.reaper = setInterval(() => void this.reapOrphans().catch(() => undefined), every);
     this.reaper.unref();
@@ -440,4 +458,9 @@ function emptyTotals() {
     cost_usd: null,
     cost_estimated: false,
   };
+}
+
+function quiet(r: Redis): Redis {
+  r.on('error', () => undefined);
+  return r;
 }

@@ -196,3 +196,28 @@ describe('bad input to /v1/chat/completions', () => {
     expect([200, 302]).toContain(docs.statusCode);
   });
 });
+
+describe('when Redis goes away', () => {
+  it('a new request gets a 503 in the envelope within seconds, and /readyz says not ready', async () => {
+    const { startHarness: start } = await import('../support/harness.js');
+    const own = await start({ driver: new ScriptedDriver(() => claudeLines({ steps: 1, delayMs: 0 })) });
+    try {
+      await own.redis.stop();
+      const t0 = Date.now();
+      const res = await own.server.app!.inject({
+        method: 'POST',
+        url: '/v1/chat/completions',
+        headers: { 'content-type': 'application/json' },
+        payload: JSON.stringify(runbookRequest(RUNBOOK)),
+      });
+      expect(res.statusCode).toBe(503);
+      expect(res.json().error.code).toBe('redis_unavailable');
+      expect(Date.now() - t0).toBeLessThan(10_000);
+      const ready = await own.server.app!.inject({ url: '/readyz' });
+      expect(ready.statusCode).toBe(503);
+      expect(ready.json().checks.redis).toBe(false);
+    } finally {
+      await own.stop().catch(() => undefined);
+    }
+  });
+});
