@@ -11,7 +11,7 @@ bash scripts/setup.sh --test
 echo "== typecheck"
 npx --no-install tsc -p tsconfig.json --noEmit
 echo "== lint"
-npx --no-install biome check src test bench
+npx --no-install biome check --error-on-warnings src test bench
 
 echo "== tests"
 mkdir -p test-results

@@ -5,7 +5,13 @@ import { type Job, UnrecoverableError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { isAppError } from '../errors.js';
-import type { AgentEvent, NewEvent, RunError, RunStatus } from '../events/types.js';
+import {
+  type AgentEvent,
+  emptyUsage,
+  type NewEvent,
+  type RunError,
+  type RunStatus,
+} from '../events/types.js';
 import type { GatewayRoute, ProviderGateway } from '../gateway/gateway.js';
 import { createSimulatedProvider } from '../providers/simulated/index.js';
 import { JOBS, type RunJob } from '../queue/catalog.js';
@@ -91,7 +97,7 @@ export class RunWorker {
         data: {
           error: { code: 'worker_lost', message: `The run could not be carried to its end: ${err.message}` },
           exit_code: null,
-          usage: emptyTotals(),
+          usage: emptyUsage(),
           duration_ms: 0,
         },
       }).catch((e) => deps.logger.error({ err: e, runId: job.id }, 'recording a lost run failed'));
@@ -160,7 +166,7 @@ export class RunWorker {
         data: {
           error,
           exit_code: null,
-          usage: (await this.deps.runs.get(spec.runId))?.usage ?? emptyTotals(),
+          usage: (await this.deps.runs.get(spec.runId))?.usage ?? emptyUsage(),
           duration_ms: 0,
         },
       });
@@ -448,17 +454,6 @@ export class RunWorker {
 }
 
 class StopBeforeStart extends Error {}
-
-function emptyTotals() {
-  return {
-    input_tokens: 0,
-    output_tokens: 0,
-    cache_read_tokens: 0,
-    cache_write_tokens: 0,
-    cost_usd: null,
-    cost_estimated: false,
-  };
-}
 
 function quiet(r: Redis): Redis {
   r.on('error', () => undefined);

@@ -2,15 +2,10 @@ import matter from 'gray-matter';
 import { describe, expect, it } from 'vitest';
 import { AppError } from '../../src/errors.js';
 import { parseRunbook } from '../../src/runbook/parse.js';
+import { thrown } from '../support/errors.js';
 
 function parseError(text: string, index?: number): AppError {
-  try {
-    parseRunbook(text, index);
-  } catch (err) {
-    expect(err).toBeInstanceOf(AppError);
-    return err as AppError;
-  }
-  throw new Error('expected parseRunbook to throw');
+  return thrown(() => parseRunbook(text, index));
 }
 
 describe('parseRunbook', () => {

@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { AppError } from '../../src/errors.js';
 import {
   inferAgentFromModel,
   isModelPlaceholder,
   type ResolveInput,
   resolveRunbook,
 } from '../../src/runbook/resolve.js';
+import { thrown } from '../support/errors.js';
 
 /** A runbook in the canonical Jetty section order. */
 const WEEKLY_REPORT = `---
@@ -106,16 +106,6 @@ const DEFAULTS: ResolveInput['defaults'] = {
 
 function input(over: Partial<ResolveInput> = {}): ResolveInput {
   return { runbookText: '# Task\nDo it.\n', systemMessageIndex: 0, jetty: {}, defaults: DEFAULTS, ...over };
-}
-
-function thrown(fn: () => unknown): AppError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(AppError);
-    return err as AppError;
-  }
-  throw new Error('expected a throw');
 }
 
 describe('inferAgentFromModel', () => {

@@ -1,5 +1,4 @@
 import { describe, expect, it } from 'vitest';
-import { AppError } from '../../src/errors.js';
 import { listedOutputFiles, requiredOutputs } from '../../src/runbook/outputs.js';
 import {
   renderSecretReferences,
@@ -7,16 +6,7 @@ import {
   templateVariablesIn,
   validateTemplateVariables,
 } from '../../src/runbook/template.js';
-
-function thrown(fn: () => unknown): AppError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(AppError);
-    return err as AppError;
-  }
-  throw new Error('expected a throw');
-}
+import { thrown } from '../support/errors.js';
 
 describe('renderTemplate', () => {
   it('fills placeholders, with or without spaces inside the braces', () => {
