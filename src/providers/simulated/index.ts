@@ -37,7 +37,9 @@ export interface SimulatedProvider {
 }
 
 /** Protocols in the order their routes are tried; the first one also shapes 404s. */
-const PROTOCOLS: readonly Protocol[] = [anthropicProtocol];
+const PROTOCOLS: readonly Protocol[] = [
+  anthropicProtocol,
+];
 
 /**
  * Throws SimulateScriptError (422) when the runbook's script is invalid; callers should have
