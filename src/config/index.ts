@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { AGENT_NAMES, type AgentName } from '../events/types.js';
+import { type RealProvider, UPSTREAMS } from '../providers/upstreams.js';
 
 /**
  * Server configuration, parsed once at start-up from environment variables. A bad value stops the
@@ -89,9 +90,17 @@ const envSchema = z.object({
   SANDBOX_ALLOW_NETWORK: flag(false),
   SIMULATED_PROVIDER: flag(true),
   HEARTBEAT_MS: int(15_000, 100, 60_000),
-  ANTHROPIC_API_KEY: optionalSecret,
-  ANTHROPIC_UPSTREAM_URL: url('https://api.anthropic.com'),
 });
+
+// Provider keys and upstream URLs, one pair per provider (src/providers/upstreams.ts names them).
+const providerEnvSchema = z.object(
+  Object.fromEntries(
+    Object.values(UPSTREAMS).flatMap((u) => [
+      ...u.keyEnv.map((k) => [k, optionalSecret] as const),
+      [u.urlEnv, url(u.defaultUrl)] as const,
+    ]),
+  ),
+);
 
 export type RawEnv = z.input<typeof envSchema>;
 
@@ -117,8 +126,9 @@ export interface Config {
   simulatedProvider: boolean;
   heartbeatMs: number;
   /** Provider keys from server configuration (collections bring their own later). */
-  providerKeys: Partial<Record<'anthropic', string>>;
-  upstreams: { anthropic: string };
+  providerKeys: Partial<Record<RealProvider, string>>;
+  /** Base URL of each real provider. */
+  upstreams: Record<RealProvider, string>;
 }
 
 export class ConfigError extends Error {
@@ -130,11 +140,21 @@ export class ConfigError extends Error {
 
 export function loadConfig(env: Record<string, string | undefined>, hostname = 'local'): Config {
   const parsed = envSchema.safeParse(env);
-  if (!parsed.success) {
-    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
+  const providers = providerEnvSchema.safeParse(env);
+  const issues = [...(parsed.error?.issues ?? []), ...(providers.error?.issues ?? [])];
+  if (!parsed.success || !providers.success) {
+    const lines = issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
     throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
   }
   const e = parsed.data;
+  const pe = providers.data as Record<string, string | undefined>;
+  const providerKeys: Partial<Record<RealProvider, string>> = {};
+  const upstreams = {} as Record<RealProvider, string>;
+  for (const [name, u] of Object.entries(UPSTREAMS) as [RealProvider, (typeof UPSTREAMS)[RealProvider]][]) {
+    const key = u.keyEnv.map((k) => pe[k]).find((v) => v !== undefined);
+    if (key !== undefined) providerKeys[name] = key;
+    upstreams[name] = (pe[u.urlEnv] ?? u.defaultUrl).replace(/\/+$/, '');
+  }
   if (e.RUN_TIMEOUT_SEC > e.RUN_MAX_TIMEOUT_SEC) {
     throw new ConfigError(
       `invalid configuration:\n  RUN_TIMEOUT_SEC: must not exceed RUN_MAX_TIMEOUT_SEC (${e.RUN_MAX_TIMEOUT_SEC})`,
@@ -166,8 +186,8 @@ export function loadConfig(env: Record<string, string | undefined>, hostname = '
     },
     simulatedProvider: e.SIMULATED_PROVIDER,
     heartbeatMs: e.HEARTBEAT_MS,
-    providerKeys: e.ANTHROPIC_API_KEY ? { anthropic: e.ANTHROPIC_API_KEY } : {},
-    upstreams: { anthropic: e.ANTHROPIC_UPSTREAM_URL },
+    providerKeys,
+    upstreams,
   };
 }
 

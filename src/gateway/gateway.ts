@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import type { UsageData } from '../events/types.js';
 import type { ProviderName } from '../runtimes/types.js';
-import { anthropicUsageReader, type UsageReader } from './usage.js';
+import { usageReaderForPath } from './usage.js';
 
 /** Something that answers like fetch: a real provider, or the simulated one in-process. */
 export type Upstream = (request: Request) => Promise<Response>;
@@ -92,10 +92,13 @@ export class ProviderGateway {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const started = Date.now();
-    const token = tokenOf(req);
-    const route = token ? this.routes.get(token) : undefined;
     const method = req.method ?? 'GET';
-    const urlPath = req.url ?? '/';
+    // A CLI that cannot send a key header (e.g. one told to skip request signing) gets a base URL
+    // with the token in its first path segment instead: /_t/<token>/...
+    const pathToken = /^\/_t\/([A-Za-z0-9_-]{8,128})(\/.*)?$/.exec(req.url ?? '/');
+    const token = pathToken ? pathToken[1] : tokenOf(req);
+    const urlPath = pathToken ? (pathToken[2] ?? '/') : (req.url ?? '/');
+    const route = token ? this.routes.get(token) : undefined;
     if (!route) {
       // claude pre-connects with a HEAD / that carries no key: answer it without a route.
       if (method === 'HEAD' || (method === 'GET' && urlPath === '/')) {
@@ -135,7 +138,7 @@ export class ProviderGateway {
         if (!DROP_RESPONSE.has(k)) outHeaders[k] = v;
       });
       res.writeHead(upstreamRes.status, outHeaders);
-      const reader = usageReaderFor(route.provider, upstreamRes.headers.get('content-type') ?? '', urlPath);
+      const reader = usageReaderForPath(urlPath, upstreamRes.headers.get('content-type') ?? '');
       if (upstreamRes.body) {
         for await (const chunk of upstreamRes.body as unknown as AsyncIterable<Uint8Array>) {
           reader?.push(chunk);
@@ -180,16 +183,4 @@ async function readBody(req: IncomingMessage): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const c of req) chunks.push(c as Buffer);
   return Buffer.concat(chunks);
-}
-
-function usageReaderFor(provider: ProviderName, contentType: string, urlPath: string): UsageReader | null {
-  // Only model calls carry usage; token counting and model lists do not.
-  if (urlPath.includes('count_tokens')) return null;
-  switch (provider) {
-    case 'anthropic':
-    case 'simulated':
-      return urlPath.includes('/messages') ? anthropicUsageReader(contentType) : null;
-    default:
-      return null;
-  }
 }

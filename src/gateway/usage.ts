@@ -2,7 +2,8 @@ import type { UsageData } from '../events/types.js';
 
 /**
  * Reads token usage out of provider responses as they stream through the gateway, without
- * changing a byte of them. One reader per response.
+ * changing a byte of them. One reader per response; the wire protocol is known from the path, so
+ * usage is measured the same way whichever runtime or provider is behind it.
  */
 export interface UsageReader {
   /** Feed response bytes as they pass. */
@@ -11,53 +12,113 @@ export interface UsageReader {
   finish(): UsageData | null;
 }
 
-/** Anthropic Messages: SSE (message_start + message_delta usage) or a JSON message with `usage`. */
-export function anthropicUsageReader(contentType: string): UsageReader {
+type Json = Record<string, unknown>;
+
+interface Tokens {
+  input: number;
+  output: number;
+  cacheRead: number;
+  cacheWrite: number;
+  model?: string;
+}
+
+/** Takes one JSON object (an SSE event's data, or the whole body) and updates the tokens seen. */
+type Extractor = (obj: Json, t: Tokens) => boolean;
+
+const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
+const obj = (v: unknown): Json | undefined =>
+  v && typeof v === 'object' && !Array.isArray(v) ? (v as Json) : undefined;
+
+/** Anthropic Messages: usage in message_start (input, cache) and message_delta (output); or `usage` of the JSON body. */
+const anthropic: Extractor = (o, t) => {
+  const message = obj(o.message);
+  const usage = obj(o.type === 'message_start' ? message?.usage : o.usage);
+  if (!usage) return false;
+  if (typeof (message?.model ?? o.model) === 'string') t.model = String(message?.model ?? o.model);
+  t.input = num(usage.input_tokens) ?? t.input;
+  t.output = num(usage.output_tokens) ?? t.output;
+  t.cacheRead = num(usage.cache_read_input_tokens) ?? t.cacheRead;
+  t.cacheWrite = num(usage.cache_creation_input_tokens) ?? t.cacheWrite;
+  return true;
+};
+
+/** OpenAI Responses: `response.completed` carries response.usage; input_tokens include cached ones. */
+const responses: Extractor = (o, t) => {
+  const response = obj(o.response) ?? (o.object === 'response' ? o : undefined);
+  const usage = obj(response?.usage);
+  if (!usage) return false;
+  if (typeof response?.model === 'string') t.model = response.model;
+  const cached = num(obj(usage.input_tokens_details)?.cached_tokens) ?? 0;
+  t.input = (num(usage.input_tokens) ?? 0) - cached;
+  t.cacheRead = cached;
+  t.output = num(usage.output_tokens) ?? 0;
+  return true;
+};
+
+/** OpenAI Chat Completions: a `usage` object (last chunk when streaming); prompt_tokens include cached ones. */
+const chat: Extractor = (o, t) => {
+  const usage = obj(o.usage);
+  if (!usage) return false;
+  if (typeof o.model === 'string') t.model = o.model;
+  const cached =
+    num(obj(usage.prompt_tokens_details)?.cached_tokens) ?? num(usage.cache_read_input_tokens) ?? 0;
+  t.input = (num(usage.prompt_tokens) ?? 0) - cached;
+  t.cacheRead = cached;
+  t.output = num(usage.completion_tokens) ?? 0;
+  return true;
+};
+
+/** Gemini generateContent: usageMetadata (streaming: every chunk, the last one counts). */
+const gemini: Extractor = (o, t) => {
+  const usage = obj(o.usageMetadata);
+  if (!usage) return false;
+  if (typeof o.modelVersion === 'string') t.model = o.modelVersion;
+  const cached = num(usage.cachedContentTokenCount) ?? 0;
+  t.input = (num(usage.promptTokenCount) ?? 0) - cached;
+  t.cacheRead = cached;
+  t.output = (num(usage.candidatesTokenCount) ?? 0) + (num(usage.thoughtsTokenCount) ?? 0);
+  return true;
+};
+
+/** The reader for a request path, or null for calls that carry no usage (token counts, model lists). */
+export function usageReaderForPath(path: string, contentType: string): UsageReader | null {
+  const p = path.split('?')[0] ?? path;
+  if (p.includes('count_tokens') || p.endsWith(':countTokens')) return null;
+  if (p.endsWith('/messages')) return reader(anthropic, contentType);
+  if (p.endsWith('/responses')) return reader(responses, contentType);
+  if (p.endsWith('/chat/completions')) return reader(chat, contentType);
+  if (p.endsWith(':streamGenerateContent') || p.endsWith(':generateContent'))
+    return reader(gemini, contentType);
+  return null;
+}
+
+// A JSON reply's usage sits in a body of bounded size; past this we stop buffering.
+const MAX_JSON_BYTES = 4 * 1024 * 1024;
+
+function reader(extract: Extractor, contentType: string): UsageReader {
   const decoder = new TextDecoder();
   const sse = contentType.includes('text/event-stream');
+  const t: Tokens = { input: 0, output: 0, cacheRead: 0, cacheWrite: 0 };
+  let seen = false;
   let buf = '';
-  let json = '';
-  const u = {
-    input: 0,
-    output: 0,
-    cacheRead: 0,
-    cacheWrite: 0,
-    seen: false,
-    model: undefined as string | undefined,
-  };
 
-  const take = (usage: Record<string, unknown> | undefined, model?: unknown) => {
-    if (!usage) return;
-    u.seen = true;
-    if (typeof model === 'string') u.model = model;
-    if (typeof usage.input_tokens === 'number') u.input = usage.input_tokens;
-    if (typeof usage.output_tokens === 'number') u.output = usage.output_tokens;
-    if (typeof usage.cache_read_input_tokens === 'number') u.cacheRead = usage.cache_read_input_tokens;
-    if (typeof usage.cache_creation_input_tokens === 'number')
-      u.cacheWrite = usage.cache_creation_input_tokens;
-  };
-
-  const line = (l: string) => {
-    if (!l.startsWith('data:')) return;
+  const take = (text: string) => {
     try {
-      const ev = JSON.parse(l.slice(5).trim()) as Record<string, unknown>;
-      if (ev.type === 'message_start') {
-        const msg = ev.message as Record<string, unknown> | undefined;
-        take(msg?.usage as Record<string, unknown> | undefined, msg?.model);
-      } else if (ev.type === 'message_delta') {
-        take(ev.usage as Record<string, unknown> | undefined);
-      }
+      const parsed = obj(JSON.parse(text));
+      if (parsed && extract(parsed, t)) seen = true;
     } catch {
-      // Not JSON: not ours to judge; the CLI sees the bytes unchanged.
+      // Not JSON ([DONE], a keepalive): not ours to judge; the CLI sees the bytes unchanged.
     }
+  };
+  const line = (l: string) => {
+    if (l.startsWith('data:')) take(l.slice(5).trim());
   };
 
   return {
     push(chunk) {
       const text = decoder.decode(chunk, { stream: true });
       if (!sse) {
-        // Bounded: a JSON reply's usage sits in its first few kilobytes' worth of structure.
-        if (json.length < 4 * 1024 * 1024) json += text;
+        if (buf.length < MAX_JSON_BYTES) buf += text;
         return;
       }
       buf += text;
@@ -69,23 +130,28 @@ export function anthropicUsageReader(contentType: string): UsageReader {
       }
     },
     finish() {
-      if (sse && buf) line(buf);
-      if (!sse && json) {
+      if (sse) {
+        if (buf) line(buf);
+      } else if (buf) {
+        // A JSON array is how Gemini answers a non-SSE stream request: the last element counts.
         try {
-          const body = JSON.parse(json) as Record<string, unknown>;
-          take(body.usage as Record<string, unknown> | undefined, body.model);
+          const parsed: unknown = JSON.parse(buf);
+          for (const item of Array.isArray(parsed) ? parsed : [parsed]) {
+            const o = obj(item);
+            if (o && extract(o, t)) seen = true;
+          }
         } catch {
           // An error body or not JSON: no usage.
         }
       }
-      if (!u.seen) return null;
+      if (!seen) return null;
       return {
-        input_tokens: u.input,
-        output_tokens: u.output,
-        cache_read_tokens: u.cacheRead,
-        cache_write_tokens: u.cacheWrite,
+        input_tokens: Math.max(0, t.input),
+        output_tokens: t.output,
+        cache_read_tokens: t.cacheRead,
+        cache_write_tokens: t.cacheWrite,
         source: 'gateway',
-        ...(u.model ? { model: u.model } : {}),
+        ...(t.model ? { model: t.model } : {}),
       };
     },
   };

@@ -1,23 +1,14 @@
-import { AppError, badRequest } from '../errors.js';
+import { badRequest } from '../errors.js';
 import type { AgentName } from '../events/types.js';
+import { checkModelSlug, openRouterFormOf } from '../providers/model-slugs.js';
 import { validateSimulateScript } from '../providers/simulated/index.js';
+import { keyEnvOf } from '../providers/upstreams.js';
 import type { RunJob } from '../queue/catalog.js';
 import { resolveRunbook } from '../runbook/resolve.js';
 import { getRuntime } from '../runtimes/registry.js';
 import type { ProviderName, RuntimeAdapter } from '../runtimes/types.js';
 import type { AppDeps } from './deps.js';
 import type { ChatRequest } from './schemas.js';
-
-/** The server-side key each provider needs (collections bring their own in a later step). */
-export const PROVIDER_KEY_ENV: Record<ProviderName, string | null> = {
-  anthropic: 'ANTHROPIC_API_KEY',
-  openai: 'OPENAI_API_KEY',
-  google: 'GEMINI_API_KEY',
-  openrouter: 'OPENROUTER_API_KEY',
-  bedrock: 'AWS_BEARER_TOKEN_BEDROCK',
-  vertex: 'GOOGLE_APPLICATION_CREDENTIALS',
-  simulated: null,
-};
 
 /** Each runtime's provider when nothing names one and no routing key applies (Jetty's legacy rule). */
 const LEGACY_PROVIDER: Record<AgentName, ProviderName> = {
@@ -128,10 +119,25 @@ export function planRun(body: ChatRequest, deps: AppDeps): PlannedRun {
     }
   } else if (!deps.providerAvailable(provider)) {
     throw badRequest(
-      `No key for the provider "${provider}": the server needs ${PROVIDER_KEY_ENV[provider]} set. Or run against the built-in simulated provider with "model_provider": "simulated".`,
+      `No key for the provider "${provider}": the server needs ${keyEnvOf(provider)} set. Or run against the built-in simulated provider with "model_provider": "simulated".`,
       providerParam,
       'provider_key_missing',
     );
+  }
+
+  // With no model named, the runtime's default, in the form the provider takes.
+  const model =
+    resolved.model ??
+    (provider === 'openrouter'
+      ? (openRouterFormOf(runtime.defaultModel) ?? runtime.defaultModel)
+      : runtime.defaultModel);
+  const slug = checkModelSlug(model, provider, runtime.name);
+  if (!slug.ok) {
+    const hint =
+      resolved.model === undefined
+        ? ' No model was named: set `model` in the request or the frontmatter.'
+        : '';
+    throw badRequest(slug.message + hint, resolved.sources.model.param ?? 'model', 'model_slug_invalid');
   }
 
   const max = deps.defaults.sandbox;
@@ -151,7 +157,7 @@ export function planRun(body: ChatRequest, deps: AppDeps): PlannedRun {
   return {
     job: {
       agent: resolved.agent,
-      model: resolved.model ?? runtime.defaultModel,
+      model: slug.model,
       provider,
       runbook: resolved.renderedRunbook,
       instruction,
@@ -175,8 +181,4 @@ function chooseProvider(runtime: RuntimeAdapter, deps: AppDeps): ProviderName {
     if (runtime.providers.includes(p) && deps.providerAvailable(p)) return p;
   }
   return LEGACY_PROVIDER[runtime.name];
-}
-
-export function isAppErrorStatus(err: unknown, status: number): boolean {
-  return err instanceof AppError && err.status === status;
 }

@@ -97,7 +97,7 @@ export async function startServer(
         concurrency: config.workerConcurrency,
         lockMs: config.workerLockMs,
         providerKeys,
-        upstreams: { anthropic: config.upstreams.anthropic },
+        upstreams: config.upstreams,
         logger: logger.child({ component: 'worker' }),
       });
       await worker.start();

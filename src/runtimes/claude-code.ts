@@ -56,9 +56,7 @@ function buildInvocation(spec: InvocationSpec): Invocation {
       `--model=${model}`,
     ],
     env: {
-      ANTHROPIC_BASE_URL: spec.gatewayUrl,
-      // The per-run gateway token, never a provider key: the gateway swaps it for the real one.
-      ANTHROPIC_API_KEY: spec.token,
+      ...providerEnv(spec),
       CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1',
       DISABLE_TELEMETRY: '1',
       DISABLE_AUTOUPDATER: '1',
@@ -69,6 +67,26 @@ function buildInvocation(spec: InvocationSpec): Invocation {
     files: [{ path: CLAUDE_PROMPT_PATH, content: spec.prompt, mode: 0o644 }],
     stdinFile: CLAUDE_PROMPT_PATH,
   };
+}
+
+/**
+ * Where the CLI sends model calls: always the gateway, which knows the run's provider and holds its
+ * key. Anthropic, OpenRouter (its Anthropic-compatible /api/v1/messages) and the simulated provider
+ * take the Messages API with the token as the key. Bedrock takes the CLI's Bedrock mode with
+ * request signing off (the gateway adds the bearer key); that mode sends no key at all, so the
+ * token rides in the base URL's path instead.
+ */
+function providerEnv(spec: InvocationSpec): Record<string, string> {
+  if (spec.provider === 'bedrock') {
+    return {
+      CLAUDE_CODE_USE_BEDROCK: '1',
+      CLAUDE_CODE_SKIP_BEDROCK_AUTH: '1',
+      ANTHROPIC_BEDROCK_BASE_URL: `${spec.gatewayUrl}/_t/${spec.token}`,
+      AWS_REGION: 'us-east-1',
+    };
+  }
+  // The per-run gateway token, never a provider key: the gateway swaps it for the real one.
+  return { ANTHROPIC_BASE_URL: spec.gatewayUrl, ANTHROPIC_API_KEY: spec.token };
 }
 
 const capabilities: RuntimeCapabilities = {
@@ -88,7 +106,6 @@ export const claudeCodeAdapter: RuntimeAdapter = {
   cliPackage: '@anthropic-ai/claude-code',
   cliVersion: CLAUDE_CODE_VERSION,
   image: `jetty/runtime-claude-code:${CLAUDE_CODE_VERSION}`,
-  // bedrock and openrouter are wired through the gateway in a later step.
   providers: ['anthropic', 'bedrock', 'openrouter', 'simulated'],
   capabilities,
   defaultModel: DEFAULT_MODEL,

@@ -14,6 +14,7 @@ import {
 } from '../events/types.js';
 import type { GatewayRoute, ProviderGateway } from '../gateway/gateway.js';
 import { createSimulatedProvider } from '../providers/simulated/index.js';
+import { isRealProvider, UPSTREAMS } from '../providers/upstreams.js';
 import { JOBS, type RunJob } from '../queue/catalog.js';
 import { type RedisKeys, RUN_QUEUE } from '../queue/keys.js';
 import type { RunService } from '../queue/run-service.js';
@@ -435,18 +436,18 @@ export class RunWorker {
         onRequest,
       };
     }
-    const key = this.deps.providerKeys[spec.provider];
-    const baseUrl = this.deps.upstreams[spec.provider];
-    if (!key || !baseUrl) throw new UnrecoverableError(`no key or upstream configured for ${spec.provider}`);
+    const provider = spec.provider;
+    const key = this.deps.providerKeys[provider];
+    const baseUrl = this.deps.upstreams[provider];
+    if (!isRealProvider(provider) || !key || !baseUrl) {
+      throw new UnrecoverableError(`no key or upstream configured for ${provider}`);
+    }
     return {
       runId: spec.runId,
-      provider: spec.provider,
+      provider,
       baseUrl,
       upstream: (r) => fetch(r),
-      auth:
-        spec.provider === 'anthropic'
-          ? { header: 'x-api-key', value: key }
-          : { header: 'authorization', value: `Bearer ${key}` },
+      auth: UPSTREAMS[provider].auth(key),
       onUsage,
       onRequest,
     };

@@ -7,7 +7,12 @@ import { claudeLines, ScriptedDriver } from '../support/scripted-driver.js';
 let h: Harness;
 const driver = new ScriptedDriver(() => claudeLines({ steps: 1, delayMs: 0 }));
 beforeAll(async () => {
-  h = await startHarness({ driver, env: { MAX_BODY_BYTES: '64k' } });
+  // Keys for OpenRouter and Bedrock (never used: nothing here reaches a provider) so that the
+  // model-slug rules are what answers.
+  h = await startHarness({
+    driver,
+    env: { MAX_BODY_BYTES: '64k', OPENROUTER_API_KEY: 'sk-or-unused', AWS_BEARER_TOKEN_BEDROCK: 'unused' },
+  });
 });
 afterAll(async () => {
   await h?.stop();
@@ -125,6 +130,50 @@ const cases: Array<{
     status: 400,
     param: 'jetty.agent',
     says: /GET \/v1\/runtimes/,
+  },
+  {
+    name: 'a bare Anthropic slug sent to OpenRouter',
+    body: runbookRequest(RUNBOOK, { model: 'claude-sonnet-4-6', jetty: { model_provider: 'openrouter' } }),
+    status: 400,
+    param: 'model',
+    says: /anthropic\/claude-sonnet-4\.6/,
+  },
+  {
+    name: 'an OpenRouter slug with a dashed version, from the frontmatter',
+    body: runbookRequest('---\nmodel: anthropic/claude-sonnet-4-6\nmodel_provider: openrouter\n---\n# T\n', {
+      model: 'default',
+      jetty: { model_provider: undefined },
+    }),
+    status: 400,
+    param: 'messages[0].content.frontmatter.model',
+    says: /anthropic\/claude-sonnet-4\.6/,
+  },
+  {
+    name: 'a bare anthropic. id sent to Bedrock',
+    body: runbookRequest(RUNBOOK, {
+      model: 'anthropic.claude-sonnet-4-5-20250929-v1:0',
+      jetty: { model_provider: 'bedrock' },
+    }),
+    status: 400,
+    param: 'model',
+    says: /us\.anthropic\.claude-sonnet-4-5/,
+  },
+  {
+    name: 'no provider named: OpenRouter is chosen when its key is there, and wants its own slug form',
+    body: runbookRequest(RUNBOOK, { model: 'claude-sonnet-4-6', jetty: { model_provider: undefined } }),
+    status: 400,
+    param: 'model',
+    says: /OpenRouter/,
+  },
+  {
+    name: 'a provider slug for the Anthropic API',
+    body: {
+      ...runbookRequest(RUNBOOK, { model: 'anthropic/claude-sonnet-4.6' }),
+      jetty: { runbook: true, model_provider: 'anthropic' },
+    },
+    status: 400,
+    param: 'jetty.model_provider',
+    says: /ANTHROPIC_API_KEY/,
   },
   {
     name: 'a malformed simulate script',
