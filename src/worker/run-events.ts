@@ -1,11 +1,7 @@
 import type { EventStreamStore } from '../events/stream-store.js';
 import { emptyUsage, type NewEvent, type UsageData, type UsageTotals } from '../events/types.js';
 
-/**
- * Appends one run's events in order (each append waits for the one before), and keeps the usage
- * totals: tokens as the gateway measured them when it saw any, else as the agent reported them;
- * cost as the agent reported it.
- */
+/** Appends one run's events in order (each append waits for the one before), and keeps the usage totals. */
 export class RunEventSink {
   private chain: Promise<unknown> = Promise.resolve();
   private failed: unknown;
@@ -34,12 +30,18 @@ export class RunEventSink {
     if (this.failed) throw this.failed;
   }
 
+  /**
+   * Tokens as the gateway measured them when it saw any, else as the agent reported them. Cost as
+   * the agent reported it; else estimated from the price table (and marked so); else unknown.
+   */
   totals(): UsageTotals {
     const tokens = this.sawGateway ? this.gateway : this.agent;
+    const reported = this.agent.cost_usd;
+    const estimate = this.sawGateway ? this.gateway.cost_usd : null;
     return {
       ...tokens,
-      cost_usd: this.sawAgent ? this.agent.cost_usd : null,
-      cost_estimated: false,
+      cost_usd: reported ?? estimate,
+      cost_estimated: reported === null && estimate !== null,
     };
   }
 

@@ -13,6 +13,7 @@ import {
   type RunStatus,
 } from '../events/types.js';
 import type { GatewayRoute, ProviderGateway } from '../gateway/gateway.js';
+import { estimateCost } from '../providers/prices.js';
 import { createSimulatedProvider } from '../providers/simulated/index.js';
 import { isRealProvider, UPSTREAMS } from '../providers/upstreams.js';
 import { JOBS, type RunJob } from '../queue/catalog.js';
@@ -417,7 +418,14 @@ export class RunWorker {
   }
 
   private route(spec: RunJob, sink: RunEventSink, log: Logger): GatewayRoute {
-    const onUsage = (u: Parameters<GatewayRoute['onUsage']>[0]) => sink.emit({ type: 'usage', data: u });
+    // The gateway's figures carry a price-table estimate, marked as one (the CLI may report its own).
+    const onUsage = (u: Parameters<GatewayRoute['onUsage']>[0]) => {
+      const cost = estimateCost(u);
+      sink.emit({
+        type: 'usage',
+        data: cost === undefined ? u : { ...u, cost_usd: cost, cost_estimated: true },
+      });
+    };
     const onRequest: GatewayRoute['onRequest'] = (info) => log.debug(info, 'gateway request');
     if (spec.provider === 'simulated') {
       const sim = createSimulatedProvider({
