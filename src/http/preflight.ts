@@ -148,6 +148,22 @@ export function planRun(body: ChatRequest, deps: AppDeps): PlannedRun {
       'jetty.network_enabled',
     );
   }
+  const mcpServers = jetty.mcp_servers ?? [];
+  if (mcpServers.length > 0 && !runtime.capabilities.mcp_servers) {
+    throw badRequest(
+      `The runtime ${runtime.name} cannot use MCP servers; remove jetty.mcp_servers or run on a runtime that can (GET /v1/runtimes lists capabilities).`,
+      'jetty.mcp_servers',
+      'mcp_unsupported',
+    );
+  }
+  const remote = mcpServers.find((m) => m.transport !== 'stdio');
+  if (remote && !jetty.network_enabled) {
+    throw badRequest(
+      `The MCP server "${remote.name}" is remote (${remote.transport}), but the sandbox has no network. Set jetty.network_enabled (where the server allows it) or run the server inside the sandbox ({command, args}).`,
+      'jetty.mcp_servers',
+      'mcp_needs_network',
+    );
+  }
   const instruction = body.messages
     .filter((_, i) => i !== sysIndex)
     .filter((m) => m.role === 'user')
@@ -166,6 +182,7 @@ export function planRun(body: ChatRequest, deps: AppDeps): PlannedRun {
       timeoutSec: resolved.timeoutSec,
       limits: { cpus, memoryBytes: max.memoryBytes, pids: max.pids },
       network: jetty.network_enabled ? 'bridge' : 'none',
+      mcpServers,
     },
     collection: jetty.collection ?? null,
     task: jetty.task ?? null,

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { AGENT_NAMES, type AgentName } from '../events/types.js';
+import { mcpServersSchema } from '../runtimes/mcp.js';
 import { PROVIDER_NAMES, type ProviderName } from '../runtimes/types.js';
 
 /** Route schemas: request validation and the OpenAPI document both come from these. */
@@ -36,6 +37,7 @@ export const jettyBlockSchema = z
     timeout_sec: z.number({ error: 'must be a number of seconds' }).int().positive().optional(),
     timeout_hint: z.number({ error: 'must be a number of seconds' }).int().min(0).optional(),
     network_enabled: z.boolean().optional(),
+    mcp_servers: mcpServersSchema.optional(),
     cpus: z.number().positive().optional(),
     memory: z.union([z.string(), z.number()]).optional(),
   })

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { AGENT_NAMES, type AgentName } from '../events/types.js';
+import { mcpServerSchema } from '../runtimes/mcp.js';
 import { PROVIDER_NAMES, type ProviderName } from '../runtimes/types.js';
 
 /**
@@ -24,6 +25,8 @@ export const runJobSchema = z.object({
     pids: z.number().int(),
   }),
   network: z.enum(['none', 'bridge']),
+  /** Normalized MCP servers (src/runtimes/mcp.ts); absent in jobs queued by older servers. */
+  mcpServers: z.array(mcpServerSchema).default([]),
 });
 
 export type RunJob = z.infer<typeof runJobSchema>;

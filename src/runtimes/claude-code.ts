@@ -17,6 +17,7 @@ import {
   parseJsonObject,
   truncateUtf8,
 } from './json-lines.js';
+import type { McpServer } from './mcp.js';
 import type {
   Invocation,
   InvocationSpec,
@@ -40,8 +41,23 @@ export const CLAUDE_PROMPT_PATH = `${AGENT_HOME}/.jetty/prompt.md`;
  */
 const MAX_RETRIES = '1';
 
+/** Where MCP servers go, in Claude Code's own `--mcp-config` form. */
+export const CLAUDE_MCP_PATH = `${AGENT_HOME}/.jetty/mcp.json`;
+
+function mcpConfig(servers: readonly McpServer[]): string {
+  const mcpServers: Record<string, unknown> = {};
+  for (const s of servers) {
+    mcpServers[s.name] =
+      s.transport === 'stdio'
+        ? { type: 'stdio', command: s.command, args: s.args, env: s.env }
+        : { type: s.transport, url: s.url, headers: s.headers };
+  }
+  return JSON.stringify({ mcpServers }, null, 2);
+}
+
 function buildInvocation(spec: InvocationSpec): Invocation {
   const model = spec.model || DEFAULT_MODEL;
+  const mcp = spec.mcpServers ?? [];
   return {
     argv: [
       'claude',
@@ -54,6 +70,8 @@ function buildInvocation(spec: InvocationSpec): Invocation {
       '--no-session-persistence',
       // One argument, `=` form: a model value that starts with `-` can never be read as a flag.
       `--model=${model}`,
+      // Only the servers the run asked for: nothing from a project or user config.
+      ...(mcp.length > 0 ? [`--mcp-config=${CLAUDE_MCP_PATH}`, '--strict-mcp-config'] : []),
     ],
     env: {
       ...providerEnv(spec),
@@ -64,7 +82,10 @@ function buildInvocation(spec: InvocationSpec): Invocation {
       CLAUDE_CODE_MAX_RETRIES: MAX_RETRIES,
       HOME: AGENT_HOME,
     },
-    files: [{ path: CLAUDE_PROMPT_PATH, content: spec.prompt, mode: 0o644 }],
+    files: [
+      { path: CLAUDE_PROMPT_PATH, content: spec.prompt, mode: 0o644 },
+      ...(mcp.length > 0 ? [{ path: CLAUDE_MCP_PATH, content: mcpConfig(mcp), mode: 0o600 }] : []),
+    ],
     stdinFile: CLAUDE_PROMPT_PATH,
   };
 }
@@ -249,7 +270,12 @@ export class ClaudeCodeParser implements OutputParser {
     if (subtype === 'init') {
       this.sessionId = asString(msg.session_id) ?? this.sessionId;
       this.initModel = asString(msg.model) ?? this.initModel;
-      return [];
+      // Whether each MCP server the run asked for came up is worth a line: a failed one is silent otherwise.
+      const mcp = asArray(msg.mcp_servers)
+        .map((m) => asObject(m))
+        .filter((m): m is JsonObject => m !== undefined)
+        .map((m) => `${asString(m.name) ?? '?'} (${asString(m.status) ?? 'unknown'})`);
+      return mcp.length > 0 ? [logEvent('system', `claude-code: MCP servers: ${mcp.join(', ')}`)] : [];
     }
     if (subtype === 'api_retry') {
       const attempt = asNumber(msg.attempt) ?? '?';

@@ -1,4 +1,5 @@
 import type { AgentEvent, AgentName, RunError, UsageData } from '../events/types.js';
+import type { McpServer } from './mcp.js';
 
 /** Providers a runtime may be pointed at. `simulated` is the built-in scripted provider. */
 export type ProviderName =
@@ -31,6 +32,8 @@ export interface InvocationSpec {
   /** The per-run token the CLI presents to the gateway. Never a real provider key. */
   token: string;
   deadlineSec: number;
+  /** MCP servers the run asked for, to be written in the CLI's own config form (empty: none). */
+  mcpServers?: McpServer[];
   workdir: string;
   resultsDir: string;
 }

@@ -242,6 +242,7 @@ export class RunWorker {
         gatewayUrl: `http://127.0.0.1:${SANDBOX_GATEWAY_PORT}`,
         token,
         deadlineSec: spec.timeoutSec,
+        mcpServers: spec.mcpServers,
         workdir: '/app',
         resultsDir: spec.resultsDir,
       });
