@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the sandbox images of the agent runtimes: docker/build-images.sh [runtime ...]
-# (default: claude-code). Idempotent: an image whose `jetty.inputs` label matches the hash of its
+# (default: every runtime under docker/runtimes/). Idempotent: an image whose `jetty.inputs` label matches the hash of its
 # inputs is left alone, so a second run takes a second or so.
 #
 # Each runtime is a directory docker/runtimes/<name>/ holding:
@@ -131,7 +131,14 @@ build_runtime() {
   echo "$name: $image built ($(elapsed "$started")s)"
 }
 
-if [ "$#" -eq 0 ]; then set -- claude-code; fi
+if [ "$#" -eq 0 ]; then
+  # Every runtime directory (those with a Dockerfile), claude-code first: it is the default runtime.
+  set -- claude-code
+  for d in "$runtimes_dir"/*/; do
+    name=$(basename "$d")
+    [ "$name" != claude-code ] && [ -f "$d/Dockerfile" ] && set -- "$@" "$name"
+  done
+fi
 base=$(pick_base)
 for runtime in "$@"; do
   build_runtime "$runtime"
