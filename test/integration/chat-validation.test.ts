@@ -239,7 +239,18 @@ describe('bad input to /v1/chat/completions', () => {
     expect(claude.cli.version).toBe('2.1.197');
     expect(claude.providers.find((p) => p.id === 'simulated')?.available).toBe(true);
     expect(claude.providers.find((p) => p.id === 'anthropic')?.available).toBe(false);
-    expect((await app.inject({ url: '/v1/models' })).json().object).toBe('list');
+    const models = (await app.inject({ url: '/v1/models' })).json() as {
+      object: string;
+      data: Array<{ id: string; owned_by: string; runtimes: string[]; available: boolean }>;
+    };
+    expect(models.object).toBe('list');
+    expect(models.data.find((m) => m.id === 'anthropic/claude-sonnet-4.6')).toMatchObject({
+      owned_by: 'openrouter',
+      available: true,
+    });
+    expect(
+      models.data.find((m) => m.id === 'claude-sonnet-4-6' && m.owned_by === 'anthropic')?.runtimes,
+    ).toContain('claude-code');
     expect((await app.inject({ url: '/openapi.json' })).json().paths['/v1/chat/completions']).toBeDefined();
     const docs = await app.inject({ url: '/docs' });
     expect([200, 302]).toContain(docs.statusCode);

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { MODELS } from '../../providers/models.js';
 import { listRuntimes } from '../../runtimes/registry.js';
 import type { AppDeps } from '../deps.js';
 
@@ -87,7 +88,7 @@ export function metaRoutes(app: FastifyInstance, deps: AppDeps): void {
     '/v1/models',
     {
       schema: {
-        summary: 'Models, OpenAI-style: each runtime’s default model',
+        summary: 'Models, OpenAI-style: slugs per provider, with the runtimes that can use each',
         tags: ['runtimes'],
         response: {
           200: z.object({
@@ -98,6 +99,8 @@ export function metaRoutes(app: FastifyInstance, deps: AppDeps): void {
                 object: z.literal('model'),
                 created: z.number(),
                 owned_by: z.string(),
+                runtimes: z.array(z.string()),
+                available: z.boolean(),
               }),
             ),
           }),
@@ -105,12 +108,28 @@ export function metaRoutes(app: FastifyInstance, deps: AppDeps): void {
       },
     },
     async () => {
-      const seen = new Set<string>();
+      const runtimes = listRuntimes();
       const data = [];
-      for (const rt of listRuntimes()) {
-        if (seen.has(rt.defaultModel)) continue;
-        seen.add(rt.defaultModel);
-        data.push({ id: rt.defaultModel, object: 'model' as const, created: 0, owned_by: rt.name });
+      const seen = new Set<string>();
+      const entries = [
+        ...MODELS,
+        // Each runtime's default, under the provider it uses when nothing names one.
+        ...runtimes.map((rt) => ({ id: rt.defaultModel, provider: rt.providers[0]! })),
+      ];
+      for (const m of entries) {
+        const key = `${m.provider}:${m.id}`;
+        if (seen.has(key)) continue;
+        seen.add(key);
+        const users = runtimes.filter((rt) => rt.providers.includes(m.provider)).map((rt) => rt.name);
+        if (users.length === 0) continue;
+        data.push({
+          id: m.id,
+          object: 'model' as const,
+          created: 0,
+          owned_by: m.provider,
+          runtimes: users,
+          available: deps.providerAvailable(m.provider),
+        });
       }
       return { object: 'list' as const, data };
     },
