@@ -186,6 +186,31 @@ describe('claude-code end to end', () => {
     expect(seen.failed).toMatch(/APIError.*401/);
   });
 
+  it('flags a run that "succeeds" without writing its required output files', async () => {
+    const runbook = [
+      '# Report',
+      '## REQUIRED OUTPUT FILES (MANDATORY)',
+      '| File | Description |',
+      '|---|---|',
+      '| `{{results_dir}}/report.md` | the report |',
+      '```simulate',
+      '- say: Here is what the report would say, in prose.',
+      '```',
+      '',
+    ].join('\n');
+    const { chunks, errors } = await streamRun(runbookRequest(runbook));
+    expect(errors).toEqual([]);
+    const last = chunks[chunks.length - 1]!;
+    expect(last.jetty_metadata.status).toBe('completed');
+    expect(last.jetty_metadata.warnings[0]).toMatch(
+      /did not write 1 of the runbook's required output files: \/app\/results\/report\.md/,
+    );
+    const reasoning = chunks.map((c) => c.choices[0].delta.reasoning_content ?? '').join('');
+    expect(reasoning).toMatch(/Warning: .*report\.md/);
+    const rec = await getRun(chunks[0]!.jetty_metadata.trajectory_id);
+    expect(rec.missing_outputs).toEqual(['/app/results/report.md']);
+  });
+
   it('cancel mid-run: status cancelled, and no container of the run within 5 s', async () => {
     const runbook =
       '# Slow\n```simulate\n- run: mkdir -p /app/results && printf partial > /app/results/part.txt\n- sleep_ms: 60000\n- say: never\n```\n';
