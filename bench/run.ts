@@ -1,7 +1,8 @@
 // Latency benchmark of one runbook run, end to end, against a running server:
 //   npm run build && npm run bench
 // Env: BENCH_URL (http://127.0.0.1:8080), BENCH_RUNS (20 per phase), BENCH_CONCURRENCY (4),
-// BENCH_TIMEOUT_SEC (300 per run). Progress goes to stderr; the markdown report to stdout and to
+// BENCH_TIMEOUT_SEC (300 per run), BENCH_AGENT (a runtime to run the runbook on; its report goes to
+// bench/RESULTS-<agent>.md). Progress goes to stderr; the markdown report to stdout and to
 // bench/RESULTS.md. Exits 1 when the server is not up or any run failed (after reporting it).
 import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
@@ -32,6 +33,12 @@ const envSchema = z.object({
     .int()
     .min(1, { error: 'BENCH_TIMEOUT_SEC must be a whole number of seconds per run (default 300)' })
     .default(300),
+  /** Run on this runtime (jetty.agent) instead of the runbook's own; the report goes to RESULTS-<agent>.md. */
+  BENCH_AGENT: z
+    .enum(['claude-code', 'codex', 'gemini-cli', 'opencode', 'hermes'], {
+      error: 'BENCH_AGENT must be one of claude-code, codex, gemini-cli, opencode, hermes',
+    })
+    .optional(),
 });
 type BenchConfig = z.infer<typeof envSchema>;
 
@@ -122,7 +129,11 @@ async function runOnce(cfg: BenchConfig, runbook: string): Promise<Outcome> {
           { role: 'system', content: runbook },
           { role: 'user', content: 'Execute the runbook.' },
         ],
-        jetty: { runbook: true, model_provider: 'simulated' },
+        jetty: {
+          runbook: true,
+          model_provider: 'simulated',
+          ...(cfg.BENCH_AGENT ? { agent: cfg.BENCH_AGENT } : {}),
+        },
       }),
       signal,
     });
@@ -266,7 +277,7 @@ async function main(): Promise<void> {
 
   const markdown = renderReport({ date: new Date(), machine: await describeMachine(), server, phases });
   process.stdout.write(markdown);
-  const out = path.join(root, 'bench/RESULTS.md');
+  const out = path.join(root, cfg.BENCH_AGENT ? `bench/RESULTS-${cfg.BENCH_AGENT}.md` : 'bench/RESULTS.md');
   await writeFile(out, markdown);
   progress(`wrote ${path.relative(process.cwd(), out) || out}`);
 
