@@ -5,10 +5,12 @@
  */
 import type { AgentName } from '../events/types.js';
 import { claudeCodeAdapter } from './claude-code.js';
+import { hermesAdapter } from './hermes.js';
 import type { RuntimeAdapter } from './types.js';
 
 const ADAPTERS: readonly RuntimeAdapter[] = [
   claudeCodeAdapter,
+  hermesAdapter,
 ];
 
 const RUNTIMES: ReadonlyMap<AgentName, RuntimeAdapter> = new Map(ADAPTERS.map((a) => [a.name, a]));
