@@ -5,11 +5,13 @@
  */
 import type { AgentName } from '../events/types.js';
 import { claudeCodeAdapter } from './claude-code.js';
+import { geminiCliAdapter } from './gemini-cli.js';
 import { hermesAdapter } from './hermes.js';
 import type { RuntimeAdapter } from './types.js';
 
 const ADAPTERS: readonly RuntimeAdapter[] = [
   claudeCodeAdapter,
+  geminiCliAdapter,
   hermesAdapter,
 ];
 

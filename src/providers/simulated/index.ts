@@ -8,6 +8,7 @@
  */
 import { anthropicProtocol } from './anthropic.js';
 import { defaultSteps } from './default-policy.js';
+import { geminiProtocol } from './gemini.js';
 import type { TurnPlan } from './plan.js';
 import { compileTurns } from './plan.js';
 import type { Protocol } from './protocol.js';
@@ -39,6 +40,7 @@ export interface SimulatedProvider {
 /** Protocols in the order their routes are tried; the first one also shapes 404s. */
 const PROTOCOLS: readonly Protocol[] = [
   anthropicProtocol,
+  geminiProtocol,
 ];
 
 /**
