@@ -109,7 +109,11 @@ function hermesConfig(spec: InvocationSpec, model: string): JsonObject {
     // Hermes' built-in Bedrock provider (boto3, Converse API). With a bearer token it sends
     // `Authorization: Bearer <token>`, which the gateway swaps for the real Bedrock API key; the
     // endpoint comes from AWS_ENDPOINT_URL_BEDROCK_RUNTIME (see buildInvocation).
-    return { ...common, model: { default: model, provider: 'bedrock' }, bedrock: { region: 'us-east-1' } };
+    return {
+      ...common,
+      model: { default: model, provider: 'bedrock', context_length: bedrockContextLength(model) },
+      bedrock: { region: 'us-east-1' },
+    };
   }
   if (spec.provider === 'vertex') {
     // The pre-flight check rejects it first (not in `providers`); this is the backstop.
@@ -129,6 +133,17 @@ function hermesConfig(spec: InvocationSpec, model: string): JsonObject {
       },
     },
   };
+}
+
+/**
+ * Without a configured window Hermes measures a Bedrock model's context by sending requests of
+ * 7 and 12 MB that Bedrock rejects for their length: through the gateway that is 19 MB and two
+ * extra calls per run. A stated window skips the probe. Claude models on Bedrock have at least
+ * 200k tokens; 128k is the floor of the other catalog models. Too low only makes Hermes compress
+ * its context earlier than it must.
+ */
+function bedrockContextLength(model: string): number {
+  return /(^|\.)anthropic\./.test(model) ? 200_000 : 128_000;
 }
 
 function buildInvocation(spec: InvocationSpec): Invocation {
@@ -527,11 +542,24 @@ function resultText(result: unknown): string {
   return JSON.stringify(result) ?? '';
 }
 
+/**
+ * Bedrock errors reach the hook without a status code (boto3 raises them as ClientError); AWS
+ * documents one status per exception name, so the name in the message gives it back.
+ */
+const AWS_ERROR_STATUS: ReadonlyArray<[RegExp, number]> = [
+  [/\((AccessDeniedException|UnrecognizedClientException|ExpiredTokenException)\)/, 403],
+  [/\((ResourceNotFoundException)\)/, 404],
+  [/\((ThrottlingException|ServiceQuotaExceededException)\)/, 429],
+  [/\((InternalServerException|ServiceUnavailableException|ModelNotReadyException)\)/, 500],
+];
+
 function providerError(failure: ApiFailure, printed: string): RunError {
   const detail = failure.message || printed || 'no details given';
-  if (failure.status !== undefined) {
-    const [code, what] = providerFailure(failure.status);
-    return { code, message: `${what} (HTTP ${failure.status}): ${detail}` };
+  const status = failure.status ?? AWS_ERROR_STATUS.find(([pattern]) => pattern.test(detail))?.[1];
+  if (status !== undefined) {
+    const [code, what] = providerFailure(status);
+    const how = failure.status === undefined ? `HTTP ${status}, from the AWS error name` : `HTTP ${status}`;
+    return { code, message: `${what} (${how}): ${detail}` };
   }
   return {
     code: 'provider_unreachable',

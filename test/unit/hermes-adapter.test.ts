@@ -123,7 +123,13 @@ describe('hermes buildInvocation', () => {
 
   it('bedrock: the built-in provider with the token as bearer and the gateway as endpoint', () => {
     const { inv, config } = configOf('bedrock', 'us.anthropic.claude-sonnet-4-6');
-    expect(config.model).toEqual({ default: 'us.anthropic.claude-sonnet-4-6', provider: 'bedrock' });
+    // A stated context window: Hermes would otherwise probe Bedrock with 19 MB of requests.
+    expect(config.model).toEqual({
+      default: 'us.anthropic.claude-sonnet-4-6',
+      provider: 'bedrock',
+      context_length: 200_000,
+    });
+    expect(configOf('bedrock', 'deepseek.v3.2').config.model.context_length).toBe(128_000);
     expect(config.providers).toBeUndefined();
     expect(inv.env).toMatchObject({
       AWS_BEARER_TOKEN_BEDROCK: TOKEN,
@@ -277,6 +283,18 @@ describe('hermes parser on recorded runs', () => {
       expect(logs[0]).toContain(`model request failed (HTTP ${status}`);
     });
   }
+
+  it('a Bedrock error without a status is named by its AWS exception', () => {
+    const parser = new HermesParser();
+    parser.push(
+      '{"hermes_event": "api_request_error", "status_code": null, "reason": "unknown", "error": {"type": "ClientError", "message": "An error occurred (AccessDeniedException) when calling the ConverseStream operation: denied"}}',
+    );
+    expect(failure(parser.finish(0).outcome)).toEqual({
+      code: 'provider_auth_error',
+      message:
+        'The model provider rejected the request (HTTP 403, from the AWS error name): An error occurred (AccessDeniedException) when calling the ConverseStream operation: denied',
+    });
+  });
 
   it('an unreachable gateway fails as provider_unreachable', () => {
     const { outcome } = replay(hermesAdapter, fixture('provider-unreachable.jsonl', 0));
