@@ -15,6 +15,7 @@ import {
   parseJsonObject,
   truncateUtf8,
 } from './json-lines.js';
+import type { McpServer } from './mcp.js';
 import type {
   Invocation,
   InvocationSpec,
@@ -68,7 +69,8 @@ function buildInvocation(spec: InvocationSpec): Invocation {
       HOME: AGENT_HOME,
     },
     files: [
-      { path: GEMINI_SETTINGS_PATH, content: `${JSON.stringify(settings(spec), null, 2)}\n`, mode: 0o644 },
+      // 0600: MCP servers' env and headers may hold the run's secrets.
+      { path: GEMINI_SETTINGS_PATH, content: `${JSON.stringify(settings(spec), null, 2)}\n`, mode: 0o600 },
       { path: GEMINI_PROMPT_PATH, content: spec.prompt, mode: 0o644 },
     ],
     stdinFile: GEMINI_PROMPT_PATH,
@@ -99,8 +101,27 @@ function providerEnv(spec: InvocationSpec): Record<string, string> {
   return { GOOGLE_GEMINI_BASE_URL: spec.gatewayUrl, GEMINI_API_KEY: spec.token };
 }
 
+/**
+ * `jetty.mcp_servers` in the CLI's own `mcpServers` form: a stdio server by `command`, a remote one
+ * by `httpUrl` (streamable HTTP) or `url` (SSE). `trust` skips the CLI's confirmation, as --yolo
+ * does for its own tools. The CLI names their tools `mcp_<server>_<tool>`.
+ */
+function mcpSettings(servers: readonly McpServer[]): JsonObject {
+  const out: JsonObject = {};
+  for (const s of servers) {
+    out[s.name] =
+      s.transport === 'stdio'
+        ? { command: s.command, args: s.args, env: s.env, trust: true }
+        : s.transport === 'http'
+          ? { httpUrl: s.url, headers: s.headers, trust: true }
+          : { url: s.url, headers: s.headers, trust: true };
+  }
+  return out;
+}
+
 /** ~/.gemini/settings.json for one run. */
 function settings(spec: InvocationSpec): JsonObject {
+  const mcp = spec.mcpServers ?? [];
   return {
     security: {
       // With GOOGLE_GEMINI_BASE_URL set the CLI would pick the "gateway" auth type, which headless
@@ -127,6 +148,7 @@ function settings(spec: InvocationSpec): JsonObject {
         inactivityTimeout: Math.max(300, spec.deadlineSec),
       },
     },
+    ...(mcp.length > 0 ? { mcpServers: mcpSettings(mcp) } : {}),
   };
 }
 
@@ -137,8 +159,8 @@ const capabilities: RuntimeCapabilities = {
   cost: false,
   // Assistant text arrives as the model streams it (`message` lines with `delta: true`).
   streaming: 'delta',
-  // settings.json `mcpServers` (stdio command, SSE `url` or streamable `httpUrl`); not wired yet.
-  mcp_servers: false,
+  // settings.json `mcpServers`: stdio `command`, streamable `httpUrl` or SSE `url`.
+  mcp_servers: true,
   // The CLI can resume a session (--resume), but the sandbox is thrown away and keeps nothing.
   resume: false,
 };

@@ -59,7 +59,7 @@ describe('gemini-cli adapter', () => {
       cliVersion: '0.61.0',
       image: 'jetty/runtime-gemini-cli:0.61.0',
       defaultModel: 'gemini-2.5-pro',
-      capabilities: { token_usage: true, cost: false, streaming: 'delta', mcp_servers: false, resume: false },
+      capabilities: { token_usage: true, cost: false, streaming: 'delta', mcp_servers: true, resume: false },
     });
     expect([...geminiCliAdapter.providers].sort()).toEqual(['google', 'simulated', 'vertex']);
   });
@@ -143,6 +143,27 @@ describe('gemini-cli buildInvocation', () => {
     });
     // A short deadline does not make the shell kill commands sooner than the CLI's own default.
     expect(settingsOf(spec({ deadlineSec: 60 })).tools.shell.inactivityTimeout).toBe(300);
+  });
+
+  it('MCP servers go in the settings’ mcpServers, in the CLI’s own form; none means no key', () => {
+    expect(settingsOf(spec()).mcpServers).toBeUndefined();
+    const s = settingsOf(
+      spec({
+        mcpServers: [
+          { name: 'echo', transport: 'stdio', command: 'node', args: ['echo.js'], env: { TOKEN: 'x' } },
+          { name: 'docs', transport: 'http', url: 'https://mcp.example.com/mcp', headers: { a: 'b' } },
+          { name: 'old', transport: 'sse', url: 'https://mcp.example.com/sse', headers: {} },
+        ],
+      }),
+    );
+    expect(s.mcpServers).toEqual({
+      echo: { command: 'node', args: ['echo.js'], env: { TOKEN: 'x' }, trust: true },
+      docs: { httpUrl: 'https://mcp.example.com/mcp', headers: { a: 'b' }, trust: true },
+      old: { url: 'https://mcp.example.com/sse', headers: {}, trust: true },
+    });
+    // The settings may hold an MCP server's secrets: readable by the agent user only.
+    const file = geminiCliAdapter.buildInvocation(spec()).files.find((f) => f.path === GEMINI_SETTINGS_PATH);
+    expect(file?.mode).toBe(0o600);
   });
 
   it('uses the default model when none is given, and takes Jetty’s google/ form', () => {
