@@ -5,12 +5,14 @@
  */
 import type { AgentName } from '../events/types.js';
 import { claudeCodeAdapter } from './claude-code.js';
+import { codexAdapter } from './codex.js';
 import { geminiCliAdapter } from './gemini-cli.js';
 import { hermesAdapter } from './hermes.js';
 import type { RuntimeAdapter } from './types.js';
 
 const ADAPTERS: readonly RuntimeAdapter[] = [
   claudeCodeAdapter,
+  codexAdapter,
   geminiCliAdapter,
   hermesAdapter,
 ];

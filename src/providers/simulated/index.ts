@@ -9,6 +9,7 @@
 import { anthropicProtocol } from './anthropic.js';
 import { defaultSteps } from './default-policy.js';
 import { geminiProtocol } from './gemini.js';
+import { openaiResponsesProtocol } from './openai-responses.js';
 import type { TurnPlan } from './plan.js';
 import { compileTurns } from './plan.js';
 import type { Protocol } from './protocol.js';
@@ -41,6 +42,7 @@ export interface SimulatedProvider {
 const PROTOCOLS: readonly Protocol[] = [
   anthropicProtocol,
   geminiProtocol,
+  openaiResponsesProtocol,
 ];
 
 /**
