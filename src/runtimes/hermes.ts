@@ -28,6 +28,7 @@ import {
   parseJsonObject,
   truncateUtf8,
 } from './json-lines.js';
+import type { McpServer } from './mcp.js';
 import type {
   Invocation,
   InvocationSpec,
@@ -100,10 +101,24 @@ const PROVIDERS: readonly ProviderName[] = [
   'simulated',
 ];
 
+/** `jetty.mcp_servers` in Hermes' own form: config.yaml's `mcp_servers`, keyed by server name. */
+function mcpServers(servers: readonly McpServer[]): JsonObject {
+  const out: JsonObject = {};
+  for (const s of servers) {
+    out[s.name] =
+      s.transport === 'stdio'
+        ? { command: s.command, args: s.args, env: s.env }
+        : { url: s.url, headers: s.headers, ...(s.transport === 'sse' ? { transport: 'sse' } : {}) };
+  }
+  return out;
+}
+
 function hermesConfig(spec: InvocationSpec, model: string): JsonObject {
+  const mcp = spec.mcpServers ?? [];
   const common: JsonObject = {
     plugins: { enabled: ['jetty_events'] },
     agent: { api_max_retries: API_MAX_ATTEMPTS },
+    ...(mcp.length > 0 ? { mcp_servers: mcpServers(mcp) } : {}),
   };
   if (spec.provider === 'bedrock') {
     // Hermes' built-in Bedrock provider (boto3, Converse API). With a bearer token it sends
@@ -271,8 +286,8 @@ const capabilities: RuntimeCapabilities = {
   cost: false,
   // One event per model response (no hook sees token deltas in one-shot mode).
   streaming: 'message',
-  // Hermes takes MCP servers in config.yaml, but its MCP client (the `mcp` extra) is not in the image.
-  mcp_servers: false,
+  // config.yaml `mcp_servers` (stdio, HTTP or SSE); the image has Hermes' `mcp` extra.
+  mcp_servers: true,
   // Sessions live in the sandbox's ~/.hermes/state.db, which is thrown away with the sandbox.
   resume: false,
 };

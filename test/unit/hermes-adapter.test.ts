@@ -63,7 +63,7 @@ describe('hermes adapter', () => {
         token_usage: true,
         cost: false,
         streaming: 'message',
-        mcp_servers: false,
+        mcp_servers: true,
         resume: false,
       },
     });
@@ -150,6 +150,24 @@ describe('hermes buildInvocation', () => {
       // The config names the variable; the token itself is not written to disk.
       expect(fileOf(inv, HERMES_CONFIG_PATH)).not.toContain(TOKEN);
     }
+  });
+
+  it('writes jetty.mcp_servers into config.yaml in Hermes’ form, and nothing when there are none', () => {
+    const inv = hermesAdapter.buildInvocation(
+      spec({
+        mcpServers: [
+          { name: 'echo', transport: 'stdio', command: 'node', args: ['server.js'], env: { A: '1' } },
+          { name: 'docs', transport: 'http', url: 'https://mcp.example.com/mcp', headers: { X: 'y' } },
+          { name: 'feed', transport: 'sse', url: 'https://mcp.example.com/sse', headers: {} },
+        ],
+      }),
+    );
+    expect(JSON.parse(fileOf(inv, HERMES_CONFIG_PATH)).mcp_servers).toEqual({
+      echo: { command: 'node', args: ['server.js'], env: { A: '1' } },
+      docs: { url: 'https://mcp.example.com/mcp', headers: { X: 'y' } },
+      feed: { url: 'https://mcp.example.com/sse', headers: {}, transport: 'sse' },
+    });
+    expect(configOf('anthropic').config).not.toHaveProperty('mcp_servers');
   });
 
   it('uses the default model when the run names none', () => {
