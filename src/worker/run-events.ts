@@ -8,7 +8,6 @@ export class RunEventSink {
   private readonly gateway = emptyUsage();
   private readonly agent = emptyUsage();
   private sawGateway = false;
-  private sawAgent = false;
 
   constructor(
     private readonly store: EventStreamStore,
@@ -48,7 +47,6 @@ export class RunEventSink {
   private count(u: UsageData): void {
     const t = u.source === 'gateway' ? this.gateway : this.agent;
     if (u.source === 'gateway') this.sawGateway = true;
-    else this.sawAgent = true;
     t.input_tokens += u.input_tokens;
     t.output_tokens += u.output_tokens;
     t.cache_read_tokens += u.cache_read_tokens;
