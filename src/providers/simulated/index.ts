@@ -9,6 +9,7 @@
 import { anthropicProtocol } from './anthropic.js';
 import { defaultSteps } from './default-policy.js';
 import { geminiProtocol } from './gemini.js';
+import { openaiChatProtocol } from './openai-chat.js';
 import { openaiResponsesProtocol } from './openai-responses.js';
 import type { TurnPlan } from './plan.js';
 import { compileTurns } from './plan.js';
@@ -43,6 +44,7 @@ const PROTOCOLS: readonly Protocol[] = [
   anthropicProtocol,
   geminiProtocol,
   openaiResponsesProtocol,
+  openaiChatProtocol,
 ];
 
 /**
