@@ -18,6 +18,7 @@ import {
   parseJsonObject,
   truncateUtf8,
 } from './json-lines.js';
+import type { McpServer } from './mcp.js';
 import type {
   Invocation,
   InvocationSpec,
@@ -75,6 +76,38 @@ function tomlString(value: string): string {
   return JSON.stringify(value).replace(/\u007f/g, '\\u007F');
 }
 
+/** A TOML key: bare when it can be, else quoted. */
+function tomlKey(key: string): string {
+  return /^[A-Za-z0-9_-]+$/.test(key) ? key : tomlString(key);
+}
+
+function tomlInlineTable(entries: Record<string, string>): string {
+  const pairs = Object.entries(entries).map(([k, v]) => `${tomlString(k)} = ${tomlString(v)}`);
+  return pairs.length === 0 ? '{}' : `{ ${pairs.join(', ')} }`;
+}
+
+/**
+ * `jetty.mcp_servers` as codex's `[mcp_servers.<name>]` tables: a stdio server by `command`, `args`
+ * and `env`; a remote one by `url` and `http_headers`. Codex's client speaks streamable HTTP, not
+ * the older SSE transport, so an SSE-only server will not answer it. A remote server that does not
+ * answer is logged on stderr and the run goes on without it; a stdio one that cannot start is not
+ * reported at all. With approvals bypassed, codex calls MCP tools without asking; it offers them
+ * to the model through its `tool_search` tool, as the `mcp__<server>` namespace.
+ */
+function mcpTables(servers: readonly McpServer[]): string[] {
+  return servers.flatMap((s) => [
+    '',
+    `[mcp_servers.${tomlKey(s.name)}]`,
+    ...(s.transport === 'stdio'
+      ? [
+          `command = ${tomlString(s.command)}`,
+          `args = [${s.args.map(tomlString).join(', ')}]`,
+          `env = ${tomlInlineTable(s.env)}`,
+        ]
+      : [`url = ${tomlString(s.url)}`, `http_headers = ${tomlInlineTable(s.headers)}`]),
+  ]);
+}
+
 /** The run's config.toml: the model, one provider entry pointing at the gateway, and no side traffic. */
 export function codexConfig(spec: InvocationSpec): string {
   if (!isCodexProvider(spec.provider)) {
@@ -108,6 +141,7 @@ export function codexConfig(spec: InvocationSpec): string {
     'plugins = false',
     // Off: with it, an unreachable gateway makes codex wait "for network" forever instead of failing.
     'unbounded_connection_retries = false',
+    ...mcpTables(spec.mcpServers ?? []),
     '',
   ].join('\n');
 }
@@ -136,6 +170,7 @@ function buildInvocation(spec: InvocationSpec): Invocation {
       [CODEX_TOKEN_ENV]: spec.token,
     },
     files: [
+      // 0600: MCP servers' env and headers may hold the run's secrets.
       { path: CODEX_CONFIG_PATH, content: codexConfig(spec), mode: 0o600 },
       { path: CODEX_PROMPT_PATH, content: spec.prompt, mode: 0o644 },
     ],

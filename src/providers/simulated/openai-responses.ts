@@ -109,14 +109,15 @@ async function readResponsesRequest(request: Request): Promise<ResponsesRequest 
 
 /**
  * Tool outputs already in the input: the turn this request is in. Every kind of tool output counts
- * (`function_call_output`, `custom_tool_call_output`, …): each answers one call of an earlier turn.
+ * (`function_call_output`, `custom_tool_call_output`, `tool_search_output`, …): each answers one
+ * call of an earlier turn.
  */
 export function countToolOutputs(input: ResponsesRequest['input']): number {
   if (!Array.isArray(input)) return 0;
   let n = 0;
   for (const item of input) {
     const type = typeof item === 'object' && item !== null ? (item as { type?: unknown }).type : undefined;
-    if (typeof type === 'string' && type.endsWith('_call_output')) n++;
+    if (typeof type === 'string' && type.endsWith('_output')) n++;
   }
   return n;
 }
@@ -168,11 +169,14 @@ async function handleResponses(request: Request, plan: TurnPlan): Promise<Respon
   const headers = { 'x-request-id': `req_sim_${turn.index}` };
   await sleep(turn.delayMs, request.signal);
   if (turn.failStatus !== null) {
-    return openaiError(
-      turn.failStatus,
-      `Simulated provider: turn ${turn.index} is scripted to fail with HTTP ${turn.failStatus} (\`fail: ${turn.failStatus}\` in the runbook's simulate block).`,
-      headers,
-    );
+    const scripted = `Simulated provider: turn ${turn.index} is scripted to fail with HTTP ${turn.failStatus} (\`fail: ${turn.failStatus}\` in the runbook's simulate block).`;
+    // OpenAI's own words first where a client reads them: codex shows a model_not_found 404 by its
+    // message alone (no status), and recognises the model by this sentence.
+    const message =
+      turn.failStatus === 404
+        ? `The model \`${model}\` does not exist or you do not have access to it. ${scripted}`
+        : scripted;
+    return openaiError(turn.failStatus, message, headers);
   }
   const answer = renderTurn(turn, body, model, tools);
   if (answer instanceof Response) return answer;
