@@ -8,6 +8,7 @@ import { claudeCodeAdapter } from './claude-code.js';
 import { codexAdapter } from './codex.js';
 import { geminiCliAdapter } from './gemini-cli.js';
 import { hermesAdapter } from './hermes.js';
+import { opencodeAdapter } from './opencode.js';
 import type { RuntimeAdapter } from './types.js';
 
 const ADAPTERS: readonly RuntimeAdapter[] = [
@@ -15,6 +16,7 @@ const ADAPTERS: readonly RuntimeAdapter[] = [
   codexAdapter,
   geminiCliAdapter,
   hermesAdapter,
+  opencodeAdapter,
 ];
 
 const RUNTIMES: ReadonlyMap<AgentName, RuntimeAdapter> = new Map(ADAPTERS.map((a) => [a.name, a]));
