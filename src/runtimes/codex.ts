@@ -45,8 +45,8 @@ export const CODEX_CONFIG_PATH = `${CODEX_HOME}/config.toml`;
 export const CODEX_PROMPT_PATH = `${AGENT_HOME}/.jetty/prompt.md`;
 /**
  * The variable the provider entry's `env_key` names: codex sends its value as the bearer token.
- * Codex's default shell environment policy drops variables named like *TOKEN* from the commands the
- * agent runs, so the token does not leak into tool output either.
+ * The config's shell environment policy keeps it out of the commands the agent runs (0.169.0
+ * passes them its whole environment otherwise), so `env` in a tool call does not print it.
  */
 export const CODEX_TOKEN_ENV = 'JETTY_GATEWAY_TOKEN';
 
@@ -141,6 +141,9 @@ export function codexConfig(spec: InvocationSpec): string {
     'plugins = false',
     // Off: with it, an unreachable gateway makes codex wait "for network" forever instead of failing.
     'unbounded_connection_retries = false',
+    '',
+    '[shell_environment_policy]',
+    `exclude = [${tomlString(CODEX_TOKEN_ENV)}]`,
     ...mcpTables(spec.mcpServers ?? []),
     '',
   ].join('\n');

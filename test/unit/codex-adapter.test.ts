@@ -131,6 +131,9 @@ describe('codex buildInvocation', () => {
         'plugins = false',
         'unbounded_connection_retries = false',
         '',
+        '[shell_environment_policy]',
+        'exclude = ["JETTY_GATEWAY_TOKEN"]',
+        '',
       ].join('\n'),
     );
     // No provider key or upstream anywhere: only the gateway, which picks the upstream by the run.
@@ -195,7 +198,7 @@ describe('codex buildInvocation', () => {
     expect(
       config.endsWith(
         [
-          'unbounded_connection_retries = false',
+          'exclude = ["JETTY_GATEWAY_TOKEN"]',
           '',
           '[mcp_servers.echo]',
           'command = "node"',
@@ -494,7 +497,7 @@ describe('codex parser: crashes and odd endings', () => {
   it('keeps the thread id', () => {
     const parser = new CodexParser();
     parser.push(fixture('success-shell.jsonl', 0).lines[0]!);
-    expect(parser.session).toBe('01a211eb-f67a-7a92-9158-2307fe7e68e3');
+    expect(parser.session).toBe('01a211f3-2742-7d80-908a-657695f73e68');
   });
 });
 
