@@ -69,7 +69,7 @@ const ROUTES: Readonly<Record<OpencodeProvider, ProviderRoute>> = {
   simulated: { id: 'simulated', basePath: '/v1', npm: '@ai-sdk/openai-compatible' },
 };
 type OpencodeProvider = 'anthropic' | 'openai' | 'google' | 'openrouter' | 'simulated';
-const PROVIDERS: readonly OpencodeProvider[] = ['openrouter', 'anthropic', 'openai', 'google', 'simulated'];
+const PROVIDERS: readonly OpencodeProvider[] = ['anthropic', 'google', 'openai', 'openrouter', 'simulated'];
 
 /** Unknown models get these limits (opencode needs them to size answers and to compact). */
 const UNKNOWN_MODEL_LIMIT = { context: 200_000, output: 32_000 };
