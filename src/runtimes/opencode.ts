@@ -147,7 +147,8 @@ function buildInvocation(spec: InvocationSpec): Invocation {
       '--auto',
       // Prints reasoning parts too.
       '--thinking',
-      // A title given up front saves the title-generation model call (about 4 s of a run).
+      // A title given up front saves the title-generation model call (a side call on small_model).
+      // opencode has no deadline flag: the deadline reaches it in the prompt (composePrompt).
       `--title=Jetty run ${spec.runId}`,
       // opencode's own log (errors such as an unknown model) on stderr instead of a file.
       '--print-logs',
