@@ -156,6 +156,15 @@ export function planRun(body: ChatRequest, deps: AppDeps): PlannedRun {
       'mcp_unsupported',
     );
   }
+  const unspoken =
+    runtime.mcpTransports && mcpServers.find((m) => !runtime.mcpTransports!.includes(m.transport));
+  if (unspoken) {
+    throw badRequest(
+      `The runtime ${runtime.name} does not speak the ${unspoken.transport} MCP transport of "${unspoken.name}"; it takes ${runtime.mcpTransports!.join(' and ')} servers.`,
+      'jetty.mcp_servers',
+      'mcp_unsupported',
+    );
+  }
   const remote = mcpServers.find((m) => m.transport !== 'stdio');
   if (remote && !jetty.network_enabled) {
     throw badRequest(

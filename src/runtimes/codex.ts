@@ -201,6 +201,8 @@ export const codexAdapter: RuntimeAdapter = {
   image: `jetty/runtime-codex:${CODEX_VERSION}`,
   providers: PROVIDERS,
   capabilities,
+  // codex takes stdio and streamable-HTTP MCP servers; it has no SSE transport.
+  mcpTransports: ['stdio', 'http'],
   defaultModel: DEFAULT_MODEL,
   buildInvocation,
   createParser: () => new CodexParser(),

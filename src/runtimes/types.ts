@@ -86,6 +86,8 @@ export interface RuntimeAdapter {
   readonly image: string;
   readonly providers: readonly ProviderName[];
   readonly capabilities: RuntimeCapabilities;
+  /** MCP transports the CLI speaks, when it does not speak all of stdio, http and sse. */
+  readonly mcpTransports?: readonly McpServer['transport'][];
   readonly defaultModel: string;
   buildInvocation(spec: InvocationSpec): Invocation;
   createParser(): OutputParser;

@@ -125,11 +125,38 @@ const cases: Array<{
     says: /cannot use/,
   },
   {
-    name: 'a runtime this server does not run yet',
-    body: runbookRequest(RUNBOOK, { jetty: { agent: 'hermes' } }),
+    name: 'codex asked to use the Anthropic API',
+    body: runbookRequest(RUNBOOK, {
+      model: 'default',
+      jetty: { agent: 'codex', model_provider: 'anthropic' },
+    }),
     status: 400,
-    param: 'jetty.agent',
-    says: /GET \/v1\/runtimes/,
+    param: 'jetty.model_provider',
+    says: /codex cannot use the provider "anthropic".*openai/,
+  },
+  {
+    name: 'an SSE MCP server for codex, which has no SSE transport',
+    body: runbookRequest(RUNBOOK, {
+      model: 'default',
+      jetty: {
+        agent: 'codex',
+        network_enabled: false,
+        mcp_servers: { docs: { type: 'sse', url: 'https://mcp.example.com/sse' } },
+      },
+    }),
+    status: 400,
+    param: 'jetty.mcp_servers',
+    says: /codex does not speak the sse MCP transport/,
+  },
+  {
+    name: 'a provider named by the frontmatter that the runtime cannot use',
+    body: runbookRequest('---\nagent: gemini-cli\nmodel_provider: openrouter\n---\n# T\n', {
+      model: 'default',
+      jetty: { model_provider: undefined },
+    }),
+    status: 400,
+    param: 'messages[0].content.frontmatter.model_provider',
+    says: /gemini-cli cannot use the provider "openrouter"/,
   },
   {
     name: 'a bare Anthropic slug sent to OpenRouter',
