@@ -56,8 +56,12 @@ export interface WorkerDeps {
   reapIntervalMs?: number;
 }
 
+type StopReason = 'cancelled' | 'timeout' | 'shutdown';
+
 interface ActiveRun {
-  stop: (reason: 'cancelled' | 'timeout') => void;
+  stop: (reason: StopReason) => void;
+  /** Settles when the run's attempt has finished here (recorded, or handed back on shutdown). */
+  done: Promise<unknown>;
 }
 
 /**
@@ -94,25 +98,47 @@ export class RunWorker {
     // the run must still end, or its record would say "running" forever.
     this.worker.on('failed', (job, err) => {
       if (!job) return;
-      void this.end(job.id ?? '', ['pending', 'running'], 'failed', {
-        type: 'run.failed',
-        data: {
-          error: { code: 'worker_lost', message: `The run could not be carried to its end: ${err.message}` },
-          exit_code: null,
-          usage: emptyUsage(),
-          duration_ms: 0,
-        },
-      }).catch((e) => deps.logger.error({ err: e, runId: job.id }, 'recording a lost run failed'));
+      // Only a job that will not be tried again: an attempt with retries left is not the end.
+      void job
+        .getState()
+        .then((state) =>
+          state === 'failed'
+            ? this.end(job.id ?? '', ['pending', 'running'], 'failed', {
+                type: 'run.failed',
+                data: {
+                  error: {
+                    code: 'worker_lost',
+                    message: `The run could not be carried to its end: ${err.message}`,
+                  },
+                  exit_code: null,
+                  usage: emptyUsage(),
+                  duration_ms: 0,
+                },
+              })
+            : undefined,
+        )
+        .catch((e) => deps.logger.error({ err: e, runId: job.id }, 'recording a lost run failed'));
     });
     const every = deps.reapIntervalMs ?? 60_000;
     this.reaper = setInterval(() => void this.reapOrphans().catch(() => undefined), every);
     this.reaper.unref();
   }
 
-  /** Stops taking jobs; runs under way are stopped and their jobs left for another worker. */
+  /**
+   * Stops taking jobs. Runs under way here are stopped (their sandboxes killed and removed) and go
+   * back to the queue, so another worker starts them again at once rather than after a lock lapses.
+   */
   async stop(): Promise<void> {
     if (this.reaper) clearInterval(this.reaper);
-    await this.worker?.close(true);
+    this.worker?.pause(true)?.catch(() => undefined);
+    const running = [...this.active.values()];
+    for (const run of running) run.stop('shutdown');
+    const settled = await Promise.race([
+      Promise.allSettled(running.map((r) => r.done)).then(() => true),
+      sleep(15_000).then(() => false),
+    ]);
+    // Settled: close() waits for the handed-back jobs to reach the queue. Not settled: do not hang.
+    await this.worker?.close(!settled);
     await this.subscriber?.quit().catch(() => undefined);
   }
 
@@ -147,6 +173,7 @@ export class RunWorker {
     try {
       await this.execute(spec, job, log);
     } catch (err) {
+      if (err instanceof WorkerShutdown) throw err;
       const retryable = isAppError(err) && err.retryable;
       const attemptsLeft = job.attemptsMade + 1 < (job.opts.attempts ?? 1);
       log.error({ err, retryable, attemptsLeft }, 'run attempt failed');
@@ -209,15 +236,16 @@ export class RunWorker {
     }
 
     // Cancel may have been asked for while the job waited.
-    let stopReason: 'cancelled' | 'timeout' | undefined;
+    let stopReason: StopReason | undefined;
     let sandbox: RunningSandbox | undefined;
-    const stop = (reason: 'cancelled' | 'timeout') => {
+    const stop = (reason: StopReason) => {
       if (stopReason) return;
       stopReason = reason;
       log.info({ reason }, 'stopping run');
       void sandbox?.kill().catch(() => undefined);
     };
-    this.active.set(runId, { stop });
+    let settle: () => void = () => undefined;
+    this.active.set(runId, { stop, done: new Promise<void>((r) => (settle = r)) });
     if ((await deps.runs.get(runId))?.cancel_requested) stop('cancelled');
 
     const token = `jrt_${randomBytes(24).toString('hex')}`;
@@ -326,6 +354,17 @@ export class RunWorker {
         timings.collect_ms = Date.now() - tCollect;
       }
       this.active.delete(runId);
+      settle();
+    }
+    if (stopReason === 'shutdown') {
+      // This worker is going away: the run is not over. Hand it back to the queue, where another
+      // worker (or this one, restarted) starts it again.
+      sink.emit({
+        type: 'log',
+        data: { stream: 'system', line: 'The worker shut down mid-run; the run goes back to the queue.' },
+      });
+      await sink.flush();
+      throw new WorkerShutdown();
     }
 
     for (const a of collected) {
@@ -464,6 +503,15 @@ export class RunWorker {
 }
 
 class StopBeforeStart extends Error {}
+
+/** Thrown so that BullMQ puts the job back: the run is not over, its worker is. */
+class WorkerShutdown extends Error {
+  constructor() {
+    super('the worker shut down mid-run; the run will start again');
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function quiet(r: Redis): Redis {
   r.on('error', () => undefined);

@@ -47,24 +47,72 @@ function worker(env: Record<string, string>): ChildProcess {
   return child;
 }
 
-describe('a worker that dies mid-run', () => {
-  it('leaves the run to another worker, which completes it', async () => {
-    redis = await startRedis();
-    dataDir = await mkdtemp(path.join(tmpdir(), 'jetty-crash-'));
-    const instance = `crash-${randomBytes(4).toString('hex')}`;
-    const env = {
-      REDIS_URL: redis.url,
-      JETTY_KEY_PREFIX: instance,
-      DATA_DIR: dataDir,
-      INSTANCE_NAME: instance,
-      WORKER_LOCK_MS: '3000',
-      LOG_LEVEL: 'warn',
-    };
-    api = await startServer(loadConfig({ ...env, PORT: '0' }), {
-      role: 'api',
-      logger: pino({ level: 'silent' }),
-    });
-    const url = api.url!;
+async function setup() {
+  redis ??= await startRedis();
+  dataDir ||= await mkdtemp(path.join(tmpdir(), 'jetty-crash-'));
+  const instance = `crash-${randomBytes(4).toString('hex')}`;
+  const env = {
+    REDIS_URL: redis.url,
+    JETTY_KEY_PREFIX: instance,
+    DATA_DIR: dataDir,
+    INSTANCE_NAME: instance,
+    WORKER_LOCK_MS: '3000',
+    LOG_LEVEL: 'warn',
+  };
+  await api?.close();
+  api = await startServer(loadConfig({ ...env, PORT: '0' }), {
+    role: 'api',
+    logger: pino({ level: 'silent' }),
+  });
+  return { env, url: api.url! };
+}
+
+describe('a worker that stops mid-run', () => {
+  it('on SIGTERM hands the run back at once: its sandbox goes, another worker completes the run', async () => {
+    const { env, url } = await setup();
+    const first = worker(env);
+    const res = await postJson(
+      `${url}/v1/chat/completions`,
+      runbookRequest(RUNBOOK, { stream: false, jetty: { timeout_hint: 0 } }),
+    );
+    const runId = ((await res.json()) as { jetty_metadata: { trajectory_id: string } }).jetty_metadata
+      .trajectory_id;
+    const events = async () =>
+      (
+        (await (await fetch(`${url}/v1/runs/${runId}/trajectory`)).json()) as {
+          events: Array<{ type: string; data: { line?: string } }>;
+        }
+      ).events;
+    await waitFor(
+      async () => (await events()).some((e) => e.type === 'tool.result'),
+      30_000,
+      'the first tool result',
+    );
+    first.kill('SIGTERM');
+    await new Promise((r) => first.once('exit', r));
+    expect(first.exitCode).toBe(0);
+    // Gone with its worker, not left running until a reaper finds it.
+    expect(await docker.listContainers({ all: true, filters: { label: [`jetty.run-id=${runId}`] } })).toEqual(
+      [],
+    );
+    worker(env);
+    const rec = await waitFor(
+      async () => {
+        const r = (await (await fetch(`${url}/v1/runs/${runId}`)).json()) as { status: string };
+        return r.status === 'completed' || r.status === 'failed' ? r : undefined;
+      },
+      60_000,
+      'the run to end on the second worker',
+    );
+    expect(rec.status).toBe('completed');
+    expect(
+      (await events()).some((e) => e.type === 'log' && /shut down mid-run/.test(e.data.line ?? '')),
+    ).toBe(true);
+    expect(await (await fetch(`${url}/v1/runs/${runId}/artifacts/progress.txt`)).text()).toBe('finished');
+  });
+
+  it('killed (SIGKILL): another worker takes the run up once the lock lapses, and completes it', async () => {
+    const { env, url } = await setup();
     const first = worker(env);
 
     const res = await postJson(
