@@ -8,6 +8,7 @@ import { registerErrorHandling } from './errors.js';
 import { chatRoutes } from './routes/chat.js';
 import { metaRoutes } from './routes/meta.js';
 import { runRoutes } from './routes/runs.js';
+import { OpenStreams } from './streams.js';
 
 export const API_VERSION = '0.1.0';
 
@@ -54,8 +55,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
+  const streams = new OpenStreams(deps.heartbeatMs);
+  streams.register(app);
   metaRoutes(app, deps);
-  runRoutes(app, deps);
-  chatRoutes(app, deps);
+  runRoutes(app, deps, streams);
+  chatRoutes(app, deps, streams);
   return app;
 }

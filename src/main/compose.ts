@@ -7,6 +7,7 @@ import { EventStreamStore } from '../events/stream-store.js';
 import { ProviderGateway } from '../gateway/gateway.js';
 import { buildApp } from '../http/app.js';
 import { RedisKeys } from '../queue/keys.js';
+import { closeRedis } from '../queue/redis-close.js';
 import { RunService } from '../queue/run-service.js';
 import type { ProviderName } from '../runtimes/types.js';
 import { GATEWAY_SOCKET_NAME, type SandboxDriver } from '../sandbox/driver.js';
@@ -68,7 +69,7 @@ export async function startServer(
       if (role === 'all')
         closers.push(
           () => workerRuns.close(),
-          () => workerRedis.quit(),
+          () => closeRedis(workerRedis),
         );
       const socketDir = path.resolve(config.gatewaySocketDir);
       const gateway = new ProviderGateway(
@@ -141,7 +142,7 @@ export async function startServer(
     }
     closers.push(
       () => runs.close(),
-      () => redis.quit(),
+      () => closeRedis(redis),
     );
     return {
       app,

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
-import { type Job, UnrecoverableError, Worker } from 'bullmq';
+import { type Job, UnrecoverableError, WaitingError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { isAppError } from '../errors.js';
@@ -18,6 +18,7 @@ import { createSimulatedProvider } from '../providers/simulated/index.js';
 import { isRealProvider, UPSTREAMS } from '../providers/upstreams.js';
 import { JOBS, type RunJob } from '../queue/catalog.js';
 import { type RedisKeys, RUN_QUEUE } from '../queue/keys.js';
+import { closeRedis } from '../queue/redis-close.js';
 import type { RunService } from '../queue/run-service.js';
 import type { RunTimings } from '../queue/run-store.js';
 import { getRuntime } from '../runtimes/registry.js';
@@ -60,8 +61,6 @@ type StopReason = 'cancelled' | 'timeout' | 'shutdown';
 
 interface ActiveRun {
   stop: (reason: StopReason) => void;
-  /** Settles when the run's attempt has finished here (recorded, or handed back on shutdown). */
-  done: Promise<unknown>;
 }
 
 /**
@@ -73,6 +72,9 @@ export class RunWorker {
   private subscriber: Redis | undefined;
   private reaper: NodeJS.Timeout | undefined;
   private readonly active = new Map<string, ActiveRun>();
+  private stopping = false;
+  /** Processor calls under way, so that stop() can wait for them. */
+  private readonly inflight = new Set<Promise<unknown>>();
 
   constructor(private readonly deps: WorkerDeps) {}
 
@@ -84,7 +86,7 @@ export class RunWorker {
     this.subscriber.on('error', () => undefined);
     await this.subscriber.subscribe(deps.keys.cancelChannel());
     this.subscriber.on('message', (_channel, runId: string) => this.active.get(runId)?.stop('cancelled'));
-    this.worker = new Worker(RUN_QUEUE, (job) => this.process(job), {
+    this.worker = new Worker(RUN_QUEUE, (job, token) => this.track(this.process(job, token)), {
       connection: quiet(deps.redis.duplicate({ maxRetriesPerRequest: null })),
       prefix: deps.keys.bullPrefix(),
       concurrency: deps.concurrency,
@@ -129,17 +131,15 @@ export class RunWorker {
    * back to the queue, so another worker starts them again at once rather than after a lock lapses.
    */
   async stop(): Promise<void> {
+    this.stopping = true;
     if (this.reaper) clearInterval(this.reaper);
     this.worker?.pause(true)?.catch(() => undefined);
     const running = [...this.active.values()];
     for (const run of running) run.stop('shutdown');
-    const settled = await Promise.race([
-      Promise.allSettled(running.map((r) => r.done)).then(() => true),
-      sleep(15_000).then(() => false),
-    ]);
-    // Settled: close() waits for the handed-back jobs to reach the queue. Not settled: do not hang.
-    await this.worker?.close(!settled);
-    await this.subscriber?.quit().catch(() => undefined);
+    // Each stopped run puts its own job back before its processor returns (see process()).
+    await Promise.race([Promise.allSettled([...this.inflight]), sleep(15_000)]);
+    await this.worker?.close(true);
+    if (this.subscriber) await closeRedis(this.subscriber);
   }
 
   /** Removes sandboxes this instance owns whose runs are over, unknown, or not running here. */
@@ -165,7 +165,18 @@ export class RunWorker {
     return state !== 'active';
   }
 
-  private async process(job: Job): Promise<void> {
+  private track<T>(p: Promise<T>): Promise<T> {
+    this.inflight.add(p);
+    p.finally(() => this.inflight.delete(p)).catch(() => undefined);
+    return p;
+  }
+
+  private async process(job: Job, token: string | undefined): Promise<void> {
+    // A job fetched while stopping (BullMQ fetches the next one as it finishes the last) goes back.
+    if (this.stopping) {
+      await job.moveToWait(token);
+      throw new WaitingError();
+    }
     const parsed = JOBS.run.schema.safeParse(job.data);
     if (!parsed.success) throw new UnrecoverableError(`invalid run job: ${parsed.error.message}`);
     const spec = parsed.data;
@@ -173,7 +184,11 @@ export class RunWorker {
     try {
       await this.execute(spec, job, log);
     } catch (err) {
-      if (err instanceof WorkerShutdown) throw err;
+      if (err instanceof WorkerShutdown) {
+        // Straight back to the waiting list, no attempt spent: another worker takes it at once.
+        await job.moveToWait(token);
+        throw new WaitingError();
+      }
       const retryable = isAppError(err) && err.retryable;
       const attemptsLeft = job.attemptsMade + 1 < (job.opts.attempts ?? 1);
       log.error({ err, retryable, attemptsLeft }, 'run attempt failed');
@@ -244,8 +259,7 @@ export class RunWorker {
       log.info({ reason }, 'stopping run');
       void sandbox?.kill().catch(() => undefined);
     };
-    let settle: () => void = () => undefined;
-    this.active.set(runId, { stop, done: new Promise<void>((r) => (settle = r)) });
+    this.active.set(runId, { stop });
     if ((await deps.runs.get(runId))?.cancel_requested) stop('cancelled');
 
     const token = `jrt_${randomBytes(24).toString('hex')}`;
@@ -354,7 +368,6 @@ export class RunWorker {
         timings.collect_ms = Date.now() - tCollect;
       }
       this.active.delete(runId);
-      settle();
     }
     if (stopReason === 'shutdown') {
       // This worker is going away: the run is not over. Hand it back to the queue, where another

@@ -191,3 +191,26 @@ describe('a run through Redis and the queue', () => {
     expect(completed.data.every((r) => r.status === 'completed')).toBe(true);
   });
 });
+
+describe('an API process that shuts down', () => {
+  it('ends its open event streams instead of waiting for them', async () => {
+    const own = await startHarness({
+      driver: new ScriptedDriver(() => claudeLines({ steps: 20, delayMs: 200 })),
+    });
+    try {
+      const res = await postJson(`${own.url}/v1/chat/completions`, runbookRequest(RUNBOOK, { stream: true }));
+      const reader = (async () => {
+        let n = 0;
+        for await (const _ of readSse(res.body!)) n++;
+        return n;
+      })();
+      await new Promise((r) => setTimeout(r, 500));
+      const t0 = Date.now();
+      await own.server.app!.close();
+      expect(Date.now() - t0).toBeLessThan(3_000);
+      expect(await reader).toBeGreaterThan(0);
+    } finally {
+      await own.stop();
+    }
+  });
+});

@@ -3,16 +3,16 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { AppError } from '../../errors.js';
 import { artifactUrl, ChunkMapper, completionId, toChatUsage } from '../../events/chunk-mapper.js';
-import { SseStream } from '../../events/sse.js';
 import { TERMINAL_STATUSES } from '../../events/types.js';
 import type { RunRecord } from '../../queue/run-store.js';
 import type { AppDeps } from '../deps.js';
 import { planRun } from '../preflight.js';
 import { chatRequestSchema, errorEnvelopeSchema } from '../schemas.js';
+import type { OpenStreams } from '../streams.js';
 
 const jettyMetadata = z.looseObject({ trajectory_id: z.string(), status: z.string() });
 
-export function chatRoutes(app: FastifyInstance, deps: AppDeps): void {
+export function chatRoutes(app: FastifyInstance, deps: AppDeps, streams: OpenStreams): void {
   const r = app.withTypeProvider<ZodTypeProvider>();
 
   r.post(
@@ -47,9 +47,10 @@ export function chatRoutes(app: FastifyInstance, deps: AppDeps): void {
       req.log.info({ runId, agent: plan.job.agent, provider: plan.job.provider }, 'run queued');
 
       if (plan.stream) {
-        reply.hijack();
-        const sse = new SseStream(reply.raw, deps.heartbeatMs);
-        sse.open(200, { 'x-request-id': String(req.id), 'x-jetty-trajectory-id': runId });
+        const sse = streams.start(reply, 200, {
+          'x-request-id': String(req.id),
+          'x-jetty-trajectory-id': runId,
+        });
         const mapper = new ChunkMapper({ runId, model: plan.job.model, created });
         try {
           await sse.send({ data: JSON.stringify(mapper.first(record.status)) });

@@ -3,12 +3,12 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { badRequest, notFound } from '../../errors.js';
 import { artifactUrl } from '../../events/chunk-mapper.js';
-import { SseStream } from '../../events/sse.js';
 import { isStreamId } from '../../events/stream-store.js';
 import type { AppDeps } from '../deps.js';
 import { artifactSchema, errorEnvelopeSchema, runIdParams, runRecordSchema } from '../schemas.js';
+import type { OpenStreams } from '../streams.js';
 
-export function runRoutes(app: FastifyInstance, deps: AppDeps): void {
+export function runRoutes(app: FastifyInstance, deps: AppDeps, streams: OpenStreams): void {
   const r = app.withTypeProvider<ZodTypeProvider>();
   const runs = deps.runs;
 
@@ -171,9 +171,7 @@ export function runRoutes(app: FastifyInstance, deps: AppDeps): void {
           'Last-Event-ID',
         );
       }
-      reply.hijack();
-      const sse = new SseStream(reply.raw, deps.heartbeatMs);
-      sse.open(200, { 'x-request-id': String(req.id) });
+      const sse = streams.start(reply, 200, { 'x-request-id': String(req.id) });
       try {
         for await (const ev of runs.follow(rec.id, after, sse.signal)) {
           await sse.send({ id: ev.id, event: ev.type, data: JSON.stringify(ev) });

@@ -1,0 +1,29 @@
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import { SseStream } from '../events/sse.js';
+
+/**
+ * The API's open SSE responses. Streams are hijacked from Fastify, so closing the server would wait
+ * for them forever: on close they are ended instead, and their clients reconnect (to this process
+ * once it is back, or another) with Last-Event-ID. The runs themselves are not touched.
+ */
+export class OpenStreams {
+  private readonly open = new Set<SseStream>();
+
+  constructor(private readonly heartbeatMs: number) {}
+
+  /** Takes the reply over and opens an SSE response on it. */
+  start(reply: FastifyReply, status: number, headers: Record<string, string>): SseStream {
+    reply.hijack();
+    const sse = new SseStream(reply.raw, this.heartbeatMs);
+    this.open.add(sse);
+    sse.signal.addEventListener('abort', () => this.open.delete(sse), { once: true });
+    sse.open(status, headers);
+    return sse;
+  }
+
+  register(app: FastifyInstance): void {
+    app.addHook('preClose', async () => {
+      for (const sse of this.open) sse.end();
+    });
+  }
+}
