@@ -19,6 +19,8 @@ export interface GatewayRoute {
   auth: { header: string; value: string } | null;
   onUsage: (usage: UsageData) => void;
   onRequest?: (info: { method: string; path: string; status: number; ms: number }) => void;
+  /** Added as `retry-after-ms` to 429 and 5xx answers (see RuntimeAdapter.gatewayRetryAfterMs). */
+  retryAfterMs?: number;
 }
 
 // Headers that describe one hop, or carry the CLI's token: never forwarded.
@@ -137,6 +139,9 @@ export class ProviderGateway {
       upstreamRes.headers.forEach((v, k) => {
         if (!DROP_RESPONSE.has(k)) outHeaders[k] = v;
       });
+      const failed = upstreamRes.status === 429 || upstreamRes.status >= 500;
+      if (failed && route.retryAfterMs !== undefined)
+        outHeaders['retry-after-ms'] = String(route.retryAfterMs);
       res.writeHead(upstreamRes.status, outHeaders);
       const reader = usageReaderForPath(urlPath, upstreamRes.headers.get('content-type') ?? '');
       if (upstreamRes.body) {

@@ -86,6 +86,11 @@ export interface RuntimeAdapter {
   readonly image: string;
   readonly providers: readonly ProviderName[];
   readonly capabilities: RuntimeCapabilities;
+  /**
+   * For a CLI whose retries cannot be configured: the gateway adds `retry-after-ms` with this value
+   * to failed (429 and 5xx) answers, so the CLI's fixed number of retries takes seconds, not minutes.
+   */
+  readonly gatewayRetryAfterMs?: number;
   /** MCP transports the CLI speaks, when it does not speak all of stdio, http and sse. */
   readonly mcpTransports?: readonly McpServer['transport'][];
   readonly defaultModel: string;

@@ -263,7 +263,10 @@ export class RunWorker {
     if ((await deps.runs.get(runId))?.cancel_requested) stop('cancelled');
 
     const token = `jrt_${randomBytes(24).toString('hex')}`;
-    deps.gateway.register(token, this.route(spec, sink, log));
+    deps.gateway.register(token, {
+      ...this.route(spec, sink, log),
+      retryAfterMs: runtime.gatewayRetryAfterMs,
+    });
     const deadline = setTimeout(() => stop('timeout'), spec.timeoutSec * 1000);
     const artifactDir = deps.blobs.artifactDir(runId);
     let collected: CollectedArtifact[] = [];

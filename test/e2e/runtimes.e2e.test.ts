@@ -104,5 +104,19 @@ for (const runtime of listRuntimes()) {
       expect(r.run.status).toBe('failed');
       expect(r.run.error.message).toMatch(/401/);
     });
+
+    it('fails within 15 s when the provider keeps answering 500 (retries are bounded)', async () => {
+      const t0 = Date.now();
+      const r = await runToEnd(
+        runbookRequest('# Fails\n```simulate\n- fail: 500\n```\n', {
+          stream: false,
+          model: 'default',
+          jetty: { agent: runtime.name },
+        }),
+      );
+      expect(Date.now() - t0).toBeLessThan(15_000);
+      expect(r.run.status).toBe('failed');
+      expect(r.run.error.code).toMatch(/^provider_/);
+    });
   });
 }

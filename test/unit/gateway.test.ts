@@ -140,6 +140,37 @@ describe('ProviderGateway on a unix socket', () => {
     expect(seen.at(-1)!.headers.get('authorization')).toBe('Bearer sk-real');
   });
 
+  it('adds retry-after-ms to failed answers for runtimes that ask for it', async () => {
+    gw.register('tok_retry12345678', {
+      runId: 'r2',
+      provider: 'openai',
+      baseUrl: 'https://upstream.invalid',
+      auth: null,
+      retryAfterMs: 200,
+      upstream: async () => new Response('{"error":{"message":"busy"}}', { status: 500 }),
+      onUsage: () => undefined,
+    });
+    const res = await new Promise<{ status: number; header: string | undefined }>((resolve, reject) => {
+      const req = httpRequest(
+        {
+          socketPath: path.join(dir, 'gateway.sock'),
+          path: '/v1/chat/completions',
+          method: 'POST',
+          headers: { authorization: 'Bearer tok_retry12345678' },
+        },
+        (r) => {
+          r.resume();
+          r.on('end', () =>
+            resolve({ status: r.statusCode ?? 0, header: r.headers['retry-after-ms'] as string | undefined }),
+          );
+        },
+      );
+      req.on('error', reject);
+      req.end('{}');
+    });
+    expect(res).toEqual({ status: 500, header: '200' });
+  });
+
   it('refuses an unknown token without forwarding anything', async () => {
     const before = seen.length;
     const res = await call('/v1/chat/completions', { 'x-api-key': 'sk-guess' });
