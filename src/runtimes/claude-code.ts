@@ -15,6 +15,7 @@ import {
   logEvent,
   MAX_TOOL_OUTPUT_BYTES,
   parseJsonObject,
+  providerError,
   truncateUtf8,
 } from './json-lines.js';
 import type { McpServer } from './mcp.js';
@@ -456,8 +457,7 @@ function classifyError(msg: JsonObject, resultText: string, apiErrorText: string
   const errors = asArray(msg.errors).filter((e): e is string => typeof e === 'string');
   const detail = resultText || apiErrorText || errors.join('; ') || 'no details given';
   if (status !== undefined) {
-    const [code, what] = providerFailure(status);
-    return { code, message: `${what} (HTTP ${status}): ${detail}` };
+    return providerError(status, detail);
   }
   const subtype = asString(msg.subtype);
   if (subtype === 'error_max_turns') {
@@ -472,15 +472,4 @@ function classifyError(msg: JsonObject, resultText: string, apiErrorText: string
   }
   const label = subtype !== undefined && subtype !== 'success' ? ` (${subtype})` : '';
   return { code: 'agent_error', message: `Claude Code reported an error${label}: ${detail}` };
-}
-
-/** HTTP status of the failed model request → [error code, what failed]. */
-function providerFailure(status: number): [code: string, what: string] {
-  const who = 'The model provider';
-  if (status === 401 || status === 403) return ['provider_auth_error', `${who} rejected the request`];
-  if (status === 404) return ['provider_model_not_found', `${who} does not know the model`];
-  if (status === 429) return ['provider_rate_limited', `${who} rate-limited the request`];
-  if (status >= 500 && status <= 599) return ['provider_error', `${who} failed`];
-  // Any other status (400, 413, ...): the request the agent built was refused.
-  return ['agent_error', `${who} refused the request`];
 }

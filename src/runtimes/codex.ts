@@ -16,6 +16,7 @@ import {
   logEvent,
   MAX_TOOL_OUTPUT_BYTES,
   parseJsonObject,
+  providerError,
   truncateUtf8,
 } from './json-lines.js';
 import type { McpServer } from './mcp.js';
@@ -499,12 +500,12 @@ function todoText(item: JsonObject): string {
  */
 export function classifyError(message: string): RunError {
   const status = /\b(?:unexpected status|last status:)\s*(\d{3})\b/.exec(message)?.[1];
-  if (status !== undefined) return providerFailure(Number(status), message);
-  if (/experiencing high demand/i.test(message)) return providerFailure(500, message);
+  if (status !== undefined) return providerError(Number(status), message);
+  if (/experiencing high demand/i.test(message)) return providerError(500, message);
   if (/Quota exceeded|usage limit|out of credits|spend cap/i.test(message))
-    return providerFailure(429, message);
+    return providerError(429, message);
   if (/does not exist or you do not have access|model_not_found/i.test(message)) {
-    return providerFailure(404, message);
+    return providerError(404, message);
   }
   if (/Connection failed|error sending request|waiting for network/i.test(message)) {
     return { code: 'provider_unreachable', message: `The model provider could not be reached: ${message}` };
@@ -519,20 +520,4 @@ export function classifyError(message: string): RunError {
     return { code: 'agent_error', message: `The model provider refused the request: ${detail}` };
   }
   return { code: 'agent_error', message: `Codex reported an error: ${message}` };
-}
-
-/** HTTP status of the failed model request → error code and a message that names the status. */
-function providerFailure(status: number, detail: string): RunError {
-  const who = 'The model provider';
-  const [code, what]: [string, string] =
-    status === 401 || status === 403
-      ? ['provider_auth_error', `${who} rejected the request`]
-      : status === 404
-        ? ['provider_model_not_found', `${who} does not know the model`]
-        : status === 429
-          ? ['provider_rate_limited', `${who} rate-limited the request`]
-          : status >= 500 && status <= 599
-            ? ['provider_error', `${who} failed`]
-            : ['agent_error', `${who} refused the request`];
-  return { code, message: `${what} (HTTP ${status}): ${detail}` };
 }

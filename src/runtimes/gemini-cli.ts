@@ -13,6 +13,7 @@ import {
   logEvent,
   MAX_TOOL_OUTPUT_BYTES,
   parseJsonObject,
+  providerError,
   truncateUtf8,
 } from './json-lines.js';
 import type { McpServer } from './mcp.js';
@@ -454,8 +455,7 @@ function classifyError(
     const status =
       httpStatusOf(detail) ?? fromStderr ?? (exitCode === null ? undefined : EXIT_STATUS.get(exitCode));
     if (status !== undefined) {
-      const [code, what] = providerFailure(status);
-      return { code, message: `${what} (HTTP ${status}): ${detail}` };
+      return providerError(status, detail);
     }
     // No HTTP status at all: the CLI never got an answer (gateway or forwarder down, timeout).
     if (/fetch failed|ECONNREFUSED|ECONNRESET|ETIMEDOUT|socket hang up/i.test(detail)) {
@@ -467,15 +467,4 @@ function classifyError(
   }
   const label = type !== undefined && type !== 'unknown' && type !== 'Error' ? ` (${type})` : '';
   return { code: 'agent_error', message: `Gemini CLI reported an error${label}: ${detail}` };
-}
-
-/** HTTP status of the failed model request → [error code, what failed]. */
-function providerFailure(status: number): [code: string, what: string] {
-  const who = 'The model provider';
-  if (status === 401 || status === 403) return ['provider_auth_error', `${who} rejected the request`];
-  if (status === 404) return ['provider_model_not_found', `${who} does not know the model`];
-  if (status === 429) return ['provider_rate_limited', `${who} rate-limited the request`];
-  if (status >= 500 && status <= 599) return ['provider_error', `${who} failed`];
-  // Any other status (400, 413, ...): the request the agent built was refused.
-  return ['agent_error', `${who} refused the request`];
 }

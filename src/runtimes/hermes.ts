@@ -26,6 +26,7 @@ import {
   logEvent,
   MAX_TOOL_OUTPUT_BYTES,
   parseJsonObject,
+  providerFailure,
   truncateUtf8,
 } from './json-lines.js';
 import type { McpServer } from './mcp.js';
@@ -580,14 +581,4 @@ function providerError(failure: ApiFailure, printed: string): RunError {
     code: 'provider_unreachable',
     message: `The model provider could not be reached${failure.reason ? ` (${failure.reason})` : ''}: ${detail}`,
   };
-}
-
-/** HTTP status of the failed model request → [error code, what failed]. */
-function providerFailure(status: number): [code: string, what: string] {
-  const who = 'The model provider';
-  if (status === 401 || status === 403) return ['provider_auth_error', `${who} rejected the request`];
-  if (status === 404) return ['provider_model_not_found', `${who} does not know the model`];
-  if (status === 429) return ['provider_rate_limited', `${who} rate-limited the request`];
-  if (status >= 500 && status <= 599) return ['provider_error', `${who} failed`];
-  return ['agent_error', `${who} refused the request`];
 }

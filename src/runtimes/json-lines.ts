@@ -2,7 +2,7 @@
  * Small helpers shared by the runtime parsers: every agent CLI prints one JSON object per stdout
  * line, and every parser must read them without ever throwing on what it does not expect.
  */
-import type { AgentEvent } from '../events/types.js';
+import type { AgentEvent, RunError } from '../events/types.js';
 
 /** `tool.result` output is cut past this many UTF-8 bytes (and flagged `truncated: true`). */
 export const MAX_TOOL_OUTPUT_BYTES = 16 * 1024;
@@ -63,4 +63,24 @@ export function truncateUtf8(text: string, maxBytes: number): { text: string; tr
 export function logEvent(stream: 'stderr' | 'system', line: string): AgentEvent {
   const cut = truncateUtf8(line, MAX_LOG_LINE_BYTES);
   return { type: 'log', data: { stream, line: cut.truncated ? `${cut.text}…` : cut.text } };
+}
+
+/**
+ * The HTTP status of a failed model request → [error code, what failed], the same for every
+ * runtime: 401/403 provider_auth_error, 404 provider_model_not_found, 429 provider_rate_limited,
+ * 5xx provider_error; any other status (400, 413, …) means the request the agent built was refused.
+ */
+export function providerFailure(status: number): [code: string, what: string] {
+  const who = 'The model provider';
+  if (status === 401 || status === 403) return ['provider_auth_error', `${who} rejected the request`];
+  if (status === 404) return ['provider_model_not_found', `${who} does not know the model`];
+  if (status === 429) return ['provider_rate_limited', `${who} rate-limited the request`];
+  if (status >= 500 && status <= 599) return ['provider_error', `${who} failed`];
+  return ['agent_error', `${who} refused the request`];
+}
+
+/** A failed model request as a run error whose message names the status and the CLI's words. */
+export function providerError(status: number, detail: string): RunError {
+  const [code, what] = providerFailure(status);
+  return { code, message: `${what} (HTTP ${status}): ${detail}` };
 }

@@ -18,6 +18,7 @@ import {
   logEvent,
   MAX_TOOL_OUTPUT_BYTES,
   parseJsonObject,
+  providerError,
   truncateUtf8,
 } from './json-lines.js';
 import type { McpServer } from './mcp.js';
@@ -391,8 +392,7 @@ function logMessage(line: string): string {
 function classifyError(error: ErrorSeen, logError: string | undefined): RunError {
   const detail = error.message || logError || 'no details given';
   if (error.statusCode !== undefined) {
-    const [code, what] = providerFailure(error.statusCode);
-    return { code, message: `${what} (HTTP ${error.statusCode}): ${detail}` };
+    return providerError(error.statusCode, detail);
   }
   if (error.name === 'ProviderAuthError') {
     return { code: 'provider_auth_error', message: `The model provider rejected the credentials: ${detail}` };
@@ -410,14 +410,4 @@ function classifyError(error: ErrorSeen, logError: string | undefined): RunError
   // UnknownError hides its cause ("Unexpected server error"); opencode's log names it.
   const cause = logError !== undefined && logError !== detail ? ` (${logError})` : '';
   return { code: 'agent_error', message: `opencode reported ${error.name}: ${detail}${cause}` };
-}
-
-/** HTTP status of the failed model request → [error code, what failed]. */
-function providerFailure(status: number): [code: string, what: string] {
-  const who = 'The model provider';
-  if (status === 401 || status === 403) return ['provider_auth_error', `${who} rejected the request`];
-  if (status === 404) return ['provider_model_not_found', `${who} does not know the model`];
-  if (status === 429) return ['provider_rate_limited', `${who} rate-limited the request`];
-  if (status >= 500 && status <= 599) return ['provider_error', `${who} failed`];
-  return ['agent_error', `${who} refused the request`];
 }
