@@ -488,12 +488,13 @@ export class TenancyStore {
     const wanted = unique(names).filter((n) => envNameProblem(n) === null);
     if (wanted.length === 0) return {};
     const stored = await this.redis.hmget(this.keys.environment(collection), ...wanted);
-    const out: Record<string, string> = {};
-    wanted.forEach((name, i) => {
-      const envelope = stored[i];
-      if (envelope) out[name] = decryptValue(this.masterKey, { collection, name }, envelope);
-    });
-    return out;
+    // fromEntries, not assignment: a variable may be called __proto__.
+    return Object.fromEntries(
+      wanted.flatMap((name, i): [string, string][] => {
+        const envelope = stored[i];
+        return envelope ? [[name, decryptValue(this.masterKey, { collection, name }, envelope)]] : [];
+      }),
+    );
   }
 
   /** Which of `names` the collection has: the MCP server's check-secrets answer. */

@@ -396,6 +396,36 @@ describe('the environment', () => {
     expect(await store.resolveEnvironment('acme', [])).toEqual({});
   });
 
+  it('handles variables named like Object.prototype members as any other', async () => {
+    const { store } = freshStore();
+    await store.createCollection({ name: 'acme' });
+    // As a JSON body arrives: "__proto__" is an own key of the parsed object.
+    await store.patchEnvironment('acme', JSON.parse('{"__proto__":"p","constructor":"c","toString":"t"}'));
+    expect(
+      Object.entries(await store.resolveEnvironment('acme', ['__proto__', 'constructor', 'toString'])),
+    ).toEqual([
+      ['__proto__', 'p'],
+      ['constructor', 'c'],
+      ['toString', 't'],
+    ]);
+    expect(
+      Object.entries((await store.getEnvironment('acme', { reveal: true })).environment_variables),
+    ).toEqual([
+      ['__proto__', 'p'],
+      ['constructor', 'c'],
+      ['toString', 't'],
+    ]);
+    expect(await store.checkSecrets('acme', ['__proto__', 'hasOwnProperty'])).toEqual({
+      configured: ['__proto__', 'constructor', 'toString'],
+      missing: ['hasOwnProperty'],
+      ready: false,
+    });
+    await store.patchEnvironment('acme', JSON.parse('{"__proto__":null}'));
+    expect(Object.keys(await store.resolveEnvironment('acme', ['__proto__', 'constructor']))).toEqual([
+      'constructor',
+    ]);
+  });
+
   it('answers check-secrets as the MCP server does: every configured name, the missing ones as asked, ready', async () => {
     const { store } = freshStore();
     await store.createCollection({ name: 'acme' });
