@@ -15,7 +15,9 @@
 # Env:
 #   JETTY_BASE_IMAGE     base image; default node:22-bookworm-slim when present locally, else the
 #                        locally made jetty-local/node:22-bookworm (docker/base/make-local-base.sh)
-#   JETTY_EXTRA_CA_FILE  a PEM bundle to trust inside the images (an intercepting/corporate proxy)
+#   JETTY_EXTRA_CA_FILE  a PEM bundle to trust inside the images (an intercepting/corporate proxy);
+#                        default: this machine's own bundle, /etc/ssl/certs/ca-certificates.crt,
+#                        so image builds that fetch packages trust what the host trusts
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -47,6 +49,9 @@ pick_base() {
 }
 
 extra_ca=""
+if [ -z "${JETTY_EXTRA_CA_FILE+set}" ] && [ -s /etc/ssl/certs/ca-certificates.crt ]; then
+  JETTY_EXTRA_CA_FILE=/etc/ssl/certs/ca-certificates.crt
+fi
 if [ -n "${JETTY_EXTRA_CA_FILE:-}" ]; then
   [ -s "$JETTY_EXTRA_CA_FILE" ] || die "JETTY_EXTRA_CA_FILE=$JETTY_EXTRA_CA_FILE is missing or empty"
   extra_ca="$JETTY_EXTRA_CA_FILE"

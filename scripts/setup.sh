@@ -113,11 +113,6 @@ if [ "$with_test_deps" = 1 ]; then
 fi
 
 # --- Sandbox images ----------------------------------------------------------------------------
-# Image builds that fetch packages (hermes: Debian and PyPI) must trust what this machine trusts:
-# behind an intercepting or corporate HTTPS proxy that includes the proxy's CA.
-if [ -z "${JETTY_EXTRA_CA_FILE:-}" ] && [ -s /etc/ssl/certs/ca-certificates.crt ]; then
-  export JETTY_EXTRA_CA_FILE=/etc/ssl/certs/ca-certificates.crt
-fi
 bash docker/build-images.sh
 
 say "ready ($(awk -v a="$started" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')s)"
