@@ -388,7 +388,7 @@ describe('simulated provider: OpenAI Chat Completions side calls and errors', ()
 
   it.each([
     [401, 'invalid_request_error', 'invalid_api_key'],
-    [403, 'invalid_request_error', 'forbidden'],
+    [403, 'invalid_request_error', 'unsupported_country_region_territory'],
     [404, 'invalid_request_error', 'model_not_found'],
     [429, 'requests', 'rate_limit_exceeded'],
     [500, 'server_error', null],

@@ -1,7 +1,8 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { SimulatedProvider } from '../../src/providers/simulated/index.js';
 import { createSimulatedProvider } from '../../src/providers/simulated/index.js';
-import { countToolOutputs, openaiErrorShape } from '../../src/providers/simulated/openai-responses.js';
+import { openaiErrorShape } from '../../src/providers/simulated/openai-errors.js';
+import { countToolOutputs } from '../../src/providers/simulated/openai-responses.js';
 
 const BASE = 'http://127.0.0.1:4100';
 const MODEL = 'gpt-5.5';

@@ -9,6 +9,7 @@
  */
 import { z } from 'zod';
 import { encodeSse } from '../../events/sse.js';
+import { openaiError } from './openai-errors.js';
 import type { Turn, TurnPlan } from './plan.js';
 import { estimateTokens, splitForStreaming, totalPauseMs, turnAt } from './plan.js';
 import type { Protocol, RouteHandler } from './protocol.js';
@@ -74,29 +75,6 @@ export const openaiChatProtocol: Protocol = {
     return openaiError(404, `Simulated provider: nothing is served at ${method} ${pathname}.`);
   },
 };
-
-/** The `type` and `code` the OpenAI API puts in its error envelope for each status. */
-export function openaiErrorShape(status: number): { type: string; code: string | null } {
-  switch (status) {
-    case 401:
-      return { type: 'invalid_request_error', code: 'invalid_api_key' };
-    case 403:
-      return { type: 'invalid_request_error', code: 'forbidden' };
-    case 404:
-      return { type: 'invalid_request_error', code: 'model_not_found' };
-    case 429:
-      return { type: 'requests', code: 'rate_limit_exceeded' };
-    default:
-      return status < 500
-        ? { type: 'invalid_request_error', code: null }
-        : { type: 'server_error', code: null };
-  }
-}
-
-export function openaiError(status: number, message: string, headers: Record<string, string> = {}): Response {
-  const { type, code } = openaiErrorShape(status);
-  return jsonResponse(status, { error: { message, type, param: null, code } }, headers);
-}
 
 async function readChatRequest(request: Request): Promise<ChatRequest | Response> {
   const json = await readJson(request);

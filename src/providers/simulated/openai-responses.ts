@@ -8,6 +8,7 @@
  * response object as JSON.
  */
 import { z } from 'zod';
+import { openaiError } from './openai-errors.js';
 import type { Turn, TurnPlan } from './plan.js';
 import { estimateTokens, splitForStreaming, totalPauseMs, turnAt } from './plan.js';
 import type { Protocol, RouteHandler } from './protocol.js';
@@ -66,31 +67,6 @@ export const openaiResponsesProtocol: Protocol = {
     return openaiError(404, `Simulated provider: nothing is served at ${method} ${pathname}.`);
   },
 };
-
-/** The `type` and `code` OpenAI's API puts in the error body for each status. */
-export function openaiErrorShape(status: number): { type: string; code: string | null } {
-  switch (status) {
-    case 400:
-      return { type: 'invalid_request_error', code: null };
-    case 401:
-      return { type: 'invalid_request_error', code: 'invalid_api_key' };
-    case 403:
-      return { type: 'invalid_request_error', code: 'unsupported_country_region_territory' };
-    case 404:
-      return { type: 'invalid_request_error', code: 'model_not_found' };
-    case 429:
-      return { type: 'requests', code: 'rate_limit_exceeded' };
-    default:
-      return status < 500
-        ? { type: 'invalid_request_error', code: null }
-        : { type: 'server_error', code: null };
-  }
-}
-
-function openaiError(status: number, message: string, headers: Record<string, string> = {}): Response {
-  const { type, code } = openaiErrorShape(status);
-  return jsonResponse(status, { error: { message, type, param: null, code } }, headers);
-}
 
 async function readResponsesRequest(request: Request): Promise<ResponsesRequest | Response> {
   const json = await readJson(request);
