@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { AgentName } from '../events/types.js';
+import type { RealProvider } from '../providers/upstreams.js';
 import type { RunService } from '../queue/run-service.js';
 import type { ProviderName } from '../runtimes/types.js';
 import type { BlobStore } from '../storage/blob-store.js';
@@ -20,6 +21,10 @@ export interface AppDeps {
   };
   /** Providers whose key this server holds (the simulated one counts when enabled). */
   providerAvailable: (provider: ProviderName) => boolean;
+  /** The server's key for a provider, for passthrough calls the API makes itself. */
+  providerKey: (provider: RealProvider) => string | undefined;
+  /** A provider's base URL. */
+  upstreamUrl: (provider: RealProvider) => string;
   /** Readiness of each dependency, for /readyz. */
   readiness: () => Promise<Record<string, boolean>>;
 }

@@ -20,6 +20,8 @@ export async function generateOpenApi(): Promise<string> {
       sandbox: { cpus: 1, memoryBytes: 1, pids: 1, allowNetwork: false },
     },
     providerAvailable: () => false,
+    providerKey: () => undefined,
+    upstreamUrl: () => '',
     readiness: async () => ({}),
   } as unknown as AppDeps;
   const app = await buildApp(deps);

@@ -43,12 +43,7 @@ function textOf(content: ChatRequest['messages'][number]['content']): string {
  */
 export function planRun(body: ChatRequest, deps: AppDeps): PlannedRun {
   const jetty = body.jetty;
-  if (!jetty) {
-    throw badRequest(
-      'This server runs runbooks: add a `jetty` object with `"runbook": true` and put the runbook in the system message. (Plain LLM passthrough is not served yet.)',
-      'jetty',
-    );
-  }
+  if (!jetty) throw new Error('planRun needs a jetty block; a request without one is a passthrough call');
   if (jetty.runbook !== true) {
     throw badRequest('Set `jetty.runbook` to true to run the system message as a runbook.', 'jetty.runbook');
   }

@@ -122,6 +122,8 @@ export async function startServer(
           sandbox: config.sandbox,
         },
         providerAvailable,
+        providerKey: (p) => providerKeys[p],
+        upstreamUrl: (p) => config.upstreams[p],
         readiness: async () => {
           const checks: Record<string, boolean> = {};
           checks.redis = await redis.ping().then(

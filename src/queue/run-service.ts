@@ -5,6 +5,7 @@ import { notFound } from '../errors.js';
 import type { EventStreamStore } from '../events/stream-store.js';
 import { isTerminalEvent, type NewEvent, type StoredEvent } from '../events/types.js';
 import type { BlobStore } from '../storage/blob-store.js';
+import type { ProviderName } from '../runtimes/types.js';
 import { JOBS, type RunJob } from './catalog.js';
 import { type RedisKeys, RUN_QUEUE } from './keys.js';
 import { type RunRecord, RunStore } from './run-store.js';
@@ -13,7 +14,11 @@ import { type RunRecord, RunStore } from './run-store.js';
 export interface Trajectory {
   object: 'trajectory';
   run: RunRecord;
-  input: Pick<RunJob, 'runbook' | 'instruction' | 'resultsDir' | 'requiredOutputs'> | null;
+  /** A runbook run's input, or a passthrough call's request. */
+  input:
+    | Pick<RunJob, 'runbook' | 'instruction' | 'resultsDir' | 'requiredOutputs'>
+    | { request: Record<string, unknown> }
+    | null;
   events: StoredEvent[];
 }
 
@@ -92,6 +97,35 @@ export class RunService {
     });
     await this.queue.add(JOBS.run.name, payload, { jobId: runId });
     return { record, created: true };
+  }
+
+  /**
+   * A plain LLM call (no `jetty` block), recorded as a one-step run that is already running: the
+   * API process makes the call itself, so there is no job. End it with `store.transition` and
+   * `finish`, as a worker ends a runbook run.
+   */
+  async recordPassthrough(init: {
+    model: string;
+    provider: ProviderName;
+    task: string;
+    request: Record<string, unknown>;
+  }): Promise<RunRecord> {
+    const record: RunRecord = {
+      ...RunStore.newRecord({
+        id: newRunId(),
+        agent: 'passthrough',
+        model: init.model,
+        provider: init.provider,
+        collection: null,
+        task: init.task,
+        timeout_sec: 0,
+      }),
+      status: 'running',
+      started_at: new Date().toISOString(),
+    };
+    await this.store.create(record);
+    await this.deps.redis.set(this.inputKey(record.id), JSON.stringify({ request: init.request }));
+    return record;
   }
 
   /** The run from Redis, or from the blob store once Redis has let it go. */

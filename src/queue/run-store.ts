@@ -27,7 +27,8 @@ export interface RunRecord {
   id: string;
   object: 'run';
   status: RunStatus;
-  agent: AgentName;
+  /** The runtime, or `passthrough` for a plain LLM call recorded as a one-step run. */
+  agent: AgentName | 'passthrough';
   model: string;
   provider: ProviderName;
   collection: string | null;

@@ -1,13 +1,14 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { AppError } from '../../errors.js';
 import { artifactUrl, ChunkMapper, completionId, toChatUsage } from '../../events/chunk-mapper.js';
-import { TERMINAL_STATUSES } from '../../events/types.js';
+import { emptyUsage, TERMINAL_STATUSES } from '../../events/types.js';
 import type { RunRecord } from '../../queue/run-store.js';
 import type { AppDeps } from '../deps.js';
+import { forward, planPassthrough } from '../passthrough.js';
 import { planRun } from '../preflight.js';
-import { chatRequestSchema, errorEnvelopeSchema } from '../schemas.js';
+import { type ChatRequest, chatRequestSchema, errorEnvelopeSchema } from '../schemas.js';
 import type { OpenStreams } from '../streams.js';
 
 const jettyMetadata = z.looseObject({ trajectory_id: z.string(), status: z.string() });
@@ -19,7 +20,7 @@ export function chatRoutes(app: FastifyInstance, deps: AppDeps, streams: OpenStr
     '/v1/chat/completions',
     {
       schema: {
-        summary: 'Run a runbook (OpenAI Chat Completions, with a `jetty` block)',
+        summary: 'Run a runbook (with a `jetty` block), or pass a chat call through to its provider (without one)',
         description:
           "The runbook is the system message. `stream: true` answers `text/event-stream` of `chat.completion.chunk` objects (the first at once, carrying `jetty_metadata.trajectory_id`; the agent's words as `delta.content`; one line per tool call as `delta.reasoning_content`; a last chunk with `finish_reason`, `usage` and `jetty_metadata`; then `data: [DONE]`). `stream: false` waits up to `jetty.timeout_hint` seconds: 200 with a `chat.completion`, 202 while the run goes on, 424 when the run failed.",
         tags: ['chat'],
@@ -36,6 +37,7 @@ export function chatRoutes(app: FastifyInstance, deps: AppDeps, streams: OpenStr
       },
     },
     async (req, reply) => {
+      if (!req.body.jetty) return passthrough(req.body, String(req.id), reply, deps);
       const plan = planRun(req.body, deps);
       const { record } = await deps.runs.create(plan.job, {
         collection: plan.collection,
@@ -155,4 +157,91 @@ async function waitForEnd(
     ctl.abort();
   }
   return deps.runs.require(runId);
+}
+
+/**
+ * A request without a `jetty` block: passed to the provider its model names and answered as the
+ * provider answered, recorded as a one-step run under the task `_chat`.
+ */
+async function passthrough(
+  body: ChatRequest,
+  requestId: string,
+  reply: FastifyReply,
+  deps: AppDeps,
+): Promise<void> {
+  const target = planPassthrough(body.model, deps);
+  const rec = await deps.runs.recordPassthrough({
+    model: target.model,
+    provider: target.provider,
+    task: '_chat',
+    request: body as Record<string, unknown>,
+  });
+  reply.hijack();
+  const res = reply.raw;
+  res.setHeader('x-request-id', requestId);
+  res.setHeader('x-jetty-trajectory-id', rec.id);
+  const ctl = new AbortController();
+  res.on('close', () => {
+    if (!res.writableFinished) ctl.abort();
+  });
+  const started = Date.now();
+  let outcome: Awaited<ReturnType<typeof forward>> | undefined;
+  let failure: string | undefined;
+  try {
+    outcome = await forward(target, body, res, deps, ctl.signal);
+  } catch (err) {
+    failure = ctl.signal.aborted
+      ? 'The client went away before the provider answered.'
+      : `The provider could not be reached: ${(err as Error).message}`;
+    if (!res.headersSent) {
+      res.writeHead(502, { 'content-type': 'application/json' });
+      res.end(
+        JSON.stringify({
+          error: { message: failure, type: 'server_error', param: null, code: 'provider_unreachable' },
+        }),
+      );
+    } else {
+      res.destroy();
+    }
+  }
+  // The record, after the caller has its answer: a Redis hiccup here never costs them the call.
+  const usage = { ...emptyUsage() };
+  if (outcome?.usage) {
+    usage.input_tokens = outcome.usage.input_tokens;
+    usage.output_tokens = outcome.usage.output_tokens;
+    usage.cache_read_tokens = outcome.usage.cache_read_tokens;
+    usage.cache_write_tokens = outcome.usage.cache_write_tokens;
+    usage.cost_usd = outcome.usage.cost_usd ?? null;
+    usage.cost_estimated = outcome.usage.cost_estimated ?? false;
+    await deps.runs.events.append(rec.id, { type: 'usage', data: outcome.usage });
+  }
+  if (outcome?.text)
+    await deps.runs.events.append(rec.id, { type: 'agent.message', data: { text: outcome.text } });
+  const duration_ms = Date.now() - started;
+  const ok = outcome !== undefined && outcome.status < 400;
+  const error = ok
+    ? null
+    : {
+        code: outcome ? `provider_http_${outcome.status}` : 'provider_unreachable',
+        message: outcome
+          ? `The provider answered HTTP ${outcome.status}: ${outcome.error ?? ''}`.trim()
+          : (failure ?? ''),
+      };
+  await deps.runs.store.transition(rec.id, ['running'], ok ? 'completed' : 'failed', {
+    ended_at: new Date().toISOString(),
+    duration_ms,
+    usage,
+    final_text: outcome?.text ?? null,
+    error,
+    timings: { queue_ms: 0, sandbox_start_ms: null, agent_ms: duration_ms, collect_ms: null },
+  });
+  await deps.runs.finish(
+    rec.id,
+    ok
+      ? {
+          type: 'run.completed',
+          data: { final_text: outcome?.text ?? '', exit_code: null, usage, duration_ms },
+        }
+      : { type: 'run.failed', data: { error: error!, exit_code: null, usage, duration_ms } },
+  );
 }
