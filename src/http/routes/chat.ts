@@ -20,7 +20,8 @@ export function chatRoutes(app: FastifyInstance, deps: AppDeps, streams: OpenStr
     '/v1/chat/completions',
     {
       schema: {
-        summary: 'Run a runbook (with a `jetty` block), or pass a chat call through to its provider (without one)',
+        summary:
+          'Run a runbook (with a `jetty` block), or pass a chat call through to its provider (without one)',
         description:
           "The runbook is the system message. `stream: true` answers `text/event-stream` of `chat.completion.chunk` objects (the first at once, carrying `jetty_metadata.trajectory_id`; the agent's words as `delta.content`; one line per tool call as `delta.reasoning_content`; a last chunk with `finish_reason`, `usage` and `jetty_metadata`; then `data: [DONE]`). `stream: false` waits up to `jetty.timeout_hint` seconds: 200 with a `chat.completion`, 202 while the run goes on, 424 when the run failed.",
         tags: ['chat'],
