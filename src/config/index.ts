@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { AGENT_NAMES, type AgentName } from '../events/types.js';
 import { type RealProvider, UPSTREAMS } from '../providers/upstreams.js';
+import { JOBS } from '../queue/catalog.js';
 
 /**
  * Server configuration, parsed once at start-up from environment variables. A bad value stops the
@@ -90,6 +91,10 @@ const envSchema = z.object({
   SANDBOX_ALLOW_NETWORK: flag(false),
   SIMULATED_PROVIDER: flag(true),
   HEARTBEAT_MS: int(15_000, 100, 60_000),
+  WEBHOOK_CONCURRENCY: int(8, 1, 256),
+  WEBHOOK_ATTEMPTS: int(JOBS.webhook.attempts, 1, 50),
+  WEBHOOK_BACKOFF_MS: int(JOBS.webhook.backoff.delay, 10, 3_600_000),
+  WEBHOOK_TIMEOUT_MS: int(JOBS.webhook.timeoutMs, 100, 120_000),
 });
 
 // Provider keys and upstream URLs, one pair per provider (src/providers/upstreams.ts names them).
@@ -125,6 +130,11 @@ export interface Config {
   sandbox: { cpus: number; memoryBytes: number; pids: number; allowNetwork: boolean };
   simulatedProvider: boolean;
   heartbeatMs: number;
+  /**
+   * Webhook deliveries: how many at once per worker process, tries per delivery, the first backoff
+   * (it doubles), each POST's time limit.
+   */
+  webhooks: { concurrency: number; attempts: number; backoffMs: number; timeoutMs: number };
   /** Provider keys from server configuration (collections bring their own later). */
   providerKeys: Partial<Record<RealProvider, string>>;
   /** Base URL of each real provider. */
@@ -186,6 +196,12 @@ export function loadConfig(env: Record<string, string | undefined>, hostname = '
     },
     simulatedProvider: e.SIMULATED_PROVIDER,
     heartbeatMs: e.HEARTBEAT_MS,
+    webhooks: {
+      concurrency: e.WEBHOOK_CONCURRENCY,
+      attempts: e.WEBHOOK_ATTEMPTS,
+      backoffMs: e.WEBHOOK_BACKOFF_MS,
+      timeoutMs: e.WEBHOOK_TIMEOUT_MS,
+    },
     providerKeys,
     upstreams,
   };

@@ -31,6 +31,23 @@ export const runJobSchema = z.object({
 
 export type RunJob = z.infer<typeof runJobSchema>;
 
+/**
+ * One webhook delivery: where to POST the end of a run and the secret that signs it. The secret
+ * lives only here, in the job, never in the run record, its events or its trajectory.
+ */
+export const webhookJobSchema = z.object({
+  runId: z.string().min(1),
+  url: z.url({ protocol: /^https?$/ }),
+  secret: z.string().min(1).optional(),
+});
+
+export type WebhookJob = z.infer<typeof webhookJobSchema>;
+
+/** The delivery job's id: one per run, so a repeated enqueue is a no-op. */
+export function webhookJobId(runId: string): string {
+  return `webhook-${runId}`;
+}
+
 export const JOBS = {
   run: {
     name: 'run',
@@ -38,5 +55,15 @@ export const JOBS = {
     // Retries are for infrastructure hiccups only (Docker, Redis); bad input is never retried.
     attempts: 3,
     backoff: { type: 'exponential' as const, delay: 2000 },
+  },
+  webhook: {
+    name: 'webhook',
+    schema: webhookJobSchema,
+    // 5, 10, 20, 40 and 80 s between the six tries: a receiver has about 2.5 minutes to come back.
+    // WEBHOOK_ATTEMPTS and WEBHOOK_BACKOFF_MS override these.
+    attempts: 6,
+    backoff: { type: 'exponential' as const, delay: 5000 },
+    /** Each POST gets this long for its answer (WEBHOOK_TIMEOUT_MS). */
+    timeoutMs: 10_000,
   },
 } as const;

@@ -27,3 +27,4 @@ export class RedisKeys {
 }
 
 export const RUN_QUEUE = 'runs';
+export const WEBHOOK_QUEUE = 'webhooks';
