@@ -3,7 +3,7 @@ import type { AgentName } from '../events/types.js';
 import { checkModelSlug, openRouterFormOf } from '../providers/model-slugs.js';
 import { validateSimulateScript } from '../providers/simulated/index.js';
 import { keyEnvOf } from '../providers/upstreams.js';
-import type { RunJob } from '../queue/catalog.js';
+import type { NewRun } from '../queue/run-service.js';
 import { resolveRunbook } from '../runbook/resolve.js';
 import { getRuntime } from '../runtimes/registry.js';
 import type { ProviderName, RuntimeAdapter } from '../runtimes/types.js';
@@ -20,7 +20,7 @@ const LEGACY_PROVIDER: Record<AgentName, ProviderName> = {
 };
 
 export interface PlannedRun {
-  job: Omit<RunJob, 'runId'>;
+  job: NewRun;
   collection: string | null;
   task: string | null;
   stream: boolean;
@@ -61,6 +61,7 @@ export function planRun(body: ChatRequest, deps: AppDeps): PlannedRun {
       `messages[${sysIndex}].content`,
     );
   }
+  const webhook = webhookOf(jetty);
   if (jetty.file_paths && jetty.file_paths.length > 0) {
     throw badRequest(
       '`jetty.file_paths` is not served by this server yet: files cannot be mounted into the sandbox. Remove it, or inline small inputs in the runbook.',
@@ -187,6 +188,7 @@ export function planRun(body: ChatRequest, deps: AppDeps): PlannedRun {
       limits: { cpus, memoryBytes: max.memoryBytes, pids: max.pids },
       network: jetty.network_enabled ? 'bridge' : 'none',
       mcpServers,
+      webhook,
     },
     collection: jetty.collection ?? null,
     task: jetty.task ?? null,
@@ -194,6 +196,28 @@ export function planRun(body: ChatRequest, deps: AppDeps): PlannedRun {
     timeoutHintSec: jetty.timeout_hint ?? deps.defaults.timeoutHintSec,
     runtime,
   };
+}
+
+/** The webhook to call when the run ends; the schema has checked each field's form already. */
+function webhookOf(jetty: NonNullable<ChatRequest['jetty']>): NewRun['webhook'] {
+  const url = jetty.webhook_url;
+  if (url === undefined) {
+    if (jetty.webhook_secret !== undefined) {
+      throw badRequest(
+        '`jetty.webhook_secret` signs the webhook, but no `jetty.webhook_url` says where to send it. Add the URL or drop the secret.',
+        'jetty.webhook_secret',
+      );
+    }
+    return undefined;
+  }
+  const parsed = new URL(url);
+  if (parsed.username || parsed.password) {
+    throw badRequest(
+      '`jetty.webhook_url` must not carry a user name or password: authenticate the call with `jetty.webhook_secret`, whose signature the receiver checks.',
+      'jetty.webhook_url',
+    );
+  }
+  return { url, secret: jetty.webhook_secret };
 }
 
 /** Jetty's rule: OpenRouter when its key is there, then Bedrock, then the runtime's own provider. */

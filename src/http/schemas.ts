@@ -40,6 +40,19 @@ export const jettyBlockSchema = z
     mcp_servers: mcpServersSchema.optional(),
     cpus: z.number().positive().optional(),
     memory: z.union([z.string(), z.number()]).optional(),
+    webhook_url: z
+      .url({ protocol: /^https?$/, error: 'must be an http or https URL' })
+      .max(2048, { error: 'must be at most 2048 characters' })
+      .optional()
+      .describe('An http or https URL, POSTed to (signed) when the run ends: completed, failed or cancelled'),
+    webhook_secret: z
+      .string({ error: 'must be a string' })
+      .min(1, { error: 'must not be empty' })
+      .max(1024, { error: 'must be at most 1024 characters' })
+      .optional()
+      .describe(
+        'Signs the webhook: `X-Mise-Signature` is the hex HMAC-SHA256 of "{X-Mise-Timestamp}.{body}" keyed with it. Never stored in the run or shown.',
+      ),
   })
   .describe('Runs the system message as a runbook. The official OpenAI SDKs send it as an extra body field.');
 
@@ -96,6 +109,22 @@ export const runRecordSchema = z.object({
   final_text: z.string().nullable(),
   error: z.object({ code: z.string(), message: z.string() }).nullable(),
   exit_code: z.number().nullable(),
+  webhook: z
+    .object({
+      url: z.string(),
+      state: z.enum(['pending', 'retrying', 'delivered', 'failed']),
+      deliveries: z.array(
+        z.object({
+          attempt: z.number(),
+          at: z.string(),
+          status_code: z.number().nullable(),
+          error: z.string().nullable(),
+          duration_ms: z.number(),
+        }),
+      ),
+    })
+    .optional()
+    .describe("The run's webhook (jetty.webhook_url) and each try at delivering it; never its secret"),
   artifacts: z.array(artifactSchema),
   missing_outputs: z.array(z.string()),
   cancel_requested: z.boolean(),

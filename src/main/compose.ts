@@ -12,6 +12,7 @@ import { RunService } from '../queue/run-service.js';
 import type { ProviderName } from '../runtimes/types.js';
 import { GATEWAY_SOCKET_NAME, type SandboxDriver } from '../sandbox/driver.js';
 import { BlobStore } from '../storage/blob-store.js';
+import { WebhookWorker } from '../webhooks/delivery-worker.js';
 import { RunWorker } from '../worker/run-worker.js';
 
 export type Role = 'api' | 'worker' | 'all';
@@ -53,6 +54,7 @@ export async function startServer(
       events: new EventStreamStore(r, (id) => keys.events(id)),
       blobs,
       retentionSec: config.retentionSec,
+      webhooks: { attempts: config.webhooks.attempts, backoffMs: config.webhooks.backoffMs },
     });
   const runs = services(redis);
   const providerKeys: Partial<Record<ProviderName, string>> = { ...config.providerKeys };
@@ -87,6 +89,19 @@ export async function startServer(
         driver = new DockerSandboxDriver({ docker: new Dockerode(), instance: config.instance });
       }
       await driver.ping();
+      // Webhook deliveries go wherever runs go, on their own queue and concurrency: a slow
+      // receiver holds up only other deliveries, never a run.
+      const webhooks = new WebhookWorker({
+        redis: workerRedis,
+        keys,
+        runs: workerRuns,
+        concurrency: config.webhooks.concurrency,
+        timeoutMs: config.webhooks.timeoutMs,
+        maxWaitMs: config.retentionSec * 1000,
+        logger: logger.child({ component: 'webhooks' }),
+      });
+      await webhooks.start();
+      closers.unshift(() => webhooks.stop());
       worker = new RunWorker({
         redis: workerRedis,
         keys,

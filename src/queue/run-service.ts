@@ -1,19 +1,60 @@
 import { randomBytes } from 'node:crypto';
-import { Queue } from 'bullmq';
+import { Job, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { notFound } from '../errors.js';
 import type { EventStreamStore } from '../events/stream-store.js';
 import { isTerminalEvent, type NewEvent, type StoredEvent } from '../events/types.js';
 import type { ProviderName } from '../runtimes/types.js';
 import type { BlobStore } from '../storage/blob-store.js';
-import { JOBS, type RunJob } from './catalog.js';
-import { type RedisKeys, RUN_QUEUE } from './keys.js';
+import { JOBS, type RunJob, webhookJobId } from './catalog.js';
+import { type RedisKeys, RUN_QUEUE, WEBHOOK_QUEUE } from './keys.js';
 import { type RunRecord, RunStore } from './run-store.js';
+
+/** Where a run's end is POSTed. The secret goes into the delivery job and nowhere else. */
+export interface WebhookTarget {
+  url: string;
+  secret?: string | undefined;
+}
+
+/** What a request asks for: the run's job, and the webhook to call when the run ends. */
+export type NewRun = Omit<RunJob, 'runId'> & { webhook?: WebhookTarget | undefined };
+
+/** One try at delivering a run's webhook, as the run record shows it. */
+export interface WebhookDelivery {
+  attempt: number;
+  /** When the try started (ISO 8601). */
+  at: string;
+  /** The receiver's HTTP status, or null when it did not answer. */
+  status_code: number | null;
+  error: string | null;
+  duration_ms: number;
+}
+
+/** A run's webhook on its record: the URL and how delivery went, never the secret. */
+export interface WebhookInfo {
+  url: string;
+  /** pending: not tried yet (the run may still be going); retrying: a try failed, another is due. */
+  state: 'pending' | 'retrying' | 'delivered' | 'failed';
+  deliveries: WebhookDelivery[];
+}
+
+/** A run record, with its webhook when it has one. */
+export type RunView = RunRecord & { webhook?: WebhookInfo };
+
+// Writes one field of the run hash only while the hash exists: a delivery that ends after Redis
+// let the run go must not bring back a husk of it. KEYS[1] = run hash; ARGV = field, value.
+const SET_IF_EXISTS = `
+if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+return 0
+`;
+
+/** A delivery waits this long past the run's deadline for a release it may never get (see finish()). */
+const WEBHOOK_FALLBACK_MS = 60_000;
 
 /** The whole recorded run, as GET /v1/runs/{id}/trajectory returns it and the blob store keeps it. */
 export interface Trajectory {
   object: 'trajectory';
-  run: RunRecord;
+  run: RunView;
   /** A runbook run's input, or a passthrough call's request. */
   input:
     | Pick<RunJob, 'runbook' | 'instruction' | 'resultsDir' | 'requiredOutputs'>
@@ -28,6 +69,8 @@ export interface RunServiceDeps {
   events: EventStreamStore;
   blobs: BlobStore;
   retentionSec: number;
+  /** Tries per webhook delivery and the first backoff (it doubles); the job catalog's by default. */
+  webhooks?: { attempts: number; backoffMs: number };
 }
 
 export function newRunId(): string {
@@ -41,6 +84,7 @@ export function newRunId(): string {
 export class RunService {
   readonly store: RunStore;
   readonly queue: Queue;
+  private readonly webhookQueue: Queue;
 
   constructor(private readonly deps: RunServiceDeps) {
     this.store = new RunStore(deps.redis, deps.keys);
@@ -54,6 +98,19 @@ export class RunService {
         removeOnFail: { age: 24 * 3600, count: 1000 },
       },
     });
+    this.webhookQueue = new Queue(WEBHOOK_QUEUE, {
+      connection: deps.redis,
+      prefix: deps.keys.bullPrefix(),
+      defaultJobOptions: {
+        attempts: deps.webhooks?.attempts ?? JOBS.webhook.attempts,
+        backoff: { type: 'exponential', delay: deps.webhooks?.backoffMs ?? JOBS.webhook.backoff.delay },
+        // The job holds the secret, so it goes once done; the run record keeps the outcome.
+        removeOnComplete: true,
+        removeOnFail: true,
+      },
+    });
+    // Connection trouble is logged once by the connection's owner; unheard, BullMQ prints it.
+    this.webhookQueue.on('error', () => undefined);
   }
 
   get events(): EventStreamStore {
@@ -62,12 +119,13 @@ export class RunService {
 
   /**
    * Creates the run record, its first event and its job (job id = run id). With an idempotency key,
-   * a repeated request returns the run the first one created and enqueues nothing.
+   * a repeated request returns the run the first one created and enqueues nothing. A webhook's
+   * delivery job is enqueued with it, delayed: the run's end releases it (see finish()).
    */
   async create(
-    job: Omit<RunJob, 'runId'>,
+    job: NewRun,
     meta: { collection: string | null; task: string | null; idempotencyKey?: string },
-  ): Promise<{ record: RunRecord; created: boolean }> {
+  ): Promise<{ record: RunView; created: boolean }> {
     const runId = newRunId();
     if (meta.idempotencyKey) {
       const key = this.deps.keys.idempotency(meta.idempotencyKey);
@@ -79,22 +137,34 @@ export class RunService {
         await this.deps.redis.set(key, runId, 'EX', 24 * 3600);
       }
     }
-    const payload = JOBS.run.schema.parse({ ...job, runId });
-    const record = RunStore.newRecord({
-      id: runId,
-      agent: job.agent,
-      model: job.model,
-      provider: job.provider,
-      collection: meta.collection,
-      task: meta.task,
-      timeout_sec: job.timeoutSec,
-    });
+    const { webhook, ...runJob } = job;
+    const payload = JOBS.run.schema.parse({ ...runJob, runId });
+    const delivery = webhook ? JOBS.webhook.schema.parse({ ...webhook, runId }) : null;
+    const record: RunView = {
+      ...RunStore.newRecord({
+        id: runId,
+        agent: job.agent,
+        model: job.model,
+        provider: job.provider,
+        collection: meta.collection,
+        task: meta.task,
+        timeout_sec: job.timeoutSec,
+      }),
+      ...(delivery ? { webhook: { url: delivery.url, state: 'pending' as const, deliveries: [] } } : {}),
+    };
     await this.store.create(record);
     await this.deps.redis.set(this.inputKey(runId), JSON.stringify(inputOf(payload)));
     await this.deps.events.append(runId, {
       type: 'run.queued',
       data: { agent: job.agent, model: job.model, provider: job.provider },
     });
+    if (delivery) {
+      // Enqueued before the run's job, so that no run can end before its delivery exists.
+      await this.webhookQueue.add(JOBS.webhook.name, delivery, {
+        jobId: webhookJobId(runId),
+        delay: job.timeoutSec * 1000 + WEBHOOK_FALLBACK_MS,
+      });
+    }
     await this.queue.add(JOBS.run.name, payload, { jobId: runId });
     return { record, created: true };
   }
@@ -129,12 +199,12 @@ export class RunService {
   }
 
   /** The run from Redis, or from the blob store once Redis has let it go. */
-  async get(id: string): Promise<RunRecord | null> {
+  async get(id: string): Promise<RunView | null> {
     if (!/^[A-Za-z0-9_-]{1,64}$/.test(id)) return null;
     return (await this.store.get(id)) ?? (await this.deps.blobs.readTrajectory<Trajectory>(id))?.run ?? null;
   }
 
-  async require(id: string): Promise<RunRecord> {
+  async require(id: string): Promise<RunView> {
     const rec = await this.get(id);
     if (!rec)
       throw notFound(
@@ -221,7 +291,8 @@ export class RunService {
 
   /**
    * Appends the terminal event (the record already holds the final status), writes the trajectory
-   * to the blob store, and lets Redis forget the run after the retention period.
+   * to the blob store, lets Redis forget the run after the retention period, and then releases
+   * the run's webhook delivery, if it has one.
    */
   async finish(id: string, terminal: NewEvent): Promise<void> {
     if (!isTerminalEvent(terminal.type)) throw new Error(`not a terminal event: ${terminal.type}`);
@@ -234,6 +305,42 @@ export class RunService {
       this.deps.events.expire(id, ttl),
       this.deps.redis.expire(this.inputKey(id), ttl),
     ]);
+    // Not awaited: the run is fully recorded, and its delivery is already in Redis. A release
+    // that fails only means the delivery starts at its fallback time instead of now.
+    if (traj.run.webhook) void this.releaseWebhook(id);
+  }
+
+  /**
+   * Adds a delivery try to the run's record. A final outcome is also written into the stored
+   * trajectory, which outlives the record in Redis.
+   */
+  async recordWebhookDelivery(
+    id: string,
+    state: WebhookInfo['state'],
+    delivery: WebhookDelivery | null,
+  ): Promise<void> {
+    const rec = await this.get(id);
+    if (!rec?.webhook) return;
+    const webhook: WebhookInfo = {
+      ...rec.webhook,
+      state,
+      deliveries: delivery ? [...rec.webhook.deliveries, delivery] : rec.webhook.deliveries,
+    };
+    await this.deps.redis.eval(SET_IF_EXISTS, 1, this.deps.keys.run(id), 'webhook', JSON.stringify(webhook));
+    if (state === 'delivered' || state === 'failed') {
+      const traj = await this.deps.blobs.readTrajectory<Trajectory>(id);
+      if (traj) await this.deps.blobs.writeTrajectory(id, { ...traj, run: { ...traj.run, webhook } });
+    }
+  }
+
+  private async releaseWebhook(id: string): Promise<void> {
+    try {
+      const job = await Job.fromId(this.webhookQueue, webhookJobId(id));
+      // Not delayed any more means its fallback time came first: it is on its way already.
+      if (job && (await job.isDelayed())) await job.promote();
+    } catch {
+      // The fallback delay covers a release lost to a Redis hiccup or a promote race.
+    }
   }
 
   /**
@@ -251,7 +358,7 @@ export class RunService {
   }
 
   async close(): Promise<void> {
-    await this.queue.close();
+    await Promise.all([this.queue.close(), this.webhookQueue.close()]);
   }
 
   private inputKey(id: string): string {
