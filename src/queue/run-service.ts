@@ -73,8 +73,15 @@ export interface RunServiceDeps {
   webhooks?: { attempts: number; backoffMs: number };
 }
 
+/**
+ * 16 hex digits. Never all decimal digits: the run id is the BullMQ job id, and BullMQ refuses a
+ * custom job id that reads as an integer (about 1 id in 1,850 would otherwise fail to enqueue).
+ */
 export function newRunId(): string {
-  return randomBytes(8).toString('hex');
+  for (;;) {
+    const id = randomBytes(8).toString('hex');
+    if (!/^\d+$/.test(id)) return id;
+  }
 }
 
 /**

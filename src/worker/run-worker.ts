@@ -70,6 +70,7 @@ interface ActiveRun {
 export class RunWorker {
   private worker: Worker | undefined;
   private subscriber: Redis | undefined;
+  private queueConnection: Redis | undefined;
   private reaper: NodeJS.Timeout | undefined;
   private readonly active = new Map<string, ActiveRun>();
   private stopping = false;
@@ -86,8 +87,10 @@ export class RunWorker {
     this.subscriber.on('error', () => undefined);
     await this.subscriber.subscribe(deps.keys.cancelChannel());
     this.subscriber.on('message', (_channel, runId: string) => this.active.get(runId)?.stop('cancelled'));
+    // BullMQ does not close a connection it was given: stop() does.
+    this.queueConnection = quiet(deps.redis.duplicate({ maxRetriesPerRequest: null }));
     this.worker = new Worker(RUN_QUEUE, (job, token) => this.track(this.process(job, token)), {
-      connection: quiet(deps.redis.duplicate({ maxRetriesPerRequest: null })),
+      connection: this.queueConnection,
       prefix: deps.keys.bullPrefix(),
       concurrency: deps.concurrency,
       // The lock is renewed while a run goes on; a dead worker's job is picked up again after it lapses.
@@ -140,6 +143,7 @@ export class RunWorker {
     await Promise.race([Promise.allSettled([...this.inflight]), sleep(15_000)]);
     await this.worker?.close(true);
     if (this.subscriber) await closeRedis(this.subscriber);
+    if (this.queueConnection) await closeRedis(this.queueConnection);
   }
 
   /** Removes sandboxes this instance owns whose runs are over, unknown, or not running here. */
