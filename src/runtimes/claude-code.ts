@@ -6,6 +6,7 @@
  */
 import type { AgentEvent, RunError, UsageData } from '../events/types.js';
 import {
+  AGENT_HOME,
   asArray,
   asCount,
   asNumber,
@@ -14,6 +15,7 @@ import {
   type JsonObject,
   logEvent,
   MAX_TOOL_OUTPUT_BYTES,
+  PROMPT_PATH,
   parseJsonObject,
   providerError,
   truncateUtf8,
@@ -31,10 +33,8 @@ import type {
 export const CLAUDE_CODE_VERSION = '2.1.197';
 const DEFAULT_MODEL = 'claude-sonnet-4-6';
 
-/** HOME of the image's non-root `agent` user; the CLI keeps its state under it. */
-const AGENT_HOME = '/home/agent';
 /** The prompt goes in a file fed to stdin: runbooks are far too long for argv. */
-export const CLAUDE_PROMPT_PATH = `${AGENT_HOME}/.jetty/prompt.md`;
+export const CLAUDE_PROMPT_PATH = PROMPT_PATH;
 
 /**
  * One retry, not the default ten: with ten, a 401 or 500 takes about three minutes to surface;

@@ -8,6 +8,7 @@
  */
 import type { AgentEvent, RunError, UsageData } from '../events/types.js';
 import {
+  AGENT_HOME,
   asArray,
   asCount,
   asObject,
@@ -15,6 +16,7 @@ import {
   type JsonObject,
   logEvent,
   MAX_TOOL_OUTPUT_BYTES,
+  PROMPT_PATH,
   parseJsonObject,
   providerError,
   truncateUtf8,
@@ -37,13 +39,11 @@ export const CODEX_VERSION = '0.169.0';
  */
 const DEFAULT_MODEL = 'gpt-5.5';
 
-/** HOME of the image's non-root `agent` user. */
-const AGENT_HOME = '/home/agent';
 /** Codex's config and state directory; the sandbox is thrown away, so nothing in it outlives the run. */
 export const CODEX_HOME = `${AGENT_HOME}/.codex`;
 export const CODEX_CONFIG_PATH = `${CODEX_HOME}/config.toml`;
 /** The prompt goes in a file fed to stdin (`codex exec … -` reads the prompt from stdin). */
-export const CODEX_PROMPT_PATH = `${AGENT_HOME}/.jetty/prompt.md`;
+export const CODEX_PROMPT_PATH = PROMPT_PATH;
 /**
  * The variable the provider entry's `env_key` names: codex sends its value as the bearer token.
  * The config's shell environment policy keeps it out of the commands the agent runs (0.169.0

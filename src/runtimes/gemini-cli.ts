@@ -6,12 +6,14 @@
  */
 import type { AgentEvent, RunError, UsageData } from '../events/types.js';
 import {
+  AGENT_HOME,
   asCount,
   asObject,
   asString,
   type JsonObject,
   logEvent,
   MAX_TOOL_OUTPUT_BYTES,
+  PROMPT_PATH,
   parseJsonObject,
   providerError,
   truncateUtf8,
@@ -31,13 +33,11 @@ export const GEMINI_CLI_VERSION = '0.61.0';
 /** A pinned model also keeps the CLI from asking a router model first (one call less per turn). */
 const DEFAULT_MODEL = 'gemini-2.5-pro';
 
-/** HOME of the image's non-root `agent` user; the CLI keeps its state under ~/.gemini. */
-const AGENT_HOME = '/home/agent';
 /**
  * The prompt goes in a file fed to stdin. With no `-p`, a CLI whose stdin is not a terminal reads
  * all of stdin (up to 8 MiB) as the prompt and runs headless; `-p` would only append to it.
  */
-export const GEMINI_PROMPT_PATH = `${AGENT_HOME}/.jetty/prompt.md`;
+export const GEMINI_PROMPT_PATH = PROMPT_PATH;
 /** The user settings file. (The system settings file would need root to own it and its directories.) */
 export const GEMINI_SETTINGS_PATH = `${AGENT_HOME}/.gemini/settings.json`;
 

@@ -17,6 +17,7 @@
  */
 import type { AgentEvent, RunError, UsageData } from '../events/types.js';
 import {
+  AGENT_HOME,
   asArray,
   asCount,
   asNumber,
@@ -25,6 +26,7 @@ import {
   type JsonObject,
   logEvent,
   MAX_TOOL_OUTPUT_BYTES,
+  PROMPT_PATH,
   parseJsonObject,
   providerFailure,
   truncateUtf8,
@@ -43,11 +45,9 @@ import type {
 export const HERMES_VERSION = '0.19.0';
 const DEFAULT_MODEL = 'claude-sonnet-4-6';
 
-/** HOME of the image's non-root `agent` user; Hermes keeps its state in $HOME/.hermes. */
-const AGENT_HOME = '/home/agent';
 export const HERMES_HOME = `${AGENT_HOME}/.hermes`;
 export const HERMES_CONFIG_PATH = `${HERMES_HOME}/config.yaml`;
-export const HERMES_PROMPT_PATH = `${AGENT_HOME}/.jetty/prompt.md`;
+export const HERMES_PROMPT_PATH = PROMPT_PATH;
 export const HERMES_PLUGIN_DIR = `${HERMES_HOME}/plugins/jetty_events`;
 /** The image's venv (docker/runtimes/hermes/Dockerfile). */
 const HERMES_PYTHON = '/opt/hermes/bin/python';

@@ -84,3 +84,8 @@ export function providerError(status: number, detail: string): RunError {
   const [code, what] = providerFailure(status);
   return { code, message: `${what} (HTTP ${status}): ${detail}` };
 }
+
+/** HOME of the non-root `agent` user every runtime image has (docker/runtimes/common/sandbox-user.sh). */
+export const AGENT_HOME = '/home/agent';
+/** Where each runtime's prompt goes: a file fed to the CLI's stdin, since runbooks do not fit argv. */
+export const PROMPT_PATH = `${AGENT_HOME}/.jetty/prompt.md`;

@@ -10,6 +10,7 @@
  */
 import type { AgentEvent, RunError, UsageData } from '../events/types.js';
 import {
+  AGENT_HOME,
   asCount,
   asNumber,
   asObject,
@@ -17,6 +18,7 @@ import {
   type JsonObject,
   logEvent,
   MAX_TOOL_OUTPUT_BYTES,
+  PROMPT_PATH,
   parseJsonObject,
   providerError,
   truncateUtf8,
@@ -36,10 +38,8 @@ export const OPENCODE_VERSION = '1.18.33';
 /** Bare: the pre-flight turns it into `anthropic/claude-sonnet-4.6` for OpenRouter, Jetty's default. */
 const DEFAULT_MODEL = 'claude-sonnet-4-6';
 
-/** HOME of the image's non-root `agent` user; the CLI keeps its state (sqlite, logs) under it. */
-const AGENT_HOME = '/home/agent';
 /** The prompt goes in a file fed to stdin: `opencode run` appends piped stdin to the message. */
-export const OPENCODE_PROMPT_PATH = `${AGENT_HOME}/.jetty/prompt.md`;
+export const OPENCODE_PROMPT_PATH = PROMPT_PATH;
 
 /** The providers this runtime runs with, and how opencode reaches each through the gateway. */
 interface ProviderRoute {
