@@ -4,9 +4,9 @@
  */
 import { z } from 'zod';
 import type { Turn, TurnPlan } from './plan.js';
-import { estimateTokens, splitForStreaming, totalPauseMs, turnAt } from './plan.js';
+import { estimateTokens, scriptedFailMessage, splitForStreaming, totalPauseMs, turnAt } from './plan.js';
 import type { Protocol, RouteHandler } from './protocol.js';
-import { jsonResponse, readJson, sseFrame, streamFrom } from './protocol.js';
+import { jsonResponse, readRequestAs, sseFrame, streamFrom } from './protocol.js';
 import { sleep } from './sleep.js';
 import type { OfferedTool } from './tools.js';
 import { pickShellTool, sampleFromSchema } from './tools.js';
@@ -95,19 +95,8 @@ function anthropicError(status: number, message: string, headers: Record<string,
   );
 }
 
-async function readMessagesRequest(request: Request): Promise<MessagesRequest | Response> {
-  const json = await readJson(request);
-  if (!json.ok) return anthropicError(400, `Simulated provider: ${json.message}`);
-  const parsed = MessagesRequest.safeParse(json.value);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    const where = issue === undefined || issue.path.length === 0 ? 'body' : issue.path.join('.');
-    return anthropicError(
-      400,
-      `Simulated provider: invalid Messages request at ${where}: ${issue?.message ?? 'invalid'}.`,
-    );
-  }
-  return parsed.data;
+function readMessagesRequest(request: Request): Promise<MessagesRequest | Response> {
+  return readRequestAs(request, MessagesRequest, 'Messages', anthropicError);
 }
 
 /** Tool results already in the conversation: the turn this request is in. */
@@ -150,11 +139,7 @@ async function handleMessages(request: Request, plan: TurnPlan): Promise<Respons
   const headers = { 'request-id': `req_sim_${turn.index}` };
   await sleep(turn.delayMs, request.signal);
   if (turn.failStatus !== null) {
-    return anthropicError(
-      turn.failStatus,
-      `Simulated provider: turn ${turn.index} is scripted to fail with HTTP ${turn.failStatus} (\`fail: ${turn.failStatus}\` in the runbook's simulate block).`,
-      headers,
-    );
+    return anthropicError(turn.failStatus, scriptedFailMessage(turn), headers);
   }
   const answer = renderTurn(turn, body, model, tools);
   if (answer instanceof Response) return answer;

@@ -15,9 +15,9 @@
  */
 import { z } from 'zod';
 import type { Turn, TurnPlan } from './plan.js';
-import { estimateTokens, splitForStreaming, totalPauseMs, turnAt } from './plan.js';
+import { estimateTokens, scriptedFailMessage, splitForStreaming, totalPauseMs, turnAt } from './plan.js';
 import type { Protocol, RouteHandler } from './protocol.js';
-import { jsonResponse, readJson, sseFrame, streamFrom } from './protocol.js';
+import { jsonResponse, readRequestAs, sseFrame, streamFrom } from './protocol.js';
 import { sleep } from './sleep.js';
 import type { OfferedTool } from './tools.js';
 import { pickShellTool, sampleFromSchema } from './tools.js';
@@ -125,19 +125,8 @@ function geminiError(status: number, message: string): Response {
   return jsonResponse(status, { error: { code: status, message, status: geminiErrorStatus(status) } });
 }
 
-async function readRequest(request: Request): Promise<GenerateContentRequest | Response> {
-  const json = await readJson(request);
-  if (!json.ok) return geminiError(400, `Simulated provider: ${json.message}`);
-  const parsed = GenerateContentRequest.safeParse(json.value);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    const where = issue === undefined || issue.path.length === 0 ? 'body' : issue.path.join('.');
-    return geminiError(
-      400,
-      `Simulated provider: invalid GenerateContent request at ${where}: ${issue?.message ?? 'invalid'}.`,
-    );
-  }
-  return parsed.data;
+function readRequest(request: Request): Promise<GenerateContentRequest | Response> {
+  return readRequestAs(request, GenerateContentRequest, 'GenerateContent', geminiError);
 }
 
 /** Function responses already in the conversation: the turn this request is in. */
@@ -191,10 +180,7 @@ async function handleGenerate(
   const turn = turnAt(plan, responses);
   await sleep(turn.delayMs, request.signal);
   if (turn.failStatus !== null) {
-    return geminiError(
-      turn.failStatus,
-      `Simulated provider: turn ${turn.index} is scripted to fail with HTTP ${turn.failStatus} (\`fail: ${turn.failStatus}\` in the runbook's simulate block).`,
-    );
+    return geminiError(turn.failStatus, scriptedFailMessage(turn));
   }
   const answer = renderTurn(turn, body, model, tools);
   if (answer instanceof Response) return answer;

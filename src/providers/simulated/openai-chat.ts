@@ -11,9 +11,9 @@ import { z } from 'zod';
 import { encodeSse } from '../../events/sse.js';
 import { openaiError } from './openai-errors.js';
 import type { Turn, TurnPlan } from './plan.js';
-import { estimateTokens, splitForStreaming, totalPauseMs, turnAt } from './plan.js';
+import { estimateTokens, scriptedFailMessage, splitForStreaming, totalPauseMs, turnAt } from './plan.js';
 import type { Protocol, RouteHandler } from './protocol.js';
-import { jsonResponse, readJson, sseFrame, streamFrom } from './protocol.js';
+import { jsonResponse, readRequestAs, sseFrame, streamFrom } from './protocol.js';
 import { sleep } from './sleep.js';
 import type { OfferedTool } from './tools.js';
 import { pickShellTool, sampleFromSchema } from './tools.js';
@@ -76,19 +76,8 @@ export const openaiChatProtocol: Protocol = {
   },
 };
 
-async function readChatRequest(request: Request): Promise<ChatRequest | Response> {
-  const json = await readJson(request);
-  if (!json.ok) return openaiError(400, `Simulated provider: ${json.message}`);
-  const parsed = ChatRequest.safeParse(json.value);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    const where = issue === undefined || issue.path.length === 0 ? 'body' : issue.path.join('.');
-    return openaiError(
-      400,
-      `Simulated provider: invalid Chat Completions request at ${where}: ${issue?.message ?? 'invalid'}.`,
-    );
-  }
-  return parsed.data;
+function readChatRequest(request: Request): Promise<ChatRequest | Response> {
+  return readRequestAs(request, ChatRequest, 'Chat Completions', openaiError);
 }
 
 /** Tool results already in the conversation (`role: "tool"` messages): the turn this request is in. */
@@ -120,11 +109,7 @@ async function handleChat(request: Request, plan: TurnPlan): Promise<Response> {
   const headers = { 'x-request-id': `req_sim_${turn.index}` };
   await sleep(turn.delayMs, request.signal);
   if (turn.failStatus !== null) {
-    return openaiError(
-      turn.failStatus,
-      `Simulated provider: turn ${turn.index} is scripted to fail with HTTP ${turn.failStatus} (\`fail: ${turn.failStatus}\` in the runbook's simulate block).`,
-      headers,
-    );
+    return openaiError(turn.failStatus, scriptedFailMessage(turn), headers);
   }
   const answer = renderTurn(turn, body, model, tools);
   if (answer instanceof Response) return answer;

@@ -10,9 +10,9 @@
 import { z } from 'zod';
 import { openaiError } from './openai-errors.js';
 import type { Turn, TurnPlan } from './plan.js';
-import { estimateTokens, splitForStreaming, totalPauseMs, turnAt } from './plan.js';
+import { estimateTokens, scriptedFailMessage, splitForStreaming, totalPauseMs, turnAt } from './plan.js';
 import type { Protocol, RouteHandler } from './protocol.js';
-import { jsonResponse, readJson, sseFrame, streamFrom } from './protocol.js';
+import { jsonResponse, readRequestAs, sseFrame, streamFrom } from './protocol.js';
 import { sleep } from './sleep.js';
 import type { OfferedTool } from './tools.js';
 import { pickShellTool, sampleFromSchema } from './tools.js';
@@ -68,19 +68,8 @@ export const openaiResponsesProtocol: Protocol = {
   },
 };
 
-async function readResponsesRequest(request: Request): Promise<ResponsesRequest | Response> {
-  const json = await readJson(request);
-  if (!json.ok) return openaiError(400, `Simulated provider: ${json.message}`);
-  const parsed = ResponsesRequest.safeParse(json.value);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    const where = issue === undefined || issue.path.length === 0 ? 'body' : issue.path.join('.');
-    return openaiError(
-      400,
-      `Simulated provider: invalid Responses request at ${where}: ${issue?.message ?? 'invalid'}.`,
-    );
-  }
-  return parsed.data;
+function readResponsesRequest(request: Request): Promise<ResponsesRequest | Response> {
+  return readRequestAs(request, ResponsesRequest, 'Responses', openaiError);
 }
 
 /**
@@ -145,7 +134,7 @@ async function handleResponses(request: Request, plan: TurnPlan): Promise<Respon
   const headers = { 'x-request-id': `req_sim_${turn.index}` };
   await sleep(turn.delayMs, request.signal);
   if (turn.failStatus !== null) {
-    const scripted = `Simulated provider: turn ${turn.index} is scripted to fail with HTTP ${turn.failStatus} (\`fail: ${turn.failStatus}\` in the runbook's simulate block).`;
+    const scripted = scriptedFailMessage(turn);
     // OpenAI's own words first where a client reads them: codex shows a model_not_found 404 by its
     // message alone (no status), and recognises the model by this sentence.
     const message =

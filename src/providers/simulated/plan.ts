@@ -124,3 +124,8 @@ export function splitForStreaming(text: string, maxPieces = 32): string[] {
   if (piece !== '') pieces.push(piece);
   return pieces;
 }
+
+/** What a turn scripted with `fail: N` says, in every protocol's error shape. */
+export function scriptedFailMessage(turn: Turn): string {
+  return `Simulated provider: turn ${turn.index} is scripted to fail with HTTP ${turn.failStatus} (\`fail: ${turn.failStatus}\` in the runbook's simulate block).`;
+}

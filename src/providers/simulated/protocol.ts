@@ -2,6 +2,8 @@
  * What each wire protocol module of the simulated provider offers. A protocol reads a request into
  * "which turn, which tools", and renders the shared turn plan in its own bytes.
  */
+
+import type { z } from 'zod';
 import { encodeSse } from '../../events/sse.js';
 import type { TurnPlan } from './plan.js';
 
@@ -62,4 +64,28 @@ export async function readJson(
   } catch {
     return { ok: false, message: 'The request body is not valid JSON.' };
   }
+}
+
+/**
+ * Reads a request body as JSON and checks it against a protocol's schema. Anything else is a 400
+ * in the protocol's own error shape (`fail`), naming where the body went wrong.
+ */
+export async function readRequestAs<T>(
+  request: Request,
+  schema: z.ZodType<T>,
+  api: string,
+  fail: (status: number, message: string) => Response,
+): Promise<T | Response> {
+  const json = await readJson(request);
+  if (!json.ok) return fail(400, `Simulated provider: ${json.message}`);
+  const parsed = schema.safeParse(json.value);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const where = issue === undefined || issue.path.length === 0 ? 'body' : issue.path.join('.');
+    return fail(
+      400,
+      `Simulated provider: invalid ${api} request at ${where}: ${issue?.message ?? 'invalid'}.`,
+    );
+  }
+  return parsed.data;
 }
