@@ -1,7 +1,8 @@
 // Latency benchmark of one runbook run, end to end, against a running server:
 //   npm run build && npm run bench
 // Env: BENCH_URL (http://127.0.0.1:8080), BENCH_RUNS (20 per phase), BENCH_CONCURRENCY (4),
-// BENCH_TIMEOUT_SEC (300 per run), BENCH_AGENT (a runtime to run the runbook on; its report goes to
+// BENCH_TIMEOUT_SEC (300 per run), BENCH_API_KEY (a collection's key; default: the demo key that
+// scripts/up.sh keeps in data/demo-api-key), BENCH_AGENT (a runtime to run the runbook on; its report goes to
 // bench/RESULTS-<agent>.md). Progress goes to stderr; the markdown report to stdout and to
 // bench/RESULTS.md. Exits 1 when the server is not up or any run failed (after reporting it).
 import { existsSync } from 'node:fs';
@@ -108,8 +109,11 @@ async function checkReady(base: string): Promise<void> {
   }
 }
 
+/** The collection key every request carries (set once in main). */
+let auth: Record<string, string> = {};
+
 async function getJson(url: string, signal: AbortSignal): Promise<unknown> {
-  const res = await fetch(url, { signal });
+  const res = await fetch(url, { signal, headers: auth });
   if (!res.ok) fail(`GET ${url} answered ${res.status}: ${(await res.text()).slice(0, 300)}`);
   return res.json();
 }
@@ -122,7 +126,7 @@ async function runOnce(cfg: BenchConfig, runbook: string): Promise<Outcome> {
     const t0 = performance.now();
     const res = await fetch(`${cfg.BENCH_URL}/v1/chat/completions`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json', ...auth },
       body: JSON.stringify({
         stream: true,
         messages: [
@@ -176,7 +180,10 @@ async function runOnce(cfg: BenchConfig, runbook: string): Promise<Outcome> {
     if (timings?.agent_ms == null || timings.sandbox_start_ms == null || timings.collect_ms == null)
       fail('the run record has no timings.agent_ms (is the server older than the timings change?)');
     if (!record.artifacts.some((a) => a.path === 'hello.txt')) fail('the run produced no hello.txt');
-    const art = await fetch(`${cfg.BENCH_URL}/v1/runs/${runId}/artifacts/hello.txt`, { signal });
+    const art = await fetch(`${cfg.BENCH_URL}/v1/runs/${runId}/artifacts/hello.txt`, {
+      signal,
+      headers: auth,
+    });
     const text = art.ok ? await art.text() : `(HTTP ${art.status})`;
     if (text.trim() !== 'hi') fail(`hello.txt holds ${JSON.stringify(text.slice(0, 40))}, not "hi"`);
 
@@ -252,6 +259,16 @@ async function main(): Promise<void> {
   }
   const cfg = env.data;
   const root = repoRoot();
+  const keyFile = path.join(root, 'data/demo-api-key');
+  const key =
+    process.env.BENCH_API_KEY || (existsSync(keyFile) ? (await readFile(keyFile, 'utf8')).trim() : '');
+  if (!key) {
+    console.error(
+      'BENCH_API_KEY: set it to an API key of a collection on the server (or run scripts/up.sh first).',
+    );
+    process.exit(2);
+  }
+  auth = { authorization: `Bearer ${key}` };
   const runbook = await readFile(path.join(root, 'examples/hello.md'), 'utf8');
   await checkReady(cfg.BENCH_URL);
 

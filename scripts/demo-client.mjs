@@ -1,6 +1,13 @@
 // Streams a runbook through POST /v1/chat/completions and prints what the agent does as it
-// happens, then downloads the artifacts. Usage: node scripts/demo-client.mjs [BASE_URL] [RUNBOOK]
+// happens, then downloads the artifacts. Usage: JETTY_API_KEY=jrk_… node scripts/demo-client.mjs [BASE_URL] [RUNBOOK]
 import { readFileSync } from 'node:fs';
+
+const key = process.env.JETTY_API_KEY;
+if (!key) {
+  console.error('Set JETTY_API_KEY to an API key of your collection (scripts/up.sh prints the demo one).');
+  process.exit(2);
+}
+const auth = { authorization: `Bearer ${key}` };
 
 const base = (process.argv[2] ?? 'http://127.0.0.1:8080').replace(/\/$/, '');
 const runbook = readFileSync(process.argv[3] ?? new URL('../examples/hello.md', import.meta.url), 'utf8');
@@ -9,7 +16,7 @@ const at = () => `${String(Date.now() - t0).padStart(6)} ms`;
 
 const res = await fetch(`${base}/v1/chat/completions`, {
   method: 'POST',
-  headers: { 'content-type': 'application/json' },
+  headers: { 'content-type': 'application/json', ...auth },
   body: JSON.stringify({
     model: 'claude-sonnet-4-6',
     stream: true,
@@ -64,9 +71,9 @@ for await (const bytes of res.body) {
   }
 }
 console.log(`run ${runId}: ${status}`);
-const arts = await (await fetch(`${base}/v1/runs/${runId}/artifacts`)).json();
+const arts = await (await fetch(`${base}/v1/runs/${runId}/artifacts`, { headers: auth })).json();
 for (const a of arts.data ?? []) {
-  const body = await (await fetch(`${base}${a.url}`)).text();
+  const body = await (await fetch(`${base}${a.url}`, { headers: auth })).text();
   console.log(`artifact ${a.path} (${a.size} bytes, sha256 ${a.sha256.slice(0, 12)}…): ${JSON.stringify(body)}`);
 }
 process.exit(status === 'completed' ? 0 : 1);

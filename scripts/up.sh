@@ -25,6 +25,14 @@ if ! redis-cli -u "$REDIS_URL" ping >/dev/null 2>&1; then
   esac
 fi
 
+# The demo collection and its key: made once, kept in DATA_DIR, registered by the API at each start.
+key_file="$DATA_DIR/demo-api-key"
+if [ ! -s "$key_file" ]; then
+  (umask 077; node -e "import('./dist/src/tenancy/api-keys.js').then((m) => console.log(m.generateApiKey()))" >"$key_file")
+fi
+export JETTY_BOOTSTRAP_COLLECTION="${JETTY_BOOTSTRAP_COLLECTION:-demo}"
+export JETTY_BOOTSTRAP_API_KEY="${JETTY_BOOTSTRAP_API_KEY:-$(cat "$key_file")}"
+
 start() { # role
   local role=$1 pidfile="$DATA_DIR/run/$1.pid"
   if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
@@ -44,6 +52,8 @@ for _ in $(seq 100); do
 done
 curl -fsS "http://$HOST:$PORT/readyz" >/dev/null || { echo "the API did not become ready; see $DATA_DIR/logs/api.log" >&2; exit 1; }
 echo "API ready at http://$HOST:$PORT (OpenAPI UI at /docs)"
+echo "Collection $JETTY_BOOTSTRAP_COLLECTION; its API key is in $key_file:"
+echo "  export JETTY_API_KEY=\$(cat $key_file)"
 echo
 echo "== demo: examples/hello.md through claude-code and the simulated provider"
-node scripts/demo-client.mjs "http://$HOST:$PORT" examples/hello.md
+JETTY_API_KEY="$JETTY_BOOTSTRAP_API_KEY" node scripts/demo-client.mjs "http://$HOST:$PORT" examples/hello.md

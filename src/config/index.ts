@@ -95,6 +95,18 @@ const envSchema = z.object({
   WEBHOOK_ATTEMPTS: int(JOBS.webhook.attempts, 1, 50),
   WEBHOOK_BACKOFF_MS: int(JOBS.webhook.backoff.delay, 10, 3_600_000),
   WEBHOOK_TIMEOUT_MS: int(JOBS.webhook.timeoutMs, 100, 120_000),
+  JETTY_MASTER_KEY: optionalSecret,
+  JETTY_BOOTSTRAP_COLLECTION: z
+    .string()
+    .optional()
+    .transform((v) => (v === '' ? undefined : v)),
+  JETTY_BOOTSTRAP_API_KEY: optionalSecret,
+  JETTY_ADMIN_TOKEN: optionalSecret.refine(
+    (v) => v === undefined || v.length >= 32,
+    'must be at least 32 characters (openssl rand -hex 32 makes one)',
+  ),
+  MAX_UPLOAD_BYTES: bytes('25m'),
+  MAX_UPLOAD_FILES: int(20, 1, 1000),
 });
 
 // Provider keys and upstream URLs, one pair per provider (src/providers/upstreams.ts names them).
@@ -135,7 +147,18 @@ export interface Config {
    * (it doubles), each POST's time limit.
    */
   webhooks: { concurrency: number; attempts: number; backoffMs: number; timeoutMs: number };
-  /** Provider keys from server configuration (collections bring their own later). */
+  /** The key that encrypts collections' environments; undefined: kept in DATA_DIR/master.key. */
+  masterKey: string | undefined;
+  /** The collection (and optionally its key) made sure of at start-up. */
+  bootstrap: { collection: string; apiKey: string | undefined } | undefined;
+  /** The operator's token for creating collections over HTTP; undefined: only the CLI can. */
+  adminToken: string | undefined;
+  /** Uploads: bytes per file and files per request. */
+  uploads: { maxFileBytes: number; maxFiles: number };
+  /**
+   * Provider keys from server configuration: every collection without its own key for a provider
+   * uses these. On a server shared by several teams, leave them unset.
+   */
   providerKeys: Partial<Record<RealProvider, string>>;
   /** Base URL of each real provider. */
   upstreams: Record<RealProvider, string>;
@@ -170,6 +193,11 @@ export function loadConfig(env: Record<string, string | undefined>, hostname = '
       `invalid configuration:\n  RUN_TIMEOUT_SEC: must not exceed RUN_MAX_TIMEOUT_SEC (${e.RUN_MAX_TIMEOUT_SEC})`,
     );
   }
+  if (e.JETTY_BOOTSTRAP_API_KEY !== undefined && e.JETTY_BOOTSTRAP_COLLECTION === undefined) {
+    throw new ConfigError(
+      'invalid configuration:\n  JETTY_BOOTSTRAP_API_KEY: needs JETTY_BOOTSTRAP_COLLECTION, the collection the key opens',
+    );
+  }
   const dataDir = e.DATA_DIR;
   return {
     host: e.HOST,
@@ -202,6 +230,12 @@ export function loadConfig(env: Record<string, string | undefined>, hostname = '
       backoffMs: e.WEBHOOK_BACKOFF_MS,
       timeoutMs: e.WEBHOOK_TIMEOUT_MS,
     },
+    masterKey: e.JETTY_MASTER_KEY,
+    bootstrap: e.JETTY_BOOTSTRAP_COLLECTION
+      ? { collection: e.JETTY_BOOTSTRAP_COLLECTION, apiKey: e.JETTY_BOOTSTRAP_API_KEY }
+      : undefined,
+    adminToken: e.JETTY_ADMIN_TOKEN,
+    uploads: { maxFileBytes: e.MAX_UPLOAD_BYTES, maxFiles: e.MAX_UPLOAD_FILES },
     providerKeys,
     upstreams,
   };

@@ -2,13 +2,17 @@ import type { Logger } from 'pino';
 import type { AgentName } from '../events/types.js';
 import type { RealProvider } from '../providers/upstreams.js';
 import type { RunService } from '../queue/run-service.js';
-import type { ProviderName } from '../runtimes/types.js';
 import type { BlobStore } from '../storage/blob-store.js';
+import type { TenancyStore } from '../tenancy/store.js';
 
 /** What buildApp needs. Everything is passed in: the app reads no environment and opens nothing. */
 export interface AppDeps {
   runs: RunService;
   blobs: BlobStore;
+  tenancy: TenancyStore;
+  /** The operator's token that may create and list collections (JETTY_ADMIN_TOKEN). */
+  adminToken: string | undefined;
+  uploads: { maxFileBytes: number; maxFiles: number };
   logger?: Logger;
   heartbeatMs: number;
   maxBodyBytes: number;
@@ -19,10 +23,9 @@ export interface AppDeps {
     timeoutHintSec: number;
     sandbox: { cpus: number; memoryBytes: number; pids: number; allowNetwork: boolean };
   };
-  /** Providers whose key this server holds (the simulated one counts when enabled). */
-  providerAvailable: (provider: ProviderName) => boolean;
-  /** The server's key for a provider, for passthrough calls the API makes itself. */
-  providerKey: (provider: RealProvider) => string | undefined;
+  /** Provider keys the server itself holds (shared by every collection without its own). */
+  serverProviderKeys: Partial<Record<RealProvider, string>>;
+  simulatedProvider: boolean;
   /** A provider's base URL. */
   upstreamUrl: (provider: RealProvider) => string;
   /** Readiness of each dependency, for /readyz. */

@@ -19,8 +19,11 @@ export async function generateOpenApi(): Promise<string> {
       timeoutHintSec: 1200,
       sandbox: { cpus: 1, memoryBytes: 1, pids: 1, allowNetwork: false },
     },
-    providerAvailable: () => false,
-    providerKey: () => undefined,
+    tenancy: {},
+    adminToken: undefined,
+    uploads: { maxFileBytes: 1, maxFiles: 1 },
+    serverProviderKeys: {},
+    simulatedProvider: true,
     upstreamUrl: () => '',
     readiness: async () => ({}),
   } as unknown as AppDeps;

@@ -6,11 +6,11 @@ import { estimateCost } from '../providers/prices.js';
 import { createSimulatedProvider } from '../providers/simulated/index.js';
 import { keyEnvOf, type RealProvider, UPSTREAMS } from '../providers/upstreams.js';
 import type { ProviderName } from '../runtimes/types.js';
-import type { AppDeps } from './deps.js';
+import type { CollectionContext } from './preflight.js';
 
 /**
  * Plain LLM passthrough: a Chat Completions request without a `jetty` block goes to the provider
- * its model names, with the server's key, and the answer streams back as the provider sent it.
+ * its model names, with the collection's key (or the server's), and the answer streams back as the provider sent it.
  * Each call is recorded as a one-step run under the task `_chat`.
  */
 export interface PassthroughTarget {
@@ -37,7 +37,7 @@ export function passthroughTarget(model: string): PassthroughTarget | null {
   return null;
 }
 
-export function planPassthrough(model: string | undefined, deps: AppDeps): PassthroughTarget {
+export function planPassthrough(model: string | undefined, ctx: CollectionContext): PassthroughTarget {
   if (!model) {
     throw badRequest(
       'A request without a `jetty` block is passed to the provider its `model` names, and this one names none. Set `model` (e.g. "gpt-5.5", "claude-sonnet-4-6", "anthropic/claude-sonnet-4.6"), or add `"jetty": {"runbook": true}` to run a runbook.',
@@ -52,11 +52,11 @@ export function planPassthrough(model: string | undefined, deps: AppDeps): Passt
       'model_unroutable',
     );
   }
-  if (!deps.providerAvailable(target.provider)) {
+  if (!ctx.providers.has(target.provider)) {
     throw badRequest(
       target.provider === 'simulated'
         ? 'The simulated provider is switched off on this server.'
-        : `No key for the provider "${target.provider}" that serves "${model}": the server needs ${keyEnvOf(target.provider)} set.`,
+        : `No key for the provider "${target.provider}" that serves "${model}": set ${keyEnvOf(target.provider)} in the environment of collection ${ctx.collection} (PATCH /api/v1/collections/${ctx.collection}/environment).`,
       'model',
       'provider_key_missing',
     );
@@ -80,11 +80,11 @@ export async function forward(
   target: PassthroughTarget,
   body: unknown,
   res: ServerResponse,
-  deps: Pick<AppDeps, 'providerKey' | 'upstreamUrl'>,
+  upstream: { key: string | undefined; url: (provider: RealProvider) => string },
   signal: AbortSignal,
 ): Promise<PassthroughResult> {
   const payload = JSON.stringify(body);
-  let upstream: (r: Request) => Promise<Response>;
+  let send: (r: Request) => Promise<Response>;
   let url: string;
   const headers = new Headers({ 'content-type': 'application/json' });
   if (target.provider === 'simulated') {
@@ -94,16 +94,16 @@ export async function forward(
       resultsDir: '/app/results',
       workdir: '/app',
     });
-    upstream = (r) => sim.fetch(r);
+    send = (r) => sim.fetch(r);
     url = `http://simulated.invalid${target.path}`;
   } else {
     const provider = target.provider as RealProvider;
-    const auth = UPSTREAMS[provider].auth(deps.providerKey(provider) ?? '');
+    const auth = UPSTREAMS[provider].auth(upstream.key ?? '');
     headers.set(auth.header, auth.value);
-    upstream = (r) => fetch(r);
-    url = `${deps.upstreamUrl(provider)}${target.path}`;
+    send = (r) => fetch(r);
+    url = `${upstream.url(provider)}${target.path}`;
   }
-  const answer = await upstream(new Request(url, { method: 'POST', headers, body: payload, signal }));
+  const answer = await send(new Request(url, { method: 'POST', headers, body: payload, signal }));
   const contentType = answer.headers.get('content-type') ?? 'application/json';
   const out: Record<string, string> = { 'content-type': contentType };
   const requestId = answer.headers.get('x-request-id') ?? answer.headers.get('request-id');

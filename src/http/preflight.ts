@@ -1,12 +1,16 @@
-import { badRequest } from '../errors.js';
+import { badRequest, notFound } from '../errors.js';
 import type { AgentName } from '../events/types.js';
 import { checkModelSlug, openRouterFormOf } from '../providers/model-slugs.js';
 import { validateSimulateScript } from '../providers/simulated/index.js';
 import { keyEnvOf } from '../providers/upstreams.js';
+import type { RunSecret } from '../queue/catalog.js';
 import type { NewRun } from '../queue/run-service.js';
 import { resolveRunbook } from '../runbook/resolve.js';
+import type { SecretSpec } from '../runbook/schema.js';
 import { getRuntime } from '../runtimes/registry.js';
 import type { ProviderName, RuntimeAdapter } from '../runtimes/types.js';
+import { quoted } from '../tenancy/names.js';
+import { availableProviders, PROVIDER_KEY_VARIABLES } from '../tenancy/provider-keys.js';
 import type { AppDeps } from './deps.js';
 import type { ChatRequest } from './schemas.js';
 
@@ -19,9 +23,27 @@ const LEGACY_PROVIDER: Record<AgentName, ProviderName> = {
   hermes: 'anthropic',
 };
 
+/** What the pre-flight knows of the caller's collection: its variable names and usable providers. */
+export interface CollectionContext {
+  collection: string;
+  variables: ReadonlySet<string>;
+  providers: ReadonlySet<ProviderName>;
+}
+
+/** Reads the collection's variable names (never values) and the providers it can use. */
+export async function collectionContext(deps: AppDeps, collection: string): Promise<CollectionContext> {
+  const { configured } = await deps.tenancy.checkSecrets(collection, []);
+  const variables = new Set(configured);
+  const providers = availableProviders(variables, {
+    serverKeys: deps.serverProviderKeys,
+    simulated: deps.simulatedProvider,
+  });
+  return { collection, variables, providers };
+}
+
 export interface PlannedRun {
   job: NewRun;
-  collection: string | null;
+  collection: string;
   task: string | null;
   stream: boolean;
   timeoutHintSec: number;
@@ -41,9 +63,21 @@ function textOf(content: ChatRequest['messages'][number]['content']): string {
  * Turns a chat completions request into a run, or rejects it with the field and the fix. Nothing
  * that would fail in the first seconds of a run gets past this.
  */
-export function planRun(body: ChatRequest, deps: AppDeps): PlannedRun {
+export function planRun(
+  body: ChatRequest,
+  deps: AppDeps,
+  ctx: CollectionContext,
+  opts: { secretParams?: ReadonlySet<string> } = {},
+): PlannedRun {
   const jetty = body.jetty;
   if (!jetty) throw new Error('planRun needs a jetty block; a request without one is a passthrough call');
+  if (jetty.collection !== undefined && jetty.collection !== ctx.collection) {
+    // Exactly what a collection that does not exist gets: a key says nothing of other collections.
+    throw notFound(
+      `No collection named ${quoted(jetty.collection)}. Your API key belongs to ${ctx.collection}; leave jetty.collection out or set it to that.`,
+      'collection_not_found',
+    );
+  }
   if (jetty.runbook !== true) {
     throw badRequest('Set `jetty.runbook` to true to run the system message as a runbook.', 'jetty.runbook');
   }
@@ -92,7 +126,7 @@ export function planRun(body: ChatRequest, deps: AppDeps): PlannedRun {
     );
   }
 
-  const provider = resolved.provider ?? chooseProvider(runtime, deps);
+  const provider = resolved.provider ?? chooseProvider(runtime, ctx);
   const providerParam = resolved.sources.provider.param ?? 'jetty.model_provider';
   if (!runtime.providers.includes(provider)) {
     throw badRequest(
@@ -102,7 +136,7 @@ export function planRun(body: ChatRequest, deps: AppDeps): PlannedRun {
     );
   }
   if (provider === 'simulated') {
-    if (!deps.providerAvailable('simulated')) {
+    if (!ctx.providers.has('simulated')) {
       throw badRequest(
         'The simulated provider is switched off on this server.',
         providerParam,
@@ -113,9 +147,9 @@ export function planRun(body: ChatRequest, deps: AppDeps): PlannedRun {
     if (!script.ok) {
       throw badRequest(script.message, `messages[${sysIndex}].content`, 'invalid_simulate_script');
     }
-  } else if (!deps.providerAvailable(provider)) {
+  } else if (!ctx.providers.has(provider)) {
     throw badRequest(
-      `No key for the provider "${provider}": the server needs ${keyEnvOf(provider)} set. Or run against the built-in simulated provider with "model_provider": "simulated".`,
+      `No key for the provider "${provider}": set ${keyEnvOf(provider)} in the environment of collection ${ctx.collection} (PATCH /api/v1/collections/${ctx.collection}/environment). Or run against the built-in simulated provider with "model_provider": "simulated".`,
       providerParam,
       'provider_key_missing',
     );
@@ -169,6 +203,7 @@ export function planRun(body: ChatRequest, deps: AppDeps): PlannedRun {
       'mcp_needs_network',
     );
   }
+  const secrets = planSecrets(resolved.frontmatter.secrets ?? {}, ctx, opts.secretParams, sysIndex);
   const instruction = body.messages
     .filter((_, i) => i !== sysIndex)
     .filter((m) => m.role === 'user')
@@ -184,18 +219,55 @@ export function planRun(body: ChatRequest, deps: AppDeps): PlannedRun {
       instruction,
       resultsDir: resolved.resultsDir,
       requiredOutputs: resolved.requiredOutputs,
+      primaryOutputs: resolved.primaryOutputs,
+      collection: ctx.collection,
+      secrets,
       timeoutSec: resolved.timeoutSec,
       limits: { cpus, memoryBytes: max.memoryBytes, pids: max.pids },
       network: jetty.network_enabled ? 'bridge' : 'none',
       mcpServers,
       webhook,
     },
-    collection: jetty.collection ?? null,
+    collection: ctx.collection,
     task: jetty.task ?? null,
     stream: body.stream === true,
     timeoutHintSec: jetty.timeout_hint ?? deps.defaults.timeoutHintSec,
     runtime,
   };
+}
+
+/**
+ * The secrets a runbook declares, checked against the collection: a provider key can never be
+ * one (the gateway holds those), and a required one must be set (in the collection, or as a
+ * secret parameter of this run).
+ */
+function planSecrets(
+  declared: Record<string, SecretSpec>,
+  ctx: CollectionContext,
+  secretParams: ReadonlySet<string> | undefined,
+  sysIndex: number,
+): RunSecret[] {
+  const out: RunSecret[] = [];
+  for (const [name, spec] of Object.entries(declared)) {
+    const param = `messages[${sysIndex}].content.frontmatter.secrets.${name}`;
+    if (PROVIDER_KEY_VARIABLES.has(spec.env)) {
+      throw badRequest(
+        `The secret ${name} names ${spec.env}, a provider key. Provider keys never enter the sandbox: the gateway presents them for the agent. Remove ${name} from \`secrets\`; set ${spec.env} in the collection's environment and the runs use it.`,
+        param,
+        'provider_key_as_secret',
+      );
+    }
+    const present = ctx.variables.has(spec.env) || secretParams?.has(spec.env) === true;
+    if (spec.required && !present) {
+      throw badRequest(
+        `The runbook needs the secret ${name} (environment variable ${spec.env}), and collection ${ctx.collection} has no ${spec.env}. Set it with PATCH /api/v1/collections/${ctx.collection}/environment {"environment_variables": {"${spec.env}": "…"}}, or mark it \`required: false\`.`,
+        param,
+        'secret_missing',
+      );
+    }
+    out.push({ name, env: spec.env, required: spec.required });
+  }
+  return out;
 }
 
 /** The webhook to call when the run ends; the schema has checked each field's form already. */
@@ -221,9 +293,9 @@ function webhookOf(jetty: NonNullable<ChatRequest['jetty']>): NewRun['webhook'] 
 }
 
 /** Jetty's rule: OpenRouter when its key is there, then Bedrock, then the runtime's own provider. */
-function chooseProvider(runtime: RuntimeAdapter, deps: AppDeps): ProviderName {
+function chooseProvider(runtime: RuntimeAdapter, ctx: CollectionContext): ProviderName {
   for (const p of ['openrouter', 'bedrock'] as const) {
-    if (runtime.providers.includes(p) && deps.providerAvailable(p)) return p;
+    if (runtime.providers.includes(p) && ctx.providers.has(p)) return p;
   }
   return LEGACY_PROVIDER[runtime.name];
 }

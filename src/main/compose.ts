@@ -1,3 +1,4 @@
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
@@ -9,9 +10,11 @@ import { buildApp } from '../http/app.js';
 import { RedisKeys } from '../queue/keys.js';
 import { closeRedis } from '../queue/redis-close.js';
 import { RunService } from '../queue/run-service.js';
-import type { ProviderName } from '../runtimes/types.js';
 import { GATEWAY_SOCKET_NAME, type SandboxDriver } from '../sandbox/driver.js';
 import { BlobStore } from '../storage/blob-store.js';
+import { ensureBootstrap } from '../tenancy/bootstrap.js';
+import { loadMasterKey } from '../tenancy/master-key-file.js';
+import { TenancyStore } from '../tenancy/store.js';
 import { WebhookWorker } from '../webhooks/delivery-worker.js';
 import { RunWorker } from '../worker/run-worker.js';
 
@@ -22,6 +25,8 @@ export interface Server {
   worker: RunWorker | undefined;
   runs: RunService;
   redis: Redis;
+  /** Collections, keys and environments (on the API's connection). */
+  tenancy: TenancyStore;
   /** Listening address of the API, when it listens. */
   url: string | undefined;
   close(): Promise<void>;
@@ -57,9 +62,15 @@ export async function startServer(
       webhooks: { attempts: config.webhooks.attempts, backoffMs: config.webhooks.backoffMs },
     });
   const runs = services(redis);
-  const providerKeys: Partial<Record<ProviderName, string>> = { ...config.providerKeys };
-  const providerAvailable = (p: ProviderName) =>
-    p === 'simulated' ? config.simulatedProvider : Boolean(providerKeys[p]);
+  const masterKey = await loadMasterKey(config.masterKey, config.dataDir);
+  if (masterKey.source === 'new-file') {
+    logger.warn(
+      { file: masterKey.file },
+      'no JETTY_MASTER_KEY: generated one into this file. Keep it safe (it decrypts every collection secret), and set JETTY_MASTER_KEY to its content on every host when API and workers run on several.',
+    );
+  }
+  const tenancy = (r: Redis) => new TenancyStore(r, config.keyPrefix, masterKey.key);
+  const store = tenancy(redis);
 
   const closers: Array<() => Promise<unknown>> = [];
   let worker: RunWorker | undefined;
@@ -112,7 +123,9 @@ export async function startServer(
         gatewaySocketDir: socketDir,
         concurrency: config.workerConcurrency,
         lockMs: config.workerLockMs,
-        providerKeys,
+        tenancy: tenancy(workerRedis),
+        serverProviderKeys: config.providerKeys,
+        simulatedProvider: config.simulatedProvider,
         upstreams: config.upstreams,
         logger: logger.child({ component: 'worker' }),
       });
@@ -123,9 +136,13 @@ export async function startServer(
     let app: FastifyInstance | undefined;
     let url: string | undefined;
     if (role !== 'worker') {
+      if (config.bootstrap) await bootstrap(store, config.bootstrap, config.dataDir, logger);
       app = await buildApp({
         runs,
         blobs,
+        tenancy: store,
+        adminToken: config.adminToken,
+        uploads: config.uploads,
         logger,
         heartbeatMs: config.heartbeatMs,
         maxBodyBytes: config.maxBodyBytes,
@@ -136,8 +153,8 @@ export async function startServer(
           timeoutHintSec: config.timeoutHintSec,
           sandbox: config.sandbox,
         },
-        providerAvailable,
-        providerKey: (p) => providerKeys[p],
+        serverProviderKeys: config.providerKeys,
+        simulatedProvider: config.simulatedProvider,
         upstreamUrl: (p) => config.upstreams[p],
         readiness: async () => {
           const checks: Record<string, boolean> = {};
@@ -166,6 +183,7 @@ export async function startServer(
       worker,
       runs,
       redis,
+      tenancy: store,
       url,
       async close() {
         for (const close of closers) await close().catch((err) => logger.warn({ err }, 'close failed'));
@@ -176,5 +194,26 @@ export async function startServer(
     await runs.close().catch(() => undefined);
     redis.disconnect();
     throw err;
+  }
+}
+
+/** The first collection and key (JETTY_BOOTSTRAP_*): made sure of at every start, idempotently. */
+async function bootstrap(
+  store: TenancyStore,
+  opts: NonNullable<Config['bootstrap']>,
+  dataDir: string,
+  logger: Logger,
+): Promise<void> {
+  const result = await ensureBootstrap(store, { collection: opts.collection, apiKey: opts.apiKey });
+  const at = { collection: result.collection.name, outcome: result.apiKeyOutcome };
+  if (result.generatedKey) {
+    // A key never goes to a log: it is written where only this machine's operator can read it.
+    const file = path.resolve(dataDir, 'bootstrap-api-key');
+    await writeFile(file, `${result.generatedKey}\n`, { mode: 0o600 });
+    logger.warn({ ...at, file }, 'bootstrap: generated the first API key of the collection into this file');
+  } else if (result.apiKeyOutcome === 'revoked') {
+    logger.warn(at, 'bootstrap: JETTY_BOOTSTRAP_API_KEY was revoked and stays revoked; unset or replace it');
+  } else {
+    logger.info(at, 'bootstrap: collection ready');
   }
 }

@@ -7,8 +7,14 @@ import { PROVIDER_NAMES, type ProviderName } from '../runtimes/types.js';
  * The job catalog: the only place job shapes live. A payload is validated when it is enqueued and
  * again when a worker takes it (a worker of another version may be reading the queue).
  */
+/** A secret the runbook declared: the variable read from the collection and set in the sandbox. */
+export const runSecretSchema = z.object({ name: z.string(), env: z.string(), required: z.boolean() });
+export type RunSecret = z.infer<typeof runSecretSchema>;
+
 export const runJobSchema = z.object({
   runId: z.string().min(1),
+  /** Whose run it is: provider keys and secrets come from this collection. */
+  collection: z.string().min(1),
   agent: z.enum(AGENT_NAMES as [AgentName, ...AgentName[]]),
   model: z.string().min(1),
   provider: z.enum(PROVIDER_NAMES as [ProviderName, ...ProviderName[]]),
@@ -18,6 +24,15 @@ export const runJobSchema = z.object({
   instruction: z.string(),
   resultsDir: z.string().startsWith('/'),
   requiredOutputs: z.array(z.string()),
+  /** Headline deliverables (absolute), in the runbook's order. */
+  primaryOutputs: z.array(z.string()).default([]),
+  /** Declared secrets: names only; the worker reads the values when the run starts. */
+  secrets: z.array(runSecretSchema).default([]),
+  /**
+   * This run's own secret values (the /api/v1 `secret_params`), encrypted with the master key and
+   * bound to the run id: a job in Redis never holds a secret in the clear.
+   */
+  secretParams: z.string().optional(),
   timeoutSec: z.number().int().positive(),
   limits: z.object({
     cpus: z.number().positive(),

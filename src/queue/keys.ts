@@ -8,9 +8,11 @@ export class RedisKeys {
   events(id: string): string {
     return `${this.prefix}:events:${id}`;
   }
-  /** Sorted set of run ids by creation time, for listing. */
-  runIndex(): string {
-    return `${this.prefix}:runs`;
+  /** Sorted set of a collection's run ids by creation time, for listing; per task with `task`. */
+  runIndex(collection: string, task?: string): string {
+    return task === undefined
+      ? `${this.prefix}:runs:${collection}`
+      : `${this.prefix}:runs:${collection}:task:${encodeURIComponent(task)}`;
   }
   /** Idempotency keys: the run id a request with that key created. */
   idempotency(key: string): string {

@@ -57,7 +57,10 @@ export interface Trajectory {
   run: RunView;
   /** A runbook run's input, or a passthrough call's request. */
   input:
-    | Pick<RunJob, 'runbook' | 'instruction' | 'resultsDir' | 'requiredOutputs'>
+    | (Pick<RunJob, 'runbook' | 'instruction' | 'resultsDir' | 'requiredOutputs' | 'primaryOutputs'> & {
+        /** For runs started through /api/v1: the submitted init_params (secret_params never). */
+        initParams?: Record<string, unknown>;
+      })
     | { request: Record<string, unknown> }
     | null;
   events: StoredEvent[];
@@ -131,21 +134,35 @@ export class RunService {
    */
   async create(
     job: NewRun,
-    meta: { collection: string | null; task: string | null; idempotencyKey?: string },
+    meta: {
+      collection: string;
+      task: string | null;
+      idempotencyKey?: string;
+      /** Seals this run's own secret values for its job, once the run id is known. */
+      sealSecrets?: (runId: string) => string;
+      /** The submitted parameters, kept for the Jetty trajectory view (no secrets in them). */
+      initParams?: Record<string, unknown>;
+    },
   ): Promise<{ record: RunView; created: boolean }> {
     const runId = newRunId();
     if (meta.idempotencyKey) {
-      const key = this.deps.keys.idempotency(meta.idempotencyKey);
+      // Per collection: one team's key can neither find nor block another team's run.
+      const key = this.deps.keys.idempotency(`${meta.collection}:${meta.idempotencyKey}`);
       const ok = await this.deps.redis.set(key, runId, 'EX', 24 * 3600, 'NX');
       if (ok !== 'OK') {
         const existing = await this.deps.redis.get(key);
-        const rec = existing ? await this.get(existing) : null;
+        const rec = existing ? await this.get(existing, meta.collection) : null;
         if (rec) return { record: rec, created: false };
         await this.deps.redis.set(key, runId, 'EX', 24 * 3600);
       }
     }
     const { webhook, ...runJob } = job;
-    const payload = JOBS.run.schema.parse({ ...runJob, runId });
+    const sealed = meta.sealSecrets?.(runId);
+    const payload = JOBS.run.schema.parse({
+      ...runJob,
+      runId,
+      ...(sealed !== undefined ? { secretParams: sealed } : {}),
+    });
     const delivery = webhook ? JOBS.webhook.schema.parse({ ...webhook, runId }) : null;
     const record: RunView = {
       ...RunStore.newRecord({
@@ -160,7 +177,7 @@ export class RunService {
       ...(delivery ? { webhook: { url: delivery.url, state: 'pending' as const, deliveries: [] } } : {}),
     };
     await this.store.create(record);
-    await this.deps.redis.set(this.inputKey(runId), JSON.stringify(inputOf(payload)));
+    await this.deps.redis.set(this.inputKey(runId), JSON.stringify(inputOf(payload, meta.initParams)));
     await this.deps.events.append(runId, {
       type: 'run.queued',
       data: { agent: job.agent, model: job.model, provider: job.provider },
@@ -182,6 +199,7 @@ export class RunService {
    * `finish`, as a worker ends a runbook run.
    */
   async recordPassthrough(init: {
+    collection: string;
     model: string;
     provider: ProviderName;
     task: string;
@@ -193,7 +211,7 @@ export class RunService {
         agent: 'passthrough',
         model: init.model,
         provider: init.provider,
-        collection: null,
+        collection: init.collection,
         task: init.task,
         timeout_sec: 0,
       }),
@@ -205,14 +223,20 @@ export class RunService {
     return record;
   }
 
-  /** The run from Redis, or from the blob store once Redis has let it go. */
-  async get(id: string): Promise<RunView | null> {
+  /**
+   * The run from Redis, or from the blob store once Redis has let it go. With `collection`, a run
+   * of another collection is null, exactly like one that does not exist.
+   */
+  async get(id: string, collection?: string): Promise<RunView | null> {
     if (!/^[A-Za-z0-9_-]{1,64}$/.test(id)) return null;
-    return (await this.store.get(id)) ?? (await this.deps.blobs.readTrajectory<Trajectory>(id))?.run ?? null;
+    const rec =
+      (await this.store.get(id)) ?? (await this.deps.blobs.readTrajectory<Trajectory>(id))?.run ?? null;
+    if (rec && collection !== undefined && rec.collection !== collection) return null;
+    return rec;
   }
 
-  async require(id: string): Promise<RunView> {
-    const rec = await this.get(id);
+  async require(id: string, collection?: string): Promise<RunView> {
+    const rec = await this.get(id, collection);
     if (!rec)
       throw notFound(
         `No run with id "${id}". Check the id returned as jetty_metadata.trajectory_id.`,
@@ -221,7 +245,13 @@ export class RunService {
     return rec;
   }
 
-  async list(opts: { limit: number; cursor?: number; status?: string; task?: string }): Promise<{
+  async list(opts: {
+    collection: string;
+    limit: number;
+    cursor?: number;
+    status?: string;
+    task?: string;
+  }): Promise<{
     data: RunRecord[];
     next_cursor: string | null;
   }> {
@@ -229,14 +259,15 @@ export class RunService {
     let cursor = opts.cursor;
     // Filters are applied while paging through the index, so a page is full unless the index ends.
     for (let rounds = 0; out.length < opts.limit && rounds < 50; rounds++) {
-      const { ids, scores } = await this.store.listIds(opts.limit * 2, cursor);
+      const scope = opts.task === undefined ? { collection: opts.collection } : opts;
+      const { ids, scores } = await this.store.listIds(scope, opts.limit * 2, cursor);
       if (ids.length === 0) {
         cursor = undefined;
         break;
       }
       for (let i = 0; i < ids.length && out.length < opts.limit; i++) {
         cursor = scores[i];
-        const rec = await this.get(ids[i]!);
+        const rec = await this.get(ids[i]!, opts.collection);
         if (!rec) continue;
         if (opts.status && rec.status !== opts.status) continue;
         if (opts.task && rec.task !== opts.task) continue;
@@ -253,10 +284,14 @@ export class RunService {
     };
   }
 
-  async trajectory(id: string): Promise<Trajectory> {
+  async trajectory(id: string, collection?: string): Promise<Trajectory> {
     const stored = await this.deps.blobs.readTrajectory<Trajectory>(id);
-    if (stored) return stored;
-    const run = await this.require(id);
+    if (stored) {
+      if (collection !== undefined && stored.run.collection !== collection)
+        await this.require(id, collection);
+      return stored;
+    }
+    const run = await this.require(id, collection);
     const raw = await this.deps.redis.get(this.inputKey(id));
     return {
       object: 'trajectory',
@@ -270,8 +305,8 @@ export class RunService {
    * Cancels a run. A pending one is cancelled here and now; a running one is flagged and announced
    * to the workers, which stop its sandbox and record the end. A finished run is left as it is.
    */
-  async cancel(id: string): Promise<RunRecord> {
-    const rec = await this.require(id);
+  async cancel(id: string, collection?: string): Promise<RunRecord> {
+    const rec = await this.require(id, collection);
     if (rec.status === 'pending') {
       const now = new Date();
       const { moved } = await this.store.transition(id, ['pending'], 'cancelled', {
@@ -373,12 +408,14 @@ export class RunService {
   }
 }
 
-function inputOf(job: RunJob): Trajectory['input'] {
+function inputOf(job: RunJob, initParams: Record<string, unknown> | undefined): Trajectory['input'] {
   return {
     runbook: job.runbook,
     instruction: job.instruction,
     resultsDir: job.resultsDir,
     requiredOutputs: job.requiredOutputs,
+    primaryOutputs: job.primaryOutputs,
+    ...(initParams ? { initParams } : {}),
   };
 }
 

@@ -31,7 +31,8 @@ export interface RunRecord {
   agent: AgentName | 'passthrough';
   model: string;
   provider: ProviderName;
-  collection: string | null;
+  /** The collection the run belongs to; no other collection can see it. */
+  collection: string;
   task: string | null;
   created_at: string;
   started_at: string | null;
@@ -102,7 +103,9 @@ export class RunStore {
   async create(rec: RunRecord): Promise<void> {
     const multi = this.redis.multi();
     multi.hset(this.keys.run(rec.id), encode(rec));
-    multi.zadd(this.keys.runIndex(), Date.parse(rec.created_at), rec.id);
+    const at = Date.parse(rec.created_at);
+    multi.zadd(this.keys.runIndex(rec.collection), at, rec.id);
+    if (rec.task !== null) multi.zadd(this.keys.runIndex(rec.collection, rec.task), at, rec.id);
     await multi.exec();
   }
 
@@ -135,11 +138,18 @@ export class RunStore {
     return { moved: moved === 1, previous: prev === '' ? null : (JSON.parse(prev) as RunStatus) };
   }
 
-  /** Newest first. `before` is a cursor: the created time (ms) of the last item of the previous page. */
-  async listIds(limit: number, before?: number): Promise<{ ids: string[]; scores: number[] }> {
+  /**
+   * A collection's runs (a task's, with `task`), newest first. `before` is a cursor: the created
+   * time (ms) of the last item of the previous page.
+   */
+  async listIds(
+    scope: { collection: string; task?: string },
+    limit: number,
+    before?: number,
+  ): Promise<{ ids: string[]; scores: number[] }> {
     const max = before === undefined ? '+inf' : `(${before}`;
     const rows = await this.redis.zrevrangebyscore(
-      this.keys.runIndex(),
+      this.keys.runIndex(scope.collection, scope.task),
       max,
       '-inf',
       'WITHSCORES',
@@ -154,6 +164,16 @@ export class RunStore {
       scores.push(Number(rows[i + 1]));
     }
     return { ids, scores };
+  }
+
+  /** One page of a task's runs, newest first, and how many it has (pages count from 0 here). */
+  async pageIds(scope: { collection: string; task: string }, offset: number, limit: number) {
+    const key = this.keys.runIndex(scope.collection, scope.task);
+    const [ids, total] = await Promise.all([
+      this.redis.zrevrange(key, offset, offset + limit - 1),
+      this.redis.zcard(key),
+    ]);
+    return { ids, total };
   }
 
   async expire(id: string, seconds: number): Promise<void> {

@@ -505,4 +505,19 @@ export class TenancyStore {
     const missing = names.filter((n) => !have.has(n));
     return { configured, missing, ready: missing.length === 0 };
   }
+
+  // ── One run's own secrets ──────────────────────────────────────────────────────────────
+
+  /**
+   * Seals a run's secret parameters for its job: encrypted, and bound to the collection and the
+   * run, so the queue never holds them in the clear and no other run can open them.
+   */
+  sealRunSecrets(collection: string, runId: string, values: Readonly<Record<string, string>>): string {
+    return encryptValue(this.masterKey, { collection, name: `run:${runId}` }, JSON.stringify(values));
+  }
+
+  openRunSecrets(collection: string, runId: string, sealed: string): Record<string, string> {
+    const plain = decryptValue(this.masterKey, { collection, name: `run:${runId}` }, sealed);
+    return JSON.parse(plain) as Record<string, string>;
+  }
 }

@@ -35,7 +35,7 @@ export interface WebhookUsage {
 }
 
 export interface WebhookPayload {
-  /** `<collection>/<task>`, or `_runs/<task>` (`_runs/run`) for a run with no collection. */
+  /** `<collection>/<task>`, or `<collection>/run` for a run with no task. */
   name: string;
   trajectory_id: string;
   status: RunStatus;
@@ -76,7 +76,7 @@ export interface PayloadInput {
 }
 
 export function webhookName(run: Pick<RunRecord, 'collection' | 'task'>): string {
-  return `${run.collection ?? '_runs'}/${run.task ?? 'run'}`;
+  return `${run.collection}/${run.task ?? 'run'}`;
 }
 
 export function buildWebhookPayload(run: RunRecord, input: PayloadInput | null): WebhookPayload {

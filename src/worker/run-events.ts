@@ -1,5 +1,6 @@
 import type { EventStreamStore } from '../events/stream-store.js';
 import { emptyUsage, type NewEvent, type UsageData, type UsageTotals } from '../events/types.js';
+import { Redactor } from '../tenancy/redact.js';
 
 /** Appends one run's events in order (each append waits for the one before), and keeps the usage totals. */
 export class RunEventSink {
@@ -9,12 +10,26 @@ export class RunEventSink {
   private readonly agent = emptyUsage();
   private sawGateway = false;
 
+  private secrets: Record<string, string> = {};
+  private redacting = new Redactor({});
+
   constructor(
     private readonly store: EventStreamStore,
     private readonly runId: string,
   ) {}
 
-  emit(ev: NewEvent): void {
+  /** Values (by name) that must never be stored: every later event is redacted of them. */
+  addRedactions(values: Readonly<Record<string, string>>): void {
+    this.secrets = { ...this.secrets, ...values };
+    this.redacting = new Redactor(this.secrets);
+  }
+
+  get redactor(): Redactor {
+    return this.redacting;
+  }
+
+  emit(event: NewEvent): void {
+    const ev = this.redacting.deep(event);
     if (ev.type === 'usage') this.count(ev.data);
     this.chain = this.chain.then(() =>
       this.store.append(this.runId, ev).catch((err) => {

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { type Job, UnrecoverableError, WaitingError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { isAppError } from '../errors.js';
+import { AppError, isAppError } from '../errors.js';
 import {
   type AgentEvent,
   emptyUsage,
@@ -15,7 +15,7 @@ import {
 import type { GatewayRoute, ProviderGateway } from '../gateway/gateway.js';
 import { estimateCost } from '../providers/prices.js';
 import { createSimulatedProvider } from '../providers/simulated/index.js';
-import { isRealProvider, UPSTREAMS } from '../providers/upstreams.js';
+import { isRealProvider, keyEnvOf, type RealProvider, UPSTREAMS } from '../providers/upstreams.js';
 import { JOBS, type RunJob } from '../queue/catalog.js';
 import { type RedisKeys, RUN_QUEUE } from '../queue/keys.js';
 import { closeRedis } from '../queue/redis-close.js';
@@ -31,6 +31,8 @@ import {
   type SandboxDriver,
 } from '../sandbox/driver.js';
 import type { BlobStore } from '../storage/blob-store.js';
+import { providerKeyFor } from '../tenancy/provider-keys.js';
+import type { TenancyStore } from '../tenancy/store.js';
 import { linesOf } from './lines.js';
 import { composePrompt } from './prompt.js';
 import { RunEventSink } from './run-events.js';
@@ -50,7 +52,11 @@ export interface WorkerDeps {
   gatewaySocketDir: string;
   concurrency: number;
   lockMs: number;
-  providerKeys: Partial<Record<ProviderName, string>>;
+  /** Provider keys and declared secrets come from the run's collection. */
+  tenancy: TenancyStore;
+  /** The server's own provider keys, for collections without theirs. */
+  serverProviderKeys: Partial<Record<RealProvider, string>>;
+  simulatedProvider: boolean;
   upstreams: Partial<Record<ProviderName, string>>;
   logger: Logger;
   /** How often orphaned sandboxes are looked for (ms). */
@@ -266,11 +272,13 @@ export class RunWorker {
     this.active.set(runId, { stop });
     if ((await deps.runs.get(runId))?.cancel_requested) stop('cancelled');
 
+    // The run's secrets are read now, not at request time: a value changed meanwhile is the one used.
+    const secrets = await this.secretsOf(spec);
+    sink.addRedactions(secrets.redact);
+    const route = await this.route(spec, sink, log);
+    const redactor = sink.redactor;
     const token = `jrt_${randomBytes(24).toString('hex')}`;
-    deps.gateway.register(token, {
-      ...this.route(spec, sink, log),
-      retryAfterMs: runtime.gatewayRetryAfterMs,
-    });
+    deps.gateway.register(token, { ...route, retryAfterMs: runtime.gatewayRetryAfterMs });
     const deadline = setTimeout(() => stop('timeout'), spec.timeoutSec * 1000);
     const artifactDir = deps.blobs.artifactDir(runId);
     let collected: CollectedArtifact[] = [];
@@ -301,6 +309,7 @@ export class RunWorker {
         image: runtime.image,
         argv: invocation.argv,
         env: {
+          ...secrets.env,
           ...invocation.env,
           JETTY_GATEWAY_PORT: String(SANDBOX_GATEWAY_PORT),
           JETTY_GATEWAY_SOCKET: `${GATEWAY_MOUNT}/${GATEWAY_SOCKET_NAME}`,
@@ -387,11 +396,8 @@ export class RunWorker {
       throw new WorkerShutdown();
     }
 
-    for (const a of collected) {
-      const { localPath: _local, ...info } = a;
-      sink.emit({ type: 'artifact', data: info });
-    }
     const artifacts = collected.map(({ localPath: _l, ...info }) => info);
+    for (const info of artifacts) sink.emit({ type: 'artifact', data: info });
     const have = new Set(artifacts.map((a) => path.posix.join(spec.resultsDir, a.path)));
     const missing = spec.requiredOutputs.filter((p) => !have.has(p));
     const endedAt = new Date();
@@ -448,17 +454,24 @@ export class RunWorker {
       };
     }
     await sink.flush();
-    await this.end(runId, ['running'], status, terminal, {
-      ended_at: endedAt.toISOString(),
-      duration_ms,
-      usage: sink.totals(),
-      artifacts,
-      missing_outputs: missing,
-      timings,
-      exit_code: exitCode,
-      final_text: outcome?.finalText ?? null,
-      error: terminal.type === 'run.failed' ? terminal.data.error : null,
-    });
+    // What the record keeps goes through the same redaction as the events.
+    await this.end(
+      runId,
+      ['running'],
+      status,
+      redactor.deep(terminal),
+      redactor.deep({
+        ended_at: endedAt.toISOString(),
+        duration_ms,
+        usage: sink.totals(),
+        artifacts,
+        missing_outputs: missing,
+        timings,
+        exit_code: exitCode,
+        final_text: outcome?.finalText ?? null,
+        error: terminal.type === 'run.failed' ? terminal.data.error : null,
+      }),
+    );
     log.info({ status, duration_ms, exitCode, artifacts: artifacts.length }, 'run ended');
   }
 
@@ -477,7 +490,35 @@ export class RunWorker {
     if (moved) await this.deps.runs.finish(runId, terminal);
   }
 
-  private route(spec: RunJob, sink: RunEventSink, log: Logger): GatewayRoute {
+  /**
+   * The run's declared secrets, from its own secret parameters first, then its collection: the
+   * sandbox's variables, and every value to redact (provider keys included). A required secret
+   * deleted since the request fails the run, naming it.
+   */
+  private async secretsOf(
+    spec: RunJob,
+  ): Promise<{ env: Record<string, string>; redact: Record<string, string> }> {
+    const { tenancy } = this.deps;
+    const own = spec.secretParams
+      ? tenancy.openRunSecrets(spec.collection, spec.runId, spec.secretParams)
+      : {};
+    const wanted = spec.secrets.map((s) => s.env).filter((e) => own[e] === undefined);
+    const fromCollection = await tenancy.resolveEnvironment(spec.collection, wanted);
+    const env: Record<string, string> = {};
+    for (const s of spec.secrets) {
+      const value = own[s.env] ?? fromCollection[s.env];
+      if (value !== undefined) env[s.env] = value;
+      else if (s.required) {
+        throw new AppError(
+          `The runbook needs the secret ${s.name} (${s.env}), and collection ${spec.collection} no longer has it. Set it again and rerun.`,
+          { status: 400, type: 'invalid_request_error', code: 'secret_missing' },
+        );
+      }
+    }
+    return { env, redact: { ...own, ...env } };
+  }
+
+  private async route(spec: RunJob, sink: RunEventSink, log: Logger): Promise<GatewayRoute> {
     // The gateway's figures carry a price-table estimate, marked as one (the CLI may report its own).
     const onUsage = (u: Parameters<GatewayRoute['onUsage']>[0]) => {
       const cost = estimateCost(u);
@@ -505,11 +546,19 @@ export class RunWorker {
       };
     }
     const provider = spec.provider;
-    const key = this.deps.providerKeys[provider];
+    const key = await providerKeyFor(this.deps.tenancy, spec.collection, provider, {
+      serverKeys: this.deps.serverProviderKeys,
+      simulated: this.deps.simulatedProvider,
+    });
     const baseUrl = this.deps.upstreams[provider];
     if (!isRealProvider(provider) || !key || !baseUrl) {
-      throw new UnrecoverableError(`no key or upstream configured for ${provider}`);
+      throw new AppError(
+        `No key for the provider "${provider}": collection ${spec.collection} has no ${keyEnvOf(provider)} (it was removed after the run was accepted).`,
+        { status: 400, type: 'invalid_request_error', code: 'provider_key_missing' },
+      );
     }
+    // The provider's key is redacted too, should an upstream ever echo it.
+    sink.addRedactions({ [keyEnvOf(provider) ?? provider]: key });
     return {
       runId: spec.runId,
       provider,

@@ -5,7 +5,7 @@ import { promisify } from 'node:util';
 import Dockerode from 'dockerode';
 import OpenAI from 'openai';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type Harness, postJson, runbookRequest, startHarness, waitFor } from '../support/harness.js';
+import { type Harness, runbookRequest, startHarness, waitFor } from '../support/harness.js';
 import { readSse } from '../support/sse.js';
 
 // End to end: the real server, a real Redis, the real Docker engine, the real claude CLI in its
@@ -53,7 +53,7 @@ const HELLO = [
 type Chunk = Record<string, any>;
 
 async function streamRun(body: unknown): Promise<{ chunks: Chunk[]; done: boolean; errors: Chunk[] }> {
-  const res = await postJson(`${h.url}/v1/chat/completions`, body);
+  const res = await h.postJson(`${h.url}/v1/chat/completions`, body);
   expect(res.status).toBe(200);
   const chunks: Chunk[] = [];
   const errors: Chunk[] = [];
@@ -72,7 +72,7 @@ async function streamRun(body: unknown): Promise<{ chunks: Chunk[]; done: boolea
 }
 
 async function getRun(id: string): Promise<Record<string, any>> {
-  return (await fetch(`${h.url}/v1/runs/${id}`)).json() as Promise<Record<string, any>>;
+  return (await h.fetch(`${h.url}/v1/runs/${id}`)).json() as Promise<Record<string, any>>;
 }
 
 async function containersOf(runId: string) {
@@ -99,11 +99,11 @@ describe('claude-code end to end', () => {
     expect(last.jetty_metadata.status).toBe('completed');
     expect(last.usage.completion_tokens).toBeGreaterThan(0);
 
-    const list = (await (await fetch(`${h.url}/v1/runs/${runId}/artifacts`)).json()) as {
+    const list = (await (await h.fetch(`${h.url}/v1/runs/${runId}/artifacts`)).json()) as {
       data: Array<{ path: string; url: string; size: number }>;
     };
     expect(list.data.map((a) => a.path)).toEqual(['hello.txt']);
-    const file = await fetch(`${h.url}${list.data[0]!.url}`);
+    const file = await h.fetch(`${h.url}${list.data[0]!.url}`);
     expect(file.status).toBe(200);
     expect(Buffer.from(await file.arrayBuffer()).toString('utf8')).toBe('hi');
     const rec = await getRun(runId);
@@ -116,7 +116,7 @@ describe('claude-code end to end', () => {
   });
 
   it('serves the official openai npm client, streaming and not', async () => {
-    const client = new OpenAI({ baseURL: `${h.url}/v1`, apiKey: 'unused' });
+    const client = new OpenAI({ baseURL: `${h.url}/v1`, apiKey: h.key });
     const jetty = { runbook: true, model_provider: 'simulated' };
     const messages = [
       { role: 'system' as const, content: HELLO },
@@ -171,9 +171,7 @@ describe('claude-code end to end', () => {
     const { stdout } = await promisify(execFile)(
       'python3',
       [path.join(import.meta.dirname, 'python_client.py'), `${h.url}/v1`, file],
-      {
-        timeout: 90_000,
-      },
+      { timeout: 90_000, env: { ...process.env, OPENAI_API_KEY: h.key } },
     );
     const seen = JSON.parse(stdout);
     expect(seen.stream.content).toContain('wrote hello.txt');
@@ -214,7 +212,7 @@ describe('claude-code end to end', () => {
   it('cancel mid-run: status cancelled, and no container of the run within 5 s', async () => {
     const runbook =
       '# Slow\n```simulate\n- run: mkdir -p /app/results && printf partial > /app/results/part.txt\n- sleep_ms: 60000\n- say: never\n```\n';
-    const res = await postJson(
+    const res = await h.postJson(
       `${h.url}/v1/chat/completions`,
       runbookRequest(runbook, { stream: false, jetty: { timeout_hint: 0 } }),
     );
@@ -222,7 +220,7 @@ describe('claude-code end to end', () => {
       .trajectory_id;
     await waitFor(
       async () => {
-        const t = (await (await fetch(`${h.url}/v1/runs/${runId}/trajectory`)).json()) as {
+        const t = (await (await h.fetch(`${h.url}/v1/runs/${runId}/trajectory`)).json()) as {
           events: Array<{ type: string }>;
         };
         return t.events.some((e) => e.type === 'tool.result');
@@ -231,7 +229,7 @@ describe('claude-code end to end', () => {
       'the agent to run its first tool',
     );
     const t0 = Date.now();
-    expect((await fetch(`${h.url}/v1/runs/${runId}/cancel`, { method: 'POST' })).status).toBe(200);
+    expect((await h.fetch(`${h.url}/v1/runs/${runId}/cancel`, { method: 'POST' })).status).toBe(200);
     await waitFor(async () => (await containersOf(runId)).length === 0, 5_000, 'the container to be gone');
     expect(Date.now() - t0).toBeLessThan(5_000);
     const rec = await waitFor(
@@ -248,7 +246,7 @@ describe('claude-code end to end', () => {
   it('timeout_sec exceeded: failed with a timeout code, container gone, partial results kept', async () => {
     const runbook =
       '# Slow\n```simulate\n- run: mkdir -p /app/results && printf partial > /app/results/part.txt\n- sleep_ms: 60000\n- say: never\n```\n';
-    const res = await postJson(
+    const res = await h.postJson(
       `${h.url}/v1/chat/completions`,
       runbookRequest(runbook, { stream: false, jetty: { timeout_sec: 8 } }),
     );
@@ -264,7 +262,7 @@ describe('claude-code end to end', () => {
     expect(rec.status).toBe('failed');
     expect(rec.error.code).toBe('timeout');
     expect(await containersOf(runId)).toEqual([]);
-    const part = await fetch(`${h.url}/v1/runs/${runId}/artifacts/part.txt`);
+    const part = await h.fetch(`${h.url}/v1/runs/${runId}/artifacts/part.txt`);
     expect(await part.text()).toBe('partial');
   });
 
@@ -298,7 +296,7 @@ describe('claude-code end to end', () => {
       '```',
       '',
     ].join('\n');
-    const res = await postJson(
+    const res = await h.postJson(
       `${h.url}/v1/chat/completions`,
       runbookRequest(runbook, { stream: false, jetty: { timeout_hint: 0 } }),
     );
@@ -306,7 +304,7 @@ describe('claude-code end to end', () => {
       .trajectory_id;
     const seen: string[] = [];
     const ctl = new AbortController();
-    const first = await fetch(`${h.url}/v1/runs/${runId}/events`, { signal: ctl.signal });
+    const first = await h.fetch(`${h.url}/v1/runs/${runId}/events`, { signal: ctl.signal });
     for await (const ev of readSse(first.body!)) {
       if (!ev.id) continue;
       seen.push(ev.id);
@@ -315,7 +313,7 @@ describe('claude-code end to end', () => {
     ctl.abort();
     const rec = await getRun(runId);
     expect(rec.status).toBe('running');
-    const second = await fetch(`${h.url}/v1/runs/${runId}/events`, {
+    const second = await h.fetch(`${h.url}/v1/runs/${runId}/events`, {
       headers: { 'last-event-id': seen[seen.length - 1]! },
     });
     let lastType = '';
@@ -325,7 +323,7 @@ describe('claude-code end to end', () => {
       lastType = ev.event!;
     }
     expect(lastType).toBe('run.completed');
-    const traj = (await (await fetch(`${h.url}/v1/runs/${runId}/trajectory`)).json()) as {
+    const traj = (await (await h.fetch(`${h.url}/v1/runs/${runId}/trajectory`)).json()) as {
       events: Array<{ id: string }>;
     };
     expect(seen).toEqual(traj.events.map((e) => e.id));

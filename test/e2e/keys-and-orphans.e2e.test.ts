@@ -8,7 +8,7 @@ import Dockerode from 'dockerode';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createSimulatedProvider } from '../../src/providers/simulated/index.js';
 import { DockerSandboxDriver } from '../../src/sandbox/docker-driver.js';
-import { type Harness, postJson, runbookRequest, startHarness, waitFor } from '../support/harness.js';
+import { type Harness, runbookRequest, startHarness, waitFor } from '../support/harness.js';
 
 const docker = new Dockerode();
 const RUNBOOK =
@@ -61,7 +61,7 @@ describe('provider keys stay out of the sandbox', () => {
     });
     stops.push(() => h.stop());
 
-    const res = await postJson(
+    const res = await h.postJson(
       `${h.url}/v1/chat/completions`,
       runbookRequest(RUNBOOK, { stream: false, jetty: { model_provider: 'anthropic' } }),
     );
@@ -76,14 +76,14 @@ describe('provider keys stay out of the sandbox', () => {
     expect(new Set(modelCalls)).toEqual(new Set([canary]));
 
     // The agent dumped its whole environment into a result file: the key is not in it.
-    const envFile = await (await fetch(`${h.url}/v1/runs/${runId}/artifacts/env.txt`)).text();
+    const envFile = await (await h.fetch(`${h.url}/v1/runs/${runId}/artifacts/env.txt`)).text();
     expect(envFile).toContain('ANTHROPIC_API_KEY=jrt_');
     expect(envFile).not.toContain(canary);
 
-    const trajectory = await (await fetch(`${h.url}/v1/runs/${runId}/trajectory`)).text();
+    const trajectory = await (await h.fetch(`${h.url}/v1/runs/${runId}/trajectory`)).text();
     expect(trajectory).toContain('env.txt');
     expect(trajectory).not.toContain(canary);
-    const record = await (await fetch(`${h.url}/v1/runs/${runId}`)).text();
+    const record = await (await h.fetch(`${h.url}/v1/runs/${runId}`)).text();
     expect(record).not.toContain(canary);
     const logs = await readFile(logFile, 'utf8');
     expect(logs).toContain(runId);

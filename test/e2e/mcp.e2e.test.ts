@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Harness, postJson, runbookRequest, startHarness } from '../support/harness.js';
+import { type Harness, runbookRequest, startHarness } from '../support/harness.js';
 
 // jetty.mcp_servers reaches the runtime in its own config form: a stdio MCP server that runs inside
 // the sandbox (a few lines of node, given as the server's command) comes up for claude-code, and a
@@ -23,7 +23,7 @@ afterAll(async () => {
 
 describe('jetty.mcp_servers', () => {
   it('starts a stdio MCP server for claude-code inside the sandbox', async () => {
-    const res = await postJson(
+    const res = await h.postJson(
       `${h.url}/v1/chat/completions`,
       runbookRequest('# MCP\n```simulate\n- say: checked the tools\n```\n', {
         stream: false,
@@ -33,7 +33,7 @@ describe('jetty.mcp_servers', () => {
     const body = (await res.json()) as { jetty_metadata: { trajectory_id: string } };
     expect(res.status).toBe(200);
     const traj = (await (
-      await fetch(`${h.url}/v1/runs/${body.jetty_metadata.trajectory_id}/trajectory`)
+      await h.fetch(`${h.url}/v1/runs/${body.jetty_metadata.trajectory_id}/trajectory`)
     ).json()) as {
       events: Array<{ type: string; data: { line?: string } }>;
     };
@@ -42,7 +42,7 @@ describe('jetty.mcp_servers', () => {
   });
 
   it('refuses a remote MCP server when the sandbox has no network', async () => {
-    const res = await postJson(
+    const res = await h.postJson(
       `${h.url}/v1/chat/completions`,
       runbookRequest('# MCP\n', {
         stream: false,
@@ -55,7 +55,7 @@ describe('jetty.mcp_servers', () => {
   });
 
   it('refuses a malformed server with the accepted forms', async () => {
-    const res = await postJson(
+    const res = await h.postJson(
       `${h.url}/v1/chat/completions`,
       runbookRequest('# MCP\n', { stream: false, jetty: { mcp_servers: { bad: { cmd: 'x' } } } }),
     );

@@ -1,6 +1,6 @@
 """The official OpenAI Python client against the runbook server: streaming and not.
 
-Usage: python3 python_client.py BASE_URL RUNBOOK_FILE
+Usage: OPENAI_API_KEY=<collection key> python3 python_client.py BASE_URL RUNBOOK_FILE
 Prints one JSON object with what the client saw.
 """
 import json
@@ -10,7 +10,7 @@ from openai import OpenAI
 
 base_url, runbook_path = sys.argv[1], sys.argv[2]
 runbook = open(runbook_path, encoding="utf-8").read()
-client = OpenAI(base_url=base_url, api_key="unused-by-this-server")
+client = OpenAI(base_url=base_url)  # the key comes from OPENAI_API_KEY, as users set it
 jetty = {"runbook": True, "model_provider": "simulated"}
 messages = [
     {"role": "system", "content": runbook},

@@ -1,7 +1,7 @@
 import Dockerode from 'dockerode';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { listRuntimes } from '../../src/runtimes/registry.js';
-import { type Harness, postJson, runbookRequest, startHarness } from '../support/harness.js';
+import { type Harness, runbookRequest, startHarness } from '../support/harness.js';
 
 // The same runbook on every registered runtime, each in its own real container with the real CLI
 // and the simulated provider speaking that CLI's wire protocol. Changing one line (frontmatter
@@ -44,13 +44,13 @@ interface Ev {
 }
 
 async function runToEnd(body: unknown) {
-  const res = await postJson(`${h.url}/v1/chat/completions`, body);
+  const res = await h.postJson(`${h.url}/v1/chat/completions`, body);
   const json = (await res.json()) as {
     jetty_metadata: { trajectory_id: string; status: string };
     error?: { message: string };
   };
   const runId = json.jetty_metadata.trajectory_id;
-  const traj = (await (await fetch(`${h.url}/v1/runs/${runId}/trajectory`)).json()) as {
+  const traj = (await (await h.fetch(`${h.url}/v1/runs/${runId}/trajectory`)).json()) as {
     run: Record<string, any>;
     events: Ev[];
   };
@@ -76,7 +76,7 @@ for (const runtime of listRuntimes()) {
       expect(r.run.agent).toBe(runtime.name);
       expect(r.run.status).toBe('completed');
       expectAgentActivity(r.events);
-      const file = await fetch(`${h.url}/v1/runs/${r.runId}/artifacts/hello.txt`);
+      const file = await h.fetch(`${h.url}/v1/runs/${r.runId}/artifacts/hello.txt`);
       expect(await file.text()).toBe('hi');
     });
 
@@ -87,7 +87,7 @@ for (const runtime of listRuntimes()) {
       expect(r.status, JSON.stringify(r.json)).toBe(200);
       expect(r.run.agent).toBe(runtime.name);
       expectAgentActivity(r.events);
-      expect(await (await fetch(`${h.url}/v1/runs/${r.runId}/artifacts/hello.txt`)).text()).toBe('hi');
+      expect(await (await h.fetch(`${h.url}/v1/runs/${r.runId}/artifacts/hello.txt`)).text()).toBe('hi');
     });
 
     it('fails within 15 s with the cause when the provider answers 401', async () => {

@@ -9,7 +9,8 @@ import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/index.js';
 import { type Server, startServer } from '../../src/main/compose.js';
-import { postJson, runbookRequest, waitFor } from '../support/harness.js';
+import { generateApiKey } from '../../src/tenancy/api-keys.js';
+import { bearer, postJson, runbookRequest, waitFor } from '../support/harness.js';
 import { startRedis, type TestRedis } from '../support/redis.js';
 
 // Worker processes that stop mid-run: nothing is lost. One stopped with SIGTERM hands its run back
@@ -33,6 +34,8 @@ let api: Server;
 let url = '';
 let dataDir = '';
 let env: Record<string, string> = {};
+const KEY = generateApiKey();
+const get = (u: string) => fetch(u, { headers: bearer(KEY) });
 const children: ChildProcess[] = [];
 const logs: string[] = [];
 
@@ -46,6 +49,8 @@ beforeAll(async () => {
     DATA_DIR: dataDir,
     INSTANCE_NAME: instance,
     WORKER_LOCK_MS: '3000',
+    JETTY_BOOTSTRAP_COLLECTION: 'crash-tests',
+    JETTY_BOOTSTRAP_API_KEY: KEY,
     LOG_LEVEL: 'info',
   };
   api = await startServer(loadConfig({ ...env, PORT: '0' }), {
@@ -95,11 +100,12 @@ async function startRunAndWaitForItsFirstTool(): Promise<{ runId: string; events
   const res = await postJson(
     `${url}/v1/chat/completions`,
     runbookRequest(RUNBOOK, { stream: false, jetty: { timeout_hint: 0 } }),
+    bearer(KEY),
   );
   const runId = ((await res.json()) as { jetty_metadata: { trajectory_id: string } }).jetty_metadata
     .trajectory_id;
   const events = async () =>
-    ((await (await fetch(`${url}/v1/runs/${runId}/trajectory`)).json()) as { events: Ev[] }).events;
+    ((await (await get(`${url}/v1/runs/${runId}/trajectory`)).json()) as { events: Ev[] }).events;
   await waitFor(
     async () => (await events()).some((e) => e.type === 'tool.result'),
     30_000,
@@ -111,7 +117,7 @@ async function startRunAndWaitForItsFirstTool(): Promise<{ runId: string; events
 async function runEnds(runId: string): Promise<{ status: string }> {
   return waitFor(
     async () => {
-      const r = (await (await fetch(`${url}/v1/runs/${runId}`)).json()) as { status: string };
+      const r = (await (await get(`${url}/v1/runs/${runId}`)).json()) as { status: string };
       return r.status === 'completed' || r.status === 'failed' ? r : undefined;
     },
     45_000,
@@ -140,7 +146,7 @@ describe('a worker that stops mid-run', () => {
     expect(
       (await events()).some((e) => e.type === 'log' && /shut down mid-run/.test(e.data.line ?? '')),
     ).toBe(true);
-    expect(await (await fetch(`${url}/v1/runs/${runId}/artifacts/progress.txt`)).text()).toBe('finished');
+    expect(await (await get(`${url}/v1/runs/${runId}/artifacts/progress.txt`)).text()).toBe('finished');
   });
 
   it('killed (SIGKILL): another worker takes the run up once the lock lapses, and completes it', async () => {
@@ -152,7 +158,7 @@ describe('a worker that stops mid-run', () => {
     const evs = await events();
     expect(evs.some((e) => e.type === 'log' && /starting again/.test(e.data.line ?? ''))).toBe(true);
     expect(evs.filter((e) => e.type === 'run.started')).toHaveLength(2);
-    expect(await (await fetch(`${url}/v1/runs/${runId}/artifacts/progress.txt`)).text()).toBe('finished');
+    expect(await (await get(`${url}/v1/runs/${runId}/artifacts/progress.txt`)).text()).toBe('finished');
     await waitFor(async () => (await sandboxesOf(runId)).length === 0, 10_000, 'no sandbox of the run left');
   });
 });

@@ -24,7 +24,7 @@ async function post(body: unknown, raw?: string) {
   const res = await h.server.app!.inject({
     method: 'POST',
     url: '/v1/chat/completions',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', ...h.auth },
     payload: raw ?? JSON.stringify(body),
   });
   return {
@@ -111,7 +111,7 @@ const cases: Array<{
     says: /sample_size/,
   },
   {
-    name: 'a provider with no key on the server',
+    name: 'a provider with no key in the collection or on the server',
     body: runbookRequest(RUNBOOK, { jetty: { model_provider: 'anthropic' } }),
     status: 400,
     param: 'jetty.model_provider',
@@ -232,7 +232,9 @@ describe('bad input to /v1/chat/completions', () => {
   }
 
   it('queued nothing for any of them', async () => {
-    const list = (await h.server.app!.inject({ url: '/v1/runs' })).json() as { data: unknown[] };
+    const list = (await h.server.app!.inject({ url: '/v1/runs', headers: h.auth })).json() as {
+      data: unknown[];
+    };
     expect(list.data).toHaveLength(0);
     const counts = await h.server.runs.queue.getJobCounts();
     expect(Object.values(counts).reduce((a, b) => a + b, 0)).toBe(0);
@@ -240,10 +242,10 @@ describe('bad input to /v1/chat/completions', () => {
   });
 
   it('an unknown run is a 404 in the same envelope', async () => {
-    const res = await h.server.app!.inject({ url: '/v1/runs/0123456789abcdef' });
+    const res = await h.server.app!.inject({ url: '/v1/runs/0123456789abcdef', headers: h.auth });
     expect(res.statusCode).toBe(404);
     expect(res.json().error.code).toBe('run_not_found');
-    const route = await h.server.app!.inject({ url: '/v1/nothing' });
+    const route = await h.server.app!.inject({ url: '/v1/nothing', headers: h.auth });
     expect(route.statusCode).toBe(404);
     expect(route.json().error.type).toBe('not_found_error');
   });
@@ -255,7 +257,7 @@ describe('bad input to /v1/chat/completions', () => {
       status: 'ready',
       checks: { redis: true },
     });
-    const rt = (await app.inject({ url: '/v1/runtimes' })).json() as {
+    const rt = (await app.inject({ url: '/v1/runtimes', headers: h.auth })).json() as {
       data: Array<{
         id: string;
         cli: { version: string };
@@ -266,7 +268,7 @@ describe('bad input to /v1/chat/completions', () => {
     expect(claude.cli.version).toBe('2.1.197');
     expect(claude.providers.find((p) => p.id === 'simulated')?.available).toBe(true);
     expect(claude.providers.find((p) => p.id === 'anthropic')?.available).toBe(false);
-    const models = (await app.inject({ url: '/v1/models' })).json() as {
+    const models = (await app.inject({ url: '/v1/models', headers: h.auth })).json() as {
       object: string;
       data: Array<{ id: string; owned_by: string; runtimes: string[]; available: boolean }>;
     };
@@ -294,7 +296,7 @@ describe('when Redis goes away', () => {
       const res = await own.server.app!.inject({
         method: 'POST',
         url: '/v1/chat/completions',
-        headers: { 'content-type': 'application/json' },
+        headers: { 'content-type': 'application/json', ...own.auth },
         payload: JSON.stringify(runbookRequest(RUNBOOK)),
       });
       expect(res.statusCode).toBe(503);

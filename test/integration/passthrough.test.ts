@@ -3,7 +3,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Harness, postJson, startHarness, waitFor } from '../support/harness.js';
+import { type Harness, startHarness, waitFor } from '../support/harness.js';
 import { claudeLines, ScriptedDriver } from '../support/scripted-driver.js';
 
 // Plain LLM passthrough: no `jetty` block, so the request goes to the provider its model names and
@@ -53,7 +53,7 @@ afterAll(async () => {
 });
 
 async function lastChatRun() {
-  const list = (await (await fetch(`${h.url}/v1/runs?task=_chat&limit=1`)).json()) as {
+  const list = (await (await h.fetch(`${h.url}/v1/runs?task=_chat&limit=1`)).json()) as {
     data: Array<Record<string, any>>;
   };
   return list.data[0]!;
@@ -61,7 +61,7 @@ async function lastChatRun() {
 
 describe('passthrough (no jetty block)', () => {
   it('forwards to the provider the model names with the server key, and answers untouched', async () => {
-    const res = await postJson(`${h.url}/v1/chat/completions`, {
+    const res = await h.postJson(`${h.url}/v1/chat/completions`, {
       model: 'gpt-5.5',
       messages: [{ role: 'user', content: 'hi' }],
       temperature: 0.2,
@@ -77,7 +77,7 @@ describe('passthrough (no jetty block)', () => {
     const runId = res.headers.get('x-jetty-trajectory-id')!;
     const rec = await waitFor(
       async () => {
-        const r = (await (await fetch(`${h.url}/v1/runs/${runId}`)).json()) as Record<string, any>;
+        const r = (await (await h.fetch(`${h.url}/v1/runs/${runId}`)).json()) as Record<string, any>;
         return r.status === 'completed' ? r : undefined;
       },
       5_000,
@@ -90,13 +90,13 @@ describe('passthrough (no jetty block)', () => {
       final_text: 'hello from upstream',
     });
     expect(rec.usage).toMatchObject({ input_tokens: 12, output_tokens: 4, cost_estimated: true });
-    const traj = await (await fetch(`${h.url}/v1/runs/${runId}/trajectory`)).text();
+    const traj = await (await h.fetch(`${h.url}/v1/runs/${runId}/trajectory`)).text();
     expect(traj).toContain('"temperature":0.2');
     expect(traj).not.toContain(canary);
   });
 
   it('streams the simulated provider to the official OpenAI client', async () => {
-    const client = new OpenAI({ baseURL: `${h.url}/v1`, apiKey: 'unused' });
+    const client = new OpenAI({ baseURL: `${h.url}/v1`, apiKey: h.key });
     const stream = await client.chat.completions.create({
       model: 'simulated',
       stream: true,
@@ -117,7 +117,7 @@ describe('passthrough (no jetty block)', () => {
   });
 
   it('passes a provider error through with its status, and records the run as failed', async () => {
-    const res = await postJson(`${h.url}/v1/chat/completions`, {
+    const res = await h.postJson(`${h.url}/v1/chat/completions`, {
       model: 'gpt-5.5',
       messages: [{ role: 'user', content: 'unauthorized-please' }],
     });
@@ -126,7 +126,7 @@ describe('passthrough (no jetty block)', () => {
     const runId = res.headers.get('x-jetty-trajectory-id')!;
     const rec = await waitFor(
       async () => {
-        const r = (await (await fetch(`${h.url}/v1/runs/${runId}`)).json()) as Record<string, any>;
+        const r = (await (await h.fetch(`${h.url}/v1/runs/${runId}`)).json()) as Record<string, any>;
         return r.status === 'failed' ? r : undefined;
       },
       5_000,
@@ -137,7 +137,7 @@ describe('passthrough (no jetty block)', () => {
   });
 
   it('refuses a model no provider serves, or one whose key the server lacks, naming model', async () => {
-    const unknown = await postJson(`${h.url}/v1/chat/completions`, {
+    const unknown = await h.postJson(`${h.url}/v1/chat/completions`, {
       model: 'mystery-1',
       messages: [{ role: 'user', content: 'x' }],
     });
@@ -146,7 +146,7 @@ describe('passthrough (no jetty block)', () => {
       param: 'model',
       code: 'model_unroutable',
     });
-    const nokey = await postJson(`${h.url}/v1/chat/completions`, {
+    const nokey = await h.postJson(`${h.url}/v1/chat/completions`, {
       model: 'claude-sonnet-4-6',
       messages: [{ role: 'user', content: 'x' }],
     });

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Harness, postJson, runbookRequest, startHarness, waitFor } from '../support/harness.js';
+import { type Harness, runbookRequest, startHarness, waitFor } from '../support/harness.js';
 import { claudeLines, ScriptedDriver } from '../support/scripted-driver.js';
 import { readSse } from '../support/sse.js';
 
@@ -24,12 +24,12 @@ afterAll(async () => {
 });
 
 async function runJson(id: string) {
-  return (await fetch(`${h.url}/v1/runs/${id}`)).json() as Promise<Record<string, unknown>>;
+  return (await h.fetch(`${h.url}/v1/runs/${id}`)).json() as Promise<Record<string, unknown>>;
 }
 
 describe('a run through Redis and the queue', () => {
   it('streams chunks: first at once with the run id, content, tool lines, a final chunk, [DONE]', async () => {
-    const res = await postJson(`${h.url}/v1/chat/completions`, runbookRequest(RUNBOOK));
+    const res = await h.postJson(`${h.url}/v1/chat/completions`, runbookRequest(RUNBOOK));
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toContain('text/event-stream');
     expect(res.headers.get('x-request-id')).toBeTruthy();
@@ -66,7 +66,7 @@ describe('a run through Redis and the queue', () => {
   });
 
   it('resumes the event stream after Last-Event-ID without missing or repeating an event', async () => {
-    const res = await postJson(
+    const res = await h.postJson(
       `${h.url}/v1/chat/completions`,
       runbookRequest(RUNBOOK, { stream: false, jetty: { timeout_hint: 0 } }),
     );
@@ -76,20 +76,20 @@ describe('a run through Redis and the queue', () => {
 
     const seen: { id: string; type: string }[] = [];
     const ctl = new AbortController();
-    const first = await fetch(`${h.url}/v1/runs/${runId}/events`, { signal: ctl.signal });
+    const first = await h.fetch(`${h.url}/v1/runs/${runId}/events`, { signal: ctl.signal });
     for await (const ev of readSse(first.body!)) {
       if (!ev.id) continue;
       seen.push({ id: ev.id, type: ev.event! });
       if (seen.length === 4) break;
     }
     ctl.abort();
-    const second = await fetch(`${h.url}/v1/runs/${runId}/events`, {
+    const second = await h.fetch(`${h.url}/v1/runs/${runId}/events`, {
       headers: { 'last-event-id': seen[3]!.id },
     });
     for await (const ev of readSse(second.body!)) {
       if (ev.id) seen.push({ id: ev.id, type: ev.event! });
     }
-    const traj = (await (await fetch(`${h.url}/v1/runs/${runId}/trajectory`)).json()) as {
+    const traj = (await (await h.fetch(`${h.url}/v1/runs/${runId}/trajectory`)).json()) as {
       events: { id: string; type: string }[];
     };
     expect(seen.map((e) => e.id)).toEqual(traj.events.map((e) => e.id));
@@ -99,7 +99,7 @@ describe('a run through Redis and the queue', () => {
 
   it('a client that disconnects does not cancel the run', async () => {
     const ctl = new AbortController();
-    const res = await postJson(`${h.url}/v1/chat/completions`, runbookRequest(RUNBOOK));
+    const res = await h.postJson(`${h.url}/v1/chat/completions`, runbookRequest(RUNBOOK));
     let runId = '';
     for await (const ev of readSse(res.body!)) {
       runId = JSON.parse(ev.data).jetty_metadata.trajectory_id;
@@ -119,14 +119,14 @@ describe('a run through Redis and the queue', () => {
   });
 
   it('cancel stops a running run: status cancelled, run.cancelled last, no sandbox left', async () => {
-    const res = await postJson(
+    const res = await h.postJson(
       `${h.url}/v1/chat/completions`,
       runbookRequest(`${RUNBOOK}\nSLOW\n`, { stream: false, jetty: { timeout_hint: 0 } }),
     );
     const runId = ((await res.json()) as { jetty_metadata: { trajectory_id: string } }).jetty_metadata
       .trajectory_id;
     await waitFor(async () => (await runJson(runId)).sandbox_id, 10_000, 'the sandbox to start');
-    const cancel = await fetch(`${h.url}/v1/runs/${runId}/cancel`, { method: 'POST' });
+    const cancel = await h.fetch(`${h.url}/v1/runs/${runId}/cancel`, { method: 'POST' });
     expect(cancel.status).toBe(200);
     const rec = await waitFor(
       async () => {
@@ -137,7 +137,7 @@ describe('a run through Redis and the queue', () => {
       'the run to end',
     );
     expect(rec.status).toBe('cancelled');
-    const traj = (await (await fetch(`${h.url}/v1/runs/${runId}/trajectory`)).json()) as {
+    const traj = (await (await h.fetch(`${h.url}/v1/runs/${runId}/trajectory`)).json()) as {
       events: { type: string }[];
     };
     expect(traj.events[traj.events.length - 1]!.type).toBe('run.cancelled');
@@ -147,7 +147,7 @@ describe('a run through Redis and the queue', () => {
   });
 
   it('cancel of a finished run changes nothing', async () => {
-    const res = await postJson(`${h.url}/v1/chat/completions`, runbookRequest(RUNBOOK, { stream: false }));
+    const res = await h.postJson(`${h.url}/v1/chat/completions`, runbookRequest(RUNBOOK, { stream: false }));
     expect(res.status).toBe(200);
     const body = (await res.json()) as {
       jetty_metadata: { trajectory_id: string };
@@ -155,7 +155,7 @@ describe('a run through Redis and the queue', () => {
     };
     expect(body.choices[0]!.message.content).toBe('all done');
     const id = body.jetty_metadata.trajectory_id;
-    const cancel = (await (await fetch(`${h.url}/v1/runs/${id}/cancel`, { method: 'POST' })).json()) as {
+    const cancel = (await (await h.fetch(`${h.url}/v1/runs/${id}/cancel`, { method: 'POST' })).json()) as {
       status: string;
     };
     expect(cancel.status).toBe('completed');
@@ -164,28 +164,28 @@ describe('a run through Redis and the queue', () => {
   it('an idempotency key makes a repeated request join the first run instead of starting another', async () => {
     const headers = { 'idempotency-key': `k-${Date.now()}` };
     const body = runbookRequest(RUNBOOK, { stream: false, jetty: { timeout_hint: 0 } });
-    const a = (await (await postJson(`${h.url}/v1/chat/completions`, body, headers)).json()) as {
+    const a = (await (await h.postJson(`${h.url}/v1/chat/completions`, body, headers)).json()) as {
       jetty_metadata: { trajectory_id: string };
     };
-    const b = (await (await postJson(`${h.url}/v1/chat/completions`, body, headers)).json()) as {
+    const b = (await (await h.postJson(`${h.url}/v1/chat/completions`, body, headers)).json()) as {
       jetty_metadata: { trajectory_id: string };
     };
     expect(b.jetty_metadata.trajectory_id).toBe(a.jetty_metadata.trajectory_id);
   });
 
   it('lists runs newest first with a cursor', async () => {
-    const page1 = (await (await fetch(`${h.url}/v1/runs?limit=2`)).json()) as {
+    const page1 = (await (await h.fetch(`${h.url}/v1/runs?limit=2`)).json()) as {
       data: { id: string; created_at: string }[];
       next_cursor: string;
     };
     expect(page1.data).toHaveLength(2);
     expect(page1.next_cursor).toBeTruthy();
-    const page2 = (await (await fetch(`${h.url}/v1/runs?limit=2&cursor=${page1.next_cursor}`)).json()) as {
+    const page2 = (await (await h.fetch(`${h.url}/v1/runs?limit=2&cursor=${page1.next_cursor}`)).json()) as {
       data: { id: string }[];
     };
     expect(page2.data.length).toBeGreaterThan(0);
     expect(page2.data.map((r) => r.id)).not.toContain(page1.data[0]!.id);
-    const completed = (await (await fetch(`${h.url}/v1/runs?status=completed&limit=100`)).json()) as {
+    const completed = (await (await h.fetch(`${h.url}/v1/runs?status=completed&limit=100`)).json()) as {
       data: { status: string }[];
     };
     expect(completed.data.every((r) => r.status === 'completed')).toBe(true);
@@ -198,7 +198,10 @@ describe('an API process that shuts down', () => {
       driver: new ScriptedDriver(() => claudeLines({ steps: 20, delayMs: 200 })),
     });
     try {
-      const res = await postJson(`${own.url}/v1/chat/completions`, runbookRequest(RUNBOOK, { stream: true }));
+      const res = await own.postJson(
+        `${own.url}/v1/chat/completions`,
+        runbookRequest(RUNBOOK, { stream: true }),
+      );
       const reader = (async () => {
         let n = 0;
         for await (const _ of readSse(res.body!)) n++;

@@ -9,8 +9,9 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/index.js';
 import { startServer } from '../../src/main/compose.js';
-import { type Harness, postJson, runbookRequest, startHarness, waitFor } from '../support/harness.js';
-import { freePort, startRedis } from '../support/redis.js';
+import { generateApiKey } from '../../src/tenancy/api-keys.js';
+import { bearer, type Harness, postJson, runbookRequest, startHarness, waitFor } from '../support/harness.js';
+import { dumpRedis, freePort, startRedis } from '../support/redis.js';
 import { claudeLines, ScriptedDriver } from '../support/scripted-driver.js';
 
 // Webhooks end to end: the whole server on a real Redis and BullMQ (only the sandbox is played
@@ -146,14 +147,14 @@ interface WebhookInfo {
 }
 
 async function runJson(id: string) {
-  return (await fetch(`${h.url}/v1/runs/${id}`)).json() as Promise<
+  return (await h.fetch(`${h.url}/v1/runs/${id}`)).json() as Promise<
     Record<string, unknown> & { status: string; ended_at: string | null; webhook?: WebhookInfo }
   >;
 }
 
 /** Runs a runbook with a webhook and waits for the run's end (not the webhook's). */
 async function run(webhookUrl: string, runbook = RUNBOOK, jetty: Record<string, unknown> = {}) {
-  const res = await postJson(
+  const res = await h.postJson(
     `${h.url}/v1/chat/completions`,
     runbookRequest(runbook, {
       stream: false,
@@ -229,7 +230,7 @@ describe('webhook_url and webhook_secret on a run', () => {
       const res = await h.server.app!.inject({
         method: 'POST',
         url: '/v1/chat/completions',
-        headers: { 'content-type': 'application/json' },
+        headers: { 'content-type': 'application/json', ...h.auth },
         payload: JSON.stringify(runbookRequest(RUNBOOK, { stream: false, jetty: c.jetty })),
       });
       expect(res.statusCode).toBe(400);
@@ -263,7 +264,7 @@ describe('a run with a webhook', () => {
     expect(got[0]!.at).toBeGreaterThanOrEqual(Date.parse(rec.ended_at!));
     const payload = JSON.parse(got[2]!.body);
     expect(payload).toMatchObject({
-      name: '_runs/run',
+      name: 'test-collection/run',
       trajectory_id: r.runId,
       status: 'completed',
       completed_steps: ['run'],
@@ -275,14 +276,14 @@ describe('a run with a webhook', () => {
     expect(payload.steps.run.outputs.primary_files).toEqual(payload.steps.run.outputs.files);
     expect(payload.steps.run.outputs.usage.completion_tokens).toBe(5);
     // The download path serves the file.
-    const dl = await fetch(`${h.url}${file.download_path}`);
+    const dl = await h.fetch(`${h.url}${file.download_path}`);
     expect(await dl.text()).toBe('hi\n');
   });
 
   it('names the run after its collection and task', async () => {
-    const r = await run(`${receiver.url}/ok/named`, RUNBOOK, { collection: 'acme', task: 'hello' });
+    const r = await run(`${receiver.url}/ok/named`, RUNBOOK, { collection: h.collection, task: 'hello' });
     await settled(r.runId);
-    expect(JSON.parse(receiver.to('/ok/named')[0]!.body).name).toBe('acme/hello');
+    expect(JSON.parse(receiver.to('/ok/named')[0]!.body).name).toBe(`${h.collection}/hello`);
   });
 
   it('delivers a run that failed, with its error', async () => {
@@ -301,7 +302,7 @@ describe('a run with a webhook', () => {
   });
 
   it('delivers cancelled runs: one cancelled while running, one cancelled while it waited in the queue', async () => {
-    const slow = await postJson(
+    const slow = await h.postJson(
       `${h.url}/v1/chat/completions`,
       runbookRequest(`${RUNBOOK}\nSLOW\n`, {
         stream: false,
@@ -312,7 +313,7 @@ describe('a run with a webhook', () => {
       .trajectory_id;
     await waitFor(async () => (await runJson(slowId)).sandbox_id, 10_000, 'the slow run to start');
     // The only worker slot is taken: this one waits, pending.
-    const queued = await postJson(
+    const queued = await h.postJson(
       `${h.url}/v1/chat/completions`,
       runbookRequest(RUNBOOK, {
         stream: false,
@@ -322,11 +323,11 @@ describe('a run with a webhook', () => {
     const queuedId = ((await queued.json()) as { jetty_metadata: { trajectory_id: string } }).jetty_metadata
       .trajectory_id;
     expect((await runJson(queuedId)).status).toBe('pending');
-    const c1 = (await (await fetch(`${h.url}/v1/runs/${queuedId}/cancel`, { method: 'POST' })).json()) as {
+    const c1 = (await (await h.fetch(`${h.url}/v1/runs/${queuedId}/cancel`, { method: 'POST' })).json()) as {
       status: string;
     };
     expect(c1.status).toBe('cancelled');
-    await fetch(`${h.url}/v1/runs/${slowId}/cancel`, { method: 'POST' });
+    await h.fetch(`${h.url}/v1/runs/${slowId}/cancel`, { method: 'POST' });
 
     for (const [id, p] of [
       [queuedId, '/ok/cancel-pending'],
@@ -391,15 +392,15 @@ describe('a run with a webhook', () => {
     const r = await run(`${receiver.url}/ok/canary`);
     await settled(r.runId);
     const places = {
-      record: await (await fetch(`${h.url}/v1/runs/${r.runId}`)).text(),
-      list: await (await fetch(`${h.url}/v1/runs?limit=100`)).text(),
-      trajectory: await (await fetch(`${h.url}/v1/runs/${r.runId}/trajectory`)).text(),
-      events: await (await fetch(`${h.url}/v1/runs/${r.runId}/events`)).text(),
-      artifacts: await (await fetch(`${h.url}/v1/runs/${r.runId}/artifacts`)).text(),
+      record: await (await h.fetch(`${h.url}/v1/runs/${r.runId}`)).text(),
+      list: await (await h.fetch(`${h.url}/v1/runs?limit=100`)).text(),
+      trajectory: await (await h.fetch(`${h.url}/v1/runs/${r.runId}/trajectory`)).text(),
+      events: await (await h.fetch(`${h.url}/v1/runs/${r.runId}/events`)).text(),
+      artifacts: await (await h.fetch(`${h.url}/v1/runs/${r.runId}/artifacts`)).text(),
       payloads: receiver.received.map((x) => x.body).join('\n'),
       logs: await readFile(logFile, 'utf8'),
       files: await allFiles(h.dataDir),
-      redis: await redisDump(h.redis.url),
+      redis: await dumpRedis(h.redis.url),
     };
     expect(places.record).toContain(`${receiver.url}/ok/canary`);
     expect(places.logs).toContain('webhook delivered');
@@ -409,6 +410,8 @@ describe('a run with a webhook', () => {
     expect(jobKeys).toEqual([]);
   });
 });
+
+const RESTART_KEY = generateApiKey();
 
 describe('a delivery under way when its worker stops', () => {
   it('is made by the next worker: the job waits in Redis, not in the process', async () => {
@@ -421,6 +424,8 @@ describe('a delivery under way when its worker stops', () => {
       JETTY_KEY_PREFIX: 'restart',
       DATA_DIR: dataDir,
       INSTANCE_NAME: 'restart',
+      JETTY_BOOTSTRAP_COLLECTION: 'restart',
+      JETTY_BOOTSTRAP_API_KEY: RESTART_KEY,
       PORT: '0',
       HOST: '127.0.0.1',
       LOG_LEVEL: 'silent',
@@ -437,6 +442,7 @@ describe('a delivery under way when its worker stops', () => {
           stream: false,
           jetty: { webhook_url: `${own.url}/hold-once/r`, webhook_secret: SECRET, timeout_hint: 60 },
         }),
+        bearer(RESTART_KEY),
       );
       const runId = ((await res.json()) as { jetty_metadata: { trajectory_id: string } }).jetty_metadata
         .trajectory_id;
@@ -457,7 +463,9 @@ describe('a delivery under way when its worker stops', () => {
       second = await start();
       const rec = await waitFor(
         async () => {
-          const r = (await (await fetch(`${second!.url}/v1/runs/${runId}`)).json()) as {
+          const r = (await (
+            await fetch(`${second!.url}/v1/runs/${runId}`, { headers: bearer(RESTART_KEY) })
+          ).json()) as {
             webhook?: WebhookInfo;
           };
           return r.webhook?.state === 'delivered' ? r : undefined;
@@ -488,30 +496,3 @@ async function allFiles(dir: string): Promise<string> {
 }
 
 /** Every key and value in the Redis, as text. */
-async function redisDump(url: string): Promise<string> {
-  const r = new Redis(url);
-  try {
-    const out: string[] = [];
-    for (const key of await r.keys('*')) {
-      const type = await r.type(key);
-      const value =
-        type === 'string'
-          ? await r.get(key)
-          : type === 'hash'
-            ? await r.hgetall(key)
-            : type === 'list'
-              ? await r.lrange(key, 0, -1)
-              : type === 'set'
-                ? await r.smembers(key)
-                : type === 'zset'
-                  ? await r.zrange(key, 0, -1)
-                  : type === 'stream'
-                    ? await r.xrange(key, '-', '+')
-                    : type;
-      out.push(`${key} ${JSON.stringify(value)}`);
-    }
-    return out.join('\n');
-  } finally {
-    r.disconnect();
-  }
-}

@@ -6,12 +6,25 @@ import { pino } from 'pino';
 import { loadConfig } from '../../src/config/index.js';
 import { type Server, startServer } from '../../src/main/compose.js';
 import type { SandboxDriver } from '../../src/sandbox/driver.js';
+import { generateApiKey } from '../../src/tenancy/api-keys.js';
 import { startRedis, type TestRedis } from './redis.js';
 
 /** A whole server (API + worker) in this process, on its own Redis and data directory. */
 export interface Harness {
   server: Server;
   url: string;
+  /** The test collection and its API key (every request below sends it). */
+  collection: string;
+  key: string;
+  /** `{authorization: 'Bearer <key>'}` */
+  auth: Record<string, string>;
+  /** fetch with the collection's key (a header of `init` with the same name wins). */
+  fetch(url: string, init?: RequestInit): Promise<Response>;
+  postJson(url: string, body: unknown, headers?: Record<string, string>): Promise<Response>;
+  /** Another collection with its own key, for tenancy tests. */
+  addCollection(name: string): Promise<{ collection: string; key: string; auth: Record<string, string> }>;
+  /** Sets variables of the test collection's environment (null deletes). */
+  setEnv(vars: Record<string, string | null>): Promise<void>;
   redis: TestRedis;
   dataDir: string;
   instance: string;
@@ -24,6 +37,8 @@ export async function startHarness(
   const redis = await startRedis();
   const dataDir = await mkdtemp(path.join(tmpdir(), 'jetty-test-'));
   const instance = `test-${randomBytes(4).toString('hex')}`;
+  const collection = 'test-collection';
+  const key = generateApiKey();
   const config = loadConfig({
     REDIS_URL: redis.url,
     JETTY_KEY_PREFIX: instance,
@@ -33,6 +48,8 @@ export async function startHarness(
     HOST: '127.0.0.1',
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
     HEARTBEAT_MS: '1000',
+    JETTY_BOOTSTRAP_COLLECTION: collection,
+    JETTY_BOOTSTRAP_API_KEY: key,
     ...opts.env,
   });
   const logger = opts.logFile
@@ -49,9 +66,27 @@ export async function startHarness(
     await redis.stop();
     throw err;
   }
+  const auth = bearer(key);
+  const authed =
+    (headers: Record<string, string>) =>
+    (url: string, init: RequestInit = {}) =>
+      fetch(url, { ...init, headers: { ...headers, ...(init.headers as Record<string, string>) } });
   return {
     server,
     url: server.url!,
+    collection,
+    key,
+    auth,
+    fetch: authed(auth),
+    postJson: (url, body, headers = {}) => postJson(url, body, { ...auth, ...headers }),
+    async addCollection(name) {
+      await server.tenancy.createCollection({ name });
+      const made = await server.tenancy.createApiKey(name);
+      return { collection: name, key: made.key, auth: bearer(made.key) };
+    },
+    async setEnv(vars) {
+      await server.tenancy.patchEnvironment(collection, vars);
+    },
     redis,
     dataDir,
     instance,
@@ -61,6 +96,10 @@ export async function startHarness(
       await rm(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+export function bearer(key: string): Record<string, string> {
+  return { authorization: `Bearer ${key}` };
 }
 
 export function runbookRequest(

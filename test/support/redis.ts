@@ -72,3 +72,32 @@ export async function startRedis(): Promise<TestRedis> {
     },
   };
 }
+
+/** Every key of a Redis and its value, one line each: for asserting what is (not) stored. */
+export async function dumpRedis(url: string): Promise<string> {
+  const r = new Redis(url);
+  try {
+    const out: string[] = [];
+    for (const key of await r.keys('*')) {
+      const type = await r.type(key);
+      const value =
+        type === 'string'
+          ? await r.get(key)
+          : type === 'hash'
+            ? await r.hgetall(key)
+            : type === 'list'
+              ? await r.lrange(key, 0, -1)
+              : type === 'set'
+                ? await r.smembers(key)
+                : type === 'zset'
+                  ? await r.zrange(key, 0, -1)
+                  : type === 'stream'
+                    ? await r.xrange(key, '-', '+')
+                    : type;
+      out.push(`${key} ${JSON.stringify(value)}`);
+    }
+    return out.join('\n');
+  } finally {
+    r.disconnect();
+  }
+}

@@ -107,9 +107,8 @@ describe('the webhook payload', () => {
     });
   });
 
-  it('names a run without a collection _runs/<task>, or _runs/run', () => {
-    expect(buildWebhookPayload(endedRun({ collection: null }), null).name).toBe('_runs/weekly-report');
-    expect(buildWebhookPayload(endedRun({ collection: null, task: null }), null).name).toBe('_runs/run');
+  it('names a run without a task <collection>/run', () => {
+    expect(buildWebhookPayload(endedRun({ task: null }), null).name).toBe('acme/run');
   });
 
   it('lists every file as primary when the runbook names no required outputs', () => {

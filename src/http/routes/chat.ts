@@ -5,9 +5,11 @@ import { AppError } from '../../errors.js';
 import { artifactUrl, ChunkMapper, completionId, toChatUsage } from '../../events/chunk-mapper.js';
 import { emptyUsage, TERMINAL_STATUSES } from '../../events/types.js';
 import type { RunRecord } from '../../queue/run-store.js';
+import { providerKeyFor } from '../../tenancy/provider-keys.js';
+import { collectionOf } from '../auth.js';
 import type { AppDeps } from '../deps.js';
 import { forward, planPassthrough } from '../passthrough.js';
-import { planRun } from '../preflight.js';
+import { type CollectionContext, collectionContext, planRun } from '../preflight.js';
 import { type ChatRequest, chatRequestSchema, errorEnvelopeSchema } from '../schemas.js';
 import type { OpenStreams } from '../streams.js';
 
@@ -38,8 +40,9 @@ export function chatRoutes(app: FastifyInstance, deps: AppDeps, streams: OpenStr
       },
     },
     async (req, reply) => {
-      if (!req.body.jetty) return passthrough(req.body, String(req.id), reply, deps);
-      const plan = planRun(req.body, deps);
+      const ctx = await collectionContext(deps, collectionOf(req));
+      if (!req.body.jetty) return passthrough(req.body, String(req.id), reply, deps, ctx);
+      const plan = planRun(req.body, deps, ctx);
       const { record } = await deps.runs.create(plan.job, {
         collection: plan.collection,
         task: plan.task,
@@ -85,7 +88,7 @@ export function chatRoutes(app: FastifyInstance, deps: AppDeps, streams: OpenStr
         return;
       }
 
-      const rec = await waitForEnd(deps, runId, plan.timeoutHintSec, reply.raw);
+      const rec = await waitForEnd(deps, runId, plan.collection, plan.timeoutHintSec, reply.raw);
       if (!TERMINAL_STATUSES.includes(rec.status)) {
         return reply.code(202).send({
           id: completionId(runId),
@@ -143,6 +146,7 @@ function metadataOf(rec: RunRecord) {
 async function waitForEnd(
   deps: AppDeps,
   runId: string,
+  collection: string,
   hintSec: number,
   res: { on(ev: 'close', fn: () => void): unknown },
 ): Promise<RunRecord> {
@@ -157,7 +161,7 @@ async function waitForEnd(
     clearTimeout(timer);
     ctl.abort();
   }
-  return deps.runs.require(runId);
+  return deps.runs.require(runId, collection);
 }
 
 /**
@@ -169,9 +173,15 @@ async function passthrough(
   requestId: string,
   reply: FastifyReply,
   deps: AppDeps,
+  ctx: CollectionContext,
 ): Promise<void> {
-  const target = planPassthrough(body.model, deps);
+  const target = planPassthrough(body.model, ctx);
+  const key = await providerKeyFor(deps.tenancy, ctx.collection, target.provider, {
+    serverKeys: deps.serverProviderKeys,
+    simulated: deps.simulatedProvider,
+  });
   const rec = await deps.runs.recordPassthrough({
+    collection: ctx.collection,
     model: target.model,
     provider: target.provider,
     task: '_chat',
@@ -189,7 +199,7 @@ async function passthrough(
   let outcome: Awaited<ReturnType<typeof forward>> | undefined;
   let failure: string | undefined;
   try {
-    outcome = await forward(target, body, res, deps, ctl.signal);
+    outcome = await forward(target, body, res, { key, url: deps.upstreamUrl }, ctl.signal);
   } catch (err) {
     failure = ctl.signal.aborted
       ? 'The client went away before the provider answered.'

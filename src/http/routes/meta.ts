@@ -3,7 +3,9 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { MODELS } from '../../providers/models.js';
 import { listRuntimes } from '../../runtimes/registry.js';
+import { collectionOf } from '../auth.js';
 import type { AppDeps } from '../deps.js';
+import { collectionContext } from '../preflight.js';
 
 export function metaRoutes(app: FastifyInstance, deps: AppDeps): void {
   const r = app.withTypeProvider<ZodTypeProvider>();
@@ -11,6 +13,7 @@ export function metaRoutes(app: FastifyInstance, deps: AppDeps): void {
   r.get(
     '/healthz',
     {
+      config: { auth: 'public' },
       schema: {
         summary: 'Liveness',
         tags: ['health'],
@@ -23,6 +26,7 @@ export function metaRoutes(app: FastifyInstance, deps: AppDeps): void {
   r.get(
     '/readyz',
     {
+      config: { auth: 'public' },
       schema: {
         summary: 'Readiness: Redis, and Docker on workers',
         tags: ['health'],
@@ -70,18 +74,21 @@ export function metaRoutes(app: FastifyInstance, deps: AppDeps): void {
         },
       },
     },
-    async () => ({
-      object: 'list' as const,
-      data: listRuntimes().map((rt) => ({
-        id: rt.name,
-        object: 'runtime' as const,
-        cli: { package: rt.cliPackage, version: rt.cliVersion },
-        image: rt.image,
-        default_model: rt.defaultModel,
-        providers: rt.providers.map((p) => ({ id: p, available: deps.providerAvailable(p) })),
-        capabilities: { ...rt.capabilities },
-      })),
-    }),
+    async (req) => {
+      const { providers } = await collectionContext(deps, collectionOf(req));
+      return {
+        object: 'list' as const,
+        data: listRuntimes().map((rt) => ({
+          id: rt.name,
+          object: 'runtime' as const,
+          cli: { package: rt.cliPackage, version: rt.cliVersion },
+          image: rt.image,
+          default_model: rt.defaultModel,
+          providers: rt.providers.map((p) => ({ id: p, available: providers.has(p) })),
+          capabilities: { ...rt.capabilities },
+        })),
+      };
+    },
   );
 
   r.get(
@@ -107,7 +114,8 @@ export function metaRoutes(app: FastifyInstance, deps: AppDeps): void {
         },
       },
     },
-    async () => {
+    async (req) => {
+      const { providers } = await collectionContext(deps, collectionOf(req));
       const runtimes = listRuntimes();
       const data = [];
       const seen = new Set<string>();
@@ -128,7 +136,7 @@ export function metaRoutes(app: FastifyInstance, deps: AppDeps): void {
           created: 0,
           owned_by: m.provider,
           runtimes: users,
-          available: deps.providerAvailable(m.provider),
+          available: providers.has(m.provider),
         });
       }
       return { object: 'list' as const, data };

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { badRequest, notFound } from '../../errors.js';
 import { artifactUrl } from '../../events/chunk-mapper.js';
 import { isStreamId } from '../../events/stream-store.js';
+import { collectionOf } from '../auth.js';
 import type { AppDeps } from '../deps.js';
 import { artifactSchema, errorEnvelopeSchema, runIdParams, runRecordSchema } from '../schemas.js';
 import type { OpenStreams } from '../streams.js';
@@ -35,6 +36,7 @@ export function runRoutes(app: FastifyInstance, deps: AppDeps, streams: OpenStre
     },
     async (req) => {
       const page = await runs.list({
+        collection: collectionOf(req),
         limit: req.query.limit,
         cursor: req.query.cursor === undefined ? undefined : Number(req.query.cursor),
         status: req.query.status,
@@ -54,7 +56,7 @@ export function runRoutes(app: FastifyInstance, deps: AppDeps, streams: OpenStre
         response: { 200: runRecordSchema, 404: errorEnvelopeSchema },
       },
     },
-    async (req) => runs.require(req.params.id),
+    async (req) => runs.require(req.params.id, collectionOf(req)),
   );
 
   r.get(
@@ -77,7 +79,7 @@ export function runRoutes(app: FastifyInstance, deps: AppDeps, streams: OpenStre
         },
       },
     },
-    async (req) => runs.trajectory(req.params.id),
+    async (req) => runs.trajectory(req.params.id, collectionOf(req)),
   );
 
   r.post(
@@ -90,7 +92,7 @@ export function runRoutes(app: FastifyInstance, deps: AppDeps, streams: OpenStre
         response: { 200: runRecordSchema, 404: errorEnvelopeSchema },
       },
     },
-    async (req) => runs.cancel(req.params.id),
+    async (req) => runs.cancel(req.params.id, collectionOf(req)),
   );
 
   r.get(
@@ -110,7 +112,7 @@ export function runRoutes(app: FastifyInstance, deps: AppDeps, streams: OpenStre
       },
     },
     async (req) => {
-      const rec = await runs.require(req.params.id);
+      const rec = await runs.require(req.params.id, collectionOf(req));
       return {
         object: 'list' as const,
         data: rec.artifacts.map((a) => ({ ...a, url: artifactUrl(rec.id, a.path) })),
@@ -128,7 +130,7 @@ export function runRoutes(app: FastifyInstance, deps: AppDeps, streams: OpenStre
       },
     },
     async (req, reply) => {
-      const rec = await runs.require(req.params.id);
+      const rec = await runs.require(req.params.id, collectionOf(req));
       const rel = req.params['*'];
       const art = rec.artifacts.find((a) => a.path === rel);
       const file = art ? await deps.blobs.openArtifact(rec.id, art.path) : null;
@@ -163,7 +165,7 @@ export function runRoutes(app: FastifyInstance, deps: AppDeps, streams: OpenStre
       },
     },
     async (req, reply) => {
-      const rec = await runs.require(req.params.id);
+      const rec = await runs.require(req.params.id, collectionOf(req));
       const after = req.headers['last-event-id'] ?? req.query.after ?? '0';
       if (!isStreamId(after)) {
         throw badRequest(

@@ -1,0 +1,239 @@
+import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bearer, type Harness, runbookRequest, startHarness } from '../support/harness.js';
+import { dumpRedis } from '../support/redis.js';
+import { claudeLines, ScriptedDriver } from '../support/scripted-driver.js';
+
+// Keys and collections over HTTP, on real Redis: who may call what, what another collection
+// sees (nothing: a 404 like a run that does not exist), and where provider keys and a runbook's
+// secrets come from.
+const RUNBOOK = '# Tenancy\n\nWrite /app/results/out.txt.\n';
+const CANARY = `canary-${randomBytes(12).toString('hex')}`;
+const SECRET_RUNBOOK = [
+  '---',
+  'secrets:',
+  '  REPORT_TOKEN: { env: REPORT_TOKEN, description: "token for the report API", required: true }',
+  '---',
+  '# Uses a secret',
+  '',
+  'Call the report API with {{secrets.REPORT_TOKEN}}.',
+  '',
+].join('\n');
+
+let h: Harness;
+let other: { collection: string; key: string; auth: Record<string, string> };
+let runId = '';
+const driver = new ScriptedDriver((spec) =>
+  // The "agent" repeats whatever REPORT_TOKEN holds, as an agent that echoes its environment would.
+  claudeLines({ steps: 1, delayMs: 0, text: `token is ${spec.env.REPORT_TOKEN ?? 'unset'}` }),
+);
+const logFile = `/tmp/jetty-tenancy-${randomBytes(4).toString('hex')}.log`;
+
+beforeAll(async () => {
+  h = await startHarness({ driver, logFile });
+  other = await h.addCollection('other-team');
+  const res = await h.postJson(`${h.url}/v1/chat/completions`, runbookRequest(RUNBOOK, { stream: false }));
+  expect(res.status).toBe(200);
+  runId = ((await res.json()) as { jetty_metadata: { trajectory_id: string } }).jetty_metadata.trajectory_id;
+});
+
+afterAll(async () => {
+  await h?.stop();
+});
+
+const routes = () => [
+  { method: 'GET', path: '/v1/runs' },
+  { method: 'GET', path: `/v1/runs/${runId}` },
+  { method: 'GET', path: `/v1/runs/${runId}/trajectory` },
+  { method: 'GET', path: `/v1/runs/${runId}/events` },
+  { method: 'GET', path: `/v1/runs/${runId}/artifacts` },
+  { method: 'GET', path: `/v1/runs/${runId}/artifacts/out.txt` },
+  { method: 'POST', path: `/v1/runs/${runId}/cancel` },
+  { method: 'POST', path: '/v1/chat/completions', body: runbookRequest(RUNBOOK) },
+  { method: 'GET', path: '/v1/runtimes' },
+  { method: 'GET', path: '/v1/models' },
+];
+
+async function call(
+  r: { method: string; path: string; body?: unknown },
+  headers: Record<string, string>,
+): Promise<{ status: number; body: any }> {
+  const res = await fetch(`${h.url}${r.path}`, {
+    method: r.method,
+    headers: { ...(r.body ? { 'content-type': 'application/json' } : {}), ...headers },
+    ...(r.body ? { body: JSON.stringify(r.body) } : {}),
+  });
+  const text = await res.text();
+  return { status: res.status, body: text.startsWith('{') ? JSON.parse(text) : text };
+}
+
+describe('API keys', () => {
+  it('every route but health, readiness and the OpenAPI document answers 401 without a key', async () => {
+    for (const r of routes()) {
+      const res = await call(r, {});
+      expect(res.status, `${r.method} ${r.path}`).toBe(401);
+      expect(res.body.error.code).toBe('invalid_api_key');
+      expect(res.body.error.message).toMatch(/Authorization: Bearer/);
+    }
+    for (const path of ['/healthz', '/readyz', '/openapi.json']) {
+      expect((await fetch(`${h.url}${path}`)).status, path).toBe(200);
+    }
+  });
+
+  it('a wrong, malformed or revoked key is a 401 too, and nothing was queued by them', async () => {
+    const before = await h.server.runs.queue.getJobCounts();
+    const revoked = await h.server.tenancy.createApiKey(h.collection);
+    await h.server.tenancy.revokeApiKey(h.collection, revoked.id);
+    const wrong = [
+      bearer(`jrk_${'A'.repeat(43)}`),
+      bearer('not-a-key'),
+      { authorization: `Basic ${Buffer.from(`u:${h.key}`).toString('base64')}` },
+      bearer(revoked.key),
+    ];
+    for (const headers of wrong) {
+      for (const r of routes()) {
+        const res = await call(r, headers);
+        expect(res.status, `${r.method} ${r.path} with ${headers.authorization}`).toBe(401);
+      }
+    }
+    expect(await h.server.runs.queue.getJobCounts()).toEqual(before);
+  });
+
+  it('keys are stored hashed: Redis holds no key in the clear', async () => {
+    const dump = await dumpRedis(h.redis.url);
+    expect(dump).not.toContain(h.key);
+    expect(dump).not.toContain(other.key);
+  });
+});
+
+describe('another collection', () => {
+  it('gets, for every route naming our run, exactly what a run that does not exist gets', async () => {
+    const ghost = '0123456789abcdeg';
+    for (const r of routes().filter((x) => x.path.includes(runId))) {
+      const theirs = await call(r, other.auth);
+      const none = await call({ ...r, path: r.path.replace(runId, ghost) }, other.auth);
+      expect(theirs.status, `${r.method} ${r.path}`).toBe(404);
+      expect(JSON.stringify(theirs.body).replaceAll(runId, 'ID')).toBe(
+        JSON.stringify(none.body).replaceAll(ghost, 'ID'),
+      );
+    }
+    const list = await call({ method: 'GET', path: '/v1/runs?limit=100' }, other.auth);
+    expect(list.body.data).toEqual([]);
+    const ours = await call({ method: 'GET', path: '/v1/runs?limit=100' }, h.auth);
+    expect(ours.body.data.map((x: { id: string }) => x.id)).toContain(runId);
+  });
+
+  it('cannot name our collection in jetty.collection: 404, as for one that does not exist', async () => {
+    const ours = await call(
+      {
+        method: 'POST',
+        path: '/v1/chat/completions',
+        body: runbookRequest(RUNBOOK, { jetty: { collection: h.collection } }),
+      },
+      other.auth,
+    );
+    const none = await call(
+      {
+        method: 'POST',
+        path: '/v1/chat/completions',
+        body: runbookRequest(RUNBOOK, { jetty: { collection: 'no-such-team' } }),
+      },
+      other.auth,
+    );
+    expect(ours.status).toBe(404);
+    expect(ours.body.error.code).toBe('collection_not_found');
+    expect(ours.body.error.message.replace(h.collection, 'X')).toBe(
+      none.body.error.message.replace('no-such-team', 'X'),
+    );
+  });
+});
+
+describe('provider keys', () => {
+  it('come from the collection: a key set in one collection makes the provider available there only', async () => {
+    const anthropic = async (auth: Record<string, string>) => {
+      const rt = await call({ method: 'GET', path: '/v1/runtimes' }, auth);
+      const claude = rt.body.data.find((x: { id: string }) => x.id === 'claude-code');
+      return claude.providers.find((p: { id: string }) => p.id === 'anthropic').available as boolean;
+    };
+    expect(await anthropic(h.auth)).toBe(false);
+    await h.server.tenancy.patchEnvironment(other.collection, { ANTHROPIC_API_KEY: `sk-${CANARY}` });
+    expect(await anthropic(other.auth)).toBe(true);
+    expect(await anthropic(h.auth)).toBe(false);
+    const refused = await call(
+      {
+        method: 'POST',
+        path: '/v1/chat/completions',
+        body: runbookRequest(RUNBOOK, { jetty: { model_provider: 'anthropic' } }),
+      },
+      h.auth,
+    );
+    expect(refused.status).toBe(400);
+    expect(refused.body.error.code).toBe('provider_key_missing');
+    expect(refused.body.error.message).toContain(
+      `ANTHROPIC_API_KEY in the environment of collection ${h.collection}`,
+    );
+  });
+});
+
+describe("a runbook's secrets", () => {
+  it('a required secret the collection lacks is a 400 naming it and how to set it; nothing is queued', async () => {
+    const before = await h.server.runs.queue.getJobCounts();
+    const res = await call(
+      { method: 'POST', path: '/v1/chat/completions', body: runbookRequest(SECRET_RUNBOOK) },
+      h.auth,
+    );
+    expect(res.status).toBe(400);
+    expect(res.body.error.code).toBe('secret_missing');
+    expect(res.body.error.param).toBe('messages[0].content.frontmatter.secrets.REPORT_TOKEN');
+    expect(res.body.error.message).toMatch(/PATCH \/api\/v1\/collections\/test-collection\/environment/);
+    expect(await h.server.runs.queue.getJobCounts()).toEqual(before);
+  });
+
+  it('a provider key declared as a secret is refused: it never enters a sandbox', async () => {
+    const runbook = SECRET_RUNBOOK.replace('env: REPORT_TOKEN', 'env: OPENAI_API_KEY');
+    const res = await call(
+      { method: 'POST', path: '/v1/chat/completions', body: runbookRequest(runbook) },
+      h.auth,
+    );
+    expect(res.status).toBe(400);
+    expect(res.body.error.code).toBe('provider_key_as_secret');
+  });
+
+  it('reaches the sandbox as its variable, is never in the prompt, and is redacted from all the run records', async () => {
+    await h.setEnv({ REPORT_TOKEN: CANARY, UNDECLARED_THING: `other-${CANARY}` });
+    const res = await call(
+      {
+        method: 'POST',
+        path: '/v1/chat/completions',
+        body: runbookRequest(SECRET_RUNBOOK, { stream: false }),
+      },
+      h.auth,
+    );
+    expect(res.status).toBe(200);
+    const id = res.body.jetty_metadata.trajectory_id as string;
+    const spec = driver.started.find((s) => s.runId === id)!;
+    // Declared: present with its value. Undeclared variables and provider keys: absent.
+    expect(spec.env.REPORT_TOKEN).toBe(CANARY);
+    expect(spec.env.UNDECLARED_THING).toBeUndefined();
+    expect(Object.values(spec.env).join('\n')).not.toContain(`other-${CANARY}`);
+    // The agent's prompt names the variable, not the value.
+    expect(JSON.stringify(spec.files ?? [])).toContain('$REPORT_TOKEN');
+    // The agent printed the value; every place the run is recorded has it redacted.
+    expect(res.body.choices[0].message.content).toBe('token is [redacted:REPORT_TOKEN]');
+    const places = {
+      record: (await call({ method: 'GET', path: `/v1/runs/${id}` }, h.auth)).body,
+      trajectory: (await call({ method: 'GET', path: `/v1/runs/${id}/trajectory` }, h.auth)).body,
+      events: (await call({ method: 'GET', path: `/v1/runs/${id}/events` }, h.auth)).body,
+      artifacts: (await call({ method: 'GET', path: `/v1/runs/${id}/artifacts` }, h.auth)).body,
+      env: (await call({ method: 'GET', path: '/api/v1/collections/test-collection/environment' }, h.auth))
+        .body,
+      redis: await dumpRedis(h.redis.url),
+      logs: await readFile(logFile, 'utf8'),
+    };
+    expect(JSON.stringify(places.trajectory)).toContain('[redacted:REPORT_TOKEN]');
+    for (const [where, v] of Object.entries(places)) {
+      expect(JSON.stringify(v).includes(CANARY), where).toBe(false);
+    }
+  });
+});
