@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import fastifyMultipart from '@fastify/multipart';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
@@ -6,6 +7,8 @@ import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fast
 import { registerAuth } from './auth.js';
 import type { AppDeps } from './deps.js';
 import { registerErrorHandling } from './errors.js';
+import { apiV1CollectionRoutes } from './routes/api-v1-collections.js';
+import { apiV1RunRoutes } from './routes/api-v1-runs.js';
 import { chatRoutes } from './routes/chat.js';
 import { metaRoutes } from './routes/meta.js';
 import { runRoutes } from './routes/runs.js';
@@ -21,6 +24,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger | undefined,
     bodyLimit: deps.maxBodyBytes,
+    // Jetty's clients: GET /api/v1/collections/ has its slash, POST /api/v1/tasks/{c} has none, and
+    // the SDK turns a base URL ending in "/" into //api/v1/...; each is served where it lands.
+    routerOptions: { ignoreTrailingSlash: true, ignoreDuplicateSlashes: true },
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
       return typeof given === 'string' && /^[A-Za-z0-9._-]{1,128}$/.test(given)
@@ -35,6 +41,17 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   registerErrorHandling(app);
   registerAuth(app, { tenancy: deps.tenancy, adminToken: deps.adminToken });
+  await app.register(fastifyMultipart, {
+    throwFileSizeLimit: false,
+    limits: {
+      fileSize: deps.uploads.limits.maxFileBytes,
+      files: deps.uploads.limits.maxFiles,
+      fields: 20,
+      // init_params may hold a whole runbook: as much as a JSON request body may.
+      fieldSize: deps.maxBodyBytes,
+      parts: deps.uploads.limits.maxFiles + 20,
+    },
+  });
 
   await app.register(fastifySwagger, {
     openapi: {
@@ -50,7 +67,23 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         { name: 'runs', description: 'Runs (trajectories): records, events, artifacts, cancel' },
         { name: 'runtimes', description: 'Agent runtimes and models' },
         { name: 'health', description: 'Liveness and readiness' },
+        {
+          name: 'jetty',
+          description:
+            "Jetty's /api/v1: what @jetty/sdk and jetty-mcp-server call (collections, environment, tasks, runs, trajectories, labels, files)",
+        },
       ],
+      components: {
+        securitySchemes: {
+          collectionKey: {
+            type: 'http',
+            scheme: 'bearer',
+            description:
+              'An API key of your collection (jrk_…); /healthz, /readyz, /api/v1/health and this document need none.',
+          },
+        },
+      },
+      security: [{ collectionKey: [] }],
     },
     transform: jsonSchemaTransform,
   });
@@ -62,5 +95,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   metaRoutes(app, deps);
   runRoutes(app, deps, streams);
   chatRoutes(app, deps, streams);
+  apiV1CollectionRoutes(app, deps);
+  apiV1RunRoutes(app, deps);
   return app;
 }

@@ -1,5 +1,7 @@
 import type { Logger } from 'pino';
 import type { AgentName } from '../events/types.js';
+import type { TaskStore } from '../jetty/tasks.js';
+import type { UploadStore } from '../jetty/uploads.js';
 import type { RealProvider } from '../providers/upstreams.js';
 import type { RunService } from '../queue/run-service.js';
 import type { BlobStore } from '../storage/blob-store.js';
@@ -12,7 +14,8 @@ export interface AppDeps {
   tenancy: TenancyStore;
   /** The operator's token that may create and list collections (JETTY_ADMIN_TOKEN). */
   adminToken: string | undefined;
-  uploads: { maxFileBytes: number; maxFiles: number };
+  uploads: UploadStore;
+  tasks: TaskStore;
   logger?: Logger;
   heartbeatMs: number;
   maxBodyBytes: number;

@@ -3,7 +3,7 @@ import type { AgentName } from '../events/types.js';
 import { checkModelSlug, openRouterFormOf } from '../providers/model-slugs.js';
 import { validateSimulateScript } from '../providers/simulated/index.js';
 import { keyEnvOf } from '../providers/upstreams.js';
-import type { RunSecret } from '../queue/catalog.js';
+import type { RunAsset, RunSecret } from '../queue/catalog.js';
 import type { NewRun } from '../queue/run-service.js';
 import { resolveRunbook } from '../runbook/resolve.js';
 import type { SecretSpec } from '../runbook/schema.js';
@@ -67,7 +67,7 @@ export function planRun(
   body: ChatRequest,
   deps: AppDeps,
   ctx: CollectionContext,
-  opts: { secretParams?: ReadonlySet<string> } = {},
+  opts: { secretParams?: ReadonlySet<string>; assets?: RunAsset[] } = {},
 ): PlannedRun {
   const jetty = body.jetty;
   if (!jetty) throw new Error('planRun needs a jetty block; a request without one is a passthrough call');
@@ -96,12 +96,6 @@ export function planRun(
     );
   }
   const webhook = webhookOf(jetty);
-  if (jetty.file_paths && jetty.file_paths.length > 0) {
-    throw badRequest(
-      '`jetty.file_paths` is not served by this server yet: files cannot be mounted into the sandbox. Remove it, or inline small inputs in the runbook.',
-      'jetty.file_paths',
-    );
-  }
 
   const resolved = resolveRunbook({
     runbookText,
@@ -222,6 +216,7 @@ export function planRun(
       primaryOutputs: resolved.primaryOutputs,
       collection: ctx.collection,
       secrets,
+      assets: opts.assets ?? [],
       timeoutSec: resolved.timeoutSec,
       limits: { cpus, memoryBytes: max.memoryBytes, pids: max.pids },
       network: jetty.network_enabled ? 'bridge' : 'none',

@@ -7,6 +7,8 @@ import type { Config } from '../config/index.js';
 import { EventStreamStore } from '../events/stream-store.js';
 import { ProviderGateway } from '../gateway/gateway.js';
 import { buildApp } from '../http/app.js';
+import { TaskStore } from '../jetty/tasks.js';
+import { UploadStore } from '../jetty/uploads.js';
 import { RedisKeys } from '../queue/keys.js';
 import { closeRedis } from '../queue/redis-close.js';
 import { RunService } from '../queue/run-service.js';
@@ -71,6 +73,7 @@ export async function startServer(
   }
   const tenancy = (r: Redis) => new TenancyStore(r, config.keyPrefix, masterKey.key);
   const store = tenancy(redis);
+  const uploads = new UploadStore(blobs.root, config.uploads);
 
   const closers: Array<() => Promise<unknown>> = [];
   let worker: RunWorker | undefined;
@@ -124,6 +127,7 @@ export async function startServer(
         concurrency: config.workerConcurrency,
         lockMs: config.workerLockMs,
         tenancy: tenancy(workerRedis),
+        uploads,
         serverProviderKeys: config.providerKeys,
         simulatedProvider: config.simulatedProvider,
         upstreams: config.upstreams,
@@ -142,7 +146,8 @@ export async function startServer(
         blobs,
         tenancy: store,
         adminToken: config.adminToken,
-        uploads: config.uploads,
+        uploads,
+        tasks: new TaskStore(redis, config.keyPrefix),
         logger,
         heartbeatMs: config.heartbeatMs,
         maxBodyBytes: config.maxBodyBytes,

@@ -11,6 +11,17 @@ import { PROVIDER_NAMES, type ProviderName } from '../runtimes/types.js';
 export const runSecretSchema = z.object({ name: z.string(), env: z.string(), required: z.boolean() });
 export type RunSecret = z.infer<typeof runSecretSchema>;
 
+/** An input file for the sandbox: an upload or an earlier run's artifact of the same collection. */
+export const runAssetSchema = z.object({
+  kind: z.enum(['upload', 'artifact']),
+  /** The upload id or the run id. */
+  id: z.string().regex(/^[A-Za-z0-9_-]+$/),
+  relPath: z.string().min(1),
+  /** Where it appears in the sandbox (under /app/assets). */
+  path: z.string().startsWith('/app/assets/'),
+});
+export type RunAsset = z.infer<typeof runAssetSchema>;
+
 export const runJobSchema = z.object({
   runId: z.string().min(1),
   /** Whose run it is: provider keys and secrets come from this collection. */
@@ -33,6 +44,8 @@ export const runJobSchema = z.object({
    * bound to the run id: a job in Redis never holds a secret in the clear.
    */
   secretParams: z.string().optional(),
+  /** Input files put into the sandbox before the agent starts. */
+  assets: z.array(runAssetSchema).default([]),
   timeoutSec: z.number().int().positive(),
   limits: z.object({
     cpus: z.number().positive(),

@@ -38,6 +38,14 @@ export interface WebhookInfo {
   deliveries: WebhookDelivery[];
 }
 
+/** A label on a run, as Jetty's trajectories carry them. */
+export interface RunLabel {
+  key: string;
+  value: string;
+  author: string;
+  created: string;
+}
+
 /** A run record, with its webhook when it has one. */
 export type RunView = RunRecord & { webhook?: WebhookInfo };
 
@@ -301,6 +309,13 @@ export class RunService {
     };
   }
 
+  /** The run's input (runbook, outputs wanted, submitted init_params), from Redis or the blob store. */
+  async input(id: string): Promise<Trajectory['input']> {
+    const raw = await this.deps.redis.get(this.inputKey(id));
+    if (raw) return JSON.parse(raw) as Trajectory['input'];
+    return (await this.deps.blobs.readTrajectory<Trajectory>(id))?.input ?? null;
+  }
+
   /**
    * Cancels a run. A pending one is cancelled here and now; a running one is flagged and announced
    * to the workers, which stop its sandbox and record the end. A finished run is left as it is.
@@ -373,6 +388,33 @@ export class RunService {
       const traj = await this.deps.blobs.readTrajectory<Trajectory>(id);
       if (traj) await this.deps.blobs.writeTrajectory(id, { ...traj, run: { ...traj.run, webhook } });
     }
+  }
+
+  /**
+   * Adds a label to a run (Jetty's labels: a list; the same key twice keeps both, newest last).
+   * Labels live apart from the record, so the worker's final write can never drop one added
+   * while the run ended; a copy beside the trajectory outlives Redis's retention.
+   */
+  async addLabel(id: string, label: RunLabel): Promise<RunLabel[]> {
+    const key = this.labelsKey(id);
+    await this.deps.redis
+      .multi()
+      .rpush(key, JSON.stringify(label))
+      .expire(key, this.deps.retentionSec)
+      .exec();
+    const labels = await this.labels(id);
+    await this.deps.blobs.writeRunJson(id, 'labels.json', labels);
+    return labels;
+  }
+
+  async labels(id: string): Promise<RunLabel[]> {
+    const raw = await this.deps.redis.lrange(this.labelsKey(id), 0, -1);
+    if (raw.length > 0) return raw.map((r) => JSON.parse(r) as RunLabel);
+    return (await this.deps.blobs.readRunJson<RunLabel[]>(id, 'labels.json')) ?? [];
+  }
+
+  private labelsKey(id: string): string {
+    return `${this.deps.keys.run(id)}:labels`;
   }
 
   private async releaseWebhook(id: string): Promise<void> {

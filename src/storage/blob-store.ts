@@ -45,16 +45,25 @@ export class BlobStore {
   }
 
   async writeTrajectory(runId: string, trajectory: unknown): Promise<void> {
-    const dir = this.runDir(runId);
-    await mkdir(dir, { recursive: true });
-    const tmp = path.join(dir, `trajectory.json.${process.pid}.tmp`);
-    await writeFile(tmp, JSON.stringify(trajectory));
-    await rename(tmp, path.join(dir, 'trajectory.json'));
+    await this.writeRunJson(runId, 'trajectory.json', trajectory);
   }
 
   async readTrajectory<T>(runId: string): Promise<T | null> {
+    return this.readRunJson<T>(runId, 'trajectory.json');
+  }
+
+  /** Writes a JSON document beside the run's artifacts, atomically (readers see old or new). */
+  async writeRunJson(runId: string, name: string, value: unknown): Promise<void> {
+    const dir = this.runDir(runId);
+    await mkdir(dir, { recursive: true });
+    const tmp = path.join(dir, `${name}.${process.pid}.${Date.now()}.tmp`);
+    await writeFile(tmp, JSON.stringify(value));
+    await rename(tmp, path.join(dir, name));
+  }
+
+  async readRunJson<T>(runId: string, name: string): Promise<T | null> {
     try {
-      return JSON.parse(await readFile(path.join(this.runDir(runId), 'trajectory.json'), 'utf8')) as T;
+      return JSON.parse(await readFile(path.join(this.runDir(runId), name), 'utf8')) as T;
     } catch {
       return null;
     }

@@ -70,3 +70,17 @@ export function envNameProblem(name: string): string | null {
   }
   return null;
 }
+
+export const TASK_NAME_MAX = 100;
+export const TASK_NAME_RULE =
+  `1–${TASK_NAME_MAX} characters of letters, digits, ".", "-" and "_", starting with a letter or digit ` +
+  '(e.g. "hello", "weekly-report.v2")';
+
+/** What is wrong with a task name, or null. Names starting with "_" are the server's own (`_chat`). */
+export function taskNameProblem(name: unknown): string | null {
+  if (typeof name !== 'string' || name.length === 0) return `A task name is ${TASK_NAME_RULE}.`;
+  if (name.length > TASK_NAME_MAX || !/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) {
+    return `The task name ${quoted(name)} is not usable; a task name is ${TASK_NAME_RULE}.`;
+  }
+  return null;
+}

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { rm } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { type Job, UnrecoverableError, WaitingError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -13,6 +13,7 @@ import {
   type RunStatus,
 } from '../events/types.js';
 import type { GatewayRoute, ProviderGateway } from '../gateway/gateway.js';
+import type { UploadStore } from '../jetty/uploads.js';
 import { estimateCost } from '../providers/prices.js';
 import { createSimulatedProvider } from '../providers/simulated/index.js';
 import { isRealProvider, keyEnvOf, type RealProvider, UPSTREAMS } from '../providers/upstreams.js';
@@ -22,7 +23,7 @@ import { closeRedis } from '../queue/redis-close.js';
 import type { RunService } from '../queue/run-service.js';
 import type { RunTimings } from '../queue/run-store.js';
 import { getRuntime } from '../runtimes/registry.js';
-import type { ProviderName } from '../runtimes/types.js';
+import type { ProviderName, SandboxFile } from '../runtimes/types.js';
 import {
   type CollectedArtifact,
   GATEWAY_MOUNT,
@@ -54,6 +55,8 @@ export interface WorkerDeps {
   lockMs: number;
   /** Provider keys and declared secrets come from the run's collection. */
   tenancy: TenancyStore;
+  /** Uploaded input files (the run's assets). */
+  uploads: UploadStore;
   /** The server's own provider keys, for collections without theirs. */
   serverProviderKeys: Partial<Record<RealProvider, string>>;
   simulatedProvider: boolean;
@@ -303,6 +306,7 @@ export class RunWorker {
         workdir: '/app',
         resultsDir: spec.resultsDir,
       });
+      const assets = await this.assetFiles(spec);
       const tStart = Date.now();
       sandbox = await deps.driver.start({
         runId,
@@ -314,7 +318,7 @@ export class RunWorker {
           JETTY_GATEWAY_PORT: String(SANDBOX_GATEWAY_PORT),
           JETTY_GATEWAY_SOCKET: `${GATEWAY_MOUNT}/${GATEWAY_SOCKET_NAME}`,
         },
-        files: invocation.files,
+        files: [...assets, ...invocation.files],
         ...(invocation.stdinFile ? { stdinFile: invocation.stdinFile } : {}),
         limits: spec.limits,
         network: spec.network,
@@ -490,6 +494,26 @@ export class RunWorker {
     if (moved) await this.deps.runs.finish(runId, terminal);
   }
 
+  /** The run's input files, read from the blob store (uploads, or earlier runs' artifacts). */
+  private async assetFiles(spec: RunJob): Promise<SandboxFile[]> {
+    const out: SandboxFile[] = [];
+    for (const a of spec.assets) {
+      const bytes =
+        a.kind === 'upload'
+          ? await this.deps.uploads.read(spec.collection, a.id, a.relPath)
+          : await readArtifact(this.deps.blobs, a.id, a.relPath);
+      if (!bytes) {
+        throw new AppError(`The input file ${a.path} is gone from the server's storage; upload it again.`, {
+          status: 400,
+          type: 'invalid_request_error',
+          code: 'file_not_found',
+        });
+      }
+      out.push({ path: a.path, content: bytes });
+    }
+    return out;
+  }
+
   /**
    * The run's declared secrets, from its own secret parameters first, then its collection: the
    * sandbox's variables, and every value to redact (provider keys included). A required secret
@@ -569,6 +593,11 @@ export class RunWorker {
       onRequest,
     };
   }
+}
+
+async function readArtifact(blobs: BlobStore, runId: string, relPath: string): Promise<Buffer | null> {
+  const full = blobs.artifactPath(runId, relPath);
+  return full ? readFile(full).catch(() => null) : null;
 }
 
 class StopBeforeStart extends Error {}

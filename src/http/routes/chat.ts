@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { AppError } from '../../errors.js';
 import { artifactUrl, ChunkMapper, completionId, toChatUsage } from '../../events/chunk-mapper.js';
 import { emptyUsage, TERMINAL_STATUSES } from '../../events/types.js';
+import { resolveAssets } from '../../jetty/assets.js';
 import type { RunRecord } from '../../queue/run-store.js';
 import { providerKeyFor } from '../../tenancy/provider-keys.js';
 import { collectionOf } from '../auth.js';
@@ -42,7 +43,13 @@ export function chatRoutes(app: FastifyInstance, deps: AppDeps, streams: OpenStr
     async (req, reply) => {
       const ctx = await collectionContext(deps, collectionOf(req));
       if (!req.body.jetty) return passthrough(req.body, String(req.id), reply, deps, ctx);
-      const plan = planRun(req.body, deps, ctx);
+      const assets = await resolveAssets(req.body.jetty.file_paths ?? [], {
+        collection: ctx.collection,
+        runs: deps.runs,
+        uploads: deps.uploads,
+        param: 'jetty.file_paths',
+      });
+      const plan = planRun(req.body, deps, ctx, { assets });
       const { record } = await deps.runs.create(plan.job, {
         collection: plan.collection,
         task: plan.task,

@@ -1,0 +1,228 @@
+/**
+ * Uploaded files: kept under `<blob root>/uploads/<collection>/<upload id>/`, addressed by the
+ * storage key `<collection>/_uploads/<upload id>/<path>`, and put into a run's sandbox at
+ * `/app/assets/<path>`. Names are made safe before anything is written: the client's filename is
+ * cut to its last path component, characters that mean something to a shell or a file system are
+ * replaced, and no segment can be `.` or `..`. A zip is unpacked in place of itself (into a folder
+ * named after it), entry by entry under the same rules and within the same size budget.
+ */
+import { randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import yauzl from 'yauzl';
+import { AppError, badRequest } from '../errors.js';
+import { UPLOADS_TASK } from './trajectory.js';
+
+/** Where uploads appear inside a sandbox. */
+export const ASSETS_DIR = '/app/assets';
+export const MAX_ZIP_ENTRIES = 2000;
+const MAX_NAME = 200;
+
+export interface UploadLimits {
+  /** Bytes per uploaded file, and per file unpacked from a zip. */
+  maxFileBytes: number;
+  /** Files per request. */
+  maxFiles: number;
+}
+
+export interface SavedUpload {
+  upload_id: string;
+  /** Storage keys, one per file (a zip's: one per file in it), in upload order. */
+  file_paths: string[];
+  count: number;
+}
+
+/** A safe file name from whatever a client sent; never empty, never `.`/`..`, never with a slash. */
+export function sanitizeName(raw: string): string {
+  const last = raw.split(/[/\\]/).pop() ?? '';
+  const cleaned = last
+    .normalize('NFC')
+    .replace(/[^\p{L}\p{N}._ +=@,-]/gu, '_')
+    .replace(/^[.\s]+/, '')
+    .replace(/\s+$/, '')
+    .slice(0, MAX_NAME);
+  return cleaned === '' ? 'file' : cleaned;
+}
+
+export function tooLarge(what: string, limit: number): AppError {
+  return new AppError(
+    `${what} is larger than this server accepts (${limit} bytes per file). Send a smaller file or raise MAX_UPLOAD_BYTES on the server.`,
+    { status: 413, type: 'invalid_request_error', code: 'file_too_large', param: 'files' },
+  );
+}
+
+export class UploadStore {
+  constructor(
+    private readonly root: string,
+    readonly limits: UploadLimits,
+  ) {}
+
+  private dir(collection: string, uploadId: string): string {
+    if (!/^[A-Za-z0-9_-]+$/.test(uploadId)) throw new Error('invalid upload id');
+    return path.join(this.root, 'uploads', collection, uploadId);
+  }
+
+  /** The file behind a key's parts, or null when there is none (or the path would leave its upload). */
+  private fileOf(collection: string, uploadId: string, relPath: string): string | null {
+    if (!/^[A-Za-z0-9_-]+$/.test(uploadId)) return null;
+    const base = this.dir(collection, uploadId);
+    const full = path.resolve(base, relPath);
+    return full.startsWith(base + path.sep) && !relPath.includes('\0') ? full : null;
+  }
+
+  async open(
+    collection: string,
+    uploadId: string,
+    relPath: string,
+  ): Promise<{ stream: Readable; size: number } | null> {
+    const full = this.fileOf(collection, uploadId, relPath);
+    if (!full) return null;
+    try {
+      const st = await stat(full);
+      return st.isFile() ? { stream: createReadStream(full), size: st.size } : null;
+    } catch {
+      return null;
+    }
+  }
+
+  async read(collection: string, uploadId: string, relPath: string): Promise<Buffer | null> {
+    const full = this.fileOf(collection, uploadId, relPath);
+    return full ? readFile(full).catch(() => null) : null;
+  }
+
+  /**
+   * Saves a request's files as one upload. `files` yields each file part as the multipart parser
+   * hands it over; a part over the size limit (the parser marks it truncated) fails the whole
+   * upload, and nothing of it is kept.
+   */
+  async save(
+    collection: string,
+    files: AsyncIterable<{ filename: string; stream: Readable & { truncated?: boolean } }>,
+    opts: { allowEmpty?: boolean } = {},
+  ): Promise<SavedUpload | null> {
+    const uploadId = randomBytes(8).toString('hex');
+    const dir = this.dir(collection, uploadId);
+    const keys: string[] = [];
+    const used = new Set<string>();
+    const unique = (rel: string) => {
+      let candidate = rel;
+      for (let n = 2; used.has(candidate.toLowerCase()); n++) {
+        const ext = path.posix.extname(rel);
+        candidate = `${rel.slice(0, rel.length - ext.length)}-${n}${ext}`;
+      }
+      used.add(candidate.toLowerCase());
+      return candidate;
+    };
+    const key = (rel: string) =>
+      `${encodeURIComponent(collection)}/${UPLOADS_TASK}/${uploadId}/${rel.split('/').map(encodeURIComponent).join('/')}`;
+    try {
+      await mkdir(dir, { recursive: true });
+      let count = 0;
+      for await (const file of files) {
+        if (++count > this.limits.maxFiles) {
+          file.stream.resume();
+          throw new AppError(`At most ${this.limits.maxFiles} files per request.`, {
+            status: 413,
+            type: 'invalid_request_error',
+            code: 'too_many_files',
+            param: 'files',
+          });
+        }
+        const name = sanitizeName(file.filename);
+        const tmp = path.join(dir, `.part-${count}`);
+        await pipeline(file.stream, createWriteStream(tmp));
+        if (file.stream.truncated)
+          throw tooLarge(`The file ${JSON.stringify(name)}`, this.limits.maxFileBytes);
+        if (/\.zip$/i.test(name)) {
+          const folder = unique(name.replace(/\.zip$/i, '') || 'archive');
+          for (const rel of await this.unzip(tmp, path.join(dir, folder), name))
+            keys.push(key(`${folder}/${rel}`));
+          await rm(tmp);
+        } else {
+          const rel = unique(name);
+          await rm(path.join(dir, rel), { force: true });
+          await rename(tmp, path.join(dir, rel));
+          keys.push(key(rel));
+        }
+      }
+      if (keys.length === 0) {
+        await rm(dir, { recursive: true, force: true });
+        if (opts.allowEmpty) return null;
+        throw badRequest('No files: send one or more multipart parts named "files".', 'files', 'no_files');
+      }
+      return { upload_id: uploadId, file_paths: keys, count: keys.length };
+    } catch (err) {
+      await rm(dir, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  /** Unpacks a zip's regular files under `dest`, each name segment made safe; returns their paths. */
+  private async unzip(zipPath: string, dest: string, zipName: string): Promise<string[]> {
+    const bad = (why: string) =>
+      badRequest(`The zip ${JSON.stringify(zipName)} cannot be unpacked: ${why}.`, 'files', 'invalid_zip');
+    let zip: yauzl.ZipFile;
+    try {
+      zip = await new Promise<yauzl.ZipFile>((resolve, reject) =>
+        yauzl.open(
+          zipPath,
+          { lazyEntries: true, validateEntrySizes: true, strictFileNames: false },
+          (e, z) => (e ? reject(e) : resolve(z)),
+        ),
+      );
+    } catch (e) {
+      throw bad((e as Error).message);
+    }
+    const out: string[] = [];
+    const used = new Set<string>();
+    try {
+      await new Promise<void>((resolve, reject) => {
+        let entries = 0;
+        // All of a zip together gets what a whole request of files would: no small zip unpacks huge.
+        let budget = this.limits.maxFileBytes * this.limits.maxFiles;
+        zip.on('error', (e: Error) => reject(bad(e.message)));
+        zip.on('end', () => resolve());
+        zip.on('entry', (entry: yauzl.Entry) => {
+          void (async () => {
+            if (++entries > MAX_ZIP_ENTRIES) throw bad(`it has more than ${MAX_ZIP_ENTRIES} entries`);
+            const isDir = entry.fileName.endsWith('/');
+            // Unix mode in the high 16 bits: only regular files (0o100000) or no mode at all.
+            const mode = (entry.externalFileAttributes >>> 16) & 0o170000;
+            if (isDir || (mode !== 0 && mode !== 0o100000)) return zip.readEntry();
+            if (entry.uncompressedSize > this.limits.maxFileBytes) {
+              throw tooLarge(
+                `${JSON.stringify(entry.fileName)} in ${JSON.stringify(zipName)}`,
+                this.limits.maxFileBytes,
+              );
+            }
+            budget -= entry.uncompressedSize;
+            if (budget < 0)
+              throw bad(`it unpacks to more than ${this.limits.maxFileBytes * this.limits.maxFiles} bytes`);
+            const segments = entry.fileName.split(/[/\\]/).filter((s) => s !== '' && s !== '.' && s !== '..');
+            if (segments.length === 0) return zip.readEntry();
+            let rel = segments.map(sanitizeName).join('/');
+            for (let n = 2; used.has(rel.toLowerCase()); n++) rel = `${rel}-${n}`;
+            used.add(rel.toLowerCase());
+            const target = path.join(dest, rel);
+            if (!target.startsWith(dest + path.sep)) throw bad('an entry would land outside its folder');
+            await mkdir(path.dirname(target), { recursive: true });
+            const stream = await new Promise<Readable>((res, rej) =>
+              zip.openReadStream(entry, (e, s) => (e ? rej(bad(e.message)) : res(s))),
+            );
+            await pipeline(stream, createWriteStream(target));
+            out.push(rel);
+            zip.readEntry();
+          })().catch(reject);
+        });
+        zip.readEntry();
+      });
+    } finally {
+      zip.close();
+    }
+    if (out.length === 0) throw bad('it holds no files');
+    return out;
+  }
+}
