@@ -100,8 +100,8 @@ export class WebhookWorker {
       throw new DelayedError();
     }
 
-    const input = ended.input && 'requiredOutputs' in ended.input ? ended.input : null;
-    const body = JSON.stringify(buildWebhookPayload(ended.run, input));
+    const labels = await deps.runs.labels(runId);
+    const body = JSON.stringify(buildWebhookPayload(ended.run, ended.input, labels));
     const attempt = job.attemptsMade + 1;
     const at = new Date();
     let result: DeliveryResult;

@@ -272,11 +272,12 @@ describe('a run with a webhook', () => {
       init_params: { agent: 'claude-code', model: 'claude-sonnet-4-6', model_provider: 'simulated' },
     });
     const file = payload.steps.run.outputs.files[0];
-    expect(file).toMatchObject({ path: 'hello.txt', extension: '.txt', content_type: 'text/plain' });
+    expect(file).toMatchObject({ name: 'hello.txt', extension: 'txt', content_type: 'text/plain' });
+    expect(file.path).toBe(`${h.collection}/run/${r.runId}/hello.txt`);
     expect(payload.steps.run.outputs.primary_files).toEqual(payload.steps.run.outputs.files);
     expect(payload.steps.run.outputs.usage.completion_tokens).toBe(5);
     // The download path serves the file.
-    const dl = await h.fetch(`${h.url}${file.download_path}`);
+    const dl = await h.fetch(`${h.url}/api/v1/file/${file.path}`);
     expect(await dl.text()).toBe('hi\n');
   });
 
@@ -298,7 +299,8 @@ describe('a run with a webhook', () => {
     expect(payload.status).toBe('failed');
     expect(payload.completed_steps).toEqual([]);
     expect(payload.steps.run.outputs.success).toBe(false);
-    expect(payload.error.code).toBeTruthy();
+    expect(payload.error).toBeTruthy();
+    expect(payload.steps.run.error.code).toBeTruthy();
   });
 
   it('delivers cancelled runs: one cancelled while running, one cancelled while it waited in the queue', async () => {
