@@ -1,5 +1,5 @@
-import { randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { readdir, readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -9,10 +9,29 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { createSimulatedProvider } from '../../src/providers/simulated/index.js';
 import { DockerSandboxDriver } from '../../src/sandbox/docker-driver.js';
 import { type Harness, runbookRequest, startHarness, waitFor } from '../support/harness.js';
+import { dumpRedis } from '../support/redis.js';
 
 const docker = new Dockerode();
-const RUNBOOK =
-  '# Keys\n```simulate\n- run: mkdir -p /app/results && env > /app/results/env.txt\n- say: done\n```\n';
+/**
+ * The canary runbook: it declares one secret, proves the sandbox got it (its sha256 goes to a
+ * file), prints it (so the agent's own output holds it), and dumps the whole environment.
+ */
+const RUNBOOK = [
+  '---',
+  'secrets:',
+  '  REPORT_TOKEN: { env: REPORT_TOKEN, description: "the report API token", required: true }',
+  '---',
+  '# Keys and secrets',
+  '',
+  'Use {{secrets.REPORT_TOKEN}} to call the report API.',
+  '',
+  '```simulate',
+  '- run: mkdir -p /app/results && env > /app/results/env.txt && printf %s "$REPORT_TOKEN" | sha256sum > /app/results/token.sha256',
+  '- run: echo "the token is $REPORT_TOKEN"',
+  '- say: done',
+  '```',
+  '',
+].join('\n');
 
 /**
  * A stand-in for api.anthropic.com on loopback: it speaks Anthropic Messages (through the
@@ -49,45 +68,103 @@ afterAll(async () => {
   for (const s of stops.reverse()) await s();
 });
 
-describe('provider keys stay out of the sandbox', () => {
-  it('the gateway presents the real key upstream; the sandbox, events, trajectory and logs never hold it', async () => {
-    const canary = `sk-ant-canary-${randomBytes(12).toString('hex')}`;
+async function filesUnder(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { withFileTypes: true, recursive: true });
+  return entries.filter((e) => e.isFile()).map((e) => path.join(e.parentPath, e.name));
+}
+
+describe("a collection's provider key and secrets", () => {
+  it('reach only where they must, after real runs through both APIs: a canary grep of everything else finds nothing', async () => {
+    const keyCanary = `sk-ant-canary-${randomBytes(12).toString('hex')}`;
+    const secretCanary = `secret-canary-${randomBytes(12).toString('hex')}`;
     const upstream = await fakeAnthropic();
     stops.push(() => new Promise((r) => upstream.server.close(r)));
     const logFile = path.join(tmpdir(), `jetty-keys-${randomBytes(4).toString('hex')}.log`);
-    const h: Harness = await startHarness({
-      env: { ANTHROPIC_API_KEY: canary, ANTHROPIC_UPSTREAM_URL: upstream.url },
-      logFile,
-    });
+    const h: Harness = await startHarness({ env: { ANTHROPIC_UPSTREAM_URL: upstream.url }, logFile });
     stops.push(() => h.stop());
 
-    const res = await h.postJson(
+    // Both set the way a user sets them: PATCH the collection's environment.
+    const patch = await h.fetch(`${h.url}/api/v1/collections/${h.collection}/environment`, {
+      method: 'PATCH',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        environment_variables: { ANTHROPIC_API_KEY: keyCanary, REPORT_TOKEN: secretCanary },
+      }),
+    });
+    expect(patch.status).toBe(200);
+
+    // One run through /v1/chat/completions, one through /api/v1/run.
+    const chat = await h.postJson(
       `${h.url}/v1/chat/completions`,
-      runbookRequest(RUNBOOK, { stream: false, jetty: { model_provider: 'anthropic' } }),
+      runbookRequest(RUNBOOK, { stream: false, jetty: { model_provider: 'anthropic', task: 'keys' } }),
     );
-    const body = (await res.json()) as { jetty_metadata: { trajectory_id: string; status: string } };
-    expect(res.status).toBe(200);
+    const body = (await chat.json()) as { jetty_metadata: { trajectory_id: string; status: string } };
+    expect(chat.status).toBe(200);
     expect(body.jetty_metadata.status).toBe('completed');
-    const runId = body.jetty_metadata.trajectory_id;
+    const workflow = {
+      init_params: { agent: 'claude-code', model_provider: 'anthropic', instruction: RUNBOOK },
+    };
+    expect(
+      (await h.postJson(`${h.url}/api/v1/tasks/${h.collection}`, { name: 'keys', workflow })).status,
+    ).toBe(201);
+    const fd = new FormData();
+    fd.append('init_params', '{}');
+    const started = await h.fetch(`${h.url}/api/v1/run/${h.collection}/keys`, { method: 'POST', body: fd });
+    expect(started.status).toBe(200);
+    const wid = ((await started.json()) as { workflow_id: string }).workflow_id;
+    const apiRunId = wid.slice(wid.lastIndexOf('--') + 2);
+    await waitFor(
+      async () => {
+        const r = await h.fetch(`${h.url}/api/v1/db/trajectory/${h.collection}/keys/${apiRunId}`);
+        return ((await r.json()) as { status: string }).status === 'completed';
+      },
+      60_000,
+      'the /api/v1 run to complete',
+    );
 
-    // Every model call reached the upstream with the real key, and only the gateway sent it.
+    // Every model call reached the upstream with the collection's key, and only the gateway sent it.
     const modelCalls = upstream.keys.filter((k) => k !== '');
-    expect(modelCalls.length).toBeGreaterThanOrEqual(2);
-    expect(new Set(modelCalls)).toEqual(new Set([canary]));
+    expect(modelCalls.length).toBeGreaterThanOrEqual(4);
+    expect(new Set(modelCalls)).toEqual(new Set([keyCanary]));
 
-    // The agent dumped its whole environment into a result file: the key is not in it.
-    const envFile = await (await h.fetch(`${h.url}/v1/runs/${runId}/artifacts/env.txt`)).text();
-    expect(envFile).toContain('ANTHROPIC_API_KEY=jrt_');
-    expect(envFile).not.toContain(canary);
+    const places: Record<string, string> = {};
+    for (const runId of [body.jetty_metadata.trajectory_id, apiRunId]) {
+      // The sandbox had the secret (its hash proves it) and never the provider key.
+      const sha = await (await h.fetch(`${h.url}/v1/runs/${runId}/artifacts/token.sha256`)).text();
+      expect(sha.split(' ')[0]).toBe(createHash('sha256').update(secretCanary).digest('hex'));
+      const envFile = await (await h.fetch(`${h.url}/v1/runs/${runId}/artifacts/env.txt`)).text();
+      expect(envFile).toContain('ANTHROPIC_API_KEY=jrt_');
+      expect(envFile).not.toContain(keyCanary);
 
-    const trajectory = await (await h.fetch(`${h.url}/v1/runs/${runId}/trajectory`)).text();
-    expect(trajectory).toContain('env.txt');
-    expect(trajectory).not.toContain(canary);
-    const record = await (await h.fetch(`${h.url}/v1/runs/${runId}`)).text();
-    expect(record).not.toContain(canary);
-    const logs = await readFile(logFile, 'utf8');
-    expect(logs).toContain(runId);
-    expect(logs).not.toContain(canary);
+      const get = async (p: string) => (await h.fetch(`${h.url}${p}`)).text();
+      places[`${runId} record`] = await get(`/v1/runs/${runId}`);
+      places[`${runId} events`] = await get(`/v1/runs/${runId}/events`);
+      places[`${runId} trajectory`] = await get(`/v1/runs/${runId}/trajectory`);
+      places[`${runId} artifacts listing`] = await get(`/v1/runs/${runId}/artifacts`);
+      places[`${runId} jetty trajectory`] = await get(`/api/v1/db/trajectory/${h.collection}/keys/${runId}`);
+      places[`${runId} logs`] = await get(`/api/v1/workflows-logs/${h.collection}-keys--${runId}`);
+      // The agent printed the secret: the event shows where, redacted.
+      expect(places[`${runId} events`]).toContain('the token is [redacted:REPORT_TOKEN]');
+    }
+    places['run list'] = await (await h.fetch(`${h.url}/v1/runs?limit=100`)).text();
+    places['trajectory list'] = await (
+      await h.fetch(`${h.url}/api/v1/db/trajectories/${h.collection}/keys?limit=10&page=1`)
+    ).text();
+    places.environment = await (
+      await h.fetch(`${h.url}/api/v1/collections/${h.collection}/environment`)
+    ).text();
+    places['server log'] = await readFile(logFile, 'utf8');
+    places.redis = await dumpRedis(h.redis.url);
+    // Everything the server stored on disk but the artifacts (the agent's own files: env.txt holds
+    // the secret because the runbook wrote it there).
+    for (const f of await filesUnder(path.join(h.dataDir, 'blobs'))) {
+      if (!f.includes(`${path.sep}artifacts${path.sep}`)) places[f] = await readFile(f, 'utf8');
+    }
+    expect(places['server log']).toContain(apiRunId);
+    for (const [where, text] of Object.entries(places)) {
+      expect(text.includes(keyCanary), `provider key in ${where}`).toBe(false);
+      expect(text.includes(secretCanary), `secret in ${where}`).toBe(false);
+    }
   });
 });
 
