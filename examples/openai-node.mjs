@@ -1,9 +1,9 @@
 // The official OpenAI Node client, pointed at this server. `jetty` rides along as an extra body field.
-// Usage: node examples/openai-node.mjs [BASE_URL]   (run from the repository root after npm ci)
+// Usage: JETTY_API_KEY=jrk_… node examples/openai-node.mjs [BASE_URL]   (run from the repository root after npm ci)
 import { readFileSync } from 'node:fs';
 import OpenAI from 'openai';
 
-const client = new OpenAI({ baseURL: `${process.argv[2] ?? 'http://127.0.0.1:8080'}/v1`, apiKey: 'unused' });
+const client = new OpenAI({ baseURL: `${process.argv[2] ?? 'http://127.0.0.1:8080'}/v1`, apiKey: process.env.JETTY_API_KEY });
 const runbook = readFileSync(new URL('./hello.md', import.meta.url), 'utf8');
 
 const stream = await client.chat.completions.create({

@@ -1,14 +1,15 @@
 """The official OpenAI Python client, pointed at this server.
 
-Usage: python3 examples/openai-python.py [BASE_URL]    (pip install openai)
+Usage: JETTY_API_KEY=jrk_... python3 examples/openai-python.py [BASE_URL]    (pip install openai)
 """
+import os
 import pathlib
 import sys
 
 from openai import OpenAI
 
 base = sys.argv[1] if len(sys.argv) > 1 else "http://127.0.0.1:8080"
-client = OpenAI(base_url=f"{base}/v1", api_key="unused")
+client = OpenAI(base_url=f"{base}/v1", api_key=os.environ["JETTY_API_KEY"])
 runbook = (pathlib.Path(__file__).parent / "hello.md").read_text()
 
 completion = client.chat.completions.create(
