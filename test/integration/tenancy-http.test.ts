@@ -68,6 +68,10 @@ async function call(
   return { status: res.status, body: text.startsWith('{') ? JSON.parse(text) : text };
 }
 
+/** POST /v1/chat/completions with a runbook request. */
+const chat = (body: unknown, auth: Record<string, string>) =>
+  call({ method: 'POST', path: '/v1/chat/completions', body }, auth);
+
 describe('API keys', () => {
   it('every route but health, readiness and the OpenAPI document answers 401 without a key', async () => {
     for (const r of routes()) {
@@ -125,22 +129,8 @@ describe('another collection', () => {
   });
 
   it('cannot name our collection in jetty.collection: 404, as for one that does not exist', async () => {
-    const ours = await call(
-      {
-        method: 'POST',
-        path: '/v1/chat/completions',
-        body: runbookRequest(RUNBOOK, { jetty: { collection: h.collection } }),
-      },
-      other.auth,
-    );
-    const none = await call(
-      {
-        method: 'POST',
-        path: '/v1/chat/completions',
-        body: runbookRequest(RUNBOOK, { jetty: { collection: 'no-such-team' } }),
-      },
-      other.auth,
-    );
+    const ours = await chat(runbookRequest(RUNBOOK, { jetty: { collection: h.collection } }), other.auth);
+    const none = await chat(runbookRequest(RUNBOOK, { jetty: { collection: 'no-such-team' } }), other.auth);
     expect(ours.status).toBe(404);
     expect(ours.body.error.code).toBe('collection_not_found');
     expect(ours.body.error.message.replace(h.collection, 'X')).toBe(
@@ -160,14 +150,7 @@ describe('provider keys', () => {
     await h.server.tenancy.patchEnvironment(other.collection, { ANTHROPIC_API_KEY: `sk-${CANARY}` });
     expect(await anthropic(other.auth)).toBe(true);
     expect(await anthropic(h.auth)).toBe(false);
-    const refused = await call(
-      {
-        method: 'POST',
-        path: '/v1/chat/completions',
-        body: runbookRequest(RUNBOOK, { jetty: { model_provider: 'anthropic' } }),
-      },
-      h.auth,
-    );
+    const refused = await chat(runbookRequest(RUNBOOK, { jetty: { model_provider: 'anthropic' } }), h.auth);
     expect(refused.status).toBe(400);
     expect(refused.body.error.code).toBe('provider_key_missing');
     expect(refused.body.error.message).toContain(
@@ -179,10 +162,7 @@ describe('provider keys', () => {
 describe("a runbook's secrets", () => {
   it('a required secret the collection lacks is a 400 naming it and how to set it; nothing is queued', async () => {
     const before = await h.server.runs.queue.getJobCounts();
-    const res = await call(
-      { method: 'POST', path: '/v1/chat/completions', body: runbookRequest(SECRET_RUNBOOK) },
-      h.auth,
-    );
+    const res = await chat(runbookRequest(SECRET_RUNBOOK), h.auth);
     expect(res.status).toBe(400);
     expect(res.body.error.code).toBe('secret_missing');
     expect(res.body.error.param).toBe('messages[0].content.frontmatter.secrets.REPORT_TOKEN');
@@ -192,24 +172,14 @@ describe("a runbook's secrets", () => {
 
   it('a provider key declared as a secret is refused: it never enters a sandbox', async () => {
     const runbook = SECRET_RUNBOOK.replace('env: REPORT_TOKEN', 'env: OPENAI_API_KEY');
-    const res = await call(
-      { method: 'POST', path: '/v1/chat/completions', body: runbookRequest(runbook) },
-      h.auth,
-    );
+    const res = await chat(runbookRequest(runbook), h.auth);
     expect(res.status).toBe(400);
     expect(res.body.error.code).toBe('provider_key_as_secret');
   });
 
   it('reaches the sandbox as its variable, is never in the prompt, and is redacted from all the run records', async () => {
     await h.setEnv({ REPORT_TOKEN: CANARY, UNDECLARED_THING: `other-${CANARY}` });
-    const res = await call(
-      {
-        method: 'POST',
-        path: '/v1/chat/completions',
-        body: runbookRequest(SECRET_RUNBOOK, { stream: false }),
-      },
-      h.auth,
-    );
+    const res = await chat(runbookRequest(SECRET_RUNBOOK, { stream: false }), h.auth);
     expect(res.status).toBe(200);
     const id = res.body.jetty_metadata.trajectory_id as string;
     const spec = driver.started.find((s) => s.runId === id)!;
