@@ -9,8 +9,11 @@ import { type Harness, runbookRequest, startHarness } from '../support/harness.j
 const docker = new Dockerode();
 let h: Harness;
 
+const HELLO_TOKEN = `tok-${Date.now().toString(36)}-value`;
+
 beforeAll(async () => {
   h = await startHarness();
+  await h.setEnv({ HELLO_TOKEN });
 }, 120_000);
 afterEach(async () => {
   const left = await docker.listContainers({
@@ -69,8 +72,18 @@ function expectAgentActivity(events: Ev[]) {
 
 for (const runtime of listRuntimes()) {
   describe(`${runtime.name} (${runtime.cliPackage} ${runtime.cliVersion})`, () => {
-    it('runs the hello runbook selected by frontmatter', async () => {
-      const runbook = `---\nagent: ${runtime.name}\n---\n${BODY}`;
+    it('runs the hello runbook selected by frontmatter, its declared secret in the agent’s shell', async () => {
+      const runbook = [
+        '---',
+        `agent: ${runtime.name}`,
+        'secrets:',
+        '  HELLO_TOKEN: { env: HELLO_TOKEN, required: true }',
+        '---',
+        BODY.replace(
+          '- say: wrote hello.txt',
+          '- run: printf %s "$HELLO_TOKEN" > {{results_dir}}/token.txt\n- say: wrote hello.txt',
+        ),
+      ].join('\n');
       const r = await runToEnd(runbookRequest(runbook, { stream: false, model: 'default' }));
       expect(r.status, JSON.stringify(r.json)).toBe(200);
       expect(r.run.agent).toBe(runtime.name);
@@ -78,6 +91,11 @@ for (const runtime of listRuntimes()) {
       expectAgentActivity(r.events);
       const file = await h.fetch(`${h.url}/v1/runs/${r.runId}/artifacts/hello.txt`);
       expect(await file.text()).toBe('hi');
+      // The secret reached the shell the agent's tools run in (the file is the agent's own output).
+      expect(await (await h.fetch(`${h.url}/v1/runs/${r.runId}/artifacts/token.txt`)).text()).toBe(
+        HELLO_TOKEN,
+      );
+      expect(JSON.stringify(r.events)).not.toContain(HELLO_TOKEN);
     });
 
     it('runs the same runbook selected by jetty.agent', async () => {
