@@ -342,6 +342,7 @@ export class RunService {
     if (now.status === 'running') {
       await this.store.update(id, { cancel_requested: true });
       await this.deps.redis.publish(this.deps.keys.cancelChannel(), id);
+      return { ...now, cancel_requested: true };
     }
     return now;
   }

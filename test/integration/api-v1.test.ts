@@ -32,11 +32,22 @@ const WORKFLOW = {
 let h: Harness;
 let sdk: JettyClient;
 let other: { collection: string; key: string; auth: Record<string, string> };
-const driver = new ScriptedDriver(() => claudeLines({ steps: 1, delayMs: 50, text: 'report written' }));
+// A runbook that says SLOW takes 20 s (long enough to cancel); the others a moment.
+const driver = new ScriptedDriver((spec) =>
+  claudeLines({
+    steps: 1,
+    delayMs: JSON.stringify(spec.files).includes('SLOW') ? 20_000 : 50,
+    text: 'report written',
+  }),
+);
+const ADMIN_TOKEN = 'admin-token-of-this-test-0123456789abcdef';
 const c = () => h.collection;
 
 beforeAll(async () => {
-  h = await startHarness({ driver, env: { MAX_UPLOAD_BYTES: '64k', MAX_UPLOAD_FILES: '3' } });
+  h = await startHarness({
+    driver,
+    env: { MAX_UPLOAD_BYTES: '64k', MAX_UPLOAD_FILES: '3', JETTY_ADMIN_TOKEN: ADMIN_TOKEN },
+  });
   sdk = new JettyClient({ apiUrl: h.url, token: h.key, maxRetries: 0 });
   other = await h.addCollection('other-team');
   await sdk.createTask(c(), 'report', WORKFLOW, 'weekly report');
@@ -135,6 +146,67 @@ describe('runs', () => {
       traj.trajectory_id,
     );
     expect(list).toMatchObject({ page: 1, limit: 10 });
+  });
+
+  it('run-sync answers when the run has ended, with the whole trajectory', async () => {
+    const res = (await sdk.runWorkflowSync(c(), 'report', { vars: { name: 'sync' } })) as any;
+    expect(res.workflow_id).toMatch(new RegExp(`^${c()}-report--[0-9a-f]{16}$`));
+    expect(res.trajectory.status).toBe('completed');
+    expect(res.trajectory.init_params.vars).toEqual({ name: 'sync' });
+    expect(res.result.success).toBe(true);
+  });
+
+  it('lists trajectories page by page, newest first', async () => {
+    const all = (await sdk.listTrajectories(c(), 'report', 100, 1)) as any;
+    expect(all.total).toBeGreaterThanOrEqual(2);
+    const p1 = (await sdk.listTrajectories(c(), 'report', 1, 1)) as any;
+    const p2 = (await sdk.listTrajectories(c(), 'report', 1, 2)) as any;
+    expect(p1.trajectories[0].trajectory_id).toBe(all.trajectories[0].trajectory_id);
+    expect(p2.trajectories[0].trajectory_id).toBe(all.trajectories[1].trajectory_id);
+    expect(p1.has_more).toBe(true);
+    expect(Date.parse(p1.trajectories[0].created)).toBeGreaterThanOrEqual(
+      Date.parse(p2.trajectories[0].created),
+    );
+    const bad = await h.fetch(`${h.url}/api/v1/db/trajectories/${c()}/report?limit=0&page=1`);
+    expect(bad.status).toBe(400);
+  });
+
+  it('the statuses batch cancels a running run, and says so per id', async () => {
+    await sdk.createTask(c(), 'slow', {
+      ...WORKFLOW,
+      init_params: { ...WORKFLOW.init_params, instruction: '# SLOW\n\nTake your time.\n' },
+    });
+    const started = (await sdk.runWorkflow(c(), 'slow', {})) as any;
+    const id = started.workflow_id.split('--').pop();
+    await waitFor(
+      async () => ((await sdk.getTrajectory(c(), 'slow', id)) as any).status === 'running',
+      10_000,
+      'running',
+    );
+    const res = await fetch(`${h.url}/api/v1/trajectory/${c()}/slow/statuses`, {
+      method: 'POST',
+      headers: { ...h.auth, 'content-type': 'application/json' },
+      body: JSON.stringify({ [id]: 'cancelled', '0123456789abcdef': 'cancelled', [`${id}x`]: 'completed' }),
+    });
+    const body = (await res.json()) as any;
+    expect(res.status).toBe(200);
+    expect(body.updated_count).toBe(1);
+    expect(body.results[0]).toMatchObject({ trajectory_id: id, new_status: 'cancelled', updated: true });
+    expect(body.results[1]).toMatchObject({ updated: false, error: 'not found' });
+    expect(body.results[2].updated).toBe(false);
+    await waitFor(
+      async () => ((await sdk.getTrajectory(c(), 'slow', id)) as any).status === 'cancelled',
+      10_000,
+      'cancelled',
+    );
+    const logs = (await sdk.getWorkflowLogs(started.workflow_id)) as any;
+    expect(logs.status).toBe('cancelled');
+    expect(logs.events.map((e: { type: string }) => e.type)).toEqual(
+      expect.arrayContaining(['run.queued', 'run.started', 'run.cancelled']),
+    );
+    expect(logs.events.every((e: { level: string }) => ['info', 'warning', 'error'].includes(e.level))).toBe(
+      true,
+    );
   });
 
   it('init_params that is not JSON, or not an object, is a 400 naming it; nothing is queued', async () => {
@@ -357,6 +429,32 @@ describe('environment', () => {
     expect(((await res.json()) as any).error.param).toBe('environment_variables.BAD NAME');
     const env = (await sdk.getCollectionEnvironment(c())) as any;
     expect(env.environment_variables.OK_ONE).toBeUndefined();
+  });
+});
+
+describe('collections', () => {
+  it('the admin token creates one and answers its first key, which opens it; a collection key cannot', async () => {
+    const admin = { authorization: `Bearer ${ADMIN_TOKEN}` };
+    const made = await fetch(`${h.url}/api/v1/collections/`, {
+      method: 'POST',
+      headers: { ...admin, 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'new-team', description: 'made over HTTP' }),
+    });
+    expect(made.status).toBe(201);
+    const body = (await made.json()) as any;
+    expect(body).toMatchObject({ name: 'new-team', description: 'made over HTTP' });
+    const theirs = new JettyClient({ apiUrl: h.url, token: body.api_key.key, maxRetries: 0 });
+    expect(await theirs.getCollection('new-team')).toMatchObject({ name: 'new-team' });
+    const refused = await fetch(`${h.url}/api/v1/collections/`, {
+      method: 'POST',
+      headers: { ...h.auth, 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'sneaky' }),
+    });
+    expect(refused.status).toBe(403);
+    // The admin token lists them all, and opens nothing else.
+    const all = (await (await fetch(`${h.url}/api/v1/collections/`, { headers: admin })).json()) as any[];
+    expect(all.map((x) => x.name)).toEqual(expect.arrayContaining([c(), 'new-team', 'other-team']));
+    expect((await fetch(`${h.url}/api/v1/tasks/${c()}/`, { headers: admin })).status).toBe(401);
   });
 });
 

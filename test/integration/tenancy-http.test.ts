@@ -85,6 +85,24 @@ describe('API keys', () => {
     }
   });
 
+  it('every route the OpenAPI document lists needs a key, but the four public ones', async () => {
+    const doc = (await (await fetch(`${h.url}/openapi.json`)).json()) as {
+      paths: Record<string, Record<string, unknown>>;
+    };
+    const open = new Set(['GET /healthz', 'GET /readyz', 'GET /api/v1/health']);
+    let checked = 0;
+    for (const [template, methods] of Object.entries(doc.paths)) {
+      const path = template.replace(/\{[^}]+\}/g, 'x-1').replace(/\/\*$/, '/x-1/y/z/w');
+      for (const method of Object.keys(methods).map((m) => m.toUpperCase())) {
+        const res = await fetch(`${h.url}${path}`, { method });
+        const want = open.has(`${method} ${template}`) ? 200 : 401;
+        expect(res.status, `${method} ${template}`).toBe(want);
+        checked++;
+      }
+    }
+    expect(checked).toBeGreaterThan(30);
+  });
+
   it('a wrong, malformed or revoked key is a 401 too, and nothing was queued by them', async () => {
     const before = await h.server.runs.queue.getJobCounts();
     const revoked = await h.server.tenancy.createApiKey(h.collection);
