@@ -1,4 +1,7 @@
+import { createHmac } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { JettyApiError, JettyAuthError, JettyClient, JettyNotFoundError } from '@jetty/sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -141,11 +144,52 @@ describe('runs', () => {
     expect(again.labels).toEqual([
       expect.objectContaining({ key: 'review', value: 'ok', author: 'me@example.com' }),
     ]);
+    const record = (await (await h.fetch(`${h.url}/v1/runs/${traj.trajectory_id}`)).json()) as any;
+    expect(record.labels).toEqual({ review: 'ok' });
     const list = (await sdk.listTrajectories(c(), 'report', 10, 1)) as any;
     expect(list.trajectories.map((t: { trajectory_id: string }) => t.trajectory_id)).toContain(
       traj.trajectory_id,
     );
     expect(list).toMatchObject({ page: 1, limit: 10 });
+  });
+
+  it('webhook_url and webhook_secret on the form: the end of the run is POSTed, signed, as its trajectory', async () => {
+    const got: Array<{ headers: Record<string, unknown>; body: string }> = [];
+    const receiver = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c) => (body += c));
+      req.on('end', () => {
+        got.push({ headers: req.headers, body });
+        res.writeHead(204).end();
+      });
+    });
+    await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+    try {
+      const url = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
+      const started = (await sdk.runWorkflow(
+        c(),
+        'report',
+        {},
+        { webhookUrl: url, webhookSecret: 'whsec_t' },
+      )) as any;
+      const id = started.workflow_id.split('--').pop();
+      const [hook] = await waitFor(async () => got.length > 0 && got, 15_000, 'the webhook');
+      expect(hook!.headers['x-mise-trajectory-id']).toBe(id);
+      const want = createHmac('sha256', 'whsec_t')
+        .update(`${hook!.headers['x-mise-timestamp']}.${hook!.body}`)
+        .digest('hex');
+      expect(hook!.headers['x-mise-signature']).toBe(want);
+      const payload = JSON.parse(hook!.body);
+      expect(payload).toMatchObject({
+        trajectory_id: id,
+        status: 'completed',
+        name: `${c()}/report`,
+        webhook_url: url,
+      });
+      expect(hook!.body).not.toContain('whsec_t');
+    } finally {
+      receiver.close();
+    }
   });
 
   it('run-sync answers when the run has ended, with the whole trajectory', async () => {
@@ -210,13 +254,13 @@ describe('runs', () => {
   });
 
   it('init_params that is not JSON, or not an object, is a 400 naming it; nothing is queued', async () => {
-    const before = await h.server.runs.queue.getJobCounts();
+    const before = await h.jobsEnqueued();
     for (const bad of ['{"vars":', '[1,2]', '"text"']) {
       const res = await post(`/api/v1/run/${c()}/report`, form({ init_params: bad }));
       expect(res.status, bad).toBe(400);
       expect(res.body.error.param).toBe('init_params');
     }
-    expect(await h.server.runs.queue.getJobCounts()).toEqual(before);
+    expect(await h.jobsEnqueued()).toBe(before);
   });
 
   it('a JSON body is refused: runs are multipart, as on Jetty', async () => {

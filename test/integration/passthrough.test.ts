@@ -136,6 +136,33 @@ describe('passthrough (no jetty block)', () => {
     expect(JSON.stringify(rec)).not.toContain(canary);
   });
 
+  it("uses the collection's own key over the server's, and another collection sees none of its calls", async () => {
+    const own = `sk-own-${randomBytes(8).toString('hex')}`;
+    const team = await h.addCollection('team-with-key');
+    await h.server.tenancy.patchEnvironment(team.collection, { OPENAI_API_KEY: own });
+    const res = await h.postJson(
+      `${h.url}/v1/chat/completions`,
+      { model: 'gpt-5.5', messages: [{ role: 'user', content: 'whose key?' }] },
+      team.auth,
+    );
+    expect(res.status).toBe(200);
+    expect(seen.at(-1)!.auth).toBe(`Bearer ${own}`);
+    const runId = res.headers.get('x-jetty-trajectory-id')!;
+    const rec = await waitFor(
+      async () => {
+        const r = (await (
+          await h.fetch(`${h.url}/v1/runs/${runId}`, { headers: team.auth })
+        ).json()) as Record<string, any>;
+        return r.status === 'completed' ? r : undefined;
+      },
+      5_000,
+      'the call to be recorded',
+    );
+    expect(rec).toMatchObject({ collection: team.collection, task: '_chat' });
+    expect(JSON.stringify(rec)).not.toContain(own);
+    expect((await h.fetch(`${h.url}/v1/runs/${runId}`)).status).toBe(404);
+  });
+
   it('refuses a model no provider serves, or one whose key the server lacks, naming model', async () => {
     const unknown = await h.postJson(`${h.url}/v1/chat/completions`, {
       model: 'mystery-1',

@@ -104,7 +104,7 @@ describe('API keys', () => {
   });
 
   it('a wrong, malformed or revoked key is a 401 too, and nothing was queued by them', async () => {
-    const before = await h.server.runs.queue.getJobCounts();
+    const before = await h.jobsEnqueued();
     const revoked = await h.server.tenancy.createApiKey(h.collection);
     await h.server.tenancy.revokeApiKey(h.collection, revoked.id);
     const wrong = [
@@ -119,7 +119,7 @@ describe('API keys', () => {
         expect(res.status, `${r.method} ${r.path} with ${headers.authorization}`).toBe(401);
       }
     }
-    expect(await h.server.runs.queue.getJobCounts()).toEqual(before);
+    expect(await h.jobsEnqueued()).toBe(before);
   });
 
   it('keys are stored hashed: Redis holds no key in the clear', async () => {
@@ -179,13 +179,13 @@ describe('provider keys', () => {
 
 describe("a runbook's secrets", () => {
   it('a required secret the collection lacks is a 400 naming it and how to set it; nothing is queued', async () => {
-    const before = await h.server.runs.queue.getJobCounts();
+    const before = await h.jobsEnqueued();
     const res = await chat(runbookRequest(SECRET_RUNBOOK), h.auth);
     expect(res.status).toBe(400);
     expect(res.body.error.code).toBe('secret_missing');
     expect(res.body.error.param).toBe('messages[0].content.frontmatter.secrets.REPORT_TOKEN');
     expect(res.body.error.message).toMatch(/PATCH \/api\/v1\/collections\/test-collection\/environment/);
-    expect(await h.server.runs.queue.getJobCounts()).toEqual(before);
+    expect(await h.jobsEnqueued()).toBe(before);
   });
 
   it('a provider key declared as a secret is refused: it never enters a sandbox', async () => {

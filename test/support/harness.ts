@@ -23,6 +23,8 @@ export interface Harness {
   postJson(url: string, body: unknown, headers?: Record<string, string>): Promise<Response>;
   /** Another collection with its own key, for tenancy tests. */
   addCollection(name: string): Promise<{ collection: string; key: string; auth: Record<string, string> }>;
+  /** Run jobs ever enqueued (in any state): what "nothing was queued" compares. */
+  jobsEnqueued(): Promise<number>;
   /** Sets variables of the test collection's environment (null deletes). */
   setEnv(vars: Record<string, string | null>): Promise<void>;
   redis: TestRedis;
@@ -83,6 +85,10 @@ export async function startHarness(
       await server.tenancy.createCollection({ name });
       const made = await server.tenancy.createApiKey(name);
       return { collection: name, key: made.key, auth: bearer(made.key) };
+    },
+    async jobsEnqueued() {
+      const counts = await server.runs.queue.getJobCounts();
+      return Object.values(counts).reduce((a, b) => a + b, 0);
     },
     async setEnv(vars) {
       await server.tenancy.patchEnvironment(collection, vars);

@@ -56,7 +56,15 @@ export function runRoutes(app: FastifyInstance, deps: AppDeps, streams: OpenStre
         response: { 200: runRecordSchema, 404: errorEnvelopeSchema },
       },
     },
-    async (req) => runs.require(req.params.id, collectionOf(req)),
+    async (req) => {
+      const rec = await runs.require(req.params.id, collectionOf(req));
+      // Labels added through /api/v1 (the latest value of each key).
+      const labels = await runs.labels(rec.id);
+      return {
+        ...rec,
+        labels: { ...rec.labels, ...Object.fromEntries(labels.map((l) => [l.key, l.value])) },
+      };
+    },
   );
 
   r.get(
