@@ -1,6 +1,6 @@
 import { createHmac } from 'node:crypto';
-import { readdir } from 'node:fs/promises';
-import { createServer } from 'node:http';
+import { readdir, readFile } from 'node:fs/promises';
+import { createServer, request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { JettyApiError, JettyAuthError, JettyClient, JettyNotFoundError } from '@jetty/sdk';
@@ -74,6 +74,20 @@ function form(
 async function post(url: string, body: FormData | string, headers: Record<string, string> = h.auth) {
   const res = await fetch(`${h.url}${url}`, { method: 'POST', headers, body });
   return { status: res.status, body: (await res.json()) as any };
+}
+
+/** GET with the path exactly as written: no dot-segment collapsing, no re-encoding. */
+function rawGet(pathAsIs: string): Promise<{ status: number; body: string }> {
+  const { hostname, port } = new URL(h.url);
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ hostname, port, path: pathAsIs, headers: h.auth }, (res) => {
+      let body = '';
+      res.on('data', (c) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
 }
 
 async function filesUnder(dir: string): Promise<string[]> {
@@ -448,6 +462,24 @@ describe('files', () => {
       const res = await h.fetch(`${h.url}/api/v1/file/${p}`);
       expect(res.status, p).toBe(404);
     }
+    // The same, sent byte for byte (as curl --path-as-is would: fetch would collapse the dots),
+    // and through /v1/runs/{id}/artifacts/{path}.
+    // The master key sits four levels above a run's artifacts: DATA_DIR/blobs/runs/<id>/artifacts.
+    const master = (await readFile(path.join(h.dataDir, 'master.key'), 'utf8')).trim();
+    const [run] = ((await sdk.listTrajectories(c(), 'report', 1, 1)) as any).trajectories;
+    for (const p of [
+      `/api/v1/file/${c()}/report/${run.trajectory_id}/../../../../master.key`,
+      `/api/v1/file/${c()}/report/${run.trajectory_id}/..%2F..%2F..%2F..%2Fmaster.key`,
+      `/v1/runs/${run.trajectory_id}/artifacts/../../../../master.key`,
+      `/v1/runs/${run.trajectory_id}/artifacts/..%2F..%2F..%2F..%2Fmaster.key`,
+      `/v1/runs/${run.trajectory_id}/artifacts/%2e%2e/%2e%2e/%2e%2e/%2e%2e/master.key`,
+    ]) {
+      const res = await rawGet(p);
+      expect(res.status, p).toBe(404);
+      expect(res.body).not.toContain(master);
+    }
+    // The file they aim at is there, and its neighbour downloads fine.
+    expect((await rawGet(`/v1/runs/${run.trajectory_id}/artifacts/hello.txt`)).status).toBe(200);
     // Percent-encoding that does not decode is refused before any route: a 400.
     expect((await h.fetch(`${h.url}/api/v1/file/${c()}/report/x/%ZZ`)).status).toBe(400);
   });
