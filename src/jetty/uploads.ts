@@ -8,7 +8,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -91,6 +91,28 @@ export class UploadStore {
   async read(collection: string, uploadId: string, relPath: string): Promise<Buffer | null> {
     const full = this.fileOf(collection, uploadId, relPath);
     return full ? readFile(full).catch(() => null) : null;
+  }
+
+  /**
+   * Removes uploads made more than `ageMs` ago (by their directory's time), so that disk use stays
+   * bounded like Redis's; a run that names one later is refused with `file_not_found`. Answers how
+   * many went.
+   */
+  async removeOlderThan(ageMs: number, now = Date.now()): Promise<number> {
+    const base = path.join(this.root, 'uploads');
+    let removed = 0;
+    const collections = await readdir(base).catch(() => [] as string[]);
+    for (const collection of collections) {
+      const dir = path.join(base, collection);
+      for (const id of await readdir(dir).catch(() => [] as string[])) {
+        const st = await stat(path.join(dir, id)).catch(() => null);
+        if (st && now - st.mtimeMs > ageMs) {
+          await rm(path.join(dir, id), { recursive: true, force: true });
+          removed++;
+        }
+      }
+    }
+    return removed;
   }
 
   /**

@@ -128,6 +128,7 @@ export async function startServer(
         lockMs: config.workerLockMs,
         tenancy: tenancy(workerRedis),
         uploads,
+        uploadRetentionMs: config.retentionSec * 1000,
         serverProviderKeys: config.providerKeys,
         simulatedProvider: config.simulatedProvider,
         upstreams: config.upstreams,

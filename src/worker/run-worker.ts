@@ -57,6 +57,8 @@ export interface WorkerDeps {
   tenancy: TenancyStore;
   /** Uploaded input files (the run's assets). */
   uploads: UploadStore;
+  /** Uploads older than this are removed (with the orphan sweep); the run retention by default. */
+  uploadRetentionMs?: number;
   /** The server's own provider keys, for collections without theirs. */
   serverProviderKeys: Partial<Record<RealProvider, string>>;
   simulatedProvider: boolean;
@@ -134,7 +136,12 @@ export class RunWorker {
         .catch((e) => deps.logger.error({ err: e, runId: job.id }, 'recording a lost run failed'));
     });
     const every = deps.reapIntervalMs ?? 60_000;
-    this.reaper = setInterval(() => void this.reapOrphans().catch(() => undefined), every);
+    this.reaper = setInterval(() => {
+      void this.reapOrphans().catch(() => undefined);
+      if (deps.uploadRetentionMs !== undefined) {
+        void deps.uploads.removeOlderThan(deps.uploadRetentionMs).catch(() => undefined);
+      }
+    }, every);
     this.reaper.unref();
   }
 

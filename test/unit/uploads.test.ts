@@ -1,0 +1,56 @@
+import { mkdtemp, rm, utimes } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { afterAll, describe, expect, it } from 'vitest';
+import { sanitizeName, UploadStore } from '../../src/jetty/uploads.js';
+
+const dirs: string[] = [];
+afterAll(async () => {
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+});
+
+async function store() {
+  const root = await mkdtemp(path.join(tmpdir(), 'jetty-uploads-'));
+  dirs.push(root);
+  return { root, uploads: new UploadStore(root, { maxFileBytes: 1024, maxFiles: 5 }) };
+}
+
+async function* files(...names: string[]) {
+  for (const name of names)
+    yield { filename: name, stream: Readable.from([Buffer.from(`content of ${name}`)]) };
+}
+
+describe('upload names', () => {
+  it.each([
+    ['../../etc/passwd', 'passwd'],
+    ['..\\..\\windows\\system.ini', 'system.ini'],
+    ['..', 'file'],
+    ['.bashrc', 'bashrc'],
+    ['a b;c|d`e$(f).txt', 'a b_c_d_e__f_.txt'],
+    ['naïve résumé.pdf', 'naïve résumé.pdf'],
+    ['\u0000evil\u0007.sh', '_evil_.sh'],
+    ['', 'file'],
+  ])('%j becomes %j', (raw, safe) => {
+    expect(sanitizeName(raw)).toBe(safe);
+  });
+
+  it('two files of one name in one upload both stay, the second renamed', async () => {
+    const { uploads } = await store();
+    const saved = await uploads.save('acme', files('a.txt', 'A.txt', 'a.txt'));
+    expect(saved!.file_paths.map((k) => k.split('/').pop())).toEqual(['a.txt', 'A-2.txt', 'a-3.txt']);
+  });
+});
+
+describe('upload retention', () => {
+  it('removes uploads older than the retention and keeps the others', async () => {
+    const { root, uploads } = await store();
+    const old = (await uploads.save('acme', files('old.txt')))!;
+    const fresh = (await uploads.save('acme', files('new.txt')))!;
+    const past = new Date(Date.now() - 3 * 3600_000);
+    await utimes(path.join(root, 'uploads', 'acme', old.upload_id), past, past);
+    expect(await uploads.removeOlderThan(3600_000)).toBe(1);
+    expect(await uploads.read('acme', old.upload_id, 'old.txt')).toBeNull();
+    expect(String(await uploads.read('acme', fresh.upload_id, 'new.txt'))).toBe('content of new.txt');
+  });
+});
