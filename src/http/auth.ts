@@ -51,7 +51,8 @@ export function registerAuth(
   app.addHook('onRequest', async (req) => {
     const auth = req.routeOptions.config?.auth ?? 'collection';
     // The docs UI registers its own routes; it describes the API and holds nothing of anyone's.
-    if (auth === 'public' || req.url === '/docs' || req.url.startsWith('/docs/')) return;
+    const path = req.url.split('?')[0]!;
+    if (auth === 'public' || path === '/docs' || path.startsWith('/docs/')) return;
     const token = bearerOf(req);
     if (token === null) {
       throw unauthorized(

@@ -495,6 +495,24 @@ describe('environment', () => {
     expect(JSON.stringify(env)).not.toContain('bar');
   });
 
+  it('check-secrets answers {configured, missing, ready}, as the MCP tool computes it', async () => {
+    await sdk.setEnvironmentVars(c(), { CHECK_ME: 'v' });
+    const ask = async (required_keys: unknown) => {
+      const res = await fetch(`${h.url}/api/v1/collections/${c()}/check-secrets`, {
+        method: 'POST',
+        headers: { ...h.auth, 'content-type': 'application/json' },
+        body: JSON.stringify({ required_keys }),
+      });
+      return { status: res.status, body: (await res.json()) as any };
+    };
+    const yes = await ask(['CHECK_ME']);
+    expect(yes.body.ready).toBe(true);
+    expect(yes.body.configured).toContain('CHECK_ME');
+    const no = await ask(['CHECK_ME', 'NOT_SET', 'NOT_SET']);
+    expect(no.body).toMatchObject({ missing: ['NOT_SET', 'NOT_SET'], ready: false });
+    expect((await ask('CHECK_ME')).status).toBe(400);
+  });
+
   it('a bad patch is a 400 naming the variable, and changes nothing', async () => {
     const res = await fetch(`${h.url}/api/v1/collections/${c()}/environment`, {
       method: 'PATCH',

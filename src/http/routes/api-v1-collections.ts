@@ -132,6 +132,27 @@ export function apiV1CollectionRoutes(app: FastifyInstance, deps: AppDeps): void
     },
   );
 
+  r.post(
+    '/api/v1/collections/:c/check-secrets',
+    {
+      schema: {
+        summary: 'Which of these variables the collection has: {configured, missing, ready}',
+        description:
+          'Body {"required_keys": ["NAME", ...]}. The answer of jetty-mcp-server’s check-secrets, from the same names a run’s pre-flight checks its declared secrets against.',
+        tags: TAG,
+        params: c,
+      },
+    },
+    async (req) => {
+      const name = ownCollection(req, req.params.c);
+      const keys = objectBody(req.body).required_keys;
+      if (!Array.isArray(keys) || !keys.every((k) => typeof k === 'string') || keys.length > 500) {
+        throw badRequest('required_keys must be a list of variable names (at most 500).', 'required_keys');
+      }
+      return deps.tenancy.checkSecrets(name, keys as string[]);
+    },
+  );
+
   // ── Tasks ─────────────────────────────────────────────────────────────────────────────
   const listTasks = async (req: FastifyRequest<{ Params: { c: string } }>) =>
     deps.tasks.list(ownCollection(req, req.params.c));
