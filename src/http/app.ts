@@ -10,6 +10,7 @@ import { registerErrorHandling } from './errors.js';
 import { apiV1CollectionRoutes } from './routes/api-v1-collections.js';
 import { apiV1RunRoutes } from './routes/api-v1-runs.js';
 import { chatRoutes } from './routes/chat.js';
+import { keyRoutes } from './routes/keys.js';
 import { metaRoutes } from './routes/meta.js';
 import { runRoutes } from './routes/runs.js';
 import { OpenStreams } from './streams.js';
@@ -66,6 +67,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         { name: 'chat', description: 'OpenAI-compatible chat completions that run runbooks' },
         { name: 'runs', description: 'Runs (trajectories): records, events, artifacts, cancel' },
         { name: 'runtimes', description: 'Agent runtimes and models' },
+        { name: 'keys', description: 'Your collection’s API keys: list, create, revoke' },
         { name: 'health', description: 'Liveness and readiness' },
         {
           name: 'jetty',
@@ -95,6 +97,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   metaRoutes(app, deps);
   runRoutes(app, deps, streams);
   chatRoutes(app, deps, streams);
+  keyRoutes(app, deps);
   apiV1CollectionRoutes(app, deps);
   apiV1RunRoutes(app, deps);
   return app;

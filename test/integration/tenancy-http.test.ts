@@ -129,6 +129,30 @@ describe('API keys', () => {
   });
 });
 
+describe('managing keys over HTTP', () => {
+  it('a key makes another, the new one works, the old one can be revoked, and the last one cannot', async () => {
+    const team = await h.addCollection('rotating-team');
+    const made = await call({ method: 'POST', path: '/v1/keys', body: { name: 'ci' } }, team.auth);
+    expect(made.status).toBe(201);
+    expect(made.body.key).toMatch(/^jrk_/);
+    const fresh = bearer(made.body.key);
+    const list = await call({ method: 'GET', path: '/v1/keys' }, fresh);
+    expect(list.body.data).toHaveLength(2);
+    expect(JSON.stringify(list.body)).not.toContain(made.body.key);
+    expect(JSON.stringify(list.body)).not.toContain(team.key);
+    const oldId = list.body.data.find((k: { id: string }) => k.id !== made.body.id).id;
+    const revoked = await call({ method: 'DELETE', path: `/v1/keys/${oldId}` }, fresh);
+    expect(revoked.status).toBe(200);
+    expect((await call({ method: 'GET', path: '/v1/keys' }, team.auth)).status).toBe(401);
+    const last = await call({ method: 'DELETE', path: `/v1/keys/${made.body.id}` }, fresh);
+    expect(last.status).toBe(400);
+    expect(last.body.error.code).toBe('last_key');
+    // Another collection's key id is unknown here.
+    const theirs = await call({ method: 'DELETE', path: `/v1/keys/${made.body.id}` }, h.auth);
+    expect(theirs.status).toBe(404);
+  });
+});
+
 describe('another collection', () => {
   it('gets, for every route naming our run, exactly what a run that does not exist gets', async () => {
     const ghost = '0123456789abcdeg';
