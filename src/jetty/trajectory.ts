@@ -46,6 +46,9 @@ export function parseFileKey(segments: readonly string[]): FileKeyParts | null {
   if (segments.length < 4) return null;
   if (segments.some((s) => s === '' || s === '.' || s === '..' || /[\\\0]/.test(s))) return null;
   const [collection, task, id, ...rest] = segments as [string, string, string, ...string[]];
+  // Only a task (a chat run's free-form `jetty.task`) may hold an encoded "/": a path segment or
+  // an id holding one was made up by the client, not by fileKey.
+  if ([collection, id, ...rest].some((s) => s.includes('/'))) return null;
   return {
     collection,
     task,

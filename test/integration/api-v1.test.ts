@@ -470,6 +470,8 @@ describe('files', () => {
     for (const p of [
       `/api/v1/file/${c()}/report/${run.trajectory_id}/../../../../master.key`,
       `/api/v1/file/${c()}/report/${run.trajectory_id}/..%2F..%2F..%2F..%2Fmaster.key`,
+      `/api/v1/file/${c()}/report/${run.trajectory_id}/%252E%252E%252F%252E%252E%252F%252E%252E%252F%252E%252E%252Fmaster.key`,
+      `/api/v1/file/${c()}/_uploads/x/%252E%252E%252F%252E%252E%252F%252E%252E%252Fmaster.key`,
       `/v1/runs/${run.trajectory_id}/artifacts/../../../../master.key`,
       `/v1/runs/${run.trajectory_id}/artifacts/..%2F..%2F..%2F..%2Fmaster.key`,
       `/v1/runs/${run.trajectory_id}/artifacts/%2e%2e/%2e%2e/%2e%2e/%2e%2e/master.key`,

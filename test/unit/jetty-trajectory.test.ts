@@ -172,6 +172,10 @@ describe("a run as Jetty's trajectory", () => {
     for (const bad of ['acme/t/id', 'acme/t/id/../x', 'acme/t/id//x', 'acme/t/id/./x', 'acme/t/id/a\\b']) {
       expect(parseFileKey(bad.split('/')), bad).toBeNull();
     }
+    // A segment that decodes to a path ("..%2Fx" sent as %252E%252E%252Fx) is not one of ours.
+    expect(parseFileKey(keySegments('acme/t/id/..%2F..%2Fmaster.key')!)).toBeNull();
+    expect(parseFileKey(keySegments('acme/t/id/a%2Fb')!)).toBeNull();
+    expect(parseFileKey(keySegments('acme/weekly%2Freport/id/x')!)).toMatchObject({ task: 'weekly/report' });
   });
 
   it('is what a webhook POSTs', () => {
