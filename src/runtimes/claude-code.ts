@@ -18,6 +18,7 @@ import {
   PROMPT_PATH,
   parseJsonObject,
   providerError,
+  pushGuarded,
   truncateUtf8,
 } from './json-lines.js';
 import type { McpServer } from './mcp.js';
@@ -200,14 +201,7 @@ export class ClaudeCodeParser implements OutputParser {
   }
 
   push(line: string): AgentEvent[] {
-    if (line.trim() === '') return [];
-    try {
-      return this.handleLine(line);
-    } catch (err) {
-      // Nothing above should throw; if it does, the line still reaches the user and the run goes on.
-      const reason = err instanceof Error ? err.message : String(err);
-      return [logEvent('system', `claude-code: unreadable output line (${reason}): ${line}`)];
-    }
+    return pushGuarded('claude-code', line, (l) => this.handleLine(l));
   }
 
   /**

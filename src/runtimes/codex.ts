@@ -19,6 +19,7 @@ import {
   PROMPT_PATH,
   parseJsonObject,
   providerError,
+  pushGuarded,
   truncateUtf8,
 } from './json-lines.js';
 import type { McpServer } from './mcp.js';
@@ -247,14 +248,7 @@ export class CodexParser implements OutputParser {
   }
 
   push(line: string): AgentEvent[] {
-    if (line.trim() === '') return [];
-    try {
-      return this.handleLine(line);
-    } catch (err) {
-      // Nothing above should throw; if it does, the line still reaches the user and the run goes on.
-      const reason = err instanceof Error ? err.message : String(err);
-      return [logEvent('system', `codex: unreadable output line (${reason}): ${line}`)];
-    }
+    return pushGuarded('codex', line, (l) => this.handleLine(l));
   }
 
   /** A line of the CLI's stderr: shown as a log line, and remembered as the clue for a crash. */

@@ -29,6 +29,7 @@ import {
   PROMPT_PATH,
   parseJsonObject,
   providerFailure,
+  pushGuarded,
   truncateUtf8,
 } from './json-lines.js';
 import type { McpServer } from './mcp.js';
@@ -345,13 +346,7 @@ export class HermesParser implements OutputParser {
   }
 
   push(line: string): AgentEvent[] {
-    if (line.trim() === '') return [];
-    try {
-      return this.handleLine(line);
-    } catch (err) {
-      const reason = err instanceof Error ? err.message : String(err);
-      return [logEvent('system', `hermes: unreadable output line (${reason}): ${line}`)];
-    }
+    return pushGuarded('hermes', line, (l) => this.handleLine(l));
   }
 
   pushStderr(line: string): AgentEvent[] {

@@ -66,6 +66,24 @@ export function logEvent(stream: 'stderr' | 'system', line: string): AgentEvent 
 }
 
 /**
+ * What every parser's `push` does around its own line handling: blank lines are nothing, and a
+ * line its handler chokes on still reaches the user as a `log` event while the run goes on.
+ */
+export function pushGuarded(
+  runtime: string,
+  line: string,
+  handle: (line: string) => AgentEvent[],
+): AgentEvent[] {
+  if (line.trim() === '') return [];
+  try {
+    return handle(line);
+  } catch (err) {
+    const reason = err instanceof Error ? err.message : String(err);
+    return [logEvent('system', `${runtime}: unreadable output line (${reason}): ${line}`)];
+  }
+}
+
+/**
  * The HTTP status of a failed model request → [error code, what failed], the same for every
  * runtime: 401/403 provider_auth_error, 404 provider_model_not_found, 429 provider_rate_limited,
  * 5xx provider_error; any other status (400, 413, …) means the request the agent built was refused.

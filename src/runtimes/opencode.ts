@@ -21,6 +21,7 @@ import {
   PROMPT_PATH,
   parseJsonObject,
   providerError,
+  pushGuarded,
   truncateUtf8,
 } from './json-lines.js';
 import type { McpServer } from './mcp.js';
@@ -224,14 +225,7 @@ export class OpencodeParser implements OutputParser {
   }
 
   push(line: string): AgentEvent[] {
-    if (line.trim() === '') return [];
-    try {
-      return this.handleLine(line);
-    } catch (err) {
-      // Nothing above should throw; if it does, the line still reaches the user and the run goes on.
-      const reason = err instanceof Error ? err.message : String(err);
-      return [logEvent('system', `opencode: unreadable output line (${reason}): ${line}`)];
-    }
+    return pushGuarded('opencode', line, (l) => this.handleLine(l));
   }
 
   pushStderr(line: string): AgentEvent[] {
