@@ -111,6 +111,12 @@ describe('tasks', () => {
     await expect(sdk.getTask(c(), 'temp')).rejects.toBeInstanceOf(JettyNotFoundError);
   });
 
+  it('serves the SDK with a base URL ending in "/" (it then asks for //api/v1/...)', async () => {
+    const slashed = new JettyClient({ apiUrl: `${h.url}/`, token: h.key, maxRetries: 0 });
+    expect(((await slashed.listTasks(c())) as any[]).map((t) => t.name)).toContain('report');
+    expect(await slashed.getTask(c(), 'report')).toMatchObject({ name: 'report' });
+  });
+
   it('refuses a step that is not a runbook, naming what is supported', async () => {
     const bad = { ...WORKFLOW, step_configs: { run: { activity: 'completion' } } };
     const err = (await sdk.createTask(c(), 'bad', bad).catch((e) => e)) as JettyApiError;
