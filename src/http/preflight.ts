@@ -231,6 +231,9 @@ export function planRun(
   };
 }
 
+/** Variables a sandbox sets for itself; a secret may not replace them. */
+const RESERVED_SANDBOX_VARIABLES: ReadonlySet<string> = new Set(['PATH', 'HOME', 'USER', 'SHELL', 'PWD']);
+
 /**
  * The secrets a runbook declares, checked against the collection: a provider key can never be
  * one (the gateway holds those), and a required one must be set (in the collection, or as a
@@ -250,6 +253,13 @@ function planSecrets(
         `The secret ${name} names ${spec.env}, a provider key. Provider keys never enter the sandbox: the gateway presents them for the agent. Remove ${name} from \`secrets\`; set ${spec.env} in the collection's environment and the runs use it.`,
         param,
         'provider_key_as_secret',
+      );
+    }
+    if (RESERVED_SANDBOX_VARIABLES.has(spec.env) || spec.env.startsWith('JETTY_')) {
+      throw badRequest(
+        `The secret ${name} names ${spec.env}, a variable the sandbox sets itself (${spec.env.startsWith('JETTY_') ? 'JETTY_* belong to the server' : 'the agent needs it as it is'}). Give the secret another env name.`,
+        param,
+        'reserved_variable',
       );
     }
     const present = ctx.variables.has(spec.env) || secretParams?.has(spec.env) === true;

@@ -212,6 +212,17 @@ describe("a runbook's secrets", () => {
     expect(await h.jobsEnqueued()).toBe(before);
   });
 
+  it('a secret may not take the name of a variable the sandbox sets itself', async () => {
+    for (const env of ['PATH', 'JETTY_GATEWAY_SOCKET']) {
+      const res = await chat(
+        runbookRequest(SECRET_RUNBOOK.replace('env: REPORT_TOKEN', `env: ${env}`)),
+        h.auth,
+      );
+      expect(res.status, env).toBe(400);
+      expect(res.body.error.code).toBe('reserved_variable');
+    }
+  });
+
   it('a provider key declared as a secret is refused: it never enters a sandbox', async () => {
     const runbook = SECRET_RUNBOOK.replace('env: REPORT_TOKEN', 'env: OPENAI_API_KEY');
     const res = await chat(runbookRequest(runbook), h.auth);
