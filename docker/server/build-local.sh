@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Builds the server image (jetty/server:local, what docker-compose.yml runs) where no container
+# registry can be reached: on the locally made base (docker/base/make-local-base.sh), from this
+# checkout's `npm run build` output and its production dependencies installed from the npm
+# registry on the host. Elsewhere, `docker build -f docker/server/Dockerfile .` does the same in
+# the image. Usage: npm run build && bash docker/server/build-local.sh [TAG]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+tag="${1:-jetty/server:local}"
+base="${JETTY_LOCAL_BASE_IMAGE:-jetty-local/node:22-bookworm}"
+[ -f dist/src/main/server.js ] || { echo "no dist/: run npm run build first" >&2; exit 1; }
+docker image inspect "$base" >/dev/null 2>&1 || bash docker/base/make-local-base.sh
+
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+cp package.json package-lock.json "$stage"/
+(cd "$stage" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error)
+cp -r dist "$stage"/dist
+cat >"$stage/Dockerfile" <<DOCKERFILE
+FROM $base
+WORKDIR /srv
+COPY node_modules node_modules
+COPY dist dist
+COPY package.json ./
+ENV NODE_ENV=production HOST=0.0.0.0 PORT=8080
+EXPOSE 8080
+CMD ["node", "dist/src/main/server.js", "--role", "all"]
+DOCKERFILE
+docker build -q -t "$tag" "$stage"
+echo "built $tag"
