@@ -12,6 +12,7 @@ import {
   asNumber,
   asObject,
   asString,
+  howItEnded,
   type JsonObject,
   logEvent,
   MAX_TOOL_OUTPUT_BYTES,
@@ -218,7 +219,7 @@ export class ClaudeCodeParser implements OutputParser {
   finish(exitCode: number | null): { events: AgentEvent[]; outcome: RuntimeOutcome } {
     const verdict = this.verdict;
     if (verdict === undefined) {
-      const how = exitCode === null ? 'was killed' : `exited with code ${exitCode}`;
+      const how = howItEnded(exitCode);
       const hint = this.lastHint ?? this.apiErrorText;
       const message = `Claude Code ${how} before reporting a result${hint ? `: ${hint}` : ''}`;
       return {
@@ -232,7 +233,7 @@ export class ClaudeCodeParser implements OutputParser {
     }
     const events: AgentEvent[] = [];
     if (exitCode !== 0) {
-      const how = exitCode === null ? 'was killed' : `exited with code ${exitCode}`;
+      const how = howItEnded(exitCode);
       events.push(logEvent('system', `claude-code ${how} after reporting success; keeping the result`));
     }
     return { events, outcome: { status: 'completed', finalText: verdict.text || this.lastText } };

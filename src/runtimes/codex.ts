@@ -13,6 +13,7 @@ import {
   asCount,
   asObject,
   asString,
+  howItEnded,
   type JsonObject,
   logEvent,
   MAX_TOOL_OUTPUT_BYTES,
@@ -259,7 +260,7 @@ export class CodexParser implements OutputParser {
   }
 
   finish(exitCode: number | null): { events: AgentEvent[]; outcome: RuntimeOutcome } {
-    const how = exitCode === null ? 'was killed' : `exited with code ${exitCode}`;
+    const how = howItEnded(exitCode);
     const turn = this.turn;
     if (turn?.status === 'failed') {
       return this.failed(classifyError(turn.message));

@@ -10,6 +10,7 @@ import {
   asCount,
   asObject,
   asString,
+  howItEnded,
   type JsonObject,
   logEvent,
   MAX_TOOL_OUTPUT_BYTES,
@@ -238,7 +239,7 @@ export class GeminiCliParser implements OutputParser {
     const finalText = this.text.trim() || this.textBefore.trim();
     const verdict = this.verdict;
     if (verdict === undefined) {
-      const how = exitCode === null ? 'was killed' : `exited with code ${exitCode}`;
+      const how = howItEnded(exitCode);
       const hint = this.lastHint ?? this.lastError;
       const message = `Gemini CLI ${how} before reporting a result${hint ? `: ${hint}` : ''}`;
       return {
@@ -252,7 +253,7 @@ export class GeminiCliParser implements OutputParser {
     }
     const events: AgentEvent[] = [];
     if (exitCode !== 0) {
-      const how = exitCode === null ? 'was killed' : `exited with code ${exitCode}`;
+      const how = howItEnded(exitCode);
       events.push(logEvent('system', `gemini-cli ${how} after reporting success; keeping the result`));
     }
     return { events, outcome: { status: 'completed', finalText } };

@@ -23,6 +23,7 @@ import {
   asNumber,
   asObject,
   asString,
+  howItEnded,
   type JsonObject,
   logEvent,
   MAX_TOOL_OUTPUT_BYTES,
@@ -356,7 +357,7 @@ export class HermesParser implements OutputParser {
   }
 
   finish(exitCode: number | null): { events: AgentEvent[]; outcome: RuntimeOutcome } {
-    const how = exitCode === null ? 'was killed' : `exited with code ${exitCode}`;
+    const how = howItEnded(exitCode);
     const printed = this.plain.trim();
     const text = this.finalText ?? (this.lastText || printed);
     const failed = (error: RunError) => ({

@@ -65,6 +65,11 @@ export function logEvent(stream: 'stderr' | 'system', line: string): AgentEvent 
   return { type: 'log', data: { stream, line: cut.truncated ? `${cut.text}…` : cut.text } };
 }
 
+/** How a CLI process ended, for a crash message: "was killed" or "exited with code N". */
+export function howItEnded(exitCode: number | null): string {
+  return exitCode === null ? 'was killed' : `exited with code ${exitCode}`;
+}
+
 /**
  * What every parser's `push` does around its own line handling: blank lines are nothing, and a
  * line its handler chokes on still reaches the user as a `log` event while the run goes on.

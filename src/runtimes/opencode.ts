@@ -15,6 +15,7 @@ import {
   asNumber,
   asObject,
   asString,
+  howItEnded,
   type JsonObject,
   logEvent,
   MAX_TOOL_OUTPUT_BYTES,
@@ -253,12 +254,7 @@ export class OpencodeParser implements OutputParser {
     if (exitCode === 0 && this.steps > 0) {
       return { events: [], outcome: { status: 'completed', finalText: this.lastText } };
     }
-    const how =
-      exitCode === null
-        ? 'was killed'
-        : exitCode === 0
-          ? 'exited with code 0 without calling the model'
-          : `exited with code ${exitCode}`;
+    const how = exitCode === 0 ? 'exited with code 0 without calling the model' : howItEnded(exitCode);
     const hint = this.lastLogError ?? this.lastHint;
     const message = `opencode ${how} before finishing${hint ? `: ${hint}` : ''}`;
     return {
