@@ -1,4 +1,5 @@
 import type { UsageData } from '../events/types.js';
+import { isPlainObject } from '../json.js';
 
 /**
  * Reads token usage out of provider responses as they stream through the gateway, without
@@ -26,8 +27,7 @@ interface Tokens {
 type Extractor = (obj: Json, t: Tokens) => boolean;
 
 const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
-const obj = (v: unknown): Json | undefined =>
-  v && typeof v === 'object' && !Array.isArray(v) ? (v as Json) : undefined;
+const obj = (v: unknown): Json | undefined => (isPlainObject(v) ? (v as Json) : undefined);
 
 /** Anthropic Messages: usage in message_start (input, cache) and message_delta (output); or `usage` of the JSON body. */
 const anthropic: Extractor = (o, t) => {

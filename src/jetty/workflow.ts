@@ -8,28 +8,25 @@
  */
 import { AppError, badRequest } from '../errors.js';
 import { type ChatRequest, chatRequestSchema } from '../http/schemas.js';
+import { isPlainObject } from '../json.js';
 
 export type Workflow = Record<string, unknown>;
 
 /** The one activity this server runs. */
 export const RUNBOOK_ACTIVITY = 'runbook';
 
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
 /** The workflow's single step: its name (the key its outputs appear under) and config. */
 export function stepOf(workflow: Workflow): { name: string; config: Record<string, unknown> } {
   const steps = Array.isArray(workflow.steps) ? (workflow.steps as string[]) : ['run'];
   const name = steps[0] ?? 'run';
-  const configs = isObject(workflow.step_configs) ? workflow.step_configs : {};
-  const config = isObject(configs[name]) ? configs[name] : { activity: RUNBOOK_ACTIVITY };
+  const configs = isPlainObject(workflow.step_configs) ? workflow.step_configs : {};
+  const config = isPlainObject(configs[name]) ? configs[name] : { activity: RUNBOOK_ACTIVITY };
   return { name, config };
 }
 
 /** Checks that a workflow is one this server can run; a 400 names the field and what is supported. */
 export function checkWorkflow(w: unknown, param: string): Workflow {
-  if (!isObject(w)) {
+  if (!isPlainObject(w)) {
     throw badRequest(
       `${param} must be an object: {"steps": ["run"], "step_configs": {"run": {"activity": "runbook"}}, "init_params": {"instruction": "<the runbook markdown>"}}.`,
       param,
@@ -47,12 +44,12 @@ export function checkWorkflow(w: unknown, param: string): Workflow {
     );
   }
   const configs = w.step_configs;
-  if (configs !== undefined && !isObject(configs)) {
+  if (configs !== undefined && !isPlainObject(configs)) {
     throw badRequest(`${param}.step_configs must be an object keyed by step name.`, `${param}.step_configs`);
   }
   for (const [name, cfg] of Object.entries(configs ?? {})) {
     const at = `${param}.step_configs.${name}`;
-    if (!isObject(cfg)) throw badRequest(`${at} must be an object such as {"activity": "runbook"}.`, at);
+    if (!isPlainObject(cfg)) throw badRequest(`${at} must be an object such as {"activity": "runbook"}.`, at);
     if (cfg.activity !== RUNBOOK_ACTIVITY) {
       throw badRequest(
         `${at}.activity is ${JSON.stringify(cfg.activity ?? null)}; this server runs only "${RUNBOOK_ACTIVITY}" steps (a coding agent on a runbook). Set "activity": "runbook".`,
@@ -61,7 +58,7 @@ export function checkWorkflow(w: unknown, param: string): Workflow {
       );
     }
   }
-  if (w.init_params !== undefined && !isObject(w.init_params)) {
+  if (w.init_params !== undefined && !isPlainObject(w.init_params)) {
     throw badRequest(`${param}.init_params must be an object.`, `${param}.init_params`);
   }
   return w;
@@ -75,9 +72,10 @@ export function mergeInitParams(
   workflow: Workflow,
   submitted: Record<string, unknown>,
 ): Record<string, unknown> {
-  const base = isObject(workflow.init_params) ? workflow.init_params : {};
+  const base = isPlainObject(workflow.init_params) ? workflow.init_params : {};
   const merged: Record<string, unknown> = { ...base, ...submitted };
-  if (isObject(base.vars) && isObject(submitted.vars)) merged.vars = { ...base.vars, ...submitted.vars };
+  if (isPlainObject(base.vars) && isPlainObject(submitted.vars))
+    merged.vars = { ...base.vars, ...submitted.vars };
   return merged;
 }
 

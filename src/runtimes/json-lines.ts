@@ -3,6 +3,7 @@
  * line, and every parser must read them without ever throwing on what it does not expect.
  */
 import type { AgentEvent, RunError } from '../events/types.js';
+import { isPlainObject } from '../json.js';
 
 /** `tool.result` output is cut past this many UTF-8 bytes (and flagged `truncated: true`). */
 export const MAX_TOOL_OUTPUT_BYTES = 16 * 1024;
@@ -24,9 +25,7 @@ export function parseJsonObject(line: string): JsonObject | undefined {
 }
 
 export function asObject(value: unknown): JsonObject | undefined {
-  return typeof value === 'object' && value !== null && !Array.isArray(value)
-    ? (value as JsonObject)
-    : undefined;
+  return isPlainObject(value) ? (value as JsonObject) : undefined;
 }
 
 export function asString(value: unknown): string | undefined {

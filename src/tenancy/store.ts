@@ -8,6 +8,7 @@
  */
 import type { ChainableCommander, Redis } from 'ioredis';
 import { AppError, badRequest, infraError, notFound } from '../errors.js';
+import { isPlainObject } from '../json.js';
 import {
   API_KEY_FORM,
   type ApiKeyInfo,
@@ -105,10 +106,6 @@ async function execAll(multi: ChainableCommander): Promise<void> {
   for (const [err] of results) {
     if (err) throw infraError(`Redis refused a tenancy write: ${err.message}`, 'redis_write_failed', err);
   }
-}
-
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 function typeName(v: unknown): string {

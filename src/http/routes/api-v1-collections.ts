@@ -8,6 +8,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { AppError, badRequest, notFound } from '../../errors.js';
 import { RUNBOOK_ACTIVITY } from '../../jetty/workflow.js';
+import { isPlainObject } from '../../json.js';
 import { quoted } from '../../tenancy/names.js';
 import { collectionOf } from '../auth.js';
 import type { AppDeps } from '../deps.js';
@@ -24,10 +25,8 @@ export function ownCollection(req: FastifyRequest, name: string): string {
 }
 
 function objectBody(body: unknown): Record<string, unknown> {
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
-    throw badRequest('The body must be a JSON object.', null);
-  }
-  return body as Record<string, unknown>;
+  if (!isPlainObject(body)) throw badRequest('The body must be a JSON object.', null);
+  return body;
 }
 
 const STEP_TEMPLATES = [

@@ -14,6 +14,7 @@ import { keySegments, resolveAssets } from '../../jetty/assets.js';
 import { jettyTrajectory, parseFileKey, taskOf, workflowId } from '../../jetty/trajectory.js';
 import { type SavedUpload, tooLarge } from '../../jetty/uploads.js';
 import { asInitParamsError, chatRequestOf, mergeInitParams } from '../../jetty/workflow.js';
+import { isPlainObject } from '../../json.js';
 import type { RunView } from '../../queue/run-service.js';
 import { envNameProblem, quoted } from '../../tenancy/names.js';
 import { PROVIDER_KEY_VARIABLES } from '../../tenancy/provider-keys.js';
@@ -47,10 +48,10 @@ function jsonObjectField(raw: string | undefined, name: string): Record<string, 
       'invalid_json',
     );
   }
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) {
+  if (!isPlainObject(v)) {
     throw badRequest(`${name} must be the JSON text of an object, e.g. {"vars": {}}.`, name);
   }
-  return v as Record<string, unknown>;
+  return v;
 }
 
 /** The run's own secret values: names like environment variables, string values, no provider keys. */
@@ -352,12 +353,7 @@ export function apiV1RunRoutes(app: FastifyInstance, deps: AppDeps): void {
     async (req) => {
       const collection = ownCollection(req, req.params.c);
       const body = req.body;
-      if (
-        typeof body !== 'object' ||
-        body === null ||
-        Array.isArray(body) ||
-        Object.keys(body).length === 0
-      ) {
+      if (!isPlainObject(body) || Object.keys(body).length === 0) {
         throw badRequest('Send {"<trajectory id>": "cancelled", ...}.', null);
       }
       const results = [];

@@ -3,6 +3,8 @@
  * structured-output side call should get back.
  */
 
+import { isPlainObject } from '../../json.js';
+
 /** A tool as the client offered it: its name and the JSON schema of its input. */
 export interface OfferedTool {
   name: string;
@@ -34,7 +36,7 @@ function shellToolFor(tool: OfferedTool): ShellTool {
   const required = schemaRequired(tool.schema);
   // Most shell tools take `command`; codex's exec_command takes `cmd`, its older `shell` an argv array.
   const key = 'command' in props || !('cmd' in props) ? 'command' : 'cmd';
-  const wantsArgv = isObject(props[key]) && props[key].type === 'array';
+  const wantsArgv = isPlainObject(props[key]) && props[key].type === 'array';
   return {
     name: tool.name,
     input(command) {
@@ -45,16 +47,12 @@ function shellToolFor(tool: OfferedTool): ShellTool {
   };
 }
 
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
 function schemaProperties(schema: unknown): Record<string, unknown> {
-  return isObject(schema) && isObject(schema.properties) ? schema.properties : {};
+  return isPlainObject(schema) && isPlainObject(schema.properties) ? schema.properties : {};
 }
 
 function schemaRequired(schema: unknown): string[] {
-  if (!isObject(schema) || !Array.isArray(schema.required)) return [];
+  if (!isPlainObject(schema) || !Array.isArray(schema.required)) return [];
   return schema.required.filter((r): r is string => typeof r === 'string');
 }
 
@@ -63,7 +61,7 @@ function schemaRequired(schema: unknown): string[] {
  * for JSON of a given shape, and a client that cannot parse the answer logs an error or falls back.
  */
 export function sampleFromSchema(schema: unknown, depth = 0): unknown {
-  if (!isObject(schema) || depth > 8) return null;
+  if (!isPlainObject(schema) || depth > 8) return null;
   if ('const' in schema) return schema.const;
   if (Array.isArray(schema.enum) && schema.enum.length > 0) return schema.enum[0];
   for (const union of ['anyOf', 'oneOf'] as const) {
