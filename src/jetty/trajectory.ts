@@ -6,7 +6,7 @@
  * needed, so a key always splits back the same way.
  */
 import { posix } from 'node:path';
-import { artifactUrl } from '../events/chunk-mapper.js';
+import { artifactUrl, toChatUsage } from '../events/chunk-mapper.js';
 import type { ArtifactInfo, UsageTotals } from '../events/types.js';
 import type { RunLabel, RunView, Trajectory } from '../queue/run-service.js';
 
@@ -87,12 +87,13 @@ function fileOf(run: RunView, a: ArtifactInfo): JettyFile {
   };
 }
 
-export function usageOf(u: UsageTotals, durationSec: number | null) {
-  const prompt = u.input_tokens + u.cache_read_tokens + u.cache_write_tokens;
+function usageOf(u: UsageTotals, durationSec: number | null) {
+  // The OpenAI-style counts exactly as a chat completion's `usage` has them.
+  const { prompt_tokens, completion_tokens, total_tokens } = toChatUsage(u);
   return {
-    prompt_tokens: prompt,
-    completion_tokens: u.output_tokens,
-    total_tokens: prompt + u.output_tokens,
+    prompt_tokens,
+    completion_tokens,
+    total_tokens,
     input_tokens: u.input_tokens,
     output_tokens: u.output_tokens,
     cache_read_tokens: u.cache_read_tokens,
