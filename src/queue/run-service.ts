@@ -309,6 +309,30 @@ export class RunService {
     };
   }
 
+  /**
+   * Waits for the run's terminal event, at most `timeoutMs`, or until `signal` aborts (the caller
+   * left); then answers the run as it stands, ended or not.
+   */
+  async waitForEnd(
+    id: string,
+    collection: string,
+    timeoutMs: number,
+    signal?: AbortSignal,
+  ): Promise<RunView> {
+    const ctl = new AbortController();
+    const timer = setTimeout(() => ctl.abort(), timeoutMs);
+    const stop = () => ctl.abort();
+    signal?.addEventListener('abort', stop, { once: true });
+    try {
+      for await (const ev of this.follow(id, '0', ctl.signal)) if (isTerminalEvent(ev.type)) break;
+    } finally {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', stop);
+      ctl.abort();
+    }
+    return this.require(id, collection);
+  }
+
   /** The run's input (runbook, outputs wanted, submitted init_params), from Redis or the blob store. */
   async input(id: string): Promise<Trajectory['input']> {
     const raw = await this.deps.redis.get(this.inputKey(id));

@@ -242,18 +242,9 @@ export function apiV1RunRoutes(app: FastifyInstance, deps: AppDeps): void {
     },
     async (req, reply) => {
       const rec = await start(req, req.params);
-      const ctl = new AbortController();
-      const timer = setTimeout(() => ctl.abort(), RUN_SYNC_WAIT_MS);
-      reply.raw.on('close', () => ctl.abort());
-      try {
-        for await (const ev of deps.runs.follow(rec.id, '0', ctl.signal)) {
-          if (TERMINAL_STATUSES.includes(ev.type.replace('run.', '') as never)) break;
-        }
-      } finally {
-        clearTimeout(timer);
-        ctl.abort();
-      }
-      const run = await deps.runs.require(rec.id, rec.collection);
+      const left = new AbortController();
+      reply.raw.on('close', () => left.abort());
+      const run = await deps.runs.waitForEnd(rec.id, rec.collection, RUN_SYNC_WAIT_MS, left.signal);
       const body = await response(
         run,
         TERMINAL_STATUSES.includes(run.status) ? `Workflow ${run.status}` : 'Workflow still running',

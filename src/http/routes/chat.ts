@@ -95,7 +95,10 @@ export function chatRoutes(app: FastifyInstance, deps: AppDeps, streams: OpenStr
         return;
       }
 
-      const rec = await waitForEnd(deps, runId, plan.collection, plan.timeoutHintSec, reply.raw);
+      // Until the run ends, the hint's deadline, or the client leaving.
+      const left = new AbortController();
+      reply.raw.on('close', () => left.abort());
+      const rec = await deps.runs.waitForEnd(runId, plan.collection, plan.timeoutHintSec * 1000, left.signal);
       if (!TERMINAL_STATUSES.includes(rec.status)) {
         return reply.code(202).send({
           id: completionId(runId),
@@ -147,28 +150,6 @@ function metadataOf(rec: RunRecord) {
     ...(rec.missing_outputs.length ? { missing_outputs: rec.missing_outputs } : {}),
     ...(rec.error ? { error: rec.error } : {}),
   };
-}
-
-/** Waits for the run's terminal event, the hint's deadline, or the client leaving. */
-async function waitForEnd(
-  deps: AppDeps,
-  runId: string,
-  collection: string,
-  hintSec: number,
-  res: { on(ev: 'close', fn: () => void): unknown },
-): Promise<RunRecord> {
-  const ctl = new AbortController();
-  const timer = setTimeout(() => ctl.abort(), hintSec * 1000);
-  res.on('close', () => ctl.abort());
-  try {
-    for await (const ev of deps.runs.follow(runId, '0', ctl.signal)) {
-      if (ev.type === 'run.completed' || ev.type === 'run.failed' || ev.type === 'run.cancelled') break;
-    }
-  } finally {
-    clearTimeout(timer);
-    ctl.abort();
-  }
-  return deps.runs.require(runId, collection);
 }
 
 /**
