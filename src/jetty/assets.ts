@@ -46,9 +46,7 @@ export async function resolveAssets(
     const parts = segments ? parseFileKey(segments) : null;
     if (!parts || parts.collection !== ctx.collection) throw missing();
     if (parts.kind === 'upload') {
-      const file = await ctx.uploads.open(parts.collection, parts.id, parts.relPath);
-      if (!file) throw missing();
-      file.stream.destroy();
+      if (!(await ctx.uploads.has(parts.collection, parts.id, parts.relPath))) throw missing();
     } else {
       const run = await ctx.runs.get(parts.id, ctx.collection);
       if (!run?.artifacts.some((a) => a.path === parts.relPath)) throw missing();

@@ -73,6 +73,18 @@ export class UploadStore {
     return full.startsWith(base + path.sep) && !relPath.includes('\0') ? full : null;
   }
 
+  /** Whether the upload holds this file (nothing is opened). */
+  async has(collection: string, uploadId: string, relPath: string): Promise<boolean> {
+    const full = this.fileOf(collection, uploadId, relPath);
+    return (
+      full !== null &&
+      (await stat(full).then(
+        (st) => st.isFile(),
+        () => false,
+      ))
+    );
+  }
+
   async open(
     collection: string,
     uploadId: string,
