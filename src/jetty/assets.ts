@@ -3,12 +3,11 @@
  * of the caller's collection, and lands in the sandbox at `/app/assets/<its path>`. A key of
  * another collection is refused with exactly the words of a key that does not exist.
  */
-import { posix } from 'node:path';
 import { badRequest } from '../errors.js';
 import type { RunAsset } from '../queue/catalog.js';
 import type { RunService } from '../queue/run-service.js';
 import { parseFileKey } from './trajectory.js';
-import { ASSETS_DIR, type UploadStore } from './uploads.js';
+import { ASSETS_DIR, claimName, type UploadStore } from './uploads.js';
 
 export const MAX_ASSETS = 100;
 
@@ -51,12 +50,7 @@ export async function resolveAssets(
       const run = await ctx.runs.get(parts.id, ctx.collection);
       if (!run?.artifacts.some((a) => a.path === parts.relPath)) throw missing();
     }
-    let rel = parts.relPath;
-    for (let n = 2; taken.has(rel); n++) {
-      const ext = posix.extname(parts.relPath);
-      rel = `${parts.relPath.slice(0, parts.relPath.length - ext.length)}-${n}${ext}`;
-    }
-    taken.add(rel);
+    const rel = claimName(parts.relPath, taken);
     out.push({ kind: parts.kind, id: parts.id, relPath: parts.relPath, path: `${ASSETS_DIR}/${rel}` });
   }
   return out;

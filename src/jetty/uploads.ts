@@ -47,6 +47,22 @@ export function sanitizeName(raw: string): string {
   return cleaned === '' ? 'file' : cleaned;
 }
 
+/**
+ * `rel`, or `rel` with -2, -3, … before its extension: the first whose `key` is not in `taken`,
+ * which it is then added to. (Uploads compare names case-folded: a case-insensitive disk would
+ * hold `A.txt` and `a.txt` as one file.)
+ */
+export function claimName(rel: string, taken: Set<string>, key: (name: string) => string = (n) => n): string {
+  const ext = path.posix.extname(rel);
+  const stem = rel.slice(0, rel.length - ext.length);
+  let candidate = rel;
+  for (let n = 2; taken.has(key(candidate)); n++) candidate = `${stem}-${n}${ext}`;
+  taken.add(key(candidate));
+  return candidate;
+}
+
+const lowerCase = (name: string) => name.toLowerCase();
+
 export function tooLarge(what: string, limit: number): AppError {
   return new AppError(
     `${what} is larger than this server accepts (${limit} bytes per file). Send a smaller file or raise MAX_UPLOAD_BYTES on the server.`,
@@ -141,15 +157,7 @@ export class UploadStore {
     const dir = this.dir(collection, uploadId);
     const keys: string[] = [];
     const used = new Set<string>();
-    const unique = (rel: string) => {
-      let candidate = rel;
-      for (let n = 2; used.has(candidate.toLowerCase()); n++) {
-        const ext = path.posix.extname(rel);
-        candidate = `${rel.slice(0, rel.length - ext.length)}-${n}${ext}`;
-      }
-      used.add(candidate.toLowerCase());
-      return candidate;
-    };
+    const unique = (rel: string) => claimName(rel, used, lowerCase);
     const key = (rel: string) =>
       `${encodeURIComponent(collection)}/${UPLOADS_TASK}/${uploadId}/${rel.split('/').map(encodeURIComponent).join('/')}`;
     try {
@@ -237,9 +245,7 @@ export class UploadStore {
               throw bad(`it unpacks to more than ${this.limits.maxFileBytes * this.limits.maxFiles} bytes`);
             const segments = entry.fileName.split(/[/\\]/).filter((s) => s !== '' && s !== '.' && s !== '..');
             if (segments.length === 0) return zip.readEntry();
-            let rel = segments.map(sanitizeName).join('/');
-            for (let n = 2; used.has(rel.toLowerCase()); n++) rel = `${rel}-${n}`;
-            used.add(rel.toLowerCase());
+            const rel = claimName(segments.map(sanitizeName).join('/'), used, lowerCase);
             const target = path.join(dest, rel);
             if (!target.startsWith(dest + path.sep)) throw bad('an entry would land outside its folder');
             await mkdir(path.dirname(target), { recursive: true });

@@ -42,6 +42,25 @@ describe('upload names', () => {
   });
 });
 
+describe('a zip whose entries collide once made safe', () => {
+  it('keeps each, numbered before the extension like any other upload', async () => {
+    const { zipOf } = await import('../support/zip.js');
+    const { uploads } = await store();
+    const zip = zipOf({ 'a*b.txt': '1', 'a|b.txt': '2', 'a?b.txt': '3' });
+    const saved = await uploads.save(
+      'acme',
+      (async function* () {
+        yield { filename: 'z.zip', stream: Readable.from([Buffer.from(zip)]) };
+      })(),
+    );
+    expect(saved!.file_paths.map((k) => decodeURIComponent(k.split('/').slice(3).join('/')))).toEqual([
+      'z/a_b.txt',
+      'z/a_b-2.txt',
+      'z/a_b-3.txt',
+    ]);
+  });
+});
+
 describe('upload retention', () => {
   it('removes uploads older than the retention and keeps the others', async () => {
     const { root, uploads } = await store();
