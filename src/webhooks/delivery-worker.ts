@@ -2,12 +2,12 @@ import { DelayedError, type Job, UnrecoverableError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { isTerminalEvent, TERMINAL_STATUSES } from '../events/types.js';
+import { jettyTrajectory } from '../jetty/trajectory.js';
 import { JOBS } from '../queue/catalog.js';
 import { type RedisKeys, WEBHOOK_QUEUE } from '../queue/keys.js';
 import { closeRedis } from '../queue/redis-close.js';
 import type { RunService, Trajectory } from '../queue/run-service.js';
 import { DeliveryInterrupted, type DeliveryResult, postWebhook } from './deliver.js';
-import { buildWebhookPayload } from './payload.js';
 import { webhookHeaders } from './signing.js';
 
 export interface WebhookWorkerDeps {
@@ -101,7 +101,8 @@ export class WebhookWorker {
     }
 
     const labels = await deps.runs.labels(runId);
-    const body = JSON.stringify(buildWebhookPayload(ended.run, ended.input, labels));
+    // The run's trajectory, as Jetty's callbacks send it: what GET /api/v1/db/trajectory answers.
+    const body = JSON.stringify(jettyTrajectory(ended.run, ended.input, labels));
     const attempt = job.attemptsMade + 1;
     const at = new Date();
     let result: DeliveryResult;

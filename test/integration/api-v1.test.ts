@@ -206,6 +206,8 @@ describe('runs', () => {
         name: `${c()}/report`,
         webhook_url: url,
       });
+      // Exactly the trajectory GET /api/v1/db/trajectory answers for the ended run.
+      expect(payload).toEqual(await sdk.getTrajectory(c(), 'report', id));
       expect(hook!.body).not.toContain('whsec_t');
     } finally {
       receiver.close();

@@ -2,7 +2,6 @@ import { describe, expect, it } from 'vitest';
 import { keySegments } from '../../src/jetty/assets.js';
 import { fileKey, jettyTrajectory, parseFileKey, workflowId } from '../../src/jetty/trajectory.js';
 import { RunStore } from '../../src/queue/run-store.js';
-import { buildWebhookPayload } from '../../src/webhooks/payload.js';
 
 function endedRun(over: Partial<ReturnType<typeof RunStore.newRecord>> = {}) {
   return {
@@ -176,10 +175,5 @@ describe("a run as Jetty's trajectory", () => {
     expect(parseFileKey(keySegments('acme/t/id/..%2F..%2Fmaster.key')!)).toBeNull();
     expect(parseFileKey(keySegments('acme/t/id/a%2Fb')!)).toBeNull();
     expect(parseFileKey(keySegments('acme/weekly%2Freport/id/x')!)).toMatchObject({ task: 'weekly/report' });
-  });
-
-  it('is what a webhook POSTs', () => {
-    const run = endedRun();
-    expect(buildWebhookPayload(run, null, [])).toEqual(jettyTrajectory(run, null, []));
   });
 });
