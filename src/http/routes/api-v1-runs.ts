@@ -12,7 +12,7 @@ import { AppError, badRequest, isAppError, notFound } from '../../errors.js';
 import { TERMINAL_STATUSES } from '../../events/types.js';
 import { keySegments, resolveAssets } from '../../jetty/assets.js';
 import { jettyTrajectory, parseFileKey, taskOf, workflowId } from '../../jetty/trajectory.js';
-import { type SavedUpload, tooLarge } from '../../jetty/uploads.js';
+import type { SavedUpload } from '../../jetty/uploads.js';
 import { asInitParamsError, chatRequestOf, mergeInitParams } from '../../jetty/workflow.js';
 import { isPlainObject } from '../../json.js';
 import type { RunView } from '../../queue/run-service.js';
@@ -123,7 +123,6 @@ async function readRunForm(req: FastifyRequest, deps: AppDeps, collection: strin
 function multipartError(err: unknown, deps: AppDeps): unknown {
   if (isAppError(err)) return err;
   const e = err as { code?: string; statusCode?: number; message?: string };
-  if (e.code === 'FST_REQ_FILE_TOO_LARGE') return tooLarge('A file', deps.uploads.limits.maxFileBytes);
   if (e.code === 'FST_FILES_LIMIT') {
     return new AppError(`At most ${deps.uploads.limits.maxFiles} files per request.`, {
       status: 413,
