@@ -8,6 +8,7 @@ import {
   toolCallLine,
   UsageTally,
 } from '../events/display.js';
+import type { UsageTotals } from '../events/types.js';
 import type { RunEvent } from './client.js';
 
 export interface Terminal {
@@ -108,11 +109,13 @@ export class ProgressView {
   private end(ev: RunEvent): void {
     const d = ev.data;
     this.status = ev.type.slice(4);
-    const u = d.usage as
-      | { input_tokens?: number; output_tokens?: number; cost_usd?: number | null }
-      | undefined;
+    // The run's own totals (as the record has them) when the event carries them.
+    const u = d.usage as Partial<UsageTotals> | undefined;
     const tokens = u ? (u.input_tokens ?? 0) + (u.output_tokens ?? 0) : this.usage.tokens;
-    const figures = `${formatDuration(d.duration_ms as number)} · ${formatTokens(tokens)} tokens · ${formatCost(u ? u.cost_usd : this.usage.costUsd)}`;
+    const cost = u
+      ? formatCost(u.cost_usd, u.cost_estimated)
+      : formatCost(this.usage.costUsd, this.usage.costEstimated);
+    const figures = `${formatDuration(d.duration_ms as number)} · ${formatTokens(tokens)} tokens · ${cost}`;
     if (ev.type === 'run.completed') this.line(`✓ completed in ${figures}`, 'green');
     else if (ev.type === 'run.cancelled')
       this.line(`■ cancelled after ${figures}: ${str(d.reason)}`, 'yellow');
