@@ -1,11 +1,11 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import Dockerode from 'dockerode';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { cuttingProxy } from '../support/cutting-proxy.js';
 import { type Harness, runbookRequest, startHarness, waitFor } from '../support/harness.js';
 
 // The `jetty` CLI as a user runs it: the compiled bin in a child process with stdin and stdout not
@@ -209,7 +209,7 @@ describe('jetty cancel and jetty logs', () => {
       runbookRequest(runbook(steps), { stream: false, jetty: { timeout_hint: 0 } }),
     );
     const id = ((await res.json()) as any).jetty_metadata.trajectory_id as string;
-    const proxy = await cuttingProxy(new URL(h.url).port, cutAfterEvents);
+    const proxy = await cuttingProxy(Number(new URL(h.url).port), cutAfterEvents);
     try {
       const c = await cli(['logs', id, '-f', '--json'], { server: proxy.url });
       expect(await c.done).toBe(0);
@@ -222,9 +222,11 @@ describe('jetty cancel and jetty logs', () => {
       expect(seen.map((e) => e.id)).toEqual(traj.events.map((e: { id: string }) => e.id));
       expect(seen.at(-1)!.type).toBe('run.completed');
       // The first connection was cut after two events; the second asked for what came after them.
-      expect(proxy.requests.length).toBeGreaterThanOrEqual(2);
-      expect(proxy.requests[0]).not.toMatch(/last-event-id/i);
-      const resumedAfter = /^last-event-id: (\S+)\r?$/im.exec(proxy.requests[1]!)?.[1];
+      expect(proxy.cut()).toBe(true);
+      const streams = proxy.requests.filter((r) => r.includes(`/v1/runs/${id}/events`));
+      expect(streams).toHaveLength(2);
+      expect(streams[0]).not.toMatch(/last-event-id/i);
+      const resumedAfter = /^last-event-id: (\S+)\r?$/im.exec(streams[1]!)?.[1];
       expect(seen.findIndex((e) => e.id === resumedAfter)).toBeGreaterThanOrEqual(cutAfterEvents - 1);
       expect(c.stderr()).toMatch(/connection lost .*resuming after event/);
     } finally {
@@ -232,48 +234,3 @@ describe('jetty cancel and jetty logs', () => {
     }
   });
 });
-
-/**
- * A loopback TCP proxy to the server that cuts its first connection once `cutAfter` SSE events
- * went through it; later connections pass untouched. It keeps each request's head.
- */
-async function cuttingProxy(port: string, cutAfter: number) {
-  const requests: string[] = [];
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((client) => {
-    const n = requests.length;
-    requests.push('');
-    const upstream = net.connect(Number(port), '127.0.0.1');
-    for (const s of [client, upstream]) {
-      sockets.add(s);
-      s.on('error', () => undefined);
-      s.on('close', () => sockets.delete(s));
-    }
-    client.on('data', (b: Buffer) => {
-      requests[n] += b.toString('latin1');
-      upstream.write(b);
-    });
-    let events = 0;
-    upstream.on('data', (b: Buffer) => {
-      client.write(b);
-      events += (b.toString('latin1').match(/^id: /gm) ?? []).length;
-      if (n === 0 && events >= cutAfter) {
-        client.destroy();
-        upstream.destroy();
-      }
-    });
-    client.on('close', () => upstream.destroy());
-    upstream.on('close', () => client.destroy());
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const addr = server.address() as net.AddressInfo;
-  return {
-    url: `http://127.0.0.1:${addr.port}`,
-    requests,
-    close: () =>
-      new Promise<void>((r) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => r());
-      }),
-  };
-}
