@@ -145,6 +145,12 @@ describe('jetty run', () => {
     const id = /^run (\S+) /m.exec(c.stderr())![1]!;
     const traj = await getJson(`${h.url}/v1/runs/${id}/trajectory`);
     expect(events.map((e) => e.id)).toEqual(traj.events.map((e: { id: string }) => e.id));
+
+    // `jetty logs` (without -f) shows the finished run as `jetty run` did.
+    const logs = await cli(['logs', id]);
+    expect(await logs.done).toBe(0);
+    expect(logs.stdout()).toMatch(/^→ Bash: echo hi$/m);
+    expect(logs.stdout()).toMatch(/^✓ completed in /m);
   });
 
   it('SIGINT with stdin not a terminal cancels the run without asking; exits 3', async () => {
