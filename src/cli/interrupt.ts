@@ -38,9 +38,10 @@ export class InterruptHandler {
     this.asking = true;
     this.pause(true);
     const yes = await this.ask(`\ncancel the run ${this.runId}? [y/N] `);
-    this.pause(false);
     this.asking = false;
+    // Decided while still paused: what the decision prints lands on a clean line.
     this.decide(yes ? 'cancel' : 'continue');
+    this.pause(false);
   }
 
   private decide(outcome: InterruptOutcome): void {

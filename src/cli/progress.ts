@@ -33,6 +33,8 @@ export class ProgressView {
   /** Agent text received but not yet printed: only whole lines are printed while it streams. */
   private pending = '';
   private statusShown = false;
+  /** Lines held back while a question is on screen (Ctrl-C's prompt), printed after it. */
+  private held: string[] | null = null;
   private lastPlainStatus = 0;
   private readonly tty: boolean;
   private readonly color: boolean;
@@ -93,9 +95,22 @@ export class ProgressView {
     this.line(text, 'dim');
   }
 
+  /** While paused nothing is drawn (a prompt is on screen); lines wait and come out on resume. */
+  pause(on: boolean): void {
+    if (on) {
+      this.clearStatus();
+      this.held ??= [];
+      return;
+    }
+    const held = this.held ?? [];
+    this.held = null;
+    for (const line of held) this.emit(line);
+    this.tick();
+  }
+
   /** Redraws the status line (a terminal only): the CLI calls it every second for the clock. */
   tick(): void {
-    if (!this.tty || this.isEnded()) return;
+    if (!this.tty || this.isEnded() || this.held) return;
     this.clearStatus();
     this.drawStatus();
   }
@@ -153,6 +168,10 @@ export class ProgressView {
 
   /** Prints whole lines above the status line, then redraws it. */
   private emit(text: string): void {
+    if (this.held) {
+      this.held.push(text);
+      return;
+    }
     this.clearStatus();
     this.out.write(`${text}\n`);
     if (this.tty && !this.isEnded()) this.drawStatus();
@@ -166,7 +185,7 @@ export class ProgressView {
     if (now - this.lastPlainStatus < PLAIN_STATUS_EVERY_MS) return;
     this.lastPlainStatus = now;
     this.flushText();
-    this.out.write(`${this.statusText(now)}\n`);
+    this.emit(this.statusText(now));
   }
 
   private statusText(now: number): string {
@@ -187,7 +206,7 @@ export class ProgressView {
 
   /** Room on one terminal line after `used` columns (plain output gets a generous fixed width). */
   private width(used: number): number {
-    return Math.max(20, (this.tty ? (this.out.columns ?? 100) : 160) - used - 1);
+    return Math.max(20, (this.tty ? this.out.columns || 100 : 160) - used - 1);
   }
 
   private paint(text: string, style?: Style): string {

@@ -9,6 +9,8 @@ export interface WatchOptions {
   json: boolean;
   after?: string;
   signal: AbortSignal;
+  /** Hands over the progress view (not in --json mode), e.g. to pause it during a prompt. */
+  onView?: (view: ProgressView) => void;
 }
 
 /** What watching saw: the terminal event, unless watching stopped first. */
@@ -29,6 +31,7 @@ export async function watchRun(
   opts: WatchOptions,
 ): Promise<Watched> {
   const view = opts.json ? undefined : new ProgressView(ctx.stdout, { color: !ctx.env.NO_COLOR });
+  if (view) opts.onView?.(view);
   const note = (m: string) => (view ? view.note(m) : println(ctx.stderr, m));
   const clock = view && ctx.stdout.isTTY ? setInterval(() => view.tick(), 1000) : undefined;
   let terminal: RunEvent | undefined;

@@ -135,6 +135,21 @@ describe('what a person sees', () => {
   });
 });
 
+describe('the prompt on a terminal', () => {
+  it('holds the lines back while Ctrl-C asks, and prints them after', () => {
+    const out = sink(true);
+    const v = new ProgressView(out, { color: false });
+    v.event(ev('run.started', { sandbox_id: 'abc', runtime_version: '1.0' }, Date.now()));
+    v.pause(true);
+    const before = out.text();
+    v.event(ev('tool.call', { call_id: 'c', name: 'Bash', input: { command: 'ls' } }, Date.now()));
+    v.tick();
+    expect(out.text()).toBe(before);
+    v.pause(false);
+    expect(out.text().slice(before.length)).toMatch(/^→ Bash: ls\n· 0:00 running/);
+  });
+});
+
 describe('jetty run request', () => {
   it('carries the flags in the jetty block and answers at once (timeout_hint 0)', () => {
     const body = requestBody(

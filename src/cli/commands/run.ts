@@ -17,6 +17,7 @@ import {
 } from '../command.js';
 import { CliError, EXIT, EXIT_CODES_HELP, type ExitCode, usageError } from '../exit.js';
 import { InterruptHandler, type InterruptOutcome } from '../interrupt.js';
+import type { ProgressView } from '../progress.js';
 import { watchRun } from '../watch.js';
 
 const OPTIONS = {
@@ -80,13 +81,28 @@ export const runCommand: Command = {
       values,
       files.length ? await uploadFiles(client, files, ctx, values) : [],
     );
-    const run = await client.submitRun(body, randomUUID());
+    const run = await client.submitRun(body, randomUUID()).catch((err: unknown) => {
+      throw withCliHint(err);
+    });
     println(values.json ? ctx.stderr : ctx.stdout, `run ${run.id} (${client.baseUrl}/ui/#/runs/${run.id})`);
     const ended = await followWithInterrupt(client, config, run.id, ctx, values.json === true);
     if (ended === 'detached') return EXIT.cancelled;
     return finish(client, config, run.id, ctx, values);
   },
 };
+
+/** The server names request fields; say which flag sets them. */
+function withCliHint(err: unknown): unknown {
+  if (!(err instanceof CliError)) return err;
+  const hints: [RegExp, string][] = [
+    [/template_variables/, '--var NAME=VALUE sets a template variable'],
+    [/model_provider/, '--provider NAME sets the provider'],
+    [/file_paths/, '--file PATH uploads a file for the run'],
+    [/jetty\.agent\b/, '--agent NAME sets the agent'],
+  ];
+  const hint = hints.find(([re]) => re.test(err.message));
+  return hint ? new CliError(`${err.message}\n(with jetty run: ${hint[1]})`, err.exitCode, err.status) : err;
+}
 
 async function readRunbook(file: string, max: number): Promise<string> {
   const st = await stat(file).catch(() => null);
@@ -168,10 +184,11 @@ async function followWithInterrupt(
       });
     }
   };
-  const interrupts = new InterruptHandler(ctx, id, act);
+  let view: ProgressView | undefined;
+  const interrupts = new InterruptHandler(ctx, id, act, (paused) => view?.pause(paused));
   interrupts.install();
   try {
-    await watchRun(client, config, id, ctx, { json, signal: stop.signal });
+    await watchRun(client, config, id, ctx, { json, signal: stop.signal, onView: (v) => (view = v) });
   } finally {
     interrupts.remove();
   }
