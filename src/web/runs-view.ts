@@ -28,7 +28,18 @@ export function mountRuns(main: HTMLElement, api: Api): () => void {
   const state = { status: '', task: '', auto: true, extra: [] as RunRow[], cursor: null as string | null };
   const body = h('tbody');
   const note = h('p', { class: 'muted' });
-  const more = h('button', { type: 'button', onclick: () => void loadMore() }, 'Load more');
+  const more = h(
+    'button',
+    {
+      type: 'button',
+      onclick: () =>
+        void loadMore().catch((err: Error) => {
+          note.textContent = `Could not load more runs: ${err.message}`;
+          note.classList.add('error');
+        }),
+    },
+    'Load more',
+  );
   let timer: ReturnType<typeof setTimeout> | undefined;
   let disposed = false;
 
