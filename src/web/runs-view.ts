@@ -25,128 +25,128 @@ const PAGE = 50;
  * seconds while auto-refresh is on, so statuses move without a reload.
  */
 export function mountRuns(main: HTMLElement, api: Api): () => void {
-  const state = { status: '', task: '', auto: true, extra: [] as RunRow[], cursor: null as string | null };
-  const body = h('tbody');
-  const note = h('p', { class: 'muted' });
-  const more = h(
-    'button',
-    {
-      type: 'button',
-      onclick: () =>
-        void loadMore().catch((err: Error) => {
-          note.textContent = `Could not load more runs: ${err.message}`;
-          note.classList.add('error');
-        }),
-    },
-    'Load more',
-  );
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  let disposed = false;
+  const list = new RunsList(api);
+  fill(main, h('h1', {}, 'Runs'), list.controls(), list.table(), list.note, list.more);
+  void list.refresh(true);
+  return () => list.dispose();
+}
 
-  const statusSel = h(
-    'select',
-    {
-      'aria-label': 'status',
-      'data-testid': 'status-filter',
-      onchange: (e) => {
-        state.status = (e.target as HTMLSelectElement).value;
-        void refresh(true);
+type Page = { data: RunRow[]; next_cursor: string | null };
+
+class RunsList {
+  readonly note = h('p', { class: 'muted' });
+  readonly more = h('button', { type: 'button', onclick: () => void this.loadMore() }, 'Load more');
+  private readonly body = h('tbody');
+  private status = '';
+  private task = '';
+  private auto = true;
+  /** Rows of the pages after the first, kept while the first page refreshes. */
+  private extra: RunRow[] = [];
+  private cursor: string | null = null;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private disposed = false;
+
+  constructor(private readonly api: Api) {}
+
+  controls(): HTMLElement {
+    const status = h(
+      'select',
+      {
+        'aria-label': 'status',
+        'data-testid': 'status-filter',
+        onchange: (e) => this.filter({ status: value(e) }),
       },
-    },
-    h('option', { value: '' }, 'all statuses'),
-    ...STATUSES.map((s) => h('option', { value: s }, s)),
-  );
-  const taskInput = h('input', {
-    type: 'search',
-    placeholder: 'task',
-    'aria-label': 'task',
-    onchange: (e) => {
-      state.task = (e.target as HTMLInputElement).value.trim();
-      void refresh(true);
-    },
-  });
-  const auto = h('input', {
-    type: 'checkbox',
-    checked: true,
-    onchange: (e) => {
-      state.auto = (e.target as HTMLInputElement).checked;
-      schedule();
-    },
-  });
-  fill(
-    main,
-    h('h1', {}, 'Runs'),
-    h('div', { class: 'filters' }, statusSel, taskInput, h('label', {}, auto, ' auto-refresh')),
-    h(
+      h('option', { value: '' }, 'all statuses'),
+      ...STATUSES.map((s) => h('option', { value: s }, s)),
+    );
+    const task = h('input', {
+      type: 'search',
+      placeholder: 'task',
+      'aria-label': 'task',
+      onchange: (e) => this.filter({ task: value(e).trim() }),
+    });
+    const auto = h('input', {
+      type: 'checkbox',
+      checked: true,
+      onchange: (e) => {
+        this.auto = (e.target as HTMLInputElement).checked;
+        this.schedule();
+      },
+    });
+    return h('div', { class: 'filters' }, status, task, h('label', {}, auto, ' auto-refresh'));
+  }
+
+  table(): HTMLElement {
+    const head = ['Run', 'Status', 'Runtime', 'Model', 'Created', 'Duration', 'Cost', 'Evaluation'];
+    return h(
       'table',
       { 'data-testid': 'runs' },
-      h(
-        'thead',
-        {},
-        h(
-          'tr',
-          {},
-          ...['Run', 'Status', 'Runtime', 'Model', 'Created', 'Duration', 'Cost', 'Evaluation'].map((c) =>
-            h('th', {}, c),
-          ),
-        ),
-      ),
-      body,
-    ),
-    note,
-    more,
-  );
+      h('thead', {}, h('tr', {}, ...head.map((c) => h('th', {}, c)))),
+      this.body,
+    );
+  }
 
-  const query = (cursor?: string) => {
+  async refresh(reset = false): Promise<void> {
+    if (reset) this.extra = [];
+    try {
+      const page = await this.api.json<Page>(this.query());
+      if (this.disposed) return;
+      if (reset || !this.extra.length) this.cursor = page.next_cursor;
+      const seen = new Set(page.data.map((r) => r.id));
+      fill(this.body, ...[...page.data, ...this.extra.filter((r) => !seen.has(r.id))].map(row));
+      this.say(page.data.length ? '' : 'No runs yet. Start one with `jetty run RUNBOOK.md`.');
+    } catch (err) {
+      if (this.disposed) return;
+      this.say(`Could not load the runs: ${(err as Error).message}`, true);
+    }
+    this.more.hidden = !this.cursor;
+    this.schedule();
+  }
+
+  dispose(): void {
+    this.disposed = true;
+    clearTimeout(this.timer);
+  }
+
+  private filter(change: { status?: string; task?: string }): void {
+    this.status = change.status ?? this.status;
+    this.task = change.task ?? this.task;
+    void this.refresh(true);
+  }
+
+  private async loadMore(): Promise<void> {
+    if (!this.cursor) return;
+    try {
+      const page = await this.api.json<Page>(this.query(this.cursor));
+      this.extra.push(...page.data);
+      this.cursor = page.next_cursor;
+    } catch (err) {
+      this.say(`Could not load more runs: ${(err as Error).message}`, true);
+      return;
+    }
+    await this.refresh();
+  }
+
+  private query(cursor?: string): string {
     const q = new URLSearchParams({ limit: String(PAGE) });
-    if (state.status) q.set('status', state.status);
-    if (state.task) q.set('task', state.task);
+    if (this.status) q.set('status', this.status);
+    if (this.task) q.set('task', this.task);
     if (cursor) q.set('cursor', cursor);
     return `/v1/runs?${q}`;
-  };
-
-  async function refresh(reset = false): Promise<void> {
-    if (reset) state.extra = [];
-    try {
-      const page = await api.json<{ data: RunRow[]; next_cursor: string | null }>(query());
-      if (disposed) return;
-      if (reset || !state.extra.length) state.cursor = page.next_cursor;
-      const seen = new Set(page.data.map((r) => r.id));
-      render([...page.data, ...state.extra.filter((r) => !seen.has(r.id))]);
-      note.textContent = page.data.length ? '' : 'No runs yet. Start one with `jetty run RUNBOOK.md`.';
-      note.classList.remove('error');
-    } catch (err) {
-      if (disposed) return;
-      note.textContent = `Could not load the runs: ${(err as Error).message}`;
-      note.classList.add('error');
-    }
-    more.hidden = !state.cursor;
-    schedule();
   }
 
-  async function loadMore(): Promise<void> {
-    if (!state.cursor) return;
-    const page = await api.json<{ data: RunRow[]; next_cursor: string | null }>(query(state.cursor));
-    state.extra.push(...page.data);
-    state.cursor = page.next_cursor;
-    await refresh();
+  private schedule(): void {
+    clearTimeout(this.timer);
+    if (this.auto && !this.disposed) this.timer = setTimeout(() => void this.refresh(), REFRESH_MS);
   }
 
-  function schedule(): void {
-    clearTimeout(timer);
-    if (state.auto && !disposed) timer = setTimeout(() => void refresh(), REFRESH_MS);
+  private say(text: string, error = false): void {
+    this.note.textContent = text;
+    this.note.classList.toggle('error', error);
   }
-
-  function render(rows: RunRow[]): void {
-    fill(body, ...rows.map(row));
-  }
-
-  void refresh(true);
-  return () => {
-    disposed = true;
-    clearTimeout(timer);
-  };
 }
+
+const value = (e: Event) => (e.target as HTMLInputElement | HTMLSelectElement).value;
 
 function row(r: RunRow): HTMLTableRowElement {
   const duration =

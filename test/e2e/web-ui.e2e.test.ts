@@ -127,6 +127,11 @@ describe('the web page at /ui', () => {
     // Live: the same document all along, no reload.
     expect(await page.evaluate(() => (globalThis as any).__stay)).toBe(1);
     await expect.poll(() => row.locator('td').nth(2).textContent()).toContain('claude-code');
+    // The status filter asks the server for that status only.
+    await page.getByTestId('status-filter').selectOption('failed');
+    await row.waitFor({ state: 'detached' });
+    await page.getByTestId('status-filter').selectOption('completed');
+    await row.waitFor();
 
     await row.getByRole('link', { name: id }).click();
     const timeline = page.getByTestId('timeline');
