@@ -5,7 +5,8 @@
 #   - a running Docker engine (starts dockerd in the background unless DOCKER_HOST is set)
 #   - node_modules (npm ci when missing or when package-lock.json changed), then the build
 #   - the sandbox images (docker/build-images.sh)
-#   --test (or JETTY_SETUP_TEST=1): also the Python `openai` client the test suite drives
+#   --test (or JETTY_SETUP_TEST=1): also the Python `openai` client the test suite drives, and
+#     Debian's chromium for the web page's browser test (driven by playwright-core)
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -102,6 +103,17 @@ fi
 
 # --- Test-only dependencies --------------------------------------------------------------------
 if [ "$with_test_deps" = 1 ]; then
+  # The web page's test drives a real browser; playwright's own browser downloads are not used.
+  if [ ! -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ]; then
+    [ "$(id -u)" -eq 0 ] || die "--test needs chromium; run as root or: apt-get install -y chromium"
+    command -v apt-get >/dev/null || die "--test needs chromium (set CHROMIUM_PATH to one) and there is no apt-get"
+    say "installing chromium"
+    apt_log=$(mktemp)
+    { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium ||
+      { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }; } >"$apt_log" 2>&1 || {
+      tail -20 "$apt_log" >&2; die "apt-get install chromium failed"; }
+    rm -f "$apt_log"
+  fi
   command -v python3 >/dev/null || die "--test needs python3 (apt-get install -y python3 python3-pip)"
   have=$(python3 -c 'import openai; print(openai.__version__)' 2>/dev/null || true)
   if [ "$have" != "$PY_OPENAI_VERSION" ]; then

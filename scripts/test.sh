@@ -10,6 +10,7 @@ bash scripts/setup.sh --test
 
 echo "== typecheck"
 npx --no-install tsc -p tsconfig.json --noEmit
+npx --no-install tsc -p src/web/tsconfig.json --noEmit
 echo "== lint"
 npx --no-install biome check --error-on-warnings src test bench
 

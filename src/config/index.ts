@@ -107,6 +107,9 @@ const envSchema = z.object({
   ),
   MAX_UPLOAD_BYTES: bytes('25m'),
   MAX_UPLOAD_FILES: int(20, 1, 1000),
+  /** The web page at /ui: the largest artifact it previews inline, and the timeline entries it keeps. */
+  UI_PREVIEW_MAX_BYTES: bytes('2m'),
+  UI_MAX_TIMELINE_EVENTS: int(5000, 100, 1_000_000),
 });
 
 // Provider keys and upstream URLs, one pair per provider (src/providers/upstreams.ts names them).
@@ -155,6 +158,7 @@ export interface Config {
   adminToken: string | undefined;
   /** Uploads: bytes per file and files per request. */
   uploads: { maxFileBytes: number; maxFiles: number };
+  ui: { previewMaxBytes: number; maxTimelineEvents: number };
   /**
    * Provider keys from server configuration: every collection without its own key for a provider
    * uses these. On a server shared by several teams, leave them unset.
@@ -236,6 +240,7 @@ export function loadConfig(env: Record<string, string | undefined>, hostname = '
       : undefined,
     adminToken: e.JETTY_ADMIN_TOKEN,
     uploads: { maxFileBytes: e.MAX_UPLOAD_BYTES, maxFiles: e.MAX_UPLOAD_FILES },
+    ui: { previewMaxBytes: e.UI_PREVIEW_MAX_BYTES, maxTimelineEvents: e.UI_MAX_TIMELINE_EVENTS },
     providerKeys,
     upstreams,
   };

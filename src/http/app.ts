@@ -13,6 +13,7 @@ import { chatRoutes } from './routes/chat.js';
 import { keyRoutes } from './routes/keys.js';
 import { metaRoutes } from './routes/meta.js';
 import { runRoutes } from './routes/runs.js';
+import { uiRoutes } from './routes/ui.js';
 import { OpenStreams } from './streams.js';
 
 export const API_VERSION = '0.1.0';
@@ -100,5 +101,6 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   keyRoutes(app, deps);
   apiV1CollectionRoutes(app, deps);
   apiV1RunRoutes(app, deps);
+  uiRoutes(app, deps.ui);
   return app;
 }

@@ -6,6 +6,7 @@ import type { RealProvider } from '../providers/upstreams.js';
 import type { RunService } from '../queue/run-service.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { TenancyStore } from '../tenancy/store.js';
+import type { UiSettings } from './ui-page.js';
 
 /** What buildApp needs. Everything is passed in: the app reads no environment and opens nothing. */
 export interface AppDeps {
@@ -19,6 +20,8 @@ export interface AppDeps {
   logger?: Logger;
   heartbeatMs: number;
   maxBodyBytes: number;
+  /** The web page's bounds (UI_PREVIEW_MAX_BYTES, UI_MAX_TIMELINE_EVENTS); defaults when absent. */
+  ui?: UiSettings;
   defaults: {
     agent: AgentName;
     timeoutSec: number;

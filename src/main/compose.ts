@@ -152,6 +152,7 @@ export async function startServer(
         logger,
         heartbeatMs: config.heartbeatMs,
         maxBodyBytes: config.maxBodyBytes,
+        ui: config.ui,
         defaults: {
           agent: config.defaultAgent,
           timeoutSec: config.runTimeoutSec,
