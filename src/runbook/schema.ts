@@ -11,7 +11,9 @@ export const ENV_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 export const agentNameSchema = z.enum(AGENT_NAMES);
 export const providerNameSchema = z.enum(PROVIDER_NAMES);
-export const evaluationSchema = z.enum(['programmatic', 'rubric']);
+/** The evaluations this server knows; others (Jetty's runbooks have `visual`) are kept, with a warning. */
+export const KNOWN_EVALUATIONS: readonly string[] = ['programmatic', 'rubric'];
+export const evaluationSchema = z.string().min(1);
 
 const nonEmptyString = z.string().min(1);
 
@@ -55,7 +57,7 @@ const ENV_NAME_FORM = `must be an environment variable name (${NAME_CHARS})`;
 /** For each key, what a valid value looks like, phrased to follow "frontmatter `key` ". */
 export const FRONTMATTER_FORMS: Readonly<Record<string, string>> = {
   version: 'must be a version string such as "1.0.0" (a number such as 1.0 is also accepted)',
-  evaluation: 'must be one of programmatic, rubric',
+  evaluation: 'must be a non-empty string such as programmatic or rubric',
   agent: `must be one of ${AGENT_NAMES.join(', ')}`,
   model: 'must be a non-empty model slug such as "claude-sonnet-4-6" or "anthropic/claude-sonnet-4.6"',
   model_provider: `must be one of ${PROVIDER_NAMES.join(', ')}`,

@@ -436,7 +436,7 @@ export class RunWorker {
       status = 'completed';
       if (missing.length > 0) {
         sink.emit({
-          type: 'warning',
+          type: 'run.warning',
           data: {
             code: 'missing_required_outputs',
             message: `The agent finished but did not write ${missing.length} of the runbook's required output files: ${missing.join(', ')}. The runbook may read as a description rather than instructions; tell the agent to write each file.`,
@@ -477,6 +477,8 @@ export class RunWorker {
         usage: sink.totals(),
         artifacts,
         missing_outputs: missing,
+        // The pre-flight's (on the record since the run was queued), then this attempt's.
+        warnings: [...(rec.warnings ?? []), ...sink.warnings()],
         timings,
         exit_code: exitCode,
         final_text: outcome?.finalText ?? null,
@@ -562,7 +564,8 @@ export class RunWorker {
     if (spec.provider === 'simulated') {
       const sim = createSimulatedProvider({
         runbook: spec.runbook,
-        requiredOutputs: spec.requiredOutputs,
+        // A dry run writes the headline deliverables too, though only the listed files are required.
+        requiredOutputs: [...new Set([...spec.requiredOutputs, ...spec.primaryOutputs])],
         resultsDir: spec.resultsDir,
         workdir: '/app',
       });

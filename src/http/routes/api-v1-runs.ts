@@ -480,7 +480,7 @@ export function apiV1RunRoutes(app: FastifyInstance, deps: AppDeps): void {
         level:
           ev.type === 'run.failed'
             ? 'error'
-            : ev.type === 'warning' || ev.type === 'log'
+            : ev.type === 'run.warning' || ev.type === 'log'
               ? 'warning'
               : 'info',
         type: ev.type,

@@ -64,7 +64,12 @@ export function chatRoutes(app: FastifyInstance, deps: AppDeps, streams: OpenStr
           'x-request-id': String(req.id),
           'x-jetty-trajectory-id': runId,
         });
-        const mapper = new ChunkMapper({ runId, model: plan.job.model, created });
+        const mapper = new ChunkMapper({
+          runId,
+          model: plan.job.model,
+          created,
+          primaryOutputs: record.primary_outputs,
+        });
         try {
           await sse.send({ data: JSON.stringify(mapper.first(record.status)) });
           // A disconnect aborts only this reader: the run goes on (cancel is explicit).
@@ -148,6 +153,8 @@ function metadataOf(rec: RunRecord) {
     status: rec.status,
     artifacts: rec.artifacts.map((a) => ({ ...a, url: artifactUrl(rec.id, a.path) })),
     ...(rec.missing_outputs.length ? { missing_outputs: rec.missing_outputs } : {}),
+    ...(rec.primary_outputs?.length ? { primary_outputs: rec.primary_outputs } : {}),
+    ...(rec.warnings?.length ? { warnings: rec.warnings } : {}),
     ...(rec.error ? { error: rec.error } : {}),
   };
 }
