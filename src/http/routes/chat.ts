@@ -54,6 +54,8 @@ export function chatRoutes(app: FastifyInstance, deps: AppDeps, streams: OpenStr
         collection: plan.collection,
         task: plan.task,
         idempotencyKey: req.headers['idempotency-key'],
+        initParams: plan.initParams,
+        warnings: plan.warnings,
       });
       const runId = record.id;
       const created = Math.floor(Date.parse(record.created_at) / 1000);
