@@ -18,7 +18,8 @@ export const evaluationSchema = z.string().min(1);
 const nonEmptyString = z.string().min(1);
 
 export const secretSpecSchema = z.looseObject({
-  env: z.string().regex(ENV_NAME_RE),
+  // Jetty's runbooks often leave it out: the secret's own name is then the variable.
+  env: z.string().regex(ENV_NAME_RE).optional(),
   description: z.string().optional(),
   // A secret is declared because the runbook needs it: unless told otherwise, a run without it
   // should be refused before it starts rather than fail inside the sandbox.
@@ -41,12 +42,19 @@ export const frontmatterSchema = z.looseObject({
     .union([nonEmptyString, z.array(nonEmptyString)])
     .transform((v) => (typeof v === 'string' ? [v] : v))
     .optional(),
-  secrets: z.record(z.string().regex(ENV_NAME_RE), secretSpecSchema).optional(),
+  secrets: z
+    .record(z.string().regex(ENV_NAME_RE), secretSpecSchema)
+    .transform((all) =>
+      Object.fromEntries(
+        Object.entries(all).map(([name, spec]) => [name, { ...spec, env: spec.env ?? name }]),
+      ),
+    )
+    .optional(),
   timeout_sec: z.int().positive().optional(),
 });
 
 export type RunbookFrontmatter = z.output<typeof frontmatterSchema>;
-export type SecretSpec = z.output<typeof secretSpecSchema>;
+export type SecretSpec = z.output<typeof secretSpecSchema> & { env: string };
 
 /** The keys this server gives a meaning to. */
 export const KNOWN_FRONTMATTER_KEYS: readonly string[] = Object.keys(frontmatterSchema.shape);
@@ -64,7 +72,8 @@ export const FRONTMATTER_FORMS: Readonly<Record<string, string>> = {
   snapshot: 'must be a non-empty string such as "python312-uv"',
   image: 'must be a non-empty container image reference such as "ghcr.io/acme/runner:1.2"',
   primary_outputs: 'must be a path relative to results_dir, or a list of such paths (non-empty strings)',
-  secrets: 'must be a mapping of NAME: {env: ENV_VAR_NAME, description: "...", required: true}',
+  secrets:
+    'must be a mapping of NAME: {env: ENV_VAR_NAME (default NAME), description: "...", required: true}',
   timeout_sec: 'must be a positive whole number of seconds',
 };
 

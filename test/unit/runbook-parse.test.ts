@@ -109,10 +109,19 @@ describe('parseRunbook', () => {
   });
 
   it('points into a secret entry that is wrong', () => {
-    const err = parseError('---\nsecrets:\n  API: {description: "no env"}\n---\n');
+    const err = parseError('---\nsecrets:\n  API: {env: "no-dashes", description: "bad env"}\n---\n');
     expect(err.param).toBe('messages[0].content.frontmatter.secrets.API.env');
     expect(err.message).toContain('environment variable name');
-    expect(err.message).toContain('it is missing');
+    expect(err.message).toContain('got "no-dashes"');
+  });
+
+  it('a secret without env uses its own name, as Jetty writes them', () => {
+    const parsed = parseRunbook(
+      '---\nsecrets:\n  SERP_API_KEY: {description: "search", required: true}\n---\n',
+    );
+    expect(parsed.frontmatter.secrets).toEqual({
+      SERP_API_KEY: { env: 'SERP_API_KEY', description: 'search', required: true },
+    });
   });
 
   it('reports every bad key in one message', () => {
