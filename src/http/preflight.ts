@@ -220,16 +220,26 @@ export function planRun(
     timeoutHintSec: jetty.timeout_hint ?? deps.defaults.timeoutHintSec,
     runtime,
     warnings: [...resolved.warnings, ...route.warnings],
-    initParams: {
-      agent: resolved.agent,
-      model: route.model,
-      model_provider: provider,
-      snapshot: typeof jetty.snapshot === 'string' ? jetty.snapshot : (resolved.frontmatter.snapshot ?? null),
-      ...(resolved.frontmatter.image ? { image: resolved.frontmatter.image } : {}),
-      vars: resolved.templateVariables,
-      file_paths: jetty.file_paths ?? [],
-      timeout_sec: resolved.timeoutSec,
-    },
+    initParams: initParamsOf(resolved, route, jetty),
+  };
+}
+
+/** What the run starts with, as Jetty's `init_params` name it (variables after defaults). */
+function initParamsOf(
+  resolved: ResolvedRunbook,
+  route: { provider: ProviderName; model: string },
+  jetty: NonNullable<ChatRequest['jetty']>,
+): Record<string, unknown> {
+  const fm = resolved.frontmatter;
+  return {
+    agent: resolved.agent,
+    model: route.model,
+    model_provider: route.provider,
+    snapshot: typeof jetty.snapshot === 'string' ? jetty.snapshot : (fm.snapshot ?? null),
+    ...(fm.image ? { image: fm.image } : {}),
+    vars: resolved.templateVariables,
+    file_paths: jetty.file_paths ?? [],
+    timeout_sec: resolved.timeoutSec,
   };
 }
 
