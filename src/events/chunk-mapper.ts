@@ -1,4 +1,4 @@
-import type { ArtifactInfo, RunError, RunStatus, StoredEvent, UsageTotals } from './types.js';
+import type { ArtifactInfo, RunError, RunStatus, RunWarning, StoredEvent, UsageTotals } from './types.js';
 
 /**
  * Maps run events to OpenAI `chat.completion.chunk` objects. The agent's own words become
@@ -11,6 +11,8 @@ export interface ChunkContext {
   model: string;
   /** Unix seconds, the same on every chunk of a stream. */
   created: number;
+  /** The runbook's headline deliverables (relative to results_dir), first one first. */
+  primaryOutputs?: string[];
 }
 
 export interface ChatUsage {
@@ -26,7 +28,10 @@ export interface JettyMetadata {
   status: RunStatus;
   artifacts?: Array<ArtifactInfo & { url: string }>;
   missing_outputs?: string[];
-  warnings?: string[];
+  /** The runbook's headline deliverables, relative to results_dir, in the runbook's order. */
+  primary_outputs?: string[];
+  /** Every `run.warning` of the run, in order. */
+  warnings?: RunWarning[];
   error?: RunError;
 }
 
@@ -92,7 +97,7 @@ export class ChunkMapper {
   private lastMessageWasWhole = false;
   private sentContent = false;
   private readonly artifacts: Array<ArtifactInfo & { url: string }> = [];
-  private readonly warnings: string[] = [];
+  private readonly warnings: RunWarning[] = [];
 
   constructor(private readonly ctx: ChunkContext) {}
 
@@ -128,8 +133,8 @@ export class ChunkMapper {
       case 'artifact':
         this.artifacts.push({ ...ev.data, url: artifactUrl(this.ctx.runId, ev.data.path) });
         return { chunks: [this.chunk({}, { jetty_event })], final: false };
-      case 'warning':
-        this.warnings.push(ev.data.message);
+      case 'run.warning':
+        this.warnings.push({ code: ev.data.code, message: ev.data.message });
         return {
           chunks: [this.chunk({ reasoning_content: `Warning: ${ev.data.message}\n` }, { jetty_event })],
           final: false,
@@ -170,6 +175,7 @@ export class ChunkMapper {
     error?: RunError,
   ): ChatCompletionChunk {
     const meta: JettyMetadata = { trajectory_id: this.ctx.runId, status, artifacts: this.artifacts };
+    if (this.ctx.primaryOutputs?.length) meta.primary_outputs = this.ctx.primaryOutputs;
     if (this.warnings.length) meta.warnings = this.warnings;
     if (error) meta.error = error;
     const c = this.chunk({}, { jetty_metadata: meta, jetty_event, usage: toChatUsage(usage) });

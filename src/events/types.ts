@@ -18,11 +18,21 @@ export interface UsageData {
   /** true when cost_usd comes from our price table rather than the CLI. */
   cost_estimated?: boolean;
   model?: string;
-  /** Who measured it: the agent CLI's own report, or the provider gateway reading the response. */
-  source: 'agent' | 'gateway';
+  /**
+   * Who measured it: the agent CLI's own report, or the provider gateway reading the response.
+   * `script`: the gateway, for a call the runbook's own scripts made with a provider key declared
+   * as a secret (counted in the run's totals on top of the agent's).
+   */
+  source: 'agent' | 'gateway' | 'script';
 }
 
 export interface RunError {
+  code: string;
+  message: string;
+}
+
+/** Something the user should know that did not stop the run (a rewrite, a default, a leftover). */
+export interface RunWarning {
   code: string;
   message: string;
 }
@@ -45,7 +55,7 @@ export interface EventDataMap {
   usage: UsageData;
   log: { stream: 'stderr' | 'system'; line: string };
   artifact: ArtifactInfo;
-  warning: { code: string; message: string };
+  'run.warning': RunWarning;
   'run.completed': { final_text: string; exit_code: number | null; usage: UsageTotals; duration_ms: number };
   'run.failed': {
     error: RunError;

@@ -1,27 +1,19 @@
 import { badRequest, notFound } from '../errors.js';
-import type { AgentName } from '../events/types.js';
-import { checkModelSlug, openRouterFormOf } from '../providers/model-slugs.js';
+import type { RunWarning } from '../events/types.js';
+import { routeModel } from '../providers/routing.js';
 import { validateSimulateScript } from '../providers/simulated/index.js';
-import { keyEnvOf } from '../providers/upstreams.js';
+import { providerOfKeyVariable } from '../providers/upstreams.js';
 import type { RunAsset, RunSecret } from '../queue/catalog.js';
 import type { NewRun } from '../queue/run-service.js';
-import { resolveRunbook } from '../runbook/resolve.js';
+import { type ResolvedRunbook, resolveRunbook } from '../runbook/resolve.js';
 import type { SecretSpec } from '../runbook/schema.js';
+import type { VariablesField } from '../runbook/template.js';
 import { getRuntime } from '../runtimes/registry.js';
 import type { ProviderName, RuntimeAdapter } from '../runtimes/types.js';
 import { quoted } from '../tenancy/names.js';
-import { availableProviders, PROVIDER_KEY_VARIABLES } from '../tenancy/provider-keys.js';
+import { availableProviders } from '../tenancy/provider-keys.js';
 import type { AppDeps } from './deps.js';
 import type { ChatRequest } from './schemas.js';
-
-/** Each runtime's provider when nothing names one and no routing key applies (Jetty's legacy rule). */
-const LEGACY_PROVIDER: Record<AgentName, ProviderName> = {
-  'claude-code': 'anthropic',
-  codex: 'openai',
-  'gemini-cli': 'google',
-  opencode: 'openrouter',
-  hermes: 'anthropic',
-};
 
 /** What the pre-flight knows of the caller's collection: its variable names and usable providers. */
 export interface CollectionContext {
@@ -48,6 +40,13 @@ export interface PlannedRun {
   stream: boolean;
   timeoutHintSec: number;
   runtime: RuntimeAdapter;
+  /** What the user should know before the run starts: they go on the record and the run's stream. */
+  warnings: RunWarning[];
+  /**
+   * What the run starts with, for the Jetty trajectory's `init_params`: variables after defaults,
+   * agent, model, provider, snapshot, file paths. Never a secret value.
+   */
+  initParams: Record<string, unknown>;
 }
 
 function textOf(content: ChatRequest['messages'][number]['content']): string {
@@ -67,7 +66,12 @@ export function planRun(
   body: ChatRequest,
   deps: AppDeps,
   ctx: CollectionContext,
-  opts: { secretParams?: ReadonlySet<string>; assets?: RunAsset[] } = {},
+  opts: {
+    secretParams?: ReadonlySet<string>;
+    assets?: RunAsset[];
+    /** Where this caller gives template variables (the 422's example shows it). */
+    variablesField?: VariablesField;
+  } = {},
 ): PlannedRun {
   const jetty = body.jetty;
   if (!jetty) throw new Error('planRun needs a jetty block; a request without one is a passthrough call');
@@ -102,6 +106,7 @@ export function planRun(
     systemMessageIndex: sysIndex,
     requestModel: body.model,
     jetty,
+    ...(opts.variablesField ? { variablesField: opts.variablesField } : {}),
     defaults: {
       agent: deps.defaults.agent,
       provider: undefined,
@@ -120,20 +125,22 @@ export function planRun(
     );
   }
 
-  const provider = resolved.provider ?? chooseProvider(runtime, ctx);
-  const providerParam = resolved.sources.provider.param ?? 'jetty.model_provider';
-  if (!runtime.providers.includes(provider)) {
-    throw badRequest(
-      `The runtime ${runtime.name} cannot use the provider "${provider}". It runs with: ${runtime.providers.join(', ')}.`,
-      providerParam,
-      'provider_unsupported',
-    );
-  }
+  const route = routeModel({
+    runtime,
+    model: resolved.model,
+    modelParam: resolved.sources.model.param,
+    provider: resolved.provider,
+    providerParam: resolved.sources.provider.param,
+    switched: isSwitch(resolved),
+    available: ctx.providers,
+    collection: ctx.collection,
+  });
+  const provider = route.provider;
   if (provider === 'simulated') {
     if (!ctx.providers.has('simulated')) {
       throw badRequest(
         'The simulated provider is switched off on this server.',
-        providerParam,
+        resolved.sources.provider.param ?? 'jetty.model_provider',
         'provider_unavailable',
       );
     }
@@ -141,27 +148,6 @@ export function planRun(
     if (!script.ok) {
       throw badRequest(script.message, `messages[${sysIndex}].content`, 'invalid_simulate_script');
     }
-  } else if (!ctx.providers.has(provider)) {
-    throw badRequest(
-      `No key for the provider "${provider}": set ${keyEnvOf(provider)} in the environment of collection ${ctx.collection} (PATCH /api/v1/collections/${ctx.collection}/environment). Or run against the built-in simulated provider with "model_provider": "simulated".`,
-      providerParam,
-      'provider_key_missing',
-    );
-  }
-
-  // With no model named, the runtime's default, in the form the provider takes.
-  const model =
-    resolved.model ??
-    (provider === 'openrouter'
-      ? (openRouterFormOf(runtime.defaultModel) ?? runtime.defaultModel)
-      : runtime.defaultModel);
-  const slug = checkModelSlug(model, provider, runtime.name);
-  if (!slug.ok) {
-    const hint =
-      resolved.model === undefined
-        ? ' No model was named: set `model` in the request or the frontmatter.'
-        : '';
-    throw badRequest(slug.message + hint, resolved.sources.model.param ?? 'model', 'model_slug_invalid');
   }
 
   const max = deps.defaults.sandbox;
@@ -197,7 +183,12 @@ export function planRun(
       'mcp_needs_network',
     );
   }
-  const secrets = planSecrets(resolved.frontmatter.secrets ?? {}, ctx, opts.secretParams, sysIndex);
+  const secrets = planSecrets(resolved.frontmatter.secrets ?? {}, {
+    ctx,
+    secretParams: opts.secretParams,
+    sysIndex,
+    runProvider: provider,
+  });
   const instruction = body.messages
     .filter((_, i) => i !== sysIndex)
     .filter((m) => m.role === 'user')
@@ -207,7 +198,7 @@ export function planRun(
   return {
     job: {
       agent: resolved.agent,
-      model: slug.model,
+      model: route.model,
       provider,
       runbook: resolved.renderedRunbook,
       instruction,
@@ -228,6 +219,27 @@ export function planRun(
     stream: body.stream === true,
     timeoutHintSec: jetty.timeout_hint ?? deps.defaults.timeoutHintSec,
     runtime,
+    warnings: [...resolved.warnings, ...route.warnings],
+    initParams: initParamsOf(resolved, route, jetty),
+  };
+}
+
+/** What the run starts with, as Jetty's `init_params` name it (variables after defaults). */
+function initParamsOf(
+  resolved: ResolvedRunbook,
+  route: { provider: ProviderName; model: string },
+  jetty: NonNullable<ChatRequest['jetty']>,
+): Record<string, unknown> {
+  const fm = resolved.frontmatter;
+  return {
+    agent: resolved.agent,
+    model: route.model,
+    model_provider: route.provider,
+    snapshot: typeof jetty.snapshot === 'string' ? jetty.snapshot : (fm.snapshot ?? null),
+    ...(fm.image ? { image: fm.image } : {}),
+    vars: resolved.templateVariables,
+    file_paths: jetty.file_paths ?? [],
+    timeout_sec: resolved.timeoutSec,
   };
 }
 
@@ -235,25 +247,42 @@ export function planRun(
 const RESERVED_SANDBOX_VARIABLES: ReadonlySet<string> = new Set(['PATH', 'HOME', 'USER', 'SHELL', 'PWD']);
 
 /**
- * The secrets a runbook declares, checked against the collection: a provider key can never be
- * one (the gateway holds those), and a required one must be set (in the collection, or as a
- * secret parameter of this run).
+ * The secrets a runbook declares, checked against the collection: a required one must be set (in
+ * the collection, or as a secret parameter of this run). A provider key (OPENAI_API_KEY, …) is one
+ * the runbook's own scripts use: it is routed through the gateway (the sandbox holds a per-run
+ * token, never the key), to the named provider when the collection has its key, to the simulated
+ * provider on a simulated run without one; without either, a required one is refused and an
+ * optional one is simply absent.
  */
 function planSecrets(
   declared: Record<string, SecretSpec>,
-  ctx: CollectionContext,
-  secretParams: ReadonlySet<string> | undefined,
-  sysIndex: number,
+  opts: {
+    ctx: CollectionContext;
+    secretParams: ReadonlySet<string> | undefined;
+    sysIndex: number;
+    runProvider: ProviderName;
+  },
 ): RunSecret[] {
+  const { ctx } = opts;
   const out: RunSecret[] = [];
   for (const [name, spec] of Object.entries(declared)) {
-    const param = `messages[${sysIndex}].content.frontmatter.secrets.${name}`;
-    if (PROVIDER_KEY_VARIABLES.has(spec.env)) {
-      throw badRequest(
-        `The secret ${name} names ${spec.env}, a provider key. Provider keys never enter the sandbox: the gateway presents them for the agent. Remove ${name} from \`secrets\`; set ${spec.env} in the collection's environment and the runs use it.`,
-        param,
-        'provider_key_as_secret',
-      );
+    const param = `messages[${opts.sysIndex}].content.frontmatter.secrets.${name}`;
+    const keyOf = providerOfKeyVariable(spec.env);
+    if (keyOf !== undefined) {
+      const via = ctx.providers.has(keyOf)
+        ? keyOf
+        : opts.runProvider === 'simulated' && ctx.providers.has('simulated')
+          ? 'simulated'
+          : undefined;
+      if (via !== undefined) out.push({ name, env: spec.env, required: spec.required, provider: via });
+      else if (spec.required) {
+        throw badRequest(
+          `The runbook's scripts call ${keyOf} (its secret ${name} is ${spec.env}), and collection ${ctx.collection} has no key for ${keyOf}. Set ${spec.env} in the collection's environment (PATCH /api/v1/collections/${ctx.collection}/environment): the scripts then reach ${keyOf} through the gateway with a per-run token, never the key. Or mark the secret \`required: false\`.`,
+          param,
+          'provider_key_missing',
+        );
+      }
+      continue;
     }
     if (RESERVED_SANDBOX_VARIABLES.has(spec.env) || spec.env.startsWith('JETTY_')) {
       throw badRequest(
@@ -262,7 +291,7 @@ function planSecrets(
         'reserved_variable',
       );
     }
-    const present = ctx.variables.has(spec.env) || secretParams?.has(spec.env) === true;
+    const present = ctx.variables.has(spec.env) || opts.secretParams?.has(spec.env) === true;
     if (spec.required && !present) {
       throw badRequest(
         `The runbook needs the secret ${name} (environment variable ${spec.env}), and collection ${ctx.collection} has no ${spec.env}. Set it with PATCH /api/v1/collections/${ctx.collection}/environment {"environment_variables": {"${spec.env}": "…"}}, or mark it \`required: false\`.`,
@@ -297,10 +326,15 @@ function webhookOf(jetty: NonNullable<ChatRequest['jetty']>): NewRun['webhook'] 
   return { url, secret: jetty.webhook_secret };
 }
 
-/** Jetty's rule: OpenRouter when its key is there, then Bedrock, then the runtime's own provider. */
-function chooseProvider(runtime: RuntimeAdapter, ctx: CollectionContext): ProviderName {
-  for (const p of ['openrouter', 'bedrock'] as const) {
-    if (runtime.providers.includes(p) && ctx.providers.has(p)) return p;
-  }
-  return LEGACY_PROVIDER[runtime.name];
+/**
+ * The caller moved the runbook to another runtime with `jetty.agent`, and the model (and any
+ * provider) are the runbook's own: a model the new runtime cannot use is then replaced, not
+ * refused. A top-level `model` equal to the frontmatter's counts as the runbook's (Jetty's
+ * clients copy the frontmatter into the request).
+ */
+function isSwitch(resolved: ResolvedRunbook): boolean {
+  const { sources, frontmatter } = resolved;
+  if (sources.agent.from !== 'jetty' || sources.provider.from === 'jetty') return false;
+  if (sources.model.from === 'frontmatter' || sources.model.from === 'default') return true;
+  return sources.model.from === 'request' && resolved.model === frontmatter.model;
 }

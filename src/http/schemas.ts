@@ -127,6 +127,16 @@ export const runRecordSchema = z.object({
     .describe("The run's webhook (jetty.webhook_url) and each try at delivering it; never its secret"),
   artifacts: z.array(artifactSchema),
   missing_outputs: z.array(z.string()),
+  primary_outputs: z
+    .array(z.string())
+    .describe(
+      "The runbook's primary_outputs (headline deliverables), relative to results_dir, first one first",
+    ),
+  warnings: z
+    .array(z.object({ code: z.string(), message: z.string() }))
+    .describe(
+      'Every run.warning of the run: what the pre-flight rewrote or left as written, and what the run missed',
+    ),
   cancel_requested: z.boolean(),
   labels: z.record(z.string(), z.string()),
   timings: z

@@ -131,6 +131,7 @@ export function chatRequestOf(
     task: extra.task,
     agent: init.agent,
     model_provider: init.model_provider,
+    snapshot: init.snapshot,
     template_variables: init.vars,
     file_paths: init.file_paths,
     timeout_sec: init.timeout_sec ?? config.timeout_sec,

@@ -81,3 +81,70 @@ export function checkModelSlug(model: string, provider: ProviderName, agent: Age
       return { ok: true, model };
   }
 }
+
+/** Whose model a slug names, whatever provider form it is written in. */
+export type ModelVendor = 'anthropic' | 'openai' | 'google' | 'other';
+
+const BEDROCK_FORM_RE = /^(?:(?:us|eu|apac|global|us-gov)\.)?anthropic\./;
+
+export function vendorOf(model: string): ModelVendor {
+  const m = model.trim().toLowerCase();
+  if (/^(?:anthropic\/)?claude-/.test(m) || BEDROCK_FORM_RE.test(m)) return 'anthropic';
+  if (/^(?:openai\/)?(?:gpt-|o\d|codex)/.test(m)) return 'openai';
+  if (/^(?:google\/|gemini\/)?gemini-/.test(m)) return 'google';
+  return 'other';
+}
+
+const DIRECT_VENDOR: Partial<Record<ProviderName, ModelVendor>> = {
+  anthropic: 'anthropic',
+  openai: 'openai',
+  google: 'google',
+  vertex: 'google',
+};
+
+/**
+ * The slug as `provider` takes it (`claude-sonnet-4-6` ⇄ `anthropic/claude-sonnet-4.6`, `gpt-5.5` ⇄
+ * `openai/gpt-5.5`), or null when that provider does not serve the model or its form there is not
+ * known. A model this table does not know is left to the provider to judge (kept as written where
+ * its form fits).
+ */
+export function formFor(model: string, provider: ProviderName): string | null {
+  const vendor = vendorOf(model);
+  const bedrockForm = BEDROCK_FORM_RE.test(model);
+  switch (provider) {
+    case 'simulated':
+      return model;
+    case 'openrouter':
+      if (bedrockForm) return null;
+      return model.includes('/') ? (openRouterFormOf(model) ?? model) : openRouterFormOf(model);
+    case 'bedrock':
+      // Anthropic models by their inference profile only (its date suffix cannot be guessed);
+      // third-party catalog ids (`deepseek.v3.2`) as written.
+      if (bedrockForm) return model;
+      return vendor === 'other' && !model.includes('/') ? model : null;
+    default: {
+      const own = DIRECT_VENDOR[provider];
+      if (vendor === 'other') return model.includes('/') ? null : model;
+      if (vendor !== own || bedrockForm) return null;
+      const bare = model.replace(/^(?:anthropic|openai|google|gemini)\//, '');
+      // Anthropic's API writes versions with dashes: anthropic/claude-sonnet-4.6 → claude-sonnet-4-6.
+      return provider === 'anthropic' ? bare.replace(/(\d)\.(\d)/g, '$1-$2') : bare;
+    }
+  }
+}
+
+/**
+ * The providers whose own form a slug is written in, most natural first: a bare `gpt-5.5` is
+ * OpenAI's, `anthropic/claude-sonnet-4.6` OpenRouter's. Empty when the form says nothing (a bare
+ * model this table does not know).
+ */
+export function providersOfForm(model: string): ProviderName[] {
+  if (BEDROCK_FORM_RE.test(model)) return ['bedrock'];
+  const vendor = vendorOf(model);
+  // gemini-cli takes `google/gemini-2.5-pro` as `gemini-2.5-pro` (Jetty strips the vendor prefix).
+  if (model.includes('/')) return vendor === 'google' ? ['openrouter', 'google', 'vertex'] : ['openrouter'];
+  if (vendor === 'anthropic') return ['anthropic'];
+  if (vendor === 'openai') return ['openai'];
+  if (vendor === 'google') return ['google', 'vertex'];
+  return [];
+}

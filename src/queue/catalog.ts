@@ -7,8 +7,17 @@ import { PROVIDER_NAMES, type ProviderName } from '../runtimes/types.js';
  * The job catalog: the only place job shapes live. A payload is validated when it is enqueued and
  * again when a worker takes it (a worker of another version may be reading the queue).
  */
-/** A secret the runbook declared: the variable read from the collection and set in the sandbox. */
-export const runSecretSchema = z.object({ name: z.string(), env: z.string(), required: z.boolean() });
+/**
+ * A secret the runbook declared: the variable read from the collection and set in the sandbox. One
+ * with `provider` is a provider key the runbook's scripts use: the sandbox gets a per-run gateway
+ * token in that variable (and the provider's base-URL variable), never the key.
+ */
+export const runSecretSchema = z.object({
+  name: z.string(),
+  env: z.string(),
+  required: z.boolean(),
+  provider: z.enum(PROVIDER_NAMES as [ProviderName, ...ProviderName[]]).optional(),
+});
 export type RunSecret = z.infer<typeof runSecretSchema>;
 
 /** An input file for the sandbox: an upload or an earlier run's artifact of the same collection. */

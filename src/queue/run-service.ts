@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
+import { posix } from 'node:path';
 import { Job, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { notFound } from '../errors.js';
 import type { EventStreamStore } from '../events/stream-store.js';
-import { isTerminalEvent, type NewEvent, type StoredEvent } from '../events/types.js';
+import { isTerminalEvent, type NewEvent, type RunWarning, type StoredEvent } from '../events/types.js';
 import type { ProviderName } from '../runtimes/types.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import { JOBS, type RunJob, webhookJobId } from './catalog.js';
@@ -84,6 +85,12 @@ export interface RunServiceDeps {
   webhooks?: { attempts: number; backoffMs: number };
 }
 
+/** A path inside results_dir as the artifacts list names it (relative); one outside it stays absolute. */
+export function relativeToResults(p: string, resultsDir: string): string {
+  const rel = posix.relative(resultsDir, p);
+  return rel.startsWith('..') || posix.isAbsolute(rel) ? p : rel;
+}
+
 /**
  * 16 hex digits. Never all decimal digits: the run id is the BullMQ job id, and BullMQ refuses a
  * custom job id that reads as an integer (about 1 id in 1,850 would otherwise fail to enqueue).
@@ -148,8 +155,10 @@ export class RunService {
       idempotencyKey?: string;
       /** Seals this run's own secret values for its job, once the run id is known. */
       sealSecrets?: (runId: string) => string;
-      /** The submitted parameters, kept for the Jetty trajectory view (no secrets in them). */
+      /** What the run started with, kept for the Jetty trajectory view (no secrets in them). */
       initParams?: Record<string, unknown>;
+      /** The pre-flight's warnings: on the record, and `run.warning` events right after `run.queued`. */
+      warnings?: RunWarning[];
     },
   ): Promise<{ record: RunView; created: boolean }> {
     const runId = newRunId();
@@ -182,6 +191,8 @@ export class RunService {
         task: meta.task,
         timeout_sec: job.timeoutSec,
       }),
+      primary_outputs: job.primaryOutputs.map((p) => relativeToResults(p, job.resultsDir)),
+      warnings: meta.warnings ?? [],
       ...(delivery ? { webhook: { url: delivery.url, state: 'pending' as const, deliveries: [] } } : {}),
     };
     await this.store.create(record);
@@ -190,6 +201,8 @@ export class RunService {
       type: 'run.queued',
       data: { agent: job.agent, model: job.model, provider: job.provider },
     });
+    for (const w of meta.warnings ?? [])
+      await this.deps.events.append(runId, { type: 'run.warning', data: w });
     if (delivery) {
       // Enqueued before the run's job, so that no run can end before its delivery exists.
       await this.webhookQueue.add(JOBS.webhook.name, delivery, {
@@ -240,7 +253,8 @@ export class RunService {
     const rec =
       (await this.store.get(id)) ?? (await this.deps.blobs.readTrajectory<Trajectory>(id))?.run ?? null;
     if (rec && collection !== undefined && rec.collection !== collection) return null;
-    return rec;
+    // A trajectory stored before these fields existed reads as having none.
+    return rec ? { ...rec, primary_outputs: rec.primary_outputs ?? [], warnings: rec.warnings ?? [] } : null;
   }
 
   async require(id: string, collection?: string): Promise<RunView> {

@@ -5,6 +5,7 @@ import {
   emptyUsage,
   type RunError,
   type RunStatus,
+  type RunWarning,
   type UsageTotals,
 } from '../events/types.js';
 import type { ProviderName } from '../runtimes/types.js';
@@ -49,6 +50,10 @@ export interface RunRecord {
   artifacts: ArtifactInfo[];
   /** Required output files the run did not produce (set when it ends). */
   missing_outputs: string[];
+  /** The runbook's `primary_outputs` (headline deliverables), relative to results_dir, first one first. */
+  primary_outputs: string[];
+  /** Every `run.warning` of the run: the pre-flight's when it is queued, the worker's when it ends. */
+  warnings: RunWarning[];
   cancel_requested: boolean;
   labels: Record<string, string>;
   timings: RunTimings | null;
@@ -93,6 +98,8 @@ export class RunStore {
       exit_code: null,
       artifacts: [],
       missing_outputs: [],
+      primary_outputs: [],
+      warnings: [],
       cancel_requested: false,
       labels: {},
       timings: null,
@@ -193,5 +200,6 @@ function encode(fields: Partial<RunRecord>): Record<string, string> {
 function decode(h: Record<string, string>): RunRecord {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(h)) out[k] = JSON.parse(v);
-  return out as unknown as RunRecord;
+  // Records written before these fields existed read as having none.
+  return { primary_outputs: [], warnings: [], ...out } as unknown as RunRecord;
 }

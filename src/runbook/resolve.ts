@@ -10,18 +10,28 @@
  */
 import type { z } from 'zod';
 import { badRequest } from '../errors.js';
-import type { AgentName } from '../events/types.js';
+import type { AgentName, RunWarning } from '../events/types.js';
 import type { ProviderName } from '../runtimes/types.js';
 import { requiredOutputs } from './outputs.js';
+import { parametersTable } from './parameters.js';
 import { type ParsedRunbook, parseRunbook, runbookParam } from './parse.js';
-import { agentNameSchema, got, providerNameSchema, type RunbookFrontmatter } from './schema.js';
 import {
-  assertTemplateVariables,
+  agentNameSchema,
+  got,
+  KNOWN_EVALUATIONS,
+  providerNameSchema,
+  type RunbookFrontmatter,
+} from './schema.js';
+import {
   DEFAULT_RESULTS_DIR,
+  fillTemplate,
+  listNames,
+  planTemplateVariables,
   renderSecretReferences,
-  renderTemplate,
   secretReferencesIn,
   TEMPLATE_VARIABLES_PARAM,
+  type VariablePlan,
+  type VariablesField,
   validateTemplateVariables,
 } from './template.js';
 
@@ -82,6 +92,8 @@ export interface ResolveInput {
   requestModel?: string | undefined;
   jetty: JettyRunbookFields;
   defaults: RunbookDefaults;
+  /** Where the caller put template variables, for the 422's example (chat by default). */
+  variablesField?: VariablesField;
 }
 
 /**
@@ -106,12 +118,14 @@ export interface ResolvedRunbook {
   renderedRunbook: string;
   /** The body with placeholders filled and secrets as `$ENV` references; no frontmatter, no header. */
   renderedBody: string;
-  /** Absolute paths: REQUIRED OUTPUT FILES entries, then primary outputs. */
+  /** Absolute paths of the REQUIRED OUTPUT FILES entries (not primary_outputs: those are headlines). */
   requiredOutputs: string[];
   /** Absolute paths of `primary_outputs`, in order (headline deliverables). */
   primaryOutputs: string[];
-  /** Every template variable value used, including `results_dir`. */
+  /** Every template variable value used (given, then Parameters defaults), including `results_dir`. */
   templateVariables: Record<string, string>;
+  /** What the user should know before the run starts (left-over placeholders, unknown evaluation). */
+  warnings: RunWarning[];
   /** Secret names the body references as `{{secrets.NAME}}`. */
   secretReferences: string[];
   /** Referenced secrets the frontmatter does not declare (they will not reach the sandbox). */
@@ -200,23 +214,22 @@ export function resolveRunbook(input: ResolveInput): ResolvedRunbook {
   }
 
   const resultsDir = checkResultsDir(vars.results_dir);
-  const allVars = { ...vars, results_dir: resultsDir };
-
-  // Check body and primary_outputs together so one error names every missing variable.
   const primaryRaw = fm.primary_outputs ?? [];
-  assertTemplateVariables([parsed.body, ...primaryRaw], allVars);
-  const filled = renderTemplate(parsed.body, allVars);
-  const primaryRelative = primaryRaw.map((p) => renderTemplate(p, allVars));
+  const plan = planTemplateVariables({
+    texts: [parsed.body, ...primaryRaw],
+    given: { ...vars, results_dir: resultsDir },
+    table: parametersTable(parsed.body),
+    field: input.variablesField ?? TEMPLATE_VARIABLES_PARAM,
+  });
+  const filled = fillTemplate(parsed.body, plan.values);
+  const primaryRelative = primaryRaw.map((p) => fillTemplate(p, plan.values));
 
   const secretReferences = secretReferencesIn(filled);
   const declared = fm.secrets ?? {};
   const undeclaredSecrets = secretReferences.filter((name) => !Object.hasOwn(declared, name));
   const renderedBody = renderSecretReferences(filled, declared);
 
-  const outputs = requiredOutputs(
-    { body: renderedBody, frontmatter: { primary_outputs: primaryRelative } },
-    resultsDir,
-  );
+  const outputs = requiredOutputs({ body: renderedBody, frontmatter: {} }, resultsDir);
   const primaryOutputs = requiredOutputs(
     { body: '', frontmatter: { primary_outputs: primaryRelative } },
     resultsDir,
@@ -232,12 +245,40 @@ export function resolveRunbook(input: ResolveInput): ResolvedRunbook {
     renderedBody,
     requiredOutputs: outputs,
     primaryOutputs,
-    templateVariables: allVars,
+    templateVariables: plan.values,
+    warnings: resolveWarnings(plan, fm, input.variablesField ?? TEMPLATE_VARIABLES_PARAM),
     secretReferences,
     undeclaredSecrets,
     frontmatter: fm,
     sources: { agent: agentSource, model: modelSource, provider: providerSource, timeoutSec: timeoutSource },
   };
+}
+
+const UNFILLED_WHY: Record<VariablePlan['unfilled'][number]['why'], string> = {
+  optional: 'optional',
+  empty: 'empty',
+  inferred: 'inferred',
+  none: 'no default',
+  undeclared: 'declared nowhere',
+};
+
+function resolveWarnings(plan: VariablePlan, fm: RunbookFrontmatter, field: VariablesField): RunWarning[] {
+  const out: RunWarning[] = [];
+  if (plan.unfilled.length > 0) {
+    const listed = listNames(plan.unfilled.map((u) => `{{${u.name}}} (${UNFILLED_WHY[u.why]})`));
+    const one = plan.unfilled.length === 1;
+    out.push({
+      code: 'template_variables_unfilled',
+      message: `The runbook's placeholder${one ? '' : 's'} ${listed} ${one ? 'was' : 'were'} not given and ${one ? 'has' : 'have'} no default, so ${one ? 'it is' : 'they are'} left in the text as written. Pass ${one ? 'it' : 'them'} in \`${field}\` to fill ${one ? 'it' : 'them'}.`,
+    });
+  }
+  if (fm.evaluation !== undefined && !KNOWN_EVALUATIONS.includes(fm.evaluation)) {
+    out.push({
+      code: 'evaluation_unknown',
+      message: `The runbook's evaluation "${fm.evaluation}" is kept as written, but this server knows only ${KNOWN_EVALUATIONS.join(' and ')}: the agent follows the runbook's own checks.`,
+    });
+  }
+  return out;
 }
 
 /**

@@ -11,12 +11,15 @@ export const ENV_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 export const agentNameSchema = z.enum(AGENT_NAMES);
 export const providerNameSchema = z.enum(PROVIDER_NAMES);
-export const evaluationSchema = z.enum(['programmatic', 'rubric']);
+/** The evaluations this server knows; others (Jetty's runbooks have `visual`) are kept, with a warning. */
+export const KNOWN_EVALUATIONS: readonly string[] = ['programmatic', 'rubric'];
+export const evaluationSchema = z.string().min(1);
 
 const nonEmptyString = z.string().min(1);
 
 export const secretSpecSchema = z.looseObject({
-  env: z.string().regex(ENV_NAME_RE),
+  // Jetty's runbooks often leave it out: the secret's own name is then the variable.
+  env: z.string().regex(ENV_NAME_RE).optional(),
   description: z.string().optional(),
   // A secret is declared because the runbook needs it: unless told otherwise, a run without it
   // should be refused before it starts rather than fail inside the sandbox.
@@ -39,12 +42,19 @@ export const frontmatterSchema = z.looseObject({
     .union([nonEmptyString, z.array(nonEmptyString)])
     .transform((v) => (typeof v === 'string' ? [v] : v))
     .optional(),
-  secrets: z.record(z.string().regex(ENV_NAME_RE), secretSpecSchema).optional(),
+  secrets: z
+    .record(z.string().regex(ENV_NAME_RE), secretSpecSchema)
+    .transform((all) =>
+      Object.fromEntries(
+        Object.entries(all).map(([name, spec]) => [name, { ...spec, env: spec.env ?? name }]),
+      ),
+    )
+    .optional(),
   timeout_sec: z.int().positive().optional(),
 });
 
 export type RunbookFrontmatter = z.output<typeof frontmatterSchema>;
-export type SecretSpec = z.output<typeof secretSpecSchema>;
+export type SecretSpec = z.output<typeof secretSpecSchema> & { env: string };
 
 /** The keys this server gives a meaning to. */
 export const KNOWN_FRONTMATTER_KEYS: readonly string[] = Object.keys(frontmatterSchema.shape);
@@ -55,14 +65,15 @@ const ENV_NAME_FORM = `must be an environment variable name (${NAME_CHARS})`;
 /** For each key, what a valid value looks like, phrased to follow "frontmatter `key` ". */
 export const FRONTMATTER_FORMS: Readonly<Record<string, string>> = {
   version: 'must be a version string such as "1.0.0" (a number such as 1.0 is also accepted)',
-  evaluation: 'must be one of programmatic, rubric',
+  evaluation: 'must be a non-empty string such as programmatic or rubric',
   agent: `must be one of ${AGENT_NAMES.join(', ')}`,
   model: 'must be a non-empty model slug such as "claude-sonnet-4-6" or "anthropic/claude-sonnet-4.6"',
   model_provider: `must be one of ${PROVIDER_NAMES.join(', ')}`,
   snapshot: 'must be a non-empty string such as "python312-uv"',
   image: 'must be a non-empty container image reference such as "ghcr.io/acme/runner:1.2"',
   primary_outputs: 'must be a path relative to results_dir, or a list of such paths (non-empty strings)',
-  secrets: 'must be a mapping of NAME: {env: ENV_VAR_NAME, description: "...", required: true}',
+  secrets:
+    'must be a mapping of NAME: {env: ENV_VAR_NAME (default NAME), description: "...", required: true}',
   timeout_sec: 'must be a positive whole number of seconds',
 };
 

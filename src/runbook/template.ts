@@ -1,7 +1,8 @@
 /**
- * `{{ name }}` placeholders, filled from `jetty.template_variables` before the agent sees the
- * runbook. Placeholders inside code fences are filled too: runbooks put `{{results_dir}}` in
- * their bash blocks and expect a real path there.
+ * `{{ name }}` placeholders, filled from `jetty.template_variables` (or /api/v1's `init_params.vars`)
+ * and the runbook's Parameters table before the agent sees the runbook. Placeholders inside code
+ * fences are filled too: runbooks put `{{results_dir}}` in their bash blocks and expect a real
+ * path there.
  *
  * Left alone:
  * - `{{secrets.NAME}}`: never filled with a value (secrets must not reach the prompt or the
@@ -10,6 +11,8 @@
  */
 import { z } from 'zod';
 import { badRequest, unprocessable } from '../errors.js';
+import { withoutFencedCode } from './markdown.js';
+import type { ParameterKind, ParameterSpec } from './parameters.js';
 import { ENV_NAME_RE } from './schema.js';
 
 export const DEFAULT_RESULTS_DIR = '/app/results';
@@ -51,39 +54,99 @@ export function withBuiltinVariables(vars: Readonly<Record<string, string>>): Re
   return { results_dir: DEFAULT_RESULTS_DIR, ...vars };
 }
 
+/** Where the caller gives template variables: the chat surface's field, or /api/v1's. */
+export type VariablesField = typeof TEMPLATE_VARIABLES_PARAM | 'init_params.vars';
+
+/** Why a placeholder was left as written. */
+export type UnfilledReason = Exclude<ParameterKind, 'value' | 'required'> | 'undeclared';
+
+export interface VariablePlan {
+  /** Every value the run uses: the caller's, then the Parameters table's defaults, and results_dir. */
+  values: Record<string, string>;
+  /** Names whose value is the table's default. */
+  defaulted: string[];
+  /** Placeholders left in the text as written, in order, with the reason. */
+  unfilled: Array<{ name: string; why: UnfilledReason }>;
+}
+
+/** At most this many names are spelled out in a 422 or a warning; the rest are counted. */
+const MAX_NAMES_LISTED = 20;
+const MAX_DESCRIPTION_CHARS = 120;
+
 /**
- * Throws one 422 naming every variable that `texts` use and `vars` lacks, so the caller fixes
- * them all in one go.
+ * Jetty's rules for template variables. A variable the caller gives is used. Else the Parameters
+ * table's default. A variable the table marks *(required)* and the caller did not give is a 422
+ * naming each with its description. Anything else (marked optional, empty or inferred, no default,
+ * or declared nowhere) is left in the text as written, for the runbook's own checks of the raw
+ * `{{...}}`; it is reported in `unfilled`, except an undeclared one that appears only in fenced
+ * code (an escaped brace of a Python f-string, a Jinja template), which is code, not a variable.
  */
-export function assertTemplateVariables(
-  texts: readonly string[],
-  vars: Readonly<Record<string, string>>,
-): void {
-  const all = withBuiltinVariables(vars);
-  const missing = unique(texts.flatMap(templateVariablesIn)).filter((name) => !Object.hasOwn(all, name));
-  if (missing.length === 0) return;
-  const listed = missing.map((n) => `\`${n}\``).join(', ');
-  const example = JSON.stringify(Object.fromEntries(missing.map((n) => [n, '...'])));
-  throw unprocessable(
-    `The runbook uses ${missing.length === 1 ? 'a template variable that was' : 'template variables that were'} ` +
-      `not given: ${listed}. Pass ${missing.length === 1 ? 'it' : 'each'} as a string in \`jetty.template_variables\`, ` +
-      `e.g. "template_variables": ${example}, or remove the placeholder from the runbook.`,
-    TEMPLATE_VARIABLES_PARAM,
+export function planTemplateVariables(opts: {
+  /** The body first, then other texts that may hold placeholders (primary_outputs). */
+  texts: readonly string[];
+  given: Readonly<Record<string, string>>;
+  table: readonly ParameterSpec[];
+  field?: VariablesField;
+}): VariablePlan {
+  const given = withBuiltinVariables(opts.given);
+  const values: Record<string, string> = { ...given };
+  const defaulted: string[] = [];
+  const missing: ParameterSpec[] = [];
+  const unfilled: VariablePlan['unfilled'] = [];
+  const declared = new Map(opts.table.map((p) => [p.name, p]));
+  for (const spec of opts.table) {
+    if (Object.hasOwn(given, spec.name)) continue;
+    if (spec.kind === 'value') {
+      // A default may build on other variables (`{{results_dir}}/report.md`).
+      values[spec.name] = fillTemplate(spec.default ?? '', given);
+      defaulted.push(spec.name);
+    } else if (spec.kind === 'required') missing.push(spec);
+    else unfilled.push({ name: spec.name, why: spec.kind });
+  }
+  if (missing.length > 0) throw missingRequired(missing, opts.field ?? TEMPLATE_VARIABLES_PARAM);
+  const outsideCode = unique(opts.texts.flatMap((t) => templateVariablesIn(withoutFencedCode(t))));
+  for (const name of outsideCode) {
+    if (!Object.hasOwn(values, name) && !declared.has(name)) unfilled.push({ name, why: 'undeclared' });
+  }
+  return { values, defaulted, unfilled };
+}
+
+function missingRequired(missing: readonly ParameterSpec[], field: VariablesField) {
+  const describe = (p: ParameterSpec) => {
+    const d = p.description.replace(/\s+/g, ' ').trim();
+    const cut = d.length > MAX_DESCRIPTION_CHARS ? `${d.slice(0, MAX_DESCRIPTION_CHARS - 1)}…` : d;
+    return cut ? `\`${p.name}\` (${cut})` : `\`${p.name}\``;
+  };
+  const example = JSON.stringify(Object.fromEntries(missing.slice(0, 3).map((p) => [p.name, '...'])));
+  const how =
+    field === TEMPLATE_VARIABLES_PARAM
+      ? `"jetty": {"template_variables": ${example}}`
+      : `init_params={"vars": ${example}}`;
+  const one = missing.length === 1;
+  return unprocessable(
+    `The runbook's Parameters table marks ${one ? 'a variable' : `${missing.length} variables`} as required, ` +
+      `and ${one ? 'it was' : 'they were'} not given: ${listNames(missing.map(describe))}. ` +
+      `Pass ${one ? 'it' : 'each'} as a string in \`${field}\`, e.g. ${how}.`,
+    field,
     'missing_template_variables',
   );
 }
 
+/** `a, b, c and 4 more`: a list that never grows past MAX_NAMES_LISTED, and says what it left out. */
+export function listNames(items: readonly string[]): string {
+  const shown = items.slice(0, MAX_NAMES_LISTED).join(', ');
+  const more = items.length - MAX_NAMES_LISTED;
+  return more > 0 ? `${shown} and ${more} more` : shown;
+}
+
 /**
- * Fills every `{{ name }}` from `vars` (plus `results_dir`, default `/app/results`). A name with
- * no value is a 422 (param `jetty.template_variables`). Single pass: a value that itself contains
- * `{{x}}` is not expanded again.
+ * Fills each `{{ name }}` that `vars` has; any other placeholder stays as written. Single pass: a
+ * value that itself contains `{{x}}` is not expanded again.
  */
-export function renderTemplate(text: string, vars: Readonly<Record<string, string>>): string {
-  assertTemplateVariables([text], vars);
-  const all = withBuiltinVariables(vars);
+export function fillTemplate(text: string, vars: Readonly<Record<string, string>>): string {
   return text.replace(PLACEHOLDER_RE, (whole, dollar: string, name: string) => {
     if (dollar === '$' || name.startsWith(SECRET_PREFIX)) return whole;
-    return all[name] ?? whole;
+    return Object.hasOwn(vars, name) ? (vars[name] as string) : whole;
   });
 }
 

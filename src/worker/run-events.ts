@@ -1,5 +1,11 @@
 import type { EventStreamStore } from '../events/stream-store.js';
-import { emptyUsage, type NewEvent, type UsageData, type UsageTotals } from '../events/types.js';
+import {
+  emptyUsage,
+  type NewEvent,
+  type RunWarning,
+  type UsageData,
+  type UsageTotals,
+} from '../events/types.js';
 import { Redactor } from '../tenancy/redact.js';
 
 /** Appends one run's events in order (each append waits for the one before), and keeps the usage totals. */
@@ -8,7 +14,9 @@ export class RunEventSink {
   private failed: unknown;
   private readonly gateway = emptyUsage();
   private readonly agent = emptyUsage();
+  private readonly script = emptyUsage();
   private sawGateway = false;
+  private readonly warned: RunWarning[] = [];
 
   private secrets: Record<string, string> = {};
   private redacting = new Redactor({});
@@ -31,6 +39,7 @@ export class RunEventSink {
   emit(event: NewEvent): void {
     const ev = this.redacting.deep(event);
     if (ev.type === 'usage') this.count(ev.data);
+    if (ev.type === 'run.warning') this.warned.push(ev.data);
     this.chain = this.chain.then(() =>
       this.store.append(this.runId, ev).catch((err) => {
         this.failed ??= err;
@@ -44,23 +53,35 @@ export class RunEventSink {
     if (this.failed) throw this.failed;
   }
 
+  /** The warnings emitted through this sink, in order. */
+  warnings(): RunWarning[] {
+    return [...this.warned];
+  }
+
   /**
-   * Tokens as the gateway measured them when it saw any, else as the agent reported them. Cost as
-   * the agent reported it; else estimated from the price table (and marked so); else unknown.
+   * The agent's tokens as the gateway measured them when it saw any, else as the agent reported
+   * them; cost as the agent reported it, else estimated from the price table (and marked so), else
+   * unknown. The runbook's own scripts' calls (measured by the gateway, priced from the table) are
+   * added on top.
    */
   totals(): UsageTotals {
     const tokens = this.sawGateway ? this.gateway : this.agent;
     const reported = this.agent.cost_usd;
     const estimate = this.sawGateway ? this.gateway.cost_usd : null;
+    const agentCost = reported ?? estimate;
+    const scriptCost = this.script.cost_usd;
     return {
-      ...tokens,
-      cost_usd: reported ?? estimate,
-      cost_estimated: reported === null && estimate !== null,
+      input_tokens: tokens.input_tokens + this.script.input_tokens,
+      output_tokens: tokens.output_tokens + this.script.output_tokens,
+      cache_read_tokens: tokens.cache_read_tokens + this.script.cache_read_tokens,
+      cache_write_tokens: tokens.cache_write_tokens + this.script.cache_write_tokens,
+      cost_usd: agentCost === null && scriptCost === null ? null : (agentCost ?? 0) + (scriptCost ?? 0),
+      cost_estimated: (reported === null && estimate !== null) || scriptCost !== null,
     };
   }
 
   private count(u: UsageData): void {
-    const t = u.source === 'gateway' ? this.gateway : this.agent;
+    const t = u.source === 'script' ? this.script : u.source === 'gateway' ? this.gateway : this.agent;
     if (u.source === 'gateway') this.sawGateway = true;
     t.input_tokens += u.input_tokens;
     t.output_tokens += u.output_tokens;

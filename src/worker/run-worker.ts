@@ -16,7 +16,13 @@ import type { GatewayRoute, ProviderGateway } from '../gateway/gateway.js';
 import type { UploadStore } from '../jetty/uploads.js';
 import { estimateCost } from '../providers/prices.js';
 import { createSimulatedProvider } from '../providers/simulated/index.js';
-import { isRealProvider, keyEnvOf, type RealProvider, UPSTREAMS } from '../providers/upstreams.js';
+import {
+  isRealProvider,
+  keyEnvOf,
+  providerOfKeyVariable,
+  type RealProvider,
+  UPSTREAMS,
+} from '../providers/upstreams.js';
 import { JOBS, type RunJob } from '../queue/catalog.js';
 import { type RedisKeys, RUN_QUEUE } from '../queue/keys.js';
 import { closeRedis } from '../queue/redis-close.js';
@@ -285,10 +291,11 @@ export class RunWorker {
     // The run's secrets are read now, not at request time: a value changed meanwhile is the one used.
     const secrets = await this.secretsOf(spec);
     sink.addRedactions(secrets.redact);
-    const route = await this.route(spec, sink, log);
-    const redactor = sink.redactor;
+    const route = await this.route(spec, spec.provider, sink, log, 'gateway');
     const token = `jrt_${randomBytes(24).toString('hex')}`;
     deps.gateway.register(token, { ...route, retryAfterMs: runtime.gatewayRetryAfterMs });
+    const scripts = await this.scriptRoutes(spec, sink, log);
+    const redactor = sink.redactor;
     const deadline = setTimeout(() => stop('timeout'), spec.timeoutSec * 1000);
     const artifactDir = deps.blobs.artifactDir(runId);
     let collected: CollectedArtifact[] = [];
@@ -321,6 +328,7 @@ export class RunWorker {
         argv: invocation.argv,
         env: {
           ...secrets.env,
+          ...scripts.env,
           ...invocation.env,
           JETTY_GATEWAY_PORT: String(SANDBOX_GATEWAY_PORT),
           JETTY_GATEWAY_SOCKET: `${GATEWAY_MOUNT}/${GATEWAY_SOCKET_NAME}`,
@@ -378,6 +386,7 @@ export class RunWorker {
     } finally {
       clearTimeout(deadline);
       deps.gateway.unregister(token);
+      for (const t of scripts.tokens) deps.gateway.unregister(t);
       if (sandbox) {
         // Results are collected whatever the ending: success, failure, timeout or cancel.
         const tCollect = Date.now();
@@ -436,7 +445,7 @@ export class RunWorker {
       status = 'completed';
       if (missing.length > 0) {
         sink.emit({
-          type: 'warning',
+          type: 'run.warning',
           data: {
             code: 'missing_required_outputs',
             message: `The agent finished but did not write ${missing.length} of the runbook's required output files: ${missing.join(', ')}. The runbook may read as a description rather than instructions; tell the agent to write each file.`,
@@ -477,6 +486,8 @@ export class RunWorker {
         usage: sink.totals(),
         artifacts,
         missing_outputs: missing,
+        // The pre-flight's (on the record since the run was queued), then this attempt's.
+        warnings: [...(rec.warnings ?? []), ...sink.warnings()],
         timings,
         exit_code: exitCode,
         final_text: outcome?.finalText ?? null,
@@ -533,10 +544,12 @@ export class RunWorker {
     const own = spec.secretParams
       ? tenancy.openRunSecrets(spec.collection, spec.runId, spec.secretParams)
       : {};
-    const wanted = spec.secrets.map((s) => s.env).filter((e) => own[e] === undefined);
+    // Provider keys declared as secrets are never read here: the scripts get a gateway token.
+    const plain = spec.secrets.filter((s) => s.provider === undefined);
+    const wanted = plain.map((s) => s.env).filter((e) => own[e] === undefined);
     const fromCollection = await tenancy.resolveEnvironment(spec.collection, wanted);
     const env: Record<string, string> = {};
-    for (const s of spec.secrets) {
+    for (const s of plain) {
       const value = own[s.env] ?? fromCollection[s.env];
       if (value !== undefined) env[s.env] = value;
       else if (s.required) {
@@ -549,20 +562,61 @@ export class RunWorker {
     return { env, redact: { ...own, ...env } };
   }
 
-  private async route(spec: RunJob, sink: RunEventSink, log: Logger): Promise<GatewayRoute> {
+  /**
+   * Provider keys the runbook declared as secrets, for its own scripts: each gets a per-run token
+   * of its own in that variable and the provider's SDK base-URL variable pointing at the in-sandbox
+   * forwarder; the gateway routes the token to the provider with the collection's key and counts
+   * the usage as the script's. The CLI's own variables (set by its invocation) win where the two
+   * meet: there the scripts share the agent's token and route.
+   */
+  private async scriptRoutes(
+    spec: RunJob,
+    sink: RunEventSink,
+    log: Logger,
+  ): Promise<{ env: Record<string, string>; tokens: string[] }> {
+    const env: Record<string, string> = {};
+    const tokens: string[] = [];
+    for (const s of spec.secrets) {
+      const upstream = s.provider === undefined ? undefined : providerOfKeyVariable(s.env);
+      if (s.provider === undefined || upstream === undefined) continue;
+      const route = await this.route(spec, s.provider, sink, log, 'script').catch((err: unknown) => {
+        // A key removed since the pre-flight: an optional secret is then simply absent.
+        if (!s.required && isAppError(err) && err.code === 'provider_key_missing') return undefined;
+        throw err;
+      });
+      if (route === undefined) continue;
+      const token = `jrt_${randomBytes(24).toString('hex')}`;
+      this.deps.gateway.register(token, route);
+      tokens.push(token);
+      const base = UPSTREAMS[upstream].sdkBaseUrl;
+      env[s.env] = token;
+      env[base.env] = `http://127.0.0.1:${SANDBOX_GATEWAY_PORT}${base.path}`;
+    }
+    return { env, tokens };
+  }
+
+  private async route(
+    spec: RunJob,
+    provider: ProviderName,
+    sink: RunEventSink,
+    log: Logger,
+    source: 'gateway' | 'script',
+  ): Promise<GatewayRoute> {
     // The gateway's figures carry a price-table estimate, marked as one (the CLI may report its own).
-    const onUsage = (u: Parameters<GatewayRoute['onUsage']>[0]) => {
+    const onUsage = (measured: Parameters<GatewayRoute['onUsage']>[0]) => {
+      const u = { ...measured, source };
       const cost = estimateCost(u);
       sink.emit({
         type: 'usage',
         data: cost === undefined ? u : { ...u, cost_usd: cost, cost_estimated: true },
       });
     };
-    const onRequest: GatewayRoute['onRequest'] = (info) => log.debug(info, 'gateway request');
-    if (spec.provider === 'simulated') {
+    const onRequest: GatewayRoute['onRequest'] = (info) => log.debug({ ...info, source }, 'gateway request');
+    if (provider === 'simulated') {
       const sim = createSimulatedProvider({
         runbook: spec.runbook,
-        requiredOutputs: spec.requiredOutputs,
+        // A dry run writes the headline deliverables too, though only the listed files are required.
+        requiredOutputs: [...new Set([...spec.requiredOutputs, ...spec.primaryOutputs])],
         resultsDir: spec.resultsDir,
         workdir: '/app',
       });
@@ -576,7 +630,6 @@ export class RunWorker {
         onRequest,
       };
     }
-    const provider = spec.provider;
     const key = await providerKeyFor(this.deps.tenancy, spec.collection, provider, {
       serverKeys: this.deps.serverProviderKeys,
       simulated: this.deps.simulatedProvider,

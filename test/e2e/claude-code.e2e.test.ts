@@ -200,13 +200,15 @@ describe('claude-code end to end', () => {
     expect(errors).toEqual([]);
     const last = chunks[chunks.length - 1]!;
     expect(last.jetty_metadata.status).toBe('completed');
-    expect(last.jetty_metadata.warnings[0]).toMatch(
+    expect(last.jetty_metadata.warnings[0].code).toBe('missing_required_outputs');
+    expect(last.jetty_metadata.warnings[0].message).toMatch(
       /did not write 1 of the runbook's required output files: \/app\/results\/report\.md/,
     );
     const reasoning = chunks.map((c) => c.choices[0].delta.reasoning_content ?? '').join('');
     expect(reasoning).toMatch(/Warning: .*report\.md/);
     const rec = await getRun(chunks[0]!.jetty_metadata.trajectory_id);
     expect(rec.missing_outputs).toEqual(['/app/results/report.md']);
+    expect(rec.warnings).toEqual(last.jetty_metadata.warnings);
   });
 
   it('cancel mid-run: status cancelled, and no container of the run within 5 s', async () => {

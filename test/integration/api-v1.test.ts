@@ -154,7 +154,7 @@ describe('runs', () => {
     expect(polled[0]).toMatch(/pending|running/);
     expect(traj.status).toBe('completed');
     expect(traj.name).toBe(`${c()}/report`);
-    expect(traj.init_params.vars).toEqual({ name: 'sdk' });
+    expect(traj.init_params.vars).toEqual({ name: 'sdk', results_dir: '/app/results' });
     expect(traj.steps.run.outputs.success).toBe(true);
     expect(traj.steps.run.outputs.usage.total_tokens).toBeGreaterThan(0);
     expect(traj.completed_steps).toEqual(['run']);
@@ -218,7 +218,7 @@ describe('runs', () => {
     const res = (await sdk.runWorkflowSync(c(), 'report', { vars: { name: 'sync' } })) as any;
     expect(res.workflow_id).toMatch(new RegExp(`^${c()}-report--[0-9a-f]{16}$`));
     expect(res.trajectory.status).toBe('completed');
-    expect(res.trajectory.init_params.vars).toEqual({ name: 'sync' });
+    expect(res.trajectory.init_params.vars).toEqual({ name: 'sync', results_dir: '/app/results' });
     expect(res.result.success).toBe(true);
   });
 

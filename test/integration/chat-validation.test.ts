@@ -104,11 +104,13 @@ const cases: Array<{
     says: /string/,
   },
   {
-    name: 'unknown template variable left in the runbook',
-    body: runbookRequest(`${RUNBOOK}Use {{sample_size}} rows.\n`),
+    name: 'a variable the Parameters table marks (required), not given',
+    body: runbookRequest(
+      `${RUNBOOK}\n## Parameters\n\n| Parameter | Template Variable | Default | Description |\n|---|---|---|---|\n| Rows | \`{{sample_size}}\` | *(required)* | How many rows to sample |\n`,
+    ),
     status: 422,
     param: 'jetty.template_variables',
-    says: /sample_size/,
+    says: /`sample_size` \(How many rows to sample\)/,
   },
   {
     name: 'a provider with no key in the collection or on the server',
@@ -186,11 +188,14 @@ const cases: Array<{
     says: /us\.anthropic\.claude-sonnet-4-5/,
   },
   {
-    name: 'no provider named: OpenRouter is chosen when its key is there, and wants its own slug form',
-    body: runbookRequest(RUNBOOK, { model: 'claude-sonnet-4-6', jetty: { model_provider: undefined } }),
+    name: 'a model the runtime’s providers cannot serve (gemini-cli with gpt-5.5)',
+    body: runbookRequest('---\nagent: gemini-cli\nmodel: gpt-5.5\n---\n# T\n', {
+      model: 'default',
+      jetty: { model_provider: undefined },
+    }),
     status: 400,
-    param: 'model',
-    says: /OpenRouter/,
+    param: 'messages[0].content.frontmatter.model',
+    says: /gemini-cli cannot run the model "gpt-5\.5"/,
   },
   {
     name: 'a provider slug for the Anthropic API',

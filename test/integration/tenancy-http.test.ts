@@ -223,11 +223,43 @@ describe("a runbook's secrets", () => {
     }
   });
 
-  it('a provider key declared as a secret is refused: it never enters a sandbox', async () => {
-    const runbook = SECRET_RUNBOOK.replace('env: REPORT_TOKEN', 'env: OPENAI_API_KEY');
-    const res = await chat(runbookRequest(runbook), h.auth);
-    expect(res.status).toBe(400);
-    expect(res.body.error.code).toBe('provider_key_as_secret');
+  it('a provider key declared as a secret reaches the sandbox as a per-run gateway token and base URL, never the key', async () => {
+    const runbook = SECRET_RUNBOOK.replace('REPORT_TOKEN: { env: REPORT_TOKEN', 'LLM: { env: OPENAI_API_KEY');
+    // A run on Anthropic, and no OpenAI key in the collection: a required one is refused, naming
+    // the variable to set; an optional one is simply absent.
+    await h.setEnv({ OPENAI_API_KEY: null, ANTHROPIC_API_KEY: 'sk-ant-unused' });
+    const onAnthropic = { model: 'claude-sonnet-4-6', jetty: { model_provider: 'anthropic' } };
+    const refused = await chat(runbookRequest(runbook, onAnthropic), h.auth);
+    expect(refused.status).toBe(400);
+    expect(refused.body.error.code).toBe('provider_key_missing');
+    expect(refused.body.error.param).toBe('messages[0].content.frontmatter.secrets.LLM');
+    expect(refused.body.error.message).toContain('Set OPENAI_API_KEY');
+    const optional = await chat(
+      runbookRequest(runbook.replace('required: true', 'required: false'), { ...onAnthropic, stream: false }),
+      h.auth,
+    );
+    expect(optional.status).toBe(200);
+    const absent = driver.started.find((s) => s.runId === optional.body.jetty_metadata.trajectory_id)!;
+    expect(absent.env.OPENAI_API_KEY).toBeUndefined();
+    expect(absent.env.OPENAI_BASE_URL).toBeUndefined();
+    // A dry run on the simulated provider: the scripts' calls go to the simulated provider too.
+    const dry = await chat(runbookRequest(runbook, { stream: false }), h.auth);
+    expect(dry.status).toBe(200);
+    const drySpec = driver.started.find((s) => s.runId === dry.body.jetty_metadata.trajectory_id)!;
+    expect(drySpec.env.OPENAI_API_KEY).toMatch(/^jrt_/);
+    await h.setEnv({ ANTHROPIC_API_KEY: null });
+
+    const realKey = `sk-${CANARY}`;
+    await h.setEnv({ OPENAI_API_KEY: realKey });
+    const res = await chat(runbookRequest(runbook, { stream: false }), h.auth);
+    expect(res.status).toBe(200);
+    const spec = driver.started.find((s) => s.runId === res.body.jetty_metadata.trajectory_id)!;
+    expect(spec.env.OPENAI_API_KEY).toMatch(/^jrt_[0-9a-f]{48}$/);
+    expect(spec.env.OPENAI_BASE_URL).toBe('http://127.0.0.1:4100/v1');
+    // Its own token, not the agent's: the gateway tells the script's calls apart.
+    expect(JSON.stringify(spec)).not.toContain(realKey);
+    expect(Object.values(spec.env).filter((v) => v === spec.env.OPENAI_API_KEY)).toHaveLength(1);
+    await h.setEnv({ OPENAI_API_KEY: null });
   });
 
   it('reaches the sandbox as its variable, is never in the prompt, and is redacted from all the run records', async () => {

@@ -97,7 +97,7 @@ describe('ChunkMapper', () => {
   it('says so in the stream when required outputs are missing', () => {
     const m = new ChunkMapper(ctx);
     const w = m.map(
-      ev({ type: 'warning', data: { code: 'missing_required_outputs', message: 'no report.md' } }),
+      ev({ type: 'run.warning', data: { code: 'missing_required_outputs', message: 'no report.md' } }),
     );
     expect(w.chunks[0]!.choices[0]!.delta.reasoning_content).toContain('no report.md');
     const end = m.map(
@@ -106,6 +106,23 @@ describe('ChunkMapper', () => {
         data: { final_text: '', exit_code: 0, usage: emptyUsage(), duration_ms: 1 },
       }),
     );
-    expect(end.chunks[0]!.jetty_metadata?.warnings).toEqual(['no report.md']);
+    expect(end.chunks[0]!.jetty_metadata?.warnings).toEqual([
+      { code: 'missing_required_outputs', message: 'no report.md' },
+    ]);
+  });
+
+  it('the last chunk names the primary outputs, first one first, and every warning of the run', () => {
+    const m = new ChunkMapper({ ...ctx, primaryOutputs: ['deck.pdf', 'notes/summary.md'] });
+    m.map(ev({ type: 'run.warning', data: { code: 'model_rewritten', message: 'a' } }));
+    m.map(ev({ type: 'run.warning', data: { code: 'template_variables_unfilled', message: 'b' } }));
+    const end = m.map(
+      ev({
+        type: 'run.failed',
+        data: { error: { code: 'x', message: 'y' }, exit_code: 1, usage: emptyUsage(), duration_ms: 1 },
+      }),
+    );
+    const meta = end.chunks[0]!.jetty_metadata!;
+    expect(meta.primary_outputs).toEqual(['deck.pdf', 'notes/summary.md']);
+    expect(meta.warnings?.map((w) => w.code)).toEqual(['model_rewritten', 'template_variables_unfilled']);
   });
 });

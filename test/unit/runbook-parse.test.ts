@@ -92,7 +92,7 @@ describe('parseRunbook', () => {
   it.each([
     ['timeout_sec: "600"', 'timeout_sec', 'positive whole number'],
     ['timeout_sec: 0', 'timeout_sec', 'positive whole number'],
-    ['evaluation: visual', 'evaluation', 'one of programmatic, rubric'],
+    ['evaluation: [a]', 'evaluation', 'non-empty string'],
     ['primary_outputs: [1, 2]', 'primary_outputs', 'relative to results_dir'],
     ['model: 42', 'model', 'model slug'],
     ['secrets: [A, B]', 'secrets', 'mapping of NAME'],
@@ -104,18 +104,31 @@ describe('parseRunbook', () => {
     expect(err.message).toContain(form);
   });
 
+  it('keeps an evaluation Jetty’s runbooks use beyond programmatic and rubric', () => {
+    expect(parseRunbook('---\nevaluation: visual\n---\n# T\n').frontmatter.evaluation).toBe('visual');
+  });
+
   it('points into a secret entry that is wrong', () => {
-    const err = parseError('---\nsecrets:\n  API: {description: "no env"}\n---\n');
+    const err = parseError('---\nsecrets:\n  API: {env: "no-dashes", description: "bad env"}\n---\n');
     expect(err.param).toBe('messages[0].content.frontmatter.secrets.API.env');
     expect(err.message).toContain('environment variable name');
-    expect(err.message).toContain('it is missing');
+    expect(err.message).toContain('got "no-dashes"');
+  });
+
+  it('a secret without env uses its own name, as Jetty writes them', () => {
+    const parsed = parseRunbook(
+      '---\nsecrets:\n  SERP_API_KEY: {description: "search", required: true}\n---\n',
+    );
+    expect(parsed.frontmatter.secrets).toEqual({
+      SERP_API_KEY: { env: 'SERP_API_KEY', description: 'search', required: true },
+    });
   });
 
   it('reports every bad key in one message', () => {
-    const err = parseError('---\nagent: x\nevaluation: y\n---\n');
+    const err = parseError('---\nagent: x\ntimeout_sec: 0\n---\n');
     expect(err.param).toBe('messages[0].content.frontmatter.agent');
     expect(err.message).toContain('`agent`');
-    expect(err.message).toContain('`evaluation`');
+    expect(err.message).toContain('`timeout_sec`');
   });
 
   it('reports unparsable YAML with its line in the runbook', () => {

@@ -202,11 +202,47 @@ describe('resolveRunbook', () => {
     expect(err.param).toBe('jetty.template_variables.results_dir');
   });
 
-  it('names a missing template variable in a 422 (body and primary_outputs together)', () => {
-    const err = thrown(() => resolveRunbook(input({ runbookText: WEEKLY_REPORT })));
+  it('leaves a variable with no default as written and warns; only a (required) one is a 422', () => {
+    const r = resolveRunbook(input({ runbookText: WEEKLY_REPORT }));
+    expect(r.renderedBody).toContain("Summarise last week's sales for {{topic}}");
+    expect(r.primaryOutputs).toEqual(['/app/results/report.md', '/app/results/charts/{{topic}}.png']);
+    expect(r.warnings).toEqual([
+      {
+        code: 'template_variables_unfilled',
+        message: expect.stringContaining('{{topic}} (no default)'),
+      },
+    ]);
+    const required = WEEKLY_REPORT.replace(
+      '| Topic | `{{topic}}` | — |',
+      '| Topic | `{{topic}}` | *(required)* |',
+    );
+    const err = thrown(() => resolveRunbook(input({ runbookText: required })));
     expect(err.status).toBe(422);
     expect(err.param).toBe('jetty.template_variables');
-    expect(err.message).toContain('`topic`');
+    expect(err.message).toContain('`topic` (Product line)');
+  });
+
+  it('primary_outputs are headlines, not required files', () => {
+    const r = resolveRunbook(
+      input({ runbookText: WEEKLY_REPORT, jetty: { template_variables: { topic: 'x' } } }),
+    );
+    expect(r.requiredOutputs).toEqual([
+      '/app/results/report.md',
+      '/app/results/charts/x.png',
+      '/app/results/summary.md',
+      '/app/results/validation_report.json',
+    ]);
+    const onlyPrimary = resolveRunbook(
+      input({ runbookText: '---\nprimary_outputs: [deck.pdf]\n---\n# T\n' }),
+    );
+    expect(onlyPrimary.requiredOutputs).toEqual([]);
+    expect(onlyPrimary.primaryOutputs).toEqual(['/app/results/deck.pdf']);
+  });
+
+  it('keeps evaluation: visual, with a warning', () => {
+    const r = resolveRunbook(input({ runbookText: '---\nevaluation: visual\n---\n# T\n' }));
+    expect(r.frontmatter.evaluation).toBe('visual');
+    expect(r.warnings.map((w) => w.code)).toEqual(['evaluation_unknown']);
   });
 
   it('rejects a non-string template variable with a 400 naming it', () => {

@@ -188,6 +188,28 @@ describe('simulated Gemini API: streamGenerateContent', () => {
     expect(partsOf(parseGeminiSse(await res.text()))).toEqual([{ text: 'wrote hello.txt' }]);
   });
 
+  it.each([
+    'anthropic/claude-sonnet-4.6',
+    'openai/gpt-5.5',
+    'us.anthropic.claude-sonnet-4-5-20250929-v1:0',
+    'anthropic%2Fclaude-sonnet-4.6',
+  ])(
+    'serves any model name, %s included (a runbook switched to gemini-cli keeps its model)',
+    async (model) => {
+      const p = provider(HELLO);
+      const res = await p.fetch(
+        post(`/v1beta/models/${model}:streamGenerateContent?alt=sse`, body(conversation(1))),
+      );
+      expect(res.status).toBe(200);
+      const chunks = parseGeminiSse(await res.text());
+      expect(partsOf(chunks)).toEqual([{ text: 'wrote hello.txt' }]);
+      expect(chunks[0]!.modelVersion).toBe(decodeURIComponent(model));
+      const one = await p.fetch(new Request(`${BASE}/v1beta/models/${model}`, { method: 'GET' }));
+      expect(one.status).toBe(200);
+      expect(((await one.json()) as Json).name).toBe(`models/${decodeURIComponent(model)}`);
+    },
+  );
+
   it('the default dry run writes the required outputs through the shell tool', async () => {
     const res = await provider(null, ['/app/results/report.md']).fetch(post(STREAM, body(conversation(0))));
     const call = partsOf(parseGeminiSse(await res.text())).find((p) => 'functionCall' in p);

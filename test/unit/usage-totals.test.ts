@@ -73,4 +73,33 @@ describe('run usage totals', () => {
       cost_estimated: false,
     });
   });
+
+  it('the runbook scripts’ own provider calls count on top of the agent’s, priced from the table', () => {
+    const sink = new RunEventSink(store, 'r');
+    sink.emit({
+      type: 'usage',
+      data: u({ input_tokens: 10, output_tokens: 2, cost_usd: 0.5, cost_estimated: true }),
+    });
+    sink.emit({ type: 'usage', data: u({ source: 'agent', input_tokens: 10, cost_usd: 0.1 }) });
+    sink.emit({
+      type: 'usage',
+      data: u({ source: 'script', input_tokens: 4, output_tokens: 1, cost_usd: 0.25, cost_estimated: true }),
+    });
+    expect(sink.totals()).toEqual({
+      input_tokens: 14,
+      output_tokens: 3,
+      cache_read_tokens: 0,
+      cache_write_tokens: 0,
+      cost_usd: 0.35,
+      cost_estimated: true,
+    });
+  });
+
+  it('remembers the warnings it emitted, in order', () => {
+    const sink = new RunEventSink(store, 'r');
+    sink.emit({ type: 'run.warning', data: { code: 'a', message: 'first' } });
+    sink.emit({ type: 'log', data: { stream: 'system', line: 'x' } });
+    sink.emit({ type: 'run.warning', data: { code: 'b', message: 'second' } });
+    expect(sink.warnings().map((w) => w.code)).toEqual(['a', 'b']);
+  });
 });

@@ -190,12 +190,18 @@ export function apiV1RunRoutes(app: FastifyInstance, deps: AppDeps): void {
         uploads: deps.uploads,
         param: 'jetty.file_paths',
       });
-      const plan = planRun(chat, deps, ctx, { secretParams: new Set(Object.keys(secrets)), assets });
+      const plan = planRun(chat, deps, ctx, {
+        secretParams: new Set(Object.keys(secrets)),
+        assets,
+        variablesField: 'init_params.vars',
+      });
       const hasSecrets = Object.keys(secrets).length > 0;
       const { record } = await deps.runs.create(plan.job, {
         collection,
         task: task.name,
-        initParams: init,
+        // What was submitted, with what the run actually uses over it (defaults filled in).
+        initParams: { ...init, ...plan.initParams },
+        warnings: plan.warnings,
         ...(hasSecrets
           ? { sealSecrets: (runId: string) => deps.tenancy.sealRunSecrets(collection, runId, secrets) }
           : {}),
@@ -480,7 +486,7 @@ export function apiV1RunRoutes(app: FastifyInstance, deps: AppDeps): void {
         level:
           ev.type === 'run.failed'
             ? 'error'
-            : ev.type === 'warning' || ev.type === 'log'
+            : ev.type === 'run.warning' || ev.type === 'log'
               ? 'warning'
               : 'info',
         type: ev.type,

@@ -54,6 +54,8 @@ export function chatRoutes(app: FastifyInstance, deps: AppDeps, streams: OpenStr
         collection: plan.collection,
         task: plan.task,
         idempotencyKey: req.headers['idempotency-key'],
+        initParams: plan.initParams,
+        warnings: plan.warnings,
       });
       const runId = record.id;
       const created = Math.floor(Date.parse(record.created_at) / 1000);
@@ -64,7 +66,12 @@ export function chatRoutes(app: FastifyInstance, deps: AppDeps, streams: OpenStr
           'x-request-id': String(req.id),
           'x-jetty-trajectory-id': runId,
         });
-        const mapper = new ChunkMapper({ runId, model: plan.job.model, created });
+        const mapper = new ChunkMapper({
+          runId,
+          model: plan.job.model,
+          created,
+          primaryOutputs: record.primary_outputs,
+        });
         try {
           await sse.send({ data: JSON.stringify(mapper.first(record.status)) });
           // A disconnect aborts only this reader: the run goes on (cancel is explicit).
@@ -148,6 +155,8 @@ function metadataOf(rec: RunRecord) {
     status: rec.status,
     artifacts: rec.artifacts.map((a) => ({ ...a, url: artifactUrl(rec.id, a.path) })),
     ...(rec.missing_outputs.length ? { missing_outputs: rec.missing_outputs } : {}),
+    ...(rec.primary_outputs?.length ? { primary_outputs: rec.primary_outputs } : {}),
+    ...(rec.warnings?.length ? { warnings: rec.warnings } : {}),
     ...(rec.error ? { error: rec.error } : {}),
   };
 }

@@ -27,10 +27,14 @@ export const GEMINI_MODELS = ['gemini-2.5-pro', 'gemini-2.5-flash', 'gemini-2.5-
 /** What a side call (no tools offered) gets when it does not ask for JSON. */
 const SIDE_CALL_TEXT = 'Simulated run';
 
-/** `…/models/{model}:{method}`; the model may carry a `publishers/x/` or `models/` prefix before it. */
-const MODEL_METHOD = /\/models\/([^/:]+):(streamGenerateContent|generateContent|countTokens)$/;
+/**
+ * `…/models/{model}:{method}`; the model may carry a `publishers/x/` prefix before it. Any model
+ * name is served, `/` and `:` included (`anthropic/claude-sonnet-4.6`, a Bedrock `…-v1:0`): a
+ * runbook moved to gemini-cli keeps its model on the simulated provider.
+ */
+const MODEL_METHOD = /\/models\/(.+):(streamGenerateContent|generateContent|countTokens)$/;
 const MODEL_LIST = /\/(v1|v1beta|v1alpha|v1beta1)(\/publishers\/[^/]+)?\/models$/;
-const MODEL_ONE = /\/(v1|v1beta|v1alpha|v1beta1)(\/publishers\/[^/]+)?\/models\/([^/:]+)$/;
+const MODEL_ONE = /\/(v1|v1beta|v1alpha|v1beta1)(\/publishers\/[^/]+)?\/models\/(.+)$/;
 
 const Part = z.looseObject({
   text: z.string().optional(),
