@@ -168,32 +168,46 @@ describe("a collection's provider key and secrets", () => {
   });
 });
 
-describe('a worker that starts', () => {
-  it('removes the sandboxes it owns whose runs are over or unknown', async () => {
+describe('orphaned sandboxes', () => {
+  it('a worker removes the sandboxes of its deployment whose runs are over or unknown', async () => {
     const instance = `orphan-${randomBytes(4).toString('hex')}`;
-    // A sandbox left by a worker that died: its run is unknown to Redis.
-    const leftover = await new DockerSandboxDriver({ docker, instance }).start({
-      runId: `${instance}-lost`,
-      image: 'jetty/runtime-claude-code:2.1.197',
-      argv: ['sleep', '300'],
-      env: { JETTY_FORWARDER: '0' },
-      files: [],
-      limits: { cpus: 0.5, memoryBytes: 128 * 1024 * 1024, pids: 64 },
-      network: 'none',
-      gatewaySocketDir: tmpdir(),
-    });
-    stops.push(() =>
-      docker
-        .getContainer(leftover.id)
-        .remove({ force: true })
-        .catch(() => undefined),
-    );
     const h = await startHarness({ env: { INSTANCE_NAME: instance } });
     stops.push(() => h.stop());
+    const deployment = (await h.server.redis.get(`${instance}:deployment`))!;
+    expect(deployment).toBeTruthy();
+    // Sandboxes left by a worker that died, from another process (another instance name) of the
+    // same deployment, and one of another deployment on the same engine: its run is unknown here too.
+    const leftover = (dep: string) =>
+      new DockerSandboxDriver({
+        docker,
+        instance: `${instance}-gone`,
+        deployment: { id: dep, keyPrefix: instance },
+      }).start({
+        runId: `${instance}-lost-${randomBytes(2).toString('hex')}`,
+        image: 'jetty/runtime-claude-code:2.1.197',
+        argv: ['sleep', '300'],
+        env: { JETTY_FORWARDER: '0' },
+        files: [],
+        limits: { cpus: 0.5, memoryBytes: 128 * 1024 * 1024, pids: 64 },
+        network: 'none',
+        gatewaySocketDir: tmpdir(),
+      });
+    const ours = await leftover(deployment);
+    const theirs = await leftover(`${deployment}-other`);
+    for (const c of [ours, theirs]) {
+      stops.push(() =>
+        docker
+          .getContainer(c.id)
+          .remove({ force: true })
+          .catch(() => undefined),
+      );
+    }
+    // The sweep runs every SANDBOX_SWEEP_MS (5 s by default).
     await waitFor(
-      async () => (await docker.listContainers({ all: true, filters: { id: [leftover.id] } })).length === 0,
-      5_000,
+      async () => (await docker.listContainers({ all: true, filters: { id: [ours.id] } })).length === 0,
+      10_000,
       'the orphaned sandbox to be removed',
     );
+    expect(await docker.listContainers({ all: true, filters: { id: [theirs.id] } })).toHaveLength(1);
   });
 });

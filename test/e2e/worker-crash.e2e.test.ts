@@ -130,7 +130,7 @@ const sandboxesOf = (runId: string) =>
 
 interface Ev {
   type: string;
-  data: { line?: string };
+  data: { line?: string; reason?: string };
 }
 
 describe('a worker that stops mid-run', () => {
@@ -156,7 +156,7 @@ describe('a worker that stops mid-run', () => {
     worker();
     expect((await runEnds(runId)).status).toBe('completed');
     const evs = await events();
-    expect(evs.some((e) => e.type === 'log' && /starting again/.test(e.data.line ?? ''))).toBe(true);
+    expect(evs.filter((e) => e.type === 'run.retry').map((e) => e.data.reason)).toEqual(['worker_lost']);
     expect(evs.filter((e) => e.type === 'run.started')).toHaveLength(2);
     expect(await (await get(`${url}/v1/runs/${runId}/artifacts/progress.txt`)).text()).toBe('finished');
     await waitFor(async () => (await sandboxesOf(runId)).length === 0, 10_000, 'no sandbox of the run left');
