@@ -210,7 +210,11 @@ export class DockerSandboxDriver implements SandboxDriver {
         }
         if (status !== 409 || attempt >= 3) throw toAppError(err, `could not create the sandbox ${name}`);
         this.logger?.debug({ container: name }, 'removing the earlier sandbox of this run');
-        await removeContainer(this.docker.getContainer(name));
+        const earlier = this.docker.getContainer(name);
+        await removeContainer(earlier);
+        // Another worker's sweep may be removing it already (removal answers 409 then): the name
+        // is free only once the container is gone.
+        await waitUntilGone(earlier, REPLACE_WAIT_MS);
       }
     }
   }
@@ -278,6 +282,21 @@ class DockerSandbox implements RunningSandbox {
 
   async remove(): Promise<void> {
     await removeContainer(this.container);
+  }
+}
+
+/** How long a retried run waits for its earlier attempt's container to be gone. */
+const REPLACE_WAIT_MS = 15_000;
+
+async function waitUntilGone(container: Dockerode.Container, ms: number): Promise<void> {
+  for (const until = Date.now() + ms; Date.now() < until; ) {
+    try {
+      await container.inspect();
+    } catch (err) {
+      if (dockerStatus(err) === 404) return;
+      throw toAppError(err, `could not inspect sandbox ${container.id}`);
+    }
+    await new Promise((r) => setTimeout(r, 200));
   }
 }
 

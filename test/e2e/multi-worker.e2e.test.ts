@@ -235,7 +235,7 @@ describe('three workers on one host', () => {
     expect(await readdir(gatewayRoot)).toHaveLength(3);
 
     const t0 = Date.now();
-    const ids = await submit(30, 1_000);
+    const ids = await submit(30, 500);
     const { worker: victim } = await midRunOn(ids, three);
     const victimDir = (await readdir(gatewayRoot)).find((d) => victim.owns(d))!;
     await stop(victim, 'SIGTERM');
