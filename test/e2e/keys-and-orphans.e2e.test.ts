@@ -7,6 +7,7 @@ import path from 'node:path';
 import Dockerode from 'dockerode';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createSimulatedProvider } from '../../src/providers/simulated/index.js';
+import { RunStore } from '../../src/queue/run-store.js';
 import { DockerSandboxDriver } from '../../src/sandbox/docker-driver.js';
 import { type Harness, runbookRequest, startHarness, waitFor } from '../support/harness.js';
 import { dumpRedis } from '../support/redis.js';
@@ -173,17 +174,17 @@ describe('orphaned sandboxes', () => {
     const instance = `orphan-${randomBytes(4).toString('hex')}`;
     const h = await startHarness({ env: { INSTANCE_NAME: instance } });
     stops.push(() => h.stop());
-    const deployment = (await h.server.redis.get(`${instance}:deployment`))!;
+    const deployment = (await h.server.redis.get(`${h.instance}:deployment`))!;
     expect(deployment).toBeTruthy();
     // Sandboxes left by a worker that died, from another process (another instance name) of the
     // same deployment, and one of another deployment on the same engine: its run is unknown here too.
-    const leftover = (dep: string) =>
+    const leftover = (dep: string, runId = `${instance}-lost-${randomBytes(2).toString('hex')}`) =>
       new DockerSandboxDriver({
         docker,
         instance: `${instance}-gone`,
-        deployment: { id: dep, keyPrefix: instance },
+        deployment: { id: dep, keyPrefix: h.instance },
       }).start({
-        runId: `${instance}-lost-${randomBytes(2).toString('hex')}`,
+        runId,
         image: 'jetty/runtime-claude-code:2.1.197',
         argv: ['sleep', '300'],
         env: { JETTY_FORWARDER: '0' },
@@ -192,9 +193,27 @@ describe('orphaned sandboxes', () => {
         network: 'none',
         gatewaySocketDir: tmpdir(),
       });
+    // Two runs still `running`: one whose job's lock a live worker holds, one whose lock is gone.
+    const running = async (locked: boolean) => {
+      const id = `${instance}-run-${locked ? 'held' : 'lapsed'}`;
+      const rec = RunStore.newRecord({
+        id,
+        agent: 'claude-code',
+        model: 'claude-sonnet-4-6',
+        provider: 'simulated',
+        collection: h.collection,
+        task: null,
+        timeout_sec: 60,
+      });
+      await h.server.runs.store.create({ ...rec, status: 'running' });
+      if (locked) await h.server.redis.set(`${h.instance}:bull:runs:${id}:lock`, 'a-token', 'PX', 60_000);
+      return leftover(deployment, id);
+    };
     const ours = await leftover(deployment);
     const theirs = await leftover(`${deployment}-other`);
-    for (const c of [ours, theirs]) {
+    const held = await running(true);
+    const lapsed = await running(false);
+    for (const c of [ours, theirs, held, lapsed]) {
       stops.push(() =>
         docker
           .getContainer(c.id)
@@ -203,11 +222,14 @@ describe('orphaned sandboxes', () => {
       );
     }
     // The sweep runs every SANDBOX_SWEEP_MS (5 s by default).
+    const exists = async (id: string) =>
+      (await docker.listContainers({ all: true, filters: { id: [id] } })).length > 0;
     await waitFor(
-      async () => (await docker.listContainers({ all: true, filters: { id: [ours.id] } })).length === 0,
+      async () => !(await exists(ours.id)) && !(await exists(lapsed.id)),
       10_000,
-      'the orphaned sandbox to be removed',
+      'the orphaned sandboxes to be removed',
     );
-    expect(await docker.listContainers({ all: true, filters: { id: [theirs.id] } })).toHaveLength(1);
+    expect(await exists(theirs.id)).toBe(true);
+    expect(await exists(held.id)).toBe(true);
   });
 });
