@@ -171,6 +171,35 @@ export async function startServer(
   }
 }
 
+/**
+ * This process's gateway, in a directory of its own under GATEWAY_SOCKET_DIR (see
+ * src/gateway/socket-dir.ts); directories of workers that died are swept at start and every minute.
+ */
+async function startGateway(config: Config, logger: Logger, closers: Array<() => Promise<unknown>>) {
+  const socketRoot = path.resolve(config.gatewaySocketDir);
+  const socketDir = await claimSocketDir(socketRoot, config.instance, process.pid, GATEWAY_SOCKET_NAME);
+  const gateway = new ProviderGateway(
+    path.join(socketDir, GATEWAY_SOCKET_NAME),
+    logger.child({ component: 'gateway' }),
+  );
+  closers.push(
+    () => gateway.stop(),
+    () => releaseSocketDir(socketDir),
+  );
+  await gateway.start();
+  const sweepDirs = () =>
+    sweepStaleSocketDirs(socketRoot, socketDir).then(
+      (removed) =>
+        removed.length && logger.info({ removed }, 'removed gateway directories of stopped workers'),
+      (err) => logger.warn({ err }, 'sweeping gateway directories failed'),
+    );
+  await sweepDirs();
+  const dirSweeper = setInterval(() => void sweepDirs(), 60_000).unref();
+  closers.push(async () => clearInterval(dirSweeper));
+
+  return { gateway, socketDir };
+}
+
 interface WorkerSideContext {
   role: Role;
   logger: Logger;
@@ -200,26 +229,7 @@ async function startWorkerSide(config: Config, ctx: WorkerSideContext) {
       () => workerRuns.close(),
       () => closeRedis(workerRedis),
     );
-  const socketRoot = path.resolve(config.gatewaySocketDir);
-  const socketDir = await claimSocketDir(socketRoot, config.instance, process.pid, GATEWAY_SOCKET_NAME);
-  const gateway = new ProviderGateway(
-    path.join(socketDir, GATEWAY_SOCKET_NAME),
-    logger.child({ component: 'gateway' }),
-  );
-  closers.push(
-    () => gateway.stop(),
-    () => releaseSocketDir(socketDir),
-  );
-  await gateway.start();
-  const sweepDirs = () =>
-    sweepStaleSocketDirs(socketRoot, socketDir).then(
-      (removed) =>
-        removed.length && logger.info({ removed }, 'removed gateway directories of stopped workers'),
-      (err) => logger.warn({ err }, 'sweeping gateway directories failed'),
-    );
-  await sweepDirs();
-  const dirSweeper = setInterval(() => void sweepDirs(), 60_000).unref();
-  closers.push(async () => clearInterval(dirSweeper));
+  const { gateway, socketDir } = await startGateway(config, logger, closers);
 
   let driver = ctx.driver;
   // Loaded only where sandboxes run: an API-only process needs no Docker client.
