@@ -49,6 +49,8 @@ beforeAll(async () => {
     DATA_DIR: dataDir,
     INSTANCE_NAME: instance,
     WORKER_LOCK_MS: '3000',
+    // No health listener: the default port would be shared by every worker spawned on this host.
+    WORKER_HTTP_PORT: '0',
     JETTY_BOOTSTRAP_COLLECTION: 'crash-tests',
     JETTY_BOOTSTRAP_API_KEY: KEY,
     LOG_LEVEL: 'info',
