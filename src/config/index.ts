@@ -69,6 +69,9 @@ const envSchema = z.object({
   GATEWAY_SOCKET_DIR: z.string().optional(),
   WORKER_CONCURRENCY: int(2, 1, 64),
   WORKER_LOCK_MS: int(30_000, 1_000, 600_000),
+  WORKER_HTTP_HOST: z.string().default('127.0.0.1'),
+  WORKER_HTTP_PORT: int(8081, 0, 65535),
+  SANDBOX_SWEEP_MS: int(5_000, 500, 600_000),
   RETENTION_SEC: int(7 * 24 * 3600, 60, 365 * 24 * 3600),
   MAX_BODY_BYTES: bytes('2m'),
   DEFAULT_AGENT: z.enum(AGENT_NAMES as [AgentName, ...AgentName[]]).default('claude-code'),
@@ -136,6 +139,16 @@ export interface Config {
   workerConcurrency: number;
   /** How long a worker's hold on a job lasts without renewal: a dead worker's run is picked up after it. */
   workerLockMs: number;
+  /**
+   * The small HTTP listener of a worker-only process (/healthz, /readyz); port 0: none. An `all`
+   * process answers both on its API port instead.
+   */
+  workerHttp: { host: string; port: number };
+  /**
+   * How often a worker looks for sandboxes of this deployment whose run no worker holds any more
+   * (its worker died) and stops them.
+   */
+  sandboxSweepMs: number;
   retentionSec: number;
   maxBodyBytes: number;
   defaultAgent: AgentName;
@@ -214,6 +227,8 @@ export function loadConfig(env: Record<string, string | undefined>, hostname = '
     gatewaySocketDir: e.GATEWAY_SOCKET_DIR ?? `${dataDir}/gateway`,
     workerConcurrency: e.WORKER_CONCURRENCY,
     workerLockMs: e.WORKER_LOCK_MS,
+    workerHttp: { host: e.WORKER_HTTP_HOST, port: e.WORKER_HTTP_PORT },
+    sandboxSweepMs: e.SANDBOX_SWEEP_MS,
     retentionSec: e.RETENTION_SEC,
     maxBodyBytes: e.MAX_BODY_BYTES,
     defaultAgent: e.DEFAULT_AGENT,

@@ -47,7 +47,7 @@ export interface ChatCompletionChunk {
   }>;
   usage?: ChatUsage;
   jetty_metadata?: JettyMetadata;
-  jetty_event?: { id: string; type: string; data: unknown };
+  jetty_event?: { id: string; type: string; data: unknown; attempt?: number };
 }
 
 /** What the mapper emits for one event: chunks, then possibly an error that ends the stream. */
@@ -109,7 +109,8 @@ export class ChunkMapper {
   }
 
   map(ev: StoredEvent): MappedEvent {
-    const jetty_event = { id: ev.id, type: ev.type, data: ev.data };
+    const jetty_event: ChatCompletionChunk['jetty_event'] = { id: ev.id, type: ev.type, data: ev.data };
+    if (ev.attempt !== undefined) jetty_event.attempt = ev.attempt;
     switch (ev.type) {
       case 'agent.message': {
         // Whole messages (not deltas) are separated so consecutive ones do not run together.
@@ -133,6 +134,16 @@ export class ChunkMapper {
       case 'artifact':
         this.artifacts.push({ ...ev.data, url: artifactUrl(this.ctx.runId, ev.data.path) });
         return { chunks: [this.chunk({}, { jetty_event })], final: false };
+      case 'run.retry':
+        return {
+          chunks: [
+            this.chunk(
+              { reasoning_content: `Retrying, attempt ${ev.data.attempt}: ${ev.data.message}\n` },
+              { jetty_event },
+            ),
+          ],
+          final: false,
+        };
       case 'run.warning':
         this.warnings.push({ code: ev.data.code, message: ev.data.message });
         return {

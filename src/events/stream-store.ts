@@ -11,17 +11,11 @@ export class EventStreamStore {
     private readonly keyOf: (runId: string) => string,
   ) {}
 
-  async append(runId: string, event: NewEvent): Promise<string> {
-    const id = await this.redis.xadd(
-      this.keyOf(runId),
-      '*',
-      'type',
-      event.type,
-      'data',
-      JSON.stringify(event.data),
-      'ts',
-      String(Date.now()),
-    );
+  /** `attempt`: the run's attempt that writes it (see StoredEvent). */
+  async append(runId: string, event: NewEvent, attempt?: number): Promise<string> {
+    const fields = ['type', event.type, 'data', JSON.stringify(event.data), 'ts', String(Date.now())];
+    if (attempt !== undefined) fields.push('attempt', String(attempt));
+    const id = await this.redis.xadd(this.keyOf(runId), '*', ...fields);
     return id as string;
   }
 
@@ -99,12 +93,14 @@ export class EventStreamStore {
 function decode(id: string, fields: string[]): StoredEvent {
   const map: Record<string, string> = {};
   for (let i = 0; i + 1 < fields.length; i += 2) map[fields[i]!] = fields[i + 1]!;
-  return {
+  const ev = {
     id,
     type: map.type as EventType,
     data: JSON.parse(map.data ?? '{}'),
     ts: Number(map.ts ?? 0),
   } as StoredEvent;
+  if (map.attempt !== undefined) ev.attempt = Number(map.attempt);
+  return ev;
 }
 
 /** A stream id is `<ms>-<seq>`; anything else in Last-Event-ID is rejected rather than misread. */

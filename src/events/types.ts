@@ -37,6 +37,8 @@ export interface RunWarning {
   message: string;
 }
 
+export type RetryReason = 'worker_shutdown' | 'worker_lost' | 'infrastructure_error';
+
 export interface ArtifactInfo {
   /** Relative to results_dir, with forward slashes. */
   path: string;
@@ -47,7 +49,14 @@ export interface ArtifactInfo {
 
 export interface EventDataMap {
   'run.queued': { agent: AgentName; model: string; provider: string };
-  'run.started': { sandbox_id: string; image: string; runtime_version: string };
+  /**
+   * The run starts again in a fresh sandbox: its previous attempt's worker stopped (`worker_shutdown`),
+   * died or hung and lost the run's lock (`worker_lost`), or hit an infrastructure error
+   * (`infrastructure_error`). Commands of the earlier attempt may have run already.
+   */
+  'run.retry': { attempt: number; reason: RetryReason; message: string };
+  /** `worker`: the worker process that runs this attempt (its name in the worker's log and labels). */
+  'run.started': { sandbox_id: string; image: string; runtime_version: string; worker?: string };
   'agent.message': { text: string; delta?: boolean };
   'agent.reasoning': { text: string };
   'tool.call': { call_id: string; name: string; input: unknown };
@@ -73,8 +82,12 @@ export const TERMINAL_EVENT_TYPES: readonly EventType[] = ['run.completed', 'run
 /** An event before it is stored. */
 export type NewEvent = { [K in EventType]: { type: K; data: EventDataMap[K] } }[EventType];
 
-/** An event as stored: `id` is the Redis Stream entry id, which is also the SSE `id:`. */
-export type StoredEvent = NewEvent & { id: string; ts: number };
+/**
+ * An event as stored: `id` is the Redis Stream entry id, which is also the SSE `id:`. `attempt`
+ * is the attempt (1, 2, ...) of the run that wrote it; absent on events written before any attempt
+ * (run.queued, a cancel before the start).
+ */
+export type StoredEvent = NewEvent & { id: string; ts: number; attempt?: number };
 
 /** The events a runtime adapter may produce from its CLI's output. */
 export type AgentEvent = Extract<

@@ -6,9 +6,16 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/index.js';
 import { EventStreamStore } from '../events/stream-store.js';
 import { ProviderGateway } from '../gateway/gateway.js';
+import {
+  claimSocketDir,
+  probeHttpSocket,
+  releaseSocketDir,
+  sweepStaleSocketDirs,
+} from '../gateway/socket-dir.js';
 import { buildApp } from '../http/app.js';
 import { TaskStore } from '../jetty/tasks.js';
 import { UploadStore } from '../jetty/uploads.js';
+import { deploymentId } from '../queue/deployment.js';
 import { RedisKeys } from '../queue/keys.js';
 import { closeRedis } from '../queue/redis-close.js';
 import { RunService } from '../queue/run-service.js';
@@ -19,6 +26,7 @@ import { loadMasterKey } from '../tenancy/master-key-file.js';
 import { TenancyStore } from '../tenancy/store.js';
 import { WebhookWorker } from '../webhooks/delivery-worker.js';
 import { RunWorker } from '../worker/run-worker.js';
+import { checkReadiness, type Readiness, startWorkerHttp } from './worker-http.js';
 
 export type Role = 'api' | 'worker' | 'all';
 
@@ -31,6 +39,10 @@ export interface Server {
   tenancy: TenancyStore;
   /** Listening address of the API, when it listens. */
   url: string | undefined;
+  /** Listening address of a worker-only process's /healthz and /readyz (WORKER_HTTP_PORT). */
+  workerUrl: string | undefined;
+  /** The directory this process's sandboxes get mounted (its gateway socket is in it). */
+  socketDir: string | undefined;
   close(): Promise<void>;
 }
 
@@ -79,64 +91,30 @@ export async function startServer(
   let worker: RunWorker | undefined;
   let driver = opts.driver;
   try {
+    let readiness: (() => Promise<Readiness>) | undefined;
+    let socketDir: string | undefined;
+    let workerUrl: string | undefined;
     if (role !== 'api') {
-      const workerRedis = role === 'worker' ? redis : await connect(true);
-      const workerRuns = role === 'worker' ? runs : services(workerRedis);
-      if (role === 'all')
-        closers.push(
-          () => workerRuns.close(),
-          () => closeRedis(workerRedis),
-        );
-      const socketDir = path.resolve(config.gatewaySocketDir);
-      const gateway = new ProviderGateway(
-        path.join(socketDir, GATEWAY_SOCKET_NAME),
-        logger.child({ component: 'gateway' }),
-      );
-      await gateway.start();
-      closers.push(() => gateway.stop());
-      // Loaded only where sandboxes run: an API-only process needs no Docker client.
-      if (!driver) {
-        const [{ default: Dockerode }, { DockerSandboxDriver }] = await Promise.all([
-          import('dockerode'),
-          import('../sandbox/docker-driver.js'),
-        ]);
-        driver = new DockerSandboxDriver({ docker: new Dockerode(), instance: config.instance });
-      }
-      await driver.ping();
-      // Webhook deliveries go wherever runs go, on their own queue and concurrency: a slow
-      // receiver holds up only other deliveries, never a run.
-      const webhooks = new WebhookWorker({
-        redis: workerRedis,
-        keys,
-        runs: workerRuns,
-        concurrency: config.webhooks.concurrency,
-        timeoutMs: config.webhooks.timeoutMs,
-        maxWaitMs: config.retentionSec * 1000,
-        logger: logger.child({ component: 'webhooks' }),
-      });
-      await webhooks.start();
-      closers.unshift(() => webhooks.stop());
-      worker = new RunWorker({
-        redis: workerRedis,
-        keys,
-        runs: workerRuns,
-        blobs,
+      const side = await startWorkerSide(config, {
+        role,
+        logger,
+        redis,
+        runs,
+        services,
+        connect,
         driver,
-        gateway,
-        gatewaySocketDir: socketDir,
-        concurrency: config.workerConcurrency,
-        lockMs: config.workerLockMs,
-        tenancy: tenancy(workerRedis),
+        closers,
+        blobs,
         uploads,
-        uploadRetentionMs: config.retentionSec * 1000,
-        serverProviderKeys: config.providerKeys,
-        simulatedProvider: config.simulatedProvider,
-        upstreams: config.upstreams,
-        logger: logger.child({ component: 'worker' }),
+        tenancy,
       });
-      await worker.start();
-      closers.unshift(() => worker!.stop());
-      logger.info({ concurrency: config.workerConcurrency, socket: gateway.socketPath }, 'worker started');
+      ({ worker, driver, readiness, socketDir } = side);
+      if (role === 'worker' && config.workerHttp.port !== 0) {
+        const http = await startWorkerHttp({ ...config.workerHttp, readiness: side.readiness });
+        workerUrl = http.url;
+        closers.unshift(() => http.close());
+        logger.info({ url: workerUrl }, 'worker health listening');
+      }
     }
     let app: FastifyInstance | undefined;
     let url: string | undefined;
@@ -163,20 +141,8 @@ export async function startServer(
         serverProviderKeys: config.providerKeys,
         simulatedProvider: config.simulatedProvider,
         upstreamUrl: (p) => config.upstreams[p],
-        readiness: async () => {
-          const checks: Record<string, boolean> = {};
-          checks.redis = await redis.ping().then(
-            () => true,
-            () => false,
-          );
-          if (driver) {
-            checks.docker = await driver.ping().then(
-              () => true,
-              () => false,
-            );
-          }
-          return checks;
-        },
+        readiness: async () =>
+          (readiness ? await readiness() : await checkReadiness({ redis: () => pingRedis(redis) })).checks,
       });
       if (opts.listen !== false) url = await app.listen({ host: config.host, port: config.port });
       closers.unshift(() => app!.close());
@@ -192,6 +158,8 @@ export async function startServer(
       redis,
       tenancy: store,
       url,
+      workerUrl,
+      socketDir,
       async close() {
         for (const close of closers) await close().catch((err) => logger.warn({ err }, 'close failed'));
       },
@@ -202,6 +170,135 @@ export async function startServer(
     redis.disconnect();
     throw err;
   }
+}
+
+/**
+ * This process's gateway, in a directory of its own under GATEWAY_SOCKET_DIR (see
+ * src/gateway/socket-dir.ts); directories of workers that died are swept at start and every minute.
+ */
+async function startGateway(config: Config, logger: Logger, closers: Array<() => Promise<unknown>>) {
+  const socketRoot = path.resolve(config.gatewaySocketDir);
+  const socketDir = await claimSocketDir(socketRoot, config.instance, process.pid, GATEWAY_SOCKET_NAME);
+  const gateway = new ProviderGateway(
+    path.join(socketDir, GATEWAY_SOCKET_NAME),
+    logger.child({ component: 'gateway' }),
+  );
+  closers.push(
+    () => gateway.stop(),
+    () => releaseSocketDir(socketDir),
+  );
+  await gateway.start();
+  const sweepDirs = () =>
+    sweepStaleSocketDirs(socketRoot, socketDir).then(
+      (removed) =>
+        removed.length && logger.info({ removed }, 'removed gateway directories of stopped workers'),
+      (err) => logger.warn({ err }, 'sweeping gateway directories failed'),
+    );
+  await sweepDirs();
+  const dirSweeper = setInterval(() => void sweepDirs(), 60_000).unref();
+  closers.push(async () => clearInterval(dirSweeper));
+
+  return { gateway, socketDir };
+}
+
+interface WorkerSideContext {
+  role: Role;
+  logger: Logger;
+  redis: Redis;
+  runs: RunService;
+  services: (r: Redis) => RunService;
+  connect: (patient: boolean) => Promise<Redis>;
+  driver: SandboxDriver | undefined;
+  blobs: BlobStore;
+  uploads: UploadStore;
+  tenancy: (r: Redis) => TenancyStore;
+  /** Added to in the order they must run at close (see startServer). */
+  closers: Array<() => Promise<unknown>>;
+}
+
+/**
+ * The worker half of a process: its own gateway socket directory, the gateway, the sandbox driver,
+ * webhook deliveries and the run worker. Returns what the rest of the process needs of it.
+ */
+async function startWorkerSide(config: Config, ctx: WorkerSideContext) {
+  const { role, logger, closers } = ctx;
+  const keys = new RedisKeys(config.keyPrefix);
+  const workerRedis = role === 'worker' ? ctx.redis : await ctx.connect(true);
+  const workerRuns = role === 'worker' ? ctx.runs : ctx.services(workerRedis);
+  if (role === 'all')
+    closers.push(
+      () => workerRuns.close(),
+      () => closeRedis(workerRedis),
+    );
+  const { gateway, socketDir } = await startGateway(config, logger, closers);
+
+  let driver = ctx.driver;
+  // Loaded only where sandboxes run: an API-only process needs no Docker client.
+  if (!driver) {
+    const [{ default: Dockerode }, { DockerSandboxDriver }] = await Promise.all([
+      import('dockerode'),
+      import('../sandbox/docker-driver.js'),
+    ]);
+    driver = new DockerSandboxDriver({
+      docker: new Dockerode(),
+      instance: config.instance,
+      deployment: { id: await deploymentId(workerRedis, keys), keyPrefix: config.keyPrefix },
+      worker: path.basename(socketDir),
+    });
+  }
+  await driver.ping();
+  // Webhook deliveries go wherever runs go, on their own queue and concurrency: a slow
+  // receiver holds up only other deliveries, never a run.
+  const webhooks = new WebhookWorker({
+    redis: workerRedis,
+    keys,
+    runs: workerRuns,
+    concurrency: config.webhooks.concurrency,
+    timeoutMs: config.webhooks.timeoutMs,
+    maxWaitMs: config.retentionSec * 1000,
+    logger: logger.child({ component: 'webhooks' }),
+  });
+  await webhooks.start();
+  closers.unshift(() => webhooks.stop());
+  const worker = new RunWorker({
+    redis: workerRedis,
+    keys,
+    runs: workerRuns,
+    blobs: ctx.blobs,
+    driver,
+    gateway,
+    gatewaySocketDir: socketDir,
+    workerName: path.basename(socketDir),
+    concurrency: config.workerConcurrency,
+    lockMs: config.workerLockMs,
+    tenancy: ctx.tenancy(workerRedis),
+    uploads: ctx.uploads,
+    uploadRetentionMs: config.retentionSec * 1000,
+    serverProviderKeys: config.providerKeys,
+    simulatedProvider: config.simulatedProvider,
+    upstreams: config.upstreams,
+    sweepIntervalMs: config.sandboxSweepMs,
+    logger: logger.child({ component: 'worker' }),
+  });
+  await worker.start();
+  closers.unshift(() => worker.stop());
+  logger.info({ concurrency: config.workerConcurrency, socket: gateway.socketPath }, 'worker started');
+  const sandboxDriver = driver;
+  const readiness = () =>
+    checkReadiness({
+      redis: () => pingRedis(ctx.redis),
+      docker: () => sandboxDriver.ping().then(() => null),
+      // A real request on the socket the sandboxes use: a deleted or dead socket fails it.
+      gateway: () => probeHttpSocket(gateway.socketPath),
+    });
+  return { worker, driver, readiness, socketDir };
+}
+
+function pingRedis(redis: Redis): Promise<string | null> {
+  return redis.ping().then(
+    () => null,
+    (err: Error) => `Redis does not answer: ${err.message}`,
+  );
 }
 
 /** The first collection and key (JETTY_BOOTSTRAP_*): made sure of at every start, idempotently. */

@@ -51,6 +51,11 @@ async function main(argv = process.argv.slice(2)): Promise<void> {
 }
 
 main().catch((err) => {
+  // A setting that cannot work (e.g. a port in use) is said plainly; anything else with its stack.
+  if (err instanceof ConfigError) {
+    process.stderr.write(`${err.message}\n`);
+    process.exit(2);
+  }
   process.stderr.write(`fatal: ${(err as Error).stack ?? String(err)}\n`);
   process.exit(1);
 });

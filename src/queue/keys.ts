@@ -22,6 +22,14 @@ export class RedisKeys {
   cancelChannel(): string {
     return `${this.prefix}:cancel`;
   }
+  /** This deployment's id: sandboxes are labelled with it, and workers sweep only their own. */
+  deployment(): string {
+    return `${this.prefix}:deployment`;
+  }
+  /** BullMQ's lock of a run's job: it exists while a live worker holds the job (BullMQ's layout). */
+  runJobLock(runId: string): string {
+    return `${this.bullPrefix()}:${RUN_QUEUE}:${runId}:lock`;
+  }
   /** BullMQ's own prefix. */
   bullPrefix(): string {
     return `${this.prefix}:bull`;

@@ -390,9 +390,9 @@ export class RunService {
    * to the blob store, lets Redis forget the run after the retention period, and then releases
    * the run's webhook delivery, if it has one.
    */
-  async finish(id: string, terminal: NewEvent): Promise<void> {
+  async finish(id: string, terminal: NewEvent, attempt?: number): Promise<void> {
     if (!isTerminalEvent(terminal.type)) throw new Error(`not a terminal event: ${terminal.type}`);
-    await this.deps.events.append(id, terminal);
+    await this.deps.events.append(id, terminal, attempt);
     const traj = await this.trajectory(id);
     await this.deps.blobs.writeTrajectory(id, traj);
     const ttl = this.deps.retentionSec;

@@ -3,6 +3,7 @@ import {
   type AgentName,
   type ArtifactInfo,
   emptyUsage,
+  type RetryReason,
   type RunError,
   type RunStatus,
   type RunWarning,
@@ -57,6 +58,10 @@ export interface RunRecord {
   cancel_requested: boolean;
   labels: Record<string, string>;
   timings: RunTimings | null;
+  /** Attempts started so far (a worker's stop or death makes another); absent before the first. */
+  attempt?: number;
+  /** Why the last attempt handed the run back, when its worker knew; the next attempt reads it. */
+  retry_reason?: RetryReason;
 }
 
 // Moves status only from an allowed one, atomically, and writes the other fields with it.
@@ -71,6 +76,22 @@ if not ok then return {0, cur} end
 redis.call('HSET', KEYS[1], 'status', ARGV[2])
 for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i+1]) end
 return {1, cur}
+`;
+
+// TRANSITION, and counts an attempt: returns {moved, previous, attempt number, retry_reason}, and
+// clears retry_reason (it belongs to the attempt just ended).
+const BEGIN_ATTEMPT = `
+local cur = redis.call('HGET', KEYS[1], 'status')
+if not cur then return {0, '', 0, ''} end
+local ok = false
+for s in string.gmatch(ARGV[1], '[^,]+') do if s == cur then ok = true end end
+if not ok then return {0, cur, 0, ''} end
+redis.call('HSET', KEYS[1], 'status', ARGV[2])
+for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i+1]) end
+local n = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
+local reason = redis.call('HGET', KEYS[1], 'retry_reason') or ''
+redis.call('HDEL', KEYS[1], 'retry_reason')
+return {1, cur, n, reason}
 `;
 
 export class RunStore {
@@ -143,6 +164,36 @@ export class RunStore {
       ...flat,
     )) as [number, string];
     return { moved: moved === 1, previous: prev === '' ? null : (JSON.parse(prev) as RunStatus) };
+  }
+
+  /**
+   * A worker starts an attempt of the run: pending or running becomes running (with `fields`), and
+   * the attempt is counted. Not moved: the run is over (or unknown) and must not start.
+   */
+  async beginAttempt(
+    id: string,
+    fields: Partial<RunRecord> = {},
+  ): Promise<{
+    moved: boolean;
+    previous: RunStatus | null;
+    attempt: number;
+    retryReason: RetryReason | null;
+  }> {
+    const flat = Object.entries(encode(fields)).flat();
+    const [moved, prev, attempt, reason] = (await this.redis.eval(
+      BEGIN_ATTEMPT,
+      1,
+      this.keys.run(id),
+      ['pending', 'running'].map((s) => JSON.stringify(s)).join(','),
+      JSON.stringify('running'),
+      ...flat,
+    )) as [number, string, number, string];
+    return {
+      moved: moved === 1,
+      previous: prev === '' ? null : (JSON.parse(prev) as RunStatus),
+      attempt: Number(attempt),
+      retryReason: reason === '' ? null : (JSON.parse(reason) as RetryReason),
+    };
   }
 
   /**

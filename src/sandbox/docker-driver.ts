@@ -15,10 +15,17 @@ import {
   type SandboxSpec,
 } from './driver.js';
 
-/** Labels on every sandbox container; `jetty.instance` scopes clean-up to one server instance. */
+/**
+ * Labels on every sandbox container. `jetty.deployment` scopes clean-up to one deployment (one Redis
+ * and key prefix) when the driver is given one, else `jetty.instance` to one server instance.
+ * `jetty.worker` names the worker process that started it.
+ */
 export const SANDBOX_LABELS = {
   managed: 'jetty.managed',
   instance: 'jetty.instance',
+  deployment: 'jetty.deployment',
+  keyPrefix: 'jetty.key-prefix',
+  worker: 'jetty.worker',
   runId: 'jetty.run-id',
 } as const;
 
@@ -39,6 +46,10 @@ export interface DockerSandboxDriverOptions {
   docker?: Dockerode;
   /** This server instance's name: containers are labelled with it and listOwned() filters on it. */
   instance: string;
+  /** The deployment (see src/queue/deployment.ts): labelled, and what listOwned() filters on. */
+  deployment?: { id: string; keyPrefix: string };
+  /** The worker process that starts the sandboxes (its gateway directory's name). */
+  worker?: string;
   logger?: DriverLogger;
   /** collect() refuses a directory holding more than this many bytes (default 1 GiB). */
   maxCollectBytes?: number;
@@ -47,12 +58,16 @@ export interface DockerSandboxDriverOptions {
 export class DockerSandboxDriver implements SandboxDriver {
   private readonly docker: Dockerode;
   private readonly instance: string;
+  private readonly deployment: DockerSandboxDriverOptions['deployment'];
+  private readonly worker: string | undefined;
   private readonly logger: DriverLogger | undefined;
   private readonly maxCollectBytes: number;
 
   constructor(opts: DockerSandboxDriverOptions) {
     this.docker = opts.docker ?? new Dockerode();
     this.instance = opts.instance;
+    this.deployment = opts.deployment;
+    this.worker = opts.worker;
     this.logger = opts.logger;
     this.maxCollectBytes = opts.maxCollectBytes ?? 1024 ** 3;
   }
@@ -97,7 +112,14 @@ export class DockerSandboxDriver implements SandboxDriver {
     try {
       const containers = await this.docker.listContainers({
         all: true,
-        filters: { label: [`${SANDBOX_LABELS.managed}=true`, `${SANDBOX_LABELS.instance}=${this.instance}`] },
+        filters: {
+          label: [
+            `${SANDBOX_LABELS.managed}=true`,
+            this.deployment
+              ? `${SANDBOX_LABELS.deployment}=${this.deployment.id}`
+              : `${SANDBOX_LABELS.instance}=${this.instance}`,
+          ],
+        },
       });
       return containers.map((c) => ({
         id: c.Id,
@@ -140,6 +162,13 @@ export class DockerSandboxDriver implements SandboxDriver {
         [SANDBOX_LABELS.managed]: 'true',
         [SANDBOX_LABELS.instance]: this.instance,
         [SANDBOX_LABELS.runId]: spec.runId,
+        ...(this.deployment
+          ? {
+              [SANDBOX_LABELS.deployment]: this.deployment.id,
+              [SANDBOX_LABELS.keyPrefix]: this.deployment.keyPrefix,
+            }
+          : {}),
+        ...(this.worker ? { [SANDBOX_LABELS.worker]: this.worker } : {}),
       },
       HostConfig: {
         NanoCpus: Math.round(spec.limits.cpus * 1e9),
@@ -181,7 +210,11 @@ export class DockerSandboxDriver implements SandboxDriver {
         }
         if (status !== 409 || attempt >= 3) throw toAppError(err, `could not create the sandbox ${name}`);
         this.logger?.debug({ container: name }, 'removing the earlier sandbox of this run');
-        await removeContainer(this.docker.getContainer(name));
+        const earlier = this.docker.getContainer(name);
+        await removeContainer(earlier);
+        // Another worker's sweep may be removing it already (removal answers 409 then): the name
+        // is free only once the container is gone.
+        await waitUntilGone(earlier, REPLACE_WAIT_MS);
       }
     }
   }
@@ -249,6 +282,21 @@ class DockerSandbox implements RunningSandbox {
 
   async remove(): Promise<void> {
     await removeContainer(this.container);
+  }
+}
+
+/** How long a retried run waits for its earlier attempt's container to be gone. */
+const REPLACE_WAIT_MS = 15_000;
+
+async function waitUntilGone(container: Dockerode.Container, ms: number): Promise<void> {
+  for (const until = Date.now() + ms; Date.now() < until; ) {
+    try {
+      await container.inspect();
+    } catch (err) {
+      if (dockerStatus(err) === 404) return;
+      throw toAppError(err, `could not inspect sandbox ${container.id}`);
+    }
+    await new Promise((r) => setTimeout(r, 200));
   }
 }
 

@@ -3,19 +3,21 @@ import {
   emptyUsage,
   type NewEvent,
   type RunWarning,
+  type StoredEvent,
   type UsageData,
   type UsageTotals,
 } from '../events/types.js';
 import { Redactor } from '../tenancy/redact.js';
 
-/** Appends one run's events in order (each append waits for the one before), and keeps the usage totals. */
+/**
+ * Appends one attempt's events in order (each append waits for the one before), each marked with
+ * the attempt, and keeps the run's usage totals: this attempt's and its earlier attempts'.
+ */
 export class RunEventSink {
   private chain: Promise<unknown> = Promise.resolve();
   private failed: unknown;
-  private readonly gateway = emptyUsage();
-  private readonly agent = emptyUsage();
-  private readonly script = emptyUsage();
-  private sawGateway = false;
+  /** Usage per attempt: the provider billed every attempt, finished or not. */
+  private readonly tallies = new Map<number, AttemptUsage>();
   private readonly warned: RunWarning[] = [];
 
   private secrets: Record<string, string> = {};
@@ -24,6 +26,7 @@ export class RunEventSink {
   constructor(
     private readonly store: EventStreamStore,
     private readonly runId: string,
+    readonly attempt = 1,
   ) {}
 
   /** Values (by name) that must never be stored: every later event is redacted of them. */
@@ -38,10 +41,10 @@ export class RunEventSink {
 
   emit(event: NewEvent): void {
     const ev = this.redacting.deep(event);
-    if (ev.type === 'usage') this.count(ev.data);
+    if (ev.type === 'usage') this.tally(this.attempt).count(ev.data);
     if (ev.type === 'run.warning') this.warned.push(ev.data);
     this.chain = this.chain.then(() =>
-      this.store.append(this.runId, ev).catch((err) => {
+      this.store.append(this.runId, ev, this.attempt).catch((err) => {
         this.failed ??= err;
       }),
     );
@@ -57,6 +60,45 @@ export class RunEventSink {
   warnings(): RunWarning[] {
     return [...this.warned];
   }
+
+  /** Counts the usage events of earlier attempts, as read back from the run's stream. */
+  countEarlier(events: readonly StoredEvent[]): void {
+    for (const ev of events) {
+      const n = ev.attempt ?? 1;
+      if (ev.type === 'usage' && n !== this.attempt) this.tally(n).count(ev.data);
+    }
+  }
+
+  /** The sum over attempts of each attempt's totals (see AttemptUsage.totals). */
+  totals(): UsageTotals {
+    const sum = emptyUsage();
+    for (const t of this.tallies.values()) {
+      const a = t.totals();
+      sum.input_tokens += a.input_tokens;
+      sum.output_tokens += a.output_tokens;
+      sum.cache_read_tokens += a.cache_read_tokens;
+      sum.cache_write_tokens += a.cache_write_tokens;
+      if (a.cost_usd !== null) sum.cost_usd = (sum.cost_usd ?? 0) + a.cost_usd;
+      sum.cost_estimated ||= a.cost_estimated;
+    }
+    return sum;
+  }
+
+  private tally(attempt: number): AttemptUsage {
+    const known = this.tallies.get(attempt);
+    if (known) return known;
+    const t = new AttemptUsage();
+    this.tallies.set(attempt, t);
+    return t;
+  }
+}
+
+/** One attempt's usage, as the gateway measured it and as the agent reported it. */
+class AttemptUsage {
+  private readonly gateway = emptyUsage();
+  private readonly agent = emptyUsage();
+  private readonly script = emptyUsage();
+  private sawGateway = false;
 
   /**
    * The agent's tokens as the gateway measured them when it saw any, else as the agent reported
@@ -80,7 +122,7 @@ export class RunEventSink {
     };
   }
 
-  private count(u: UsageData): void {
+  count(u: UsageData): void {
     const t = u.source === 'script' ? this.script : u.source === 'gateway' ? this.gateway : this.agent;
     if (u.source === 'gateway') this.sawGateway = true;
     t.input_tokens += u.input_tokens;

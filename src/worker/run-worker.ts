@@ -5,13 +5,7 @@ import { type Job, UnrecoverableError, WaitingError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { AppError, isAppError } from '../errors.js';
-import {
-  type AgentEvent,
-  emptyUsage,
-  type NewEvent,
-  type RunError,
-  type RunStatus,
-} from '../events/types.js';
+import type { AgentEvent, NewEvent, RetryReason, RunError, RunStatus, UsageTotals } from '../events/types.js';
 import type { GatewayRoute, ProviderGateway } from '../gateway/gateway.js';
 import type { UploadStore } from '../jetty/uploads.js';
 import { estimateCost } from '../providers/prices.js';
@@ -40,6 +34,7 @@ import {
 import type { BlobStore } from '../storage/blob-store.js';
 import { providerKeyFor } from '../tenancy/provider-keys.js';
 import type { TenancyStore } from '../tenancy/store.js';
+import { watchGatewayFailures } from './gateway-failure.js';
 import { linesOf } from './lines.js';
 import { composePrompt } from './prompt.js';
 import { RunEventSink } from './run-events.js';
@@ -57,6 +52,8 @@ export interface WorkerDeps {
   driver: SandboxDriver;
   gateway: ProviderGateway;
   gatewaySocketDir: string;
+  /** This worker process's name (its gateway directory's), shown in run.started. */
+  workerName?: string;
   concurrency: number;
   lockMs: number;
   /** Provider keys and declared secrets come from the run's collection. */
@@ -70,8 +67,22 @@ export interface WorkerDeps {
   simulatedProvider: boolean;
   upstreams: Partial<Record<ProviderName, string>>;
   logger: Logger;
-  /** How often orphaned sandboxes are looked for (ms). */
-  reapIntervalMs?: number;
+  /**
+   * How often sandboxes of this deployment that no live worker holds (its worker died) are looked
+   * for and removed (ms).
+   */
+  sweepIntervalMs?: number;
+  /** How often expired uploads are removed (ms). */
+  uploadSweepIntervalMs?: number;
+}
+
+/**
+ * How often BullMQ looks for jobs whose lock lapsed. A dead worker's job moves back to the queue at
+ * the first check after its lock expires, so recovery takes at most lockMs plus this (checks are
+ * shared by all workers of the queue, so a short interval costs one script per interval).
+ */
+export function stalledIntervalFor(lockMs: number): number {
+  return Math.min(2_000, Math.max(250, Math.floor(lockMs / 4)));
 }
 
 type StopReason = 'cancelled' | 'timeout' | 'shutdown';
@@ -88,7 +99,7 @@ export class RunWorker {
   private worker: Worker | undefined;
   private subscriber: Redis | undefined;
   private queueConnection: Redis | undefined;
-  private reaper: NodeJS.Timeout | undefined;
+  private readonly timers: NodeJS.Timeout[] = [];
   private readonly active = new Map<string, ActiveRun>();
   private stopping = false;
   /** Processor calls under way, so that stop() can wait for them. */
@@ -98,7 +109,7 @@ export class RunWorker {
 
   async start(): Promise<void> {
     const { deps } = this;
-    await this.reapOrphans();
+    await this.sweepSandboxes();
     this.subscriber = deps.redis.duplicate();
     // Connection trouble is logged once by the main connection; these reconnect on their own.
     this.subscriber.on('error', () => undefined);
@@ -112,7 +123,7 @@ export class RunWorker {
       concurrency: deps.concurrency,
       // The lock is renewed while a run goes on; a dead worker's job is picked up again after it lapses.
       lockDuration: deps.lockMs,
-      stalledInterval: Math.max(500, Math.floor(deps.lockMs / 2)),
+      stalledInterval: stalledIntervalFor(deps.lockMs),
       maxStalledCount: 2,
     });
     this.worker.on('error', (err) => deps.logger.error({ err }, 'queue worker error'));
@@ -123,7 +134,7 @@ export class RunWorker {
       // Only a job that will not be tried again: an attempt with retries left is not the end.
       void job
         .getState()
-        .then((state) =>
+        .then(async (state) =>
           state === 'failed'
             ? this.end(job.id ?? '', ['pending', 'running'], 'failed', {
                 type: 'run.failed',
@@ -133,7 +144,7 @@ export class RunWorker {
                     message: `The run could not be carried to its end: ${err.message}`,
                   },
                   exit_code: null,
-                  usage: emptyUsage(),
+                  usage: await this.usageSoFar(job.id ?? ''),
                   duration_ms: 0,
                 },
               })
@@ -141,14 +152,29 @@ export class RunWorker {
         )
         .catch((e) => deps.logger.error({ err: e, runId: job.id }, 'recording a lost run failed'));
     });
-    const every = deps.reapIntervalMs ?? 60_000;
-    this.reaper = setInterval(() => {
-      void this.reapOrphans().catch(() => undefined);
-      if (deps.uploadRetentionMs !== undefined) {
-        void deps.uploads.removeOlderThan(deps.uploadRetentionMs).catch(() => undefined);
-      }
-    }, every);
-    this.reaper.unref();
+    this.every(deps.sweepIntervalMs ?? 5_000, () =>
+      this.sweepSandboxes().catch((err) => deps.logger.warn({ err }, 'sandbox sweep failed')),
+    );
+    const uploadsMs = deps.uploadRetentionMs;
+    if (uploadsMs !== undefined) {
+      this.every(deps.uploadSweepIntervalMs ?? 60_000, () =>
+        deps.uploads.removeOlderThan(uploadsMs).catch(() => undefined),
+      );
+    }
+  }
+
+  /** Runs `fn` every `ms`, never two at once; the timers end with stop(). */
+  private every(ms: number, fn: () => Promise<unknown>): void {
+    let busy = false;
+    const t = setInterval(() => {
+      if (busy) return;
+      busy = true;
+      void fn().finally(() => {
+        busy = false;
+      });
+    }, ms);
+    t.unref();
+    this.timers.push(t);
   }
 
   /**
@@ -157,7 +183,7 @@ export class RunWorker {
    */
   async stop(): Promise<void> {
     this.stopping = true;
-    if (this.reaper) clearInterval(this.reaper);
+    for (const t of this.timers) clearInterval(t);
     this.worker?.pause(true)?.catch(() => undefined);
     const running = [...this.active.values()];
     for (const run of running) run.stop('shutdown');
@@ -168,27 +194,29 @@ export class RunWorker {
     if (this.queueConnection) await closeRedis(this.queueConnection);
   }
 
-  /** Removes sandboxes this instance owns whose runs are over, unknown, or not running here. */
-  async reapOrphans(): Promise<number> {
+  /**
+   * Removes the sandboxes of this deployment (any worker's, on this engine) that nobody needs: their
+   * run is over or unknown, or no live worker holds its job (the job's lock is gone: its worker died
+   * or hung). Run by every worker every few seconds, so a dead worker's agent stops as soon as its
+   * lock lapses, not when its run starts again elsewhere.
+   */
+  async sweepSandboxes(): Promise<number> {
     const owned = await this.deps.driver.listOwned();
     let removed = 0;
     for (const sb of owned) {
-      if (this.active.has(sb.runId)) continue;
-      const rec = await this.deps.runs.get(sb.runId);
-      if (rec?.status !== 'running' || !sb.running || (await this.isOrphanRunning(sb.runId))) {
-        await this.deps.driver.removeById(sb.id);
-        removed++;
-      }
+      if (this.active.has(sb.runId) || !(await this.isOrphan(sb.runId))) continue;
+      this.deps.logger.info({ runId: sb.runId, sandbox: sb.id.slice(0, 12) }, 'removing an orphaned sandbox');
+      await this.deps.driver.removeById(sb.id);
+      removed++;
     }
     return removed;
   }
 
-  /** A running sandbox whose job no worker holds (its worker died) is an orphan. */
-  private async isOrphanRunning(runId: string): Promise<boolean> {
-    const job = await this.deps.runs.queue.getJob(runId);
-    if (!job) return true;
-    const state = await job.getState();
-    return state !== 'active';
+  private async isOrphan(runId: string): Promise<boolean> {
+    const rec = await this.deps.runs.get(runId);
+    if (rec?.status !== 'running') return true;
+    // The worker that carries a run holds its job's lock from start to end (renewed by BullMQ).
+    return (await this.deps.redis.exists(this.deps.keys.runJobLock(runId))) === 0;
   }
 
   private track<T>(p: Promise<T>): Promise<T> {
@@ -219,13 +247,19 @@ export class RunWorker {
       const attemptsLeft = job.attemptsMade + 1 < (job.opts.attempts ?? 1);
       log.error({ err, retryable, attemptsLeft }, 'run attempt failed');
       if (retryable && attemptsLeft) {
-        await this.deps.runs.events.append(spec.runId, {
-          type: 'log',
-          data: {
-            stream: 'system',
-            line: `The worker hit an infrastructure error and will retry: ${(err as Error).message}`,
+        const rec = await this.deps.runs.get(spec.runId);
+        await this.deps.runs.store.update(spec.runId, { retry_reason: 'infrastructure_error' });
+        await this.deps.runs.events.append(
+          spec.runId,
+          {
+            type: 'log',
+            data: {
+              stream: 'system',
+              line: `The worker hit an infrastructure error and will retry: ${(err as Error).message}`,
+            },
           },
-        });
+          rec?.attempt,
+        );
         throw err;
       }
       const error: RunError = isAppError(err)
@@ -236,7 +270,7 @@ export class RunWorker {
         data: {
           error,
           exit_code: null,
-          usage: (await this.deps.runs.get(spec.runId))?.usage ?? emptyUsage(),
+          usage: await this.usageSoFar(spec.runId),
           duration_ms: 0,
         },
       });
@@ -261,20 +295,10 @@ export class RunWorker {
       agent_ms: null,
       collect_ms: null,
     };
-    const moved = await deps.runs.store.transition(runId, ['pending', 'running'], 'running', {
-      started_at: startedAt.toISOString(),
-    });
-    if (!moved.moved) return;
-    const sink = new RunEventSink(deps.runs.events, runId);
-    if (moved.previous === 'running') {
-      sink.emit({
-        type: 'log',
-        data: {
-          stream: 'system',
-          line: 'The run is starting again on another attempt (a worker stopped or failed).',
-        },
-      });
-    }
+    const begun = await deps.runs.store.beginAttempt(runId, { started_at: startedAt.toISOString() });
+    if (!begun.moved) return;
+    const attempt = begun.attempt;
+    const sink = await this.attemptSink(runId, attempt, begun.retryReason);
 
     // Cancel may have been asked for while the job waited.
     let stopReason: StopReason | undefined;
@@ -349,11 +373,16 @@ export class RunWorker {
       });
       sink.emit({
         type: 'run.started',
-        data: { sandbox_id: sandbox.id, image: runtime.image, runtime_version: runtime.cliVersion },
+        data: {
+          sandbox_id: sandbox.id,
+          image: runtime.image,
+          runtime_version: runtime.cliVersion,
+          ...(deps.workerName ? { worker: deps.workerName } : {}),
+        },
       });
       await job.updateProgress({ sandbox_id: sandbox.id });
 
-      const parser = runtime.createParser();
+      const parser = watchGatewayFailures(runtime.createParser());
       const out = (async () => {
         for await (const line of linesOf(sandbox.stdout)) {
           if (!line) continue;
@@ -413,6 +442,7 @@ export class RunWorker {
         data: { stream: 'system', line: 'The worker shut down mid-run; the run goes back to the queue.' },
       });
       await sink.flush();
+      await deps.runs.store.update(runId, { retry_reason: 'worker_shutdown' });
       throw new WorkerShutdown();
     }
 
@@ -493,8 +523,36 @@ export class RunWorker {
         final_text: outcome?.finalText ?? null,
         error: terminal.type === 'run.failed' ? terminal.data.error : null,
       }),
+      attempt,
     );
     log.info({ status, duration_ms, exitCode, artifacts: artifacts.length }, 'run ended');
+  }
+
+  /**
+   * The event sink of one attempt. A later attempt announces itself (run.retry) and counts the
+   * usage of the attempts before it: the provider billed them too.
+   */
+  private async attemptSink(
+    runId: string,
+    attempt: number,
+    reason: RetryReason | null,
+  ): Promise<RunEventSink> {
+    const sink = new RunEventSink(this.deps.runs.events, runId, attempt);
+    if (attempt <= 1) return sink;
+    sink.countEarlier(await this.deps.runs.events.readAll(runId));
+    const why = reason ?? 'worker_lost';
+    sink.emit({
+      type: 'run.retry',
+      data: { attempt, reason: why, message: RETRY_MESSAGES[why](attempt - 1) },
+    });
+    return sink;
+  }
+
+  /** The usage of every attempt of a run, from its stream: for endings that have no sink. */
+  private async usageSoFar(runId: string): Promise<UsageTotals> {
+    const tally = new RunEventSink(this.deps.runs.events, runId, 0);
+    tally.countEarlier(await this.deps.runs.events.readAll(runId));
+    return tally.totals();
   }
 
   private async end(
@@ -503,13 +561,17 @@ export class RunWorker {
     status: RunStatus,
     terminal: NewEvent,
     fields: Parameters<RunService['store']['update']>[1] = {},
+    attempt?: number,
   ): Promise<void> {
     const extra =
       terminal.type === 'run.failed'
         ? { error: terminal.data.error, ended_at: new Date().toISOString() }
         : { ended_at: new Date().toISOString() };
     const { moved } = await this.deps.runs.store.transition(runId, from, status, { ...extra, ...fields });
-    if (moved) await this.deps.runs.finish(runId, terminal);
+    if (moved) {
+      const n = attempt ?? (await this.deps.runs.get(runId))?.attempt;
+      await this.deps.runs.finish(runId, terminal, n);
+    }
   }
 
   /** The run's input files, read from the blob store (uploads, or earlier runs' artifacts). */
@@ -659,6 +721,15 @@ async function readArtifact(blobs: BlobStore, runId: string, relPath: string): P
   const full = blobs.artifactPath(runId, relPath);
   return full ? readFile(full).catch(() => null) : null;
 }
+
+const RETRY_MESSAGES: Record<RetryReason, (previous: number) => string> = {
+  worker_shutdown: (n) =>
+    `The worker of attempt ${n} shut down mid-run and handed the run back; it starts again in a fresh sandbox.`,
+  worker_lost: (n) =>
+    `The worker of attempt ${n} stopped holding the run (it died or hung: its lock lapsed); its sandbox was removed and the run starts again in a fresh one.`,
+  infrastructure_error: (n) =>
+    `Attempt ${n} hit an infrastructure error (see the log event before this); the run starts again in a fresh sandbox.`,
+};
 
 class StopBeforeStart extends Error {}
 

@@ -7,6 +7,7 @@ import path from 'node:path';
 import Dockerode from 'dockerode';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createSimulatedProvider } from '../../src/providers/simulated/index.js';
+import { RunStore } from '../../src/queue/run-store.js';
 import { DockerSandboxDriver } from '../../src/sandbox/docker-driver.js';
 import { type Harness, runbookRequest, startHarness, waitFor } from '../support/harness.js';
 import { dumpRedis } from '../support/redis.js';
@@ -168,32 +169,67 @@ describe("a collection's provider key and secrets", () => {
   });
 });
 
-describe('a worker that starts', () => {
-  it('removes the sandboxes it owns whose runs are over or unknown', async () => {
+describe('orphaned sandboxes', () => {
+  it('a worker removes the sandboxes of its deployment whose runs are over or unknown', async () => {
     const instance = `orphan-${randomBytes(4).toString('hex')}`;
-    // A sandbox left by a worker that died: its run is unknown to Redis.
-    const leftover = await new DockerSandboxDriver({ docker, instance }).start({
-      runId: `${instance}-lost`,
-      image: 'jetty/runtime-claude-code:2.1.197',
-      argv: ['sleep', '300'],
-      env: { JETTY_FORWARDER: '0' },
-      files: [],
-      limits: { cpus: 0.5, memoryBytes: 128 * 1024 * 1024, pids: 64 },
-      network: 'none',
-      gatewaySocketDir: tmpdir(),
-    });
-    stops.push(() =>
-      docker
-        .getContainer(leftover.id)
-        .remove({ force: true })
-        .catch(() => undefined),
-    );
     const h = await startHarness({ env: { INSTANCE_NAME: instance } });
     stops.push(() => h.stop());
+    const deployment = (await h.server.redis.get(`${h.instance}:deployment`))!;
+    expect(deployment).toBeTruthy();
+    // Sandboxes left by a worker that died, from another process (another instance name) of the
+    // same deployment, and one of another deployment on the same engine: its run is unknown here too.
+    const leftover = (dep: string, runId = `${instance}-lost-${randomBytes(2).toString('hex')}`) =>
+      new DockerSandboxDriver({
+        docker,
+        instance: `${instance}-gone`,
+        deployment: { id: dep, keyPrefix: h.instance },
+      }).start({
+        runId,
+        image: 'jetty/runtime-claude-code:2.1.197',
+        argv: ['sleep', '300'],
+        env: { JETTY_FORWARDER: '0' },
+        files: [],
+        limits: { cpus: 0.5, memoryBytes: 128 * 1024 * 1024, pids: 64 },
+        network: 'none',
+        gatewaySocketDir: tmpdir(),
+      });
+    // Two runs still `running`: one whose job's lock a live worker holds, one whose lock is gone.
+    const running = async (locked: boolean) => {
+      const id = `${instance}-run-${locked ? 'held' : 'lapsed'}`;
+      const rec = RunStore.newRecord({
+        id,
+        agent: 'claude-code',
+        model: 'claude-sonnet-4-6',
+        provider: 'simulated',
+        collection: h.collection,
+        task: null,
+        timeout_sec: 60,
+      });
+      await h.server.runs.store.create({ ...rec, status: 'running' });
+      if (locked) await h.server.redis.set(`${h.instance}:bull:runs:${id}:lock`, 'a-token', 'PX', 60_000);
+      return leftover(deployment, id);
+    };
+    const ours = await leftover(deployment);
+    const theirs = await leftover(`${deployment}-other`);
+    const held = await running(true);
+    const lapsed = await running(false);
+    for (const c of [ours, theirs, held, lapsed]) {
+      stops.push(() =>
+        docker
+          .getContainer(c.id)
+          .remove({ force: true })
+          .catch(() => undefined),
+      );
+    }
+    // The sweep runs every SANDBOX_SWEEP_MS (5 s by default).
+    const exists = async (id: string) =>
+      (await docker.listContainers({ all: true, filters: { id: [id] } })).length > 0;
     await waitFor(
-      async () => (await docker.listContainers({ all: true, filters: { id: [leftover.id] } })).length === 0,
-      5_000,
-      'the orphaned sandbox to be removed',
+      async () => !(await exists(ours.id)) && !(await exists(lapsed.id)),
+      10_000,
+      'the orphaned sandboxes to be removed',
     );
+    expect(await exists(theirs.id)).toBe(true);
+    expect(await exists(held.id)).toBe(true);
   });
 });

@@ -80,7 +80,13 @@ export function runRoutes(app: FastifyInstance, deps: AppDeps, streams: OpenStre
             run: runRecordSchema,
             input: z.unknown(),
             events: z.array(
-              z.object({ id: z.string(), type: z.string(), ts: z.number(), data: z.unknown() }),
+              z.object({
+                id: z.string(),
+                type: z.string(),
+                ts: z.number(),
+                attempt: z.number().int().positive().optional(),
+                data: z.unknown(),
+              }),
             ),
           }),
           404: errorEnvelopeSchema,
