@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { AGENT_NAMES, type AgentName } from '../events/types.js';
+import { type AllowEntry, parseAllowList } from '../net/address-policy.js';
 import { type RealProvider, UPSTREAMS } from '../providers/upstreams.js';
 import { JOBS } from '../queue/catalog.js';
 
@@ -95,6 +96,18 @@ const envSchema = z.object({
   WEBHOOK_ATTEMPTS: int(JOBS.webhook.attempts, 1, 50),
   WEBHOOK_BACKOFF_MS: int(JOBS.webhook.backoff.delay, 10, 3_600_000),
   WEBHOOK_TIMEOUT_MS: int(JOBS.webhook.timeoutMs, 100, 120_000),
+  WEBHOOK_MAX_REDIRECTS: int(3, 0, 10),
+  NETWORK_ALLOW_PRIVATE: z
+    .string()
+    .default('')
+    .transform((v, ctx) => {
+      const parsed = parseAllowList(v);
+      if ('error' in parsed) {
+        ctx.addIssue({ code: 'custom', message: parsed.error });
+        return z.NEVER;
+      }
+      return parsed.entries;
+    }),
   JETTY_MASTER_KEY: optionalSecret,
   JETTY_BOOTSTRAP_COLLECTION: z
     .string()
@@ -146,7 +159,18 @@ export interface Config {
    * Webhook deliveries: how many at once per worker process, tries per delivery, the first backoff
    * (it doubles), each POST's time limit.
    */
-  webhooks: { concurrency: number; attempts: number; backoffMs: number; timeoutMs: number };
+  webhooks: {
+    concurrency: number;
+    attempts: number;
+    backoffMs: number;
+    timeoutMs: number;
+    maxRedirects: number;
+  };
+  /**
+   * Private, loopback and link-local addresses (or host names) that webhooks and the egress proxy
+   * may reach anyway; every other such address is refused after DNS resolution.
+   */
+  network: { allowPrivate: AllowEntry[] };
   /** The key that encrypts collections' environments; undefined: kept in DATA_DIR/master.key. */
   masterKey: string | undefined;
   /** The collection (and optionally its key) made sure of at start-up. */
@@ -229,7 +253,9 @@ export function loadConfig(env: Record<string, string | undefined>, hostname = '
       attempts: e.WEBHOOK_ATTEMPTS,
       backoffMs: e.WEBHOOK_BACKOFF_MS,
       timeoutMs: e.WEBHOOK_TIMEOUT_MS,
+      maxRedirects: e.WEBHOOK_MAX_REDIRECTS,
     },
+    network: { allowPrivate: e.NETWORK_ALLOW_PRIVATE },
     masterKey: e.JETTY_MASTER_KEY,
     bootstrap: e.JETTY_BOOTSTRAP_COLLECTION
       ? { collection: e.JETTY_BOOTSTRAP_COLLECTION, apiKey: e.JETTY_BOOTSTRAP_API_KEY }

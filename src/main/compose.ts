@@ -9,6 +9,7 @@ import { ProviderGateway } from '../gateway/gateway.js';
 import { buildApp } from '../http/app.js';
 import { TaskStore } from '../jetty/tasks.js';
 import { UploadStore } from '../jetty/uploads.js';
+import { AddressPolicy } from '../net/address-policy.js';
 import { RedisKeys } from '../queue/keys.js';
 import { closeRedis } from '../queue/redis-close.js';
 import { RunService } from '../queue/run-service.js';
@@ -111,6 +112,8 @@ export async function startServer(
         runs: workerRuns,
         concurrency: config.webhooks.concurrency,
         timeoutMs: config.webhooks.timeoutMs,
+        policy: new AddressPolicy(config.network.allowPrivate),
+        maxRedirects: config.webhooks.maxRedirects,
         maxWaitMs: config.retentionSec * 1000,
         logger: logger.child({ component: 'webhooks' }),
       });
