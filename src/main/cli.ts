@@ -9,7 +9,7 @@ import { Redis } from 'ioredis';
 import { ConfigError, loadConfig } from '../config/index.js';
 import { isAppError } from '../errors.js';
 import { ensureBootstrap } from '../tenancy/bootstrap.js';
-import { loadMasterKey } from '../tenancy/master-key-file.js';
+import { loadMasterKey, masterKeyCheckKey } from '../tenancy/master-key-file.js';
 import { generateMasterKey } from '../tenancy/secrets.js';
 import { TenancyStore } from '../tenancy/store.js';
 
@@ -66,10 +66,14 @@ async function run(argv: string[]): Promise<void> {
   redis.on('error', () => undefined);
   try {
     await redis.connect();
-    const master = await loadMasterKey(config.masterKey, config.dataDir);
+    const master = await loadMasterKey(config.masterKey, config.dataDir, {
+      redis,
+      key: masterKeyCheckKey(config.keyPrefix),
+    });
     const store = new TenancyStore(redis, config.keyPrefix, master.key);
     const args = [...rest];
-    switch (`${group} ${verb ?? ''}`.trim()) {
+    // `bootstrap` takes its collection where the others take a verb.
+    switch (group === 'bootstrap' ? group : `${group} ${verb ?? ''}`.trim()) {
       case 'collections create': {
         const description = option(args, '--description');
         const name = positional(args, 0, '<name>');

@@ -16,7 +16,7 @@ import { RunService } from '../queue/run-service.js';
 import { GATEWAY_SOCKET_NAME, type SandboxDriver } from '../sandbox/driver.js';
 import { BlobStore } from '../storage/blob-store.js';
 import { ensureBootstrap } from '../tenancy/bootstrap.js';
-import { loadMasterKey } from '../tenancy/master-key-file.js';
+import { loadMasterKey, masterKeyCheckKey } from '../tenancy/master-key-file.js';
 import { TenancyStore } from '../tenancy/store.js';
 import { WebhookWorker } from '../webhooks/delivery-worker.js';
 import { RunWorker } from '../worker/run-worker.js';
@@ -53,6 +53,20 @@ export async function startServer(
     return r;
   };
   const redis = await connect(role === 'worker');
+  // Before anything else uses Redis: a process with the wrong key must change nothing.
+  const masterKey = await loadMasterKey(config.masterKey, config.dataDir, {
+    redis,
+    key: masterKeyCheckKey(config.keyPrefix),
+  }).catch(async (err) => {
+    await closeRedis(redis);
+    throw err;
+  });
+  if (masterKey.source === 'new-file') {
+    logger.warn(
+      { file: masterKey.file },
+      'no JETTY_MASTER_KEY: generated one into this file. Keep it safe (it decrypts every collection secret), and set JETTY_MASTER_KEY to its content on every host when API and workers run on several.',
+    );
+  }
   const keys = new RedisKeys(config.keyPrefix);
   const blobs = new BlobStore(path.join(config.dataDir, 'blobs'));
   const services = (r: Redis) =>
@@ -65,13 +79,6 @@ export async function startServer(
       webhooks: { attempts: config.webhooks.attempts, backoffMs: config.webhooks.backoffMs },
     });
   const runs = services(redis);
-  const masterKey = await loadMasterKey(config.masterKey, config.dataDir);
-  if (masterKey.source === 'new-file') {
-    logger.warn(
-      { file: masterKey.file },
-      'no JETTY_MASTER_KEY: generated one into this file. Keep it safe (it decrypts every collection secret), and set JETTY_MASTER_KEY to its content on every host when API and workers run on several.',
-    );
-  }
   const tenancy = (r: Redis) => new TenancyStore(r, config.keyPrefix, masterKey.key);
   const store = tenancy(redis);
   const uploads = new UploadStore(blobs.root, config.uploads);

@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import { pino } from 'pino';
 import { type Config, ConfigError, loadConfig } from '../config/index.js';
+import { MasterKeyError } from '../tenancy/secrets.js';
 import { type Role, startServer } from './compose.js';
 
 /**
@@ -51,6 +52,11 @@ async function main(argv = process.argv.slice(2)): Promise<void> {
 }
 
 main().catch((err) => {
+  // A refusal the operator fixes by configuration: its message says how, a stack would bury it.
+  if (err instanceof MasterKeyError) {
+    process.stderr.write(`${JSON.stringify({ level: 'fatal', msg: err.message })}\n`);
+    process.exit(2);
+  }
   process.stderr.write(`fatal: ${(err as Error).stack ?? String(err)}\n`);
   process.exit(1);
 });
