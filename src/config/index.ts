@@ -72,6 +72,7 @@ const envSchema = z.object({
   WORKER_LOCK_MS: int(30_000, 1_000, 600_000),
   RETENTION_SEC: int(7 * 24 * 3600, 60, 365 * 24 * 3600),
   MAX_BODY_BYTES: bytes('2m'),
+  MAX_JSON_DEPTH: int(64, 2, 1000),
   DEFAULT_AGENT: z.enum(AGENT_NAMES as [AgentName, ...AgentName[]]).default('claude-code'),
   RUN_TIMEOUT_SEC: int(1200, 5, 24 * 3600),
   RUN_MAX_TIMEOUT_SEC: int(3600, 5, 24 * 3600),
@@ -148,6 +149,8 @@ export interface Config {
   workerLockMs: number;
   retentionSec: number;
   maxBodyBytes: number;
+  /** How deep a JSON body (or JSON form field) may nest its objects and arrays. */
+  maxJsonDepth: number;
   defaultAgent: AgentName;
   runTimeoutSec: number;
   runMaxTimeoutSec: number;
@@ -236,6 +239,7 @@ export function loadConfig(env: Record<string, string | undefined>, hostname = '
     workerLockMs: e.WORKER_LOCK_MS,
     retentionSec: e.RETENTION_SEC,
     maxBodyBytes: e.MAX_BODY_BYTES,
+    maxJsonDepth: e.MAX_JSON_DEPTH,
     defaultAgent: e.DEFAULT_AGENT,
     runTimeoutSec: e.RUN_TIMEOUT_SEC,
     runMaxTimeoutSec: e.RUN_MAX_TIMEOUT_SEC,

@@ -32,6 +32,12 @@ export class EventStreamStore {
     return rows.map(([id, fields]) => decode(id, fields));
   }
 
+  /** The run's latest event, or null when it has none. */
+  async last(runId: string): Promise<StoredEvent | null> {
+    const [row] = await this.redis.xrevrange(this.keyOf(runId), '+', '-', 'COUNT', 1);
+    return row ? decode(row[0], row[1]) : null;
+  }
+
   async readAll(runId: string): Promise<StoredEvent[]> {
     const out: StoredEvent[] = [];
     let after = '0';

@@ -4,6 +4,8 @@ import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
+import { jsonTooDeep } from '../errors.js';
+import { jsonNestingDepth } from '../json.js';
 import { registerAuth } from './auth.js';
 import type { AppDeps } from './deps.js';
 import { registerErrorHandling } from './errors.js';
@@ -16,6 +18,24 @@ import { runRoutes } from './routes/runs.js';
 import { OpenStreams } from './streams.js';
 
 export const API_VERSION = '0.1.0';
+
+/**
+ * JSON bodies: nesting is measured before parsing, since the code after the parser (validation,
+ * JSON.stringify of template variables) recurses and overflows the stack on a deep enough body;
+ * and an empty body is no body, as clients send on bodyless POSTs such as cancel.
+ */
+function registerJsonParser(app: FastifyInstance, maxDepth: number): void {
+  // Fastify's own parser, with its protection against __proto__ and constructor.prototype keys.
+  const parse = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    const text = body as string;
+    if (text.trim() === '') return done(null, undefined);
+    if (jsonNestingDepth(text, maxDepth) > maxDepth)
+      return done(jsonTooDeep('The JSON body', maxDepth), undefined);
+    parse(req, text, done);
+  });
+}
 
 /**
  * Builds the HTTP API without listening: tests call inject() on it or listen on port 0; src/main
@@ -41,6 +61,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     void reply.header('x-request-id', req.id);
   });
   registerErrorHandling(app);
+  registerJsonParser(app, deps.maxJsonDepth);
   registerAuth(app, { tenancy: deps.tenancy, adminToken: deps.adminToken });
   await app.register(fastifyMultipart, {
     throwFileSizeLimit: false,

@@ -19,6 +19,8 @@ export interface AppDeps {
   logger?: Logger;
   heartbeatMs: number;
   maxBodyBytes: number;
+  /** How deep JSON may nest (MAX_JSON_DEPTH): bodies and JSON form fields past it are a 400. */
+  maxJsonDepth: number;
   defaults: {
     agent: AgentName;
     timeoutSec: number;

@@ -162,6 +162,7 @@ export async function startServer(
         logger,
         heartbeatMs: config.heartbeatMs,
         maxBodyBytes: config.maxBodyBytes,
+        maxJsonDepth: config.maxJsonDepth,
         defaults: {
           agent: config.defaultAgent,
           timeoutSec: config.runTimeoutSec,
