@@ -62,7 +62,12 @@ export class EventStreamStore {
   ): AsyncGenerator<StoredEvent> {
     if (signal.aborted) return;
     let cursor = afterId === '' ? '0' : afterId;
-    const conn = this.redis.duplicate({ lazyConnect: true, maxRetriesPerRequest: null });
+    // Patient even on the API's fail-fast connection: a stream under way waits out a Redis blip.
+    const conn = this.redis.duplicate({
+      lazyConnect: true,
+      maxRetriesPerRequest: null,
+      enableOfflineQueue: true,
+    });
     // Failures surface through the commands below; the listener only keeps them off stderr.
     conn.on('error', () => undefined);
     const onAbort = () => conn.disconnect();

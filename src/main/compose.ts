@@ -12,6 +12,7 @@ import { UploadStore } from '../jetty/uploads.js';
 import { AddressPolicy } from '../net/address-policy.js';
 import { RedisKeys } from '../queue/keys.js';
 import { closeRedis } from '../queue/redis-close.js';
+import { RedisOutageLog } from '../queue/redis-outage.js';
 import { RunService } from '../queue/run-service.js';
 import { GATEWAY_SOCKET_NAME, type SandboxDriver } from '../sandbox/driver.js';
 import { BlobStore } from '../storage/blob-store.js';
@@ -44,11 +45,17 @@ export async function startServer(
   opts: { role: Role; logger: Logger; driver?: SandboxDriver; listen?: boolean },
 ): Promise<Server> {
   const { role, logger } = opts;
-  // Two ways to wait for Redis: the API fails fast (a request gets a 503 in seconds, and nothing
-  // half-accepted), the worker waits it out (a Redis restart must not lose a running agent's events).
+  // Two ways to wait for Redis: the API fails fast (while it is down, a request gets its 503 at
+  // once, and nothing half-accepted), the worker waits it out (a Redis restart must not lose a
+  // running agent's events). Either way the outage is logged once, and its end.
+  const outage = new RedisOutageLog(logger);
   const connect = async (patient: boolean) => {
-    const r = new Redis(config.redisUrl, { maxRetriesPerRequest: patient ? null : 2, lazyConnect: true });
-    r.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
+    const r = new Redis(config.redisUrl, {
+      maxRetriesPerRequest: patient ? null : 2,
+      enableOfflineQueue: patient,
+      lazyConnect: true,
+    });
+    outage.watch(r);
     await r.connect();
     return r;
   };

@@ -52,11 +52,12 @@ async function main(argv = process.argv.slice(2)): Promise<void> {
 }
 
 main().catch((err) => {
-  // A refusal the operator fixes by configuration: its message says how, a stack would bury it.
-  if (err instanceof MasterKeyError) {
-    process.stderr.write(`${JSON.stringify({ level: 'fatal', msg: err.message })}\n`);
-    process.exit(2);
-  }
-  process.stderr.write(`fatal: ${(err as Error).stack ?? String(err)}\n`);
-  process.exit(1);
+  // One JSON line, like every other log line. A refusal the operator fixes by configuration
+  // carries its message only: its message says how, a stack would bury it.
+  const known = err instanceof MasterKeyError;
+  const line = known
+    ? { level: 'fatal', msg: (err as Error).message }
+    : { level: 'fatal', msg: `fatal: ${(err as Error).message ?? String(err)}`, stack: (err as Error).stack };
+  process.stderr.write(`${JSON.stringify(line)}\n`);
+  process.exit(known ? 2 : 1);
 });

@@ -128,6 +128,7 @@ export class RunService {
       },
     });
     // Connection trouble is logged once by the connection's owner; unheard, BullMQ prints it.
+    this.queue.on('error', () => undefined);
     this.webhookQueue.on('error', () => undefined);
   }
 

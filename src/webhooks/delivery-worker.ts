@@ -7,6 +7,7 @@ import type { AddressPolicy } from '../net/address-policy.js';
 import { JOBS } from '../queue/catalog.js';
 import { type RedisKeys, WEBHOOK_QUEUE } from '../queue/keys.js';
 import { closeRedis } from '../queue/redis-close.js';
+import { isRedisConnectionError } from '../queue/redis-outage.js';
 import type { RunService, Trajectory } from '../queue/run-service.js';
 import { DeliveryInterrupted, type DeliveryResult, postWebhook } from './deliver.js';
 import { webhookHeaders } from './signing.js';
@@ -54,7 +55,10 @@ export class WebhookWorker {
       prefix: deps.keys.bullPrefix(),
       concurrency: deps.concurrency,
     });
-    this.worker.on('error', (err) => deps.logger.error({ err }, 'webhook queue worker error'));
+    // A lost connection is the outage's, logged once by the connection's owner.
+    this.worker.on('error', (err) => {
+      if (!isRedisConnectionError(err)) deps.logger.error({ err }, 'webhook queue worker error');
+    });
   }
 
   async stop(): Promise<void> {
