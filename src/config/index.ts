@@ -73,6 +73,7 @@ const envSchema = z.object({
   RETENTION_SEC: int(7 * 24 * 3600, 60, 365 * 24 * 3600),
   MAX_BODY_BYTES: bytes('2m'),
   MAX_JSON_DEPTH: int(64, 2, 1000),
+  MAX_HEADER_BYTES: bytes('16k').refine((n) => n >= 1024 && n <= 1024 ** 2, 'must be from 1k to 1m'),
   DEFAULT_AGENT: z.enum(AGENT_NAMES as [AgentName, ...AgentName[]]).default('claude-code'),
   RUN_TIMEOUT_SEC: int(1200, 5, 24 * 3600),
   RUN_MAX_TIMEOUT_SEC: int(3600, 5, 24 * 3600),
@@ -151,6 +152,8 @@ export interface Config {
   maxBodyBytes: number;
   /** How deep a JSON body (or JSON form field) may nest its objects and arrays. */
   maxJsonDepth: number;
+  /** Bytes of request headers (all of them) the HTTP server reads at most. */
+  maxHeaderBytes: number;
   defaultAgent: AgentName;
   runTimeoutSec: number;
   runMaxTimeoutSec: number;
@@ -240,6 +243,7 @@ export function loadConfig(env: Record<string, string | undefined>, hostname = '
     retentionSec: e.RETENTION_SEC,
     maxBodyBytes: e.MAX_BODY_BYTES,
     maxJsonDepth: e.MAX_JSON_DEPTH,
+    maxHeaderBytes: e.MAX_HEADER_BYTES,
     defaultAgent: e.DEFAULT_AGENT,
     runTimeoutSec: e.RUN_TIMEOUT_SEC,
     runMaxTimeoutSec: e.RUN_MAX_TIMEOUT_SEC,

@@ -9,6 +9,7 @@ import { jsonNestingDepth } from '../json.js';
 import { registerAuth } from './auth.js';
 import type { AppDeps } from './deps.js';
 import { registerErrorHandling } from './errors.js';
+import { clientErrorHandler, frameworkErrorHandler, MAX_PATH_SEGMENT } from './framework-errors.js';
 import { apiV1CollectionRoutes } from './routes/api-v1-collections.js';
 import { apiV1RunRoutes } from './routes/api-v1-runs.js';
 import { chatRoutes } from './routes/chat.js';
@@ -45,6 +46,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger | undefined,
     bodyLimit: deps.maxBodyBytes,
+    maxParamLength: MAX_PATH_SEGMENT,
+    http: { maxHeaderSize: deps.maxHeaderBytes },
+    frameworkErrors: frameworkErrorHandler,
+    clientErrorHandler: clientErrorHandler(deps.maxHeaderBytes),
     // Jetty's clients: GET /api/v1/collections/ has its slash, POST /api/v1/tasks/{c} has none, and
     // the SDK turns a base URL ending in "/" into //api/v1/...; each is served where it lands.
     routerOptions: { ignoreTrailingSlash: true, ignoreDuplicateSlashes: true },
@@ -59,6 +64,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.setSerializerCompiler(serializerCompiler);
   app.addHook('onRequest', async (req, reply) => {
     void reply.header('x-request-id', req.id);
+  });
+  // An answer given before the body was all read (an upload past its limit): the rest of the body
+  // is still on the connection, and a next request sent on it would wait behind it forever.
+  app.addHook('onSend', async (req, reply, payload) => {
+    if (!req.raw.complete) void reply.header('connection', 'close');
+    return payload;
   });
   registerErrorHandling(app);
   registerJsonParser(app, deps.maxJsonDepth);

@@ -21,6 +21,8 @@ export interface AppDeps {
   maxBodyBytes: number;
   /** How deep JSON may nest (MAX_JSON_DEPTH): bodies and JSON form fields past it are a 400. */
   maxJsonDepth: number;
+  /** Bytes of request headers read at most (MAX_HEADER_BYTES); past it, a 431. */
+  maxHeaderBytes: number;
   defaults: {
     agent: AgentName;
     timeoutSec: number;

@@ -13,6 +13,7 @@ export async function generateOpenApi(): Promise<string> {
     heartbeatMs: 15_000,
     maxBodyBytes: 1024 * 1024,
     maxJsonDepth: 64,
+    maxHeaderBytes: 16 * 1024,
     defaults: {
       agent: 'claude-code',
       timeoutSec: 1200,

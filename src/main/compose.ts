@@ -170,6 +170,7 @@ export async function startServer(
         heartbeatMs: config.heartbeatMs,
         maxBodyBytes: config.maxBodyBytes,
         maxJsonDepth: config.maxJsonDepth,
+        maxHeaderBytes: config.maxHeaderBytes,
         defaults: {
           agent: config.defaultAgent,
           timeoutSec: config.runTimeoutSec,

@@ -1,3 +1,4 @@
+import { Agent, request as httpRequest } from 'node:http';
 import { JettyClient } from '@jetty/sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Harness, runbookRequest, startHarness, waitFor } from '../support/harness.js';
@@ -18,7 +19,7 @@ let h: Harness;
 beforeAll(async () => {
   h = await startHarness({
     driver: new ScriptedDriver(() => claudeLines({ steps: 3, delayMs: 5 })),
-    env: { MAX_JSON_DEPTH: '64' },
+    env: { MAX_JSON_DEPTH: '64', MAX_UPLOAD_BYTES: '64k' },
   });
   await new JettyClient({ apiUrl: h.url, token: h.key, maxRetries: 0 }).createTask(
     h.collection,
@@ -153,5 +154,101 @@ describe('Last-Event-ID', () => {
       headers: { 'last-event-id': `${Number(eventIds.at(-1)!.split('-')[0]) + 1}-0` },
     });
     expect(past.status).toBe(400);
+  });
+});
+
+/** One request on the given agent; its status, headers and body, or 'timeout' after 5 s. */
+function call(
+  agent: Agent,
+  path: string,
+  opts: { method?: string; headers?: Record<string, string>; body?: Buffer } = {},
+): Promise<{ status: number; headers: Record<string, unknown>; body: string } | 'timeout'> {
+  const base = new URL(h.url);
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      {
+        host: base.hostname,
+        port: base.port,
+        path,
+        method: opts.method ?? 'GET',
+        headers: opts.headers,
+        agent,
+      },
+      (res) => {
+        let body = '';
+        res.on('data', (c) => (body += c));
+        res.on('end', () => {
+          clearTimeout(timer);
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body });
+        });
+      },
+    );
+    const timer = setTimeout(() => {
+      req.destroy();
+      resolve('timeout');
+    }, 5000);
+    req.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    req.end(opts.body);
+  });
+}
+
+describe('a keep-alive connection', () => {
+  it('is not left stalled by a multipart request refused before its body was read: the next request is answered', async () => {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      // A bad init_params first: the answer (400) comes before the files that follow are read.
+      const boundary = 'b0undary';
+      const file = (i: number) =>
+        `--${boundary}\r\ncontent-disposition: form-data; name="files"; filename="f${i}.bin"\r\n\r\n${'z'.repeat(20_000)}\r\n`;
+      const body = Buffer.from(
+        `--${boundary}\r\ncontent-disposition: form-data; name="init_params"\r\n\r\n{not json\r\n${Array.from({ length: 20 }, (_, i) => file(i)).join('')}--${boundary}--\r\n`,
+      );
+      const upload = await call(agent, `/api/v1/run/${h.collection}/report`, {
+        method: 'POST',
+        headers: {
+          ...h.auth,
+          'content-type': `multipart/form-data; boundary=${boundary}`,
+          'content-length': String(body.length),
+        },
+        body,
+      });
+      expect(upload !== 'timeout' && upload.status).toBe(400);
+      const next = await call(agent, '/v1/runs', { headers: h.auth });
+      expect(next !== 'timeout' && next.status).toBe(200);
+    } finally {
+      agent.destroy();
+    }
+  });
+});
+
+describe('answers given before a route is reached', () => {
+  const envelopeOf = (r: Awaited<ReturnType<typeof call>>) => {
+    if (r === 'timeout') throw new Error('no answer');
+    expect(r.headers['x-request-id']).toMatch(/^req_/);
+    expect(r.headers['content-type']).toContain('application/json');
+    return { status: r.status, error: (JSON.parse(r.body) as { error: Record<string, unknown> }).error };
+  };
+
+  it('a path that does not decode, a segment past the router limit, headers past MAX_HEADER_BYTES: the OpenAI envelope with a request id', async () => {
+    const agent = new Agent({ keepAlive: false });
+    try {
+      const badUrl = envelopeOf(await call(agent, '/v1/runs/%zz', { headers: h.auth }));
+      expect(badUrl).toMatchObject({
+        status: 400,
+        error: { type: 'invalid_request_error', code: 'invalid_url' },
+      });
+      const long = envelopeOf(await call(agent, `/v1/runs/${'a'.repeat(101)}`, { headers: h.auth }));
+      expect(long).toMatchObject({ status: 414, error: { code: 'path_too_long' } });
+      const headers = envelopeOf(
+        await call(agent, '/v1/runs', { headers: { ...h.auth, 'x-big': 'b'.repeat(20_000) } }),
+      );
+      expect(headers).toMatchObject({ status: 431, error: { code: 'headers_too_large' } });
+      expect(headers.error.message).toContain('MAX_HEADER_BYTES');
+    } finally {
+      agent.destroy();
+    }
   });
 });
