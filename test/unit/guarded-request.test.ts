@@ -105,6 +105,21 @@ describe('a request under the address policy', () => {
     expect(seen.filter((s) => s.url === '/b')).toEqual([expect.objectContaining({ body: 'x' })]);
   });
 
+  it('checks IP literals in every spelling the URL parser accepts', async () => {
+    seen.length = 0;
+    for (const host of ['2130706433', '0x7f.1', '127.1', '[::ffff:7f00:1]', '[::ffff:127.0.0.1]']) {
+      const err = await guardedRequest({
+        url: `http://${host}:${port}/`,
+        method: 'POST',
+        headers: {},
+        policy: new AddressPolicy(),
+        maxRedirects: 0,
+      }).catch((e) => e);
+      expect(err, host).toBeInstanceOf(AddressRefused);
+    }
+    expect(seen).toEqual([]);
+  });
+
   it('stops after the bound on redirects', async () => {
     const loop = `http://127.0.0.2:${port}/loop`;
     const self = `${loop}?to=${encodeURIComponent(`${loop}?to=${encodeURIComponent(loop)}`)}`;
