@@ -48,6 +48,15 @@ export function badRequest(message: string, param: string | null, code = 'invali
   return new AppError(message, { status: 400, type: 'invalid_request_error', code, param });
 }
 
+/** JSON nested past MAX_JSON_DEPTH, in a body or in a JSON form field (`what`). */
+export function jsonTooDeep(what: string, maxDepth: number, param: string | null = null): AppError {
+  return badRequest(
+    `${what} nests objects and arrays more than ${maxDepth} levels deep, the server's limit (MAX_JSON_DEPTH). Flatten it.`,
+    param,
+    'json_too_deep',
+  );
+}
+
 /** 422: valid JSON that cannot run (e.g. a runbook whose template variables are not all given). */
 export function unprocessable(
   message: string,

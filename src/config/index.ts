@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { AGENT_NAMES, type AgentName } from '../events/types.js';
+import { type AllowEntry, parseAllowList } from '../net/address-policy.js';
 import { type RealProvider, UPSTREAMS } from '../providers/upstreams.js';
 import { JOBS } from '../queue/catalog.js';
 
@@ -74,6 +75,8 @@ const envSchema = z.object({
   SANDBOX_SWEEP_MS: int(5_000, 500, 600_000),
   RETENTION_SEC: int(7 * 24 * 3600, 60, 365 * 24 * 3600),
   MAX_BODY_BYTES: bytes('2m'),
+  MAX_JSON_DEPTH: int(64, 2, 1000),
+  MAX_HEADER_BYTES: bytes('16k').refine((n) => n >= 1024 && n <= 1024 ** 2, 'must be from 1k to 1m'),
   DEFAULT_AGENT: z.enum(AGENT_NAMES as [AgentName, ...AgentName[]]).default('claude-code'),
   RUN_TIMEOUT_SEC: int(1200, 5, 24 * 3600),
   RUN_MAX_TIMEOUT_SEC: int(3600, 5, 24 * 3600),
@@ -98,6 +101,18 @@ const envSchema = z.object({
   WEBHOOK_ATTEMPTS: int(JOBS.webhook.attempts, 1, 50),
   WEBHOOK_BACKOFF_MS: int(JOBS.webhook.backoff.delay, 10, 3_600_000),
   WEBHOOK_TIMEOUT_MS: int(JOBS.webhook.timeoutMs, 100, 120_000),
+  WEBHOOK_MAX_REDIRECTS: int(3, 0, 10),
+  NETWORK_ALLOW_PRIVATE: z
+    .string()
+    .default('')
+    .transform((v, ctx) => {
+      const parsed = parseAllowList(v);
+      if ('error' in parsed) {
+        ctx.addIssue({ code: 'custom', message: parsed.error });
+        return z.NEVER;
+      }
+      return parsed.entries;
+    }),
   JETTY_MASTER_KEY: optionalSecret,
   JETTY_BOOTSTRAP_COLLECTION: z
     .string()
@@ -151,6 +166,10 @@ export interface Config {
   sandboxSweepMs: number;
   retentionSec: number;
   maxBodyBytes: number;
+  /** How deep a JSON body (or JSON form field) may nest its objects and arrays. */
+  maxJsonDepth: number;
+  /** Bytes of request headers (all of them) the HTTP server reads at most. */
+  maxHeaderBytes: number;
   defaultAgent: AgentName;
   runTimeoutSec: number;
   runMaxTimeoutSec: number;
@@ -162,7 +181,18 @@ export interface Config {
    * Webhook deliveries: how many at once per worker process, tries per delivery, the first backoff
    * (it doubles), each POST's time limit.
    */
-  webhooks: { concurrency: number; attempts: number; backoffMs: number; timeoutMs: number };
+  webhooks: {
+    concurrency: number;
+    attempts: number;
+    backoffMs: number;
+    timeoutMs: number;
+    maxRedirects: number;
+  };
+  /**
+   * Private, loopback and link-local addresses (or host names) that webhooks and the egress proxy
+   * may reach anyway; every other such address is refused after DNS resolution.
+   */
+  network: { allowPrivate: AllowEntry[] };
   /** The key that encrypts collections' environments; undefined: kept in DATA_DIR/master.key. */
   masterKey: string | undefined;
   /** The collection (and optionally its key) made sure of at start-up. */
@@ -231,6 +261,8 @@ export function loadConfig(env: Record<string, string | undefined>, hostname = '
     sandboxSweepMs: e.SANDBOX_SWEEP_MS,
     retentionSec: e.RETENTION_SEC,
     maxBodyBytes: e.MAX_BODY_BYTES,
+    maxJsonDepth: e.MAX_JSON_DEPTH,
+    maxHeaderBytes: e.MAX_HEADER_BYTES,
     defaultAgent: e.DEFAULT_AGENT,
     runTimeoutSec: e.RUN_TIMEOUT_SEC,
     runMaxTimeoutSec: e.RUN_MAX_TIMEOUT_SEC,
@@ -248,7 +280,9 @@ export function loadConfig(env: Record<string, string | undefined>, hostname = '
       attempts: e.WEBHOOK_ATTEMPTS,
       backoffMs: e.WEBHOOK_BACKOFF_MS,
       timeoutMs: e.WEBHOOK_TIMEOUT_MS,
+      maxRedirects: e.WEBHOOK_MAX_REDIRECTS,
     },
+    network: { allowPrivate: e.NETWORK_ALLOW_PRIVATE },
     masterKey: e.JETTY_MASTER_KEY,
     bootstrap: e.JETTY_BOOTSTRAP_COLLECTION
       ? { collection: e.JETTY_BOOTSTRAP_COLLECTION, apiKey: e.JETTY_BOOTSTRAP_API_KEY }

@@ -26,6 +26,12 @@ export class EventStreamStore {
     return rows.map(([id, fields]) => decode(id, fields));
   }
 
+  /** The run's latest event, or null when it has none. */
+  async last(runId: string): Promise<StoredEvent | null> {
+    const [row] = await this.redis.xrevrange(this.keyOf(runId), '+', '-', 'COUNT', 1);
+    return row ? decode(row[0], row[1]) : null;
+  }
+
   async readAll(runId: string): Promise<StoredEvent[]> {
     const out: StoredEvent[] = [];
     let after = '0';
@@ -50,7 +56,12 @@ export class EventStreamStore {
   ): AsyncGenerator<StoredEvent> {
     if (signal.aborted) return;
     let cursor = afterId === '' ? '0' : afterId;
-    const conn = this.redis.duplicate({ lazyConnect: true, maxRetriesPerRequest: null });
+    // Patient even on the API's fail-fast connection: a stream under way waits out a Redis blip.
+    const conn = this.redis.duplicate({
+      lazyConnect: true,
+      maxRetriesPerRequest: null,
+      enableOfflineQueue: true,
+    });
     // Failures surface through the commands below; the listener only keeps them off stderr.
     conn.on('error', () => undefined);
     const onAbort = () => conn.disconnect();

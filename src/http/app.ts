@@ -4,9 +4,12 @@ import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
+import { jsonTooDeep } from '../errors.js';
+import { jsonNestingDepth } from '../json.js';
 import { registerAuth } from './auth.js';
 import type { AppDeps } from './deps.js';
 import { registerErrorHandling } from './errors.js';
+import { clientErrorHandler, frameworkErrorHandler, MAX_PATH_SEGMENT } from './framework-errors.js';
 import { apiV1CollectionRoutes } from './routes/api-v1-collections.js';
 import { apiV1RunRoutes } from './routes/api-v1-runs.js';
 import { chatRoutes } from './routes/chat.js';
@@ -19,6 +22,24 @@ import { OpenStreams } from './streams.js';
 export const API_VERSION = '0.1.0';
 
 /**
+ * JSON bodies: nesting is measured before parsing, since the code after the parser (validation,
+ * JSON.stringify of template variables) recurses and overflows the stack on a deep enough body;
+ * and an empty body is no body, as clients send on bodyless POSTs such as cancel.
+ */
+function registerJsonParser(app: FastifyInstance, maxDepth: number): void {
+  // Fastify's own parser, with its protection against __proto__ and constructor.prototype keys.
+  const parse = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    const text = body as string;
+    if (text.trim() === '') return done(null, undefined);
+    if (jsonNestingDepth(text, maxDepth) > maxDepth)
+      return done(jsonTooDeep('The JSON body', maxDepth), undefined);
+    parse(req, text, done);
+  });
+}
+
+/**
  * Builds the HTTP API without listening: tests call inject() on it or listen on port 0; src/main
  * listens. Every response carries x-request-id (the caller's, when it sent a sane one).
  */
@@ -26,6 +47,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger | undefined,
     bodyLimit: deps.maxBodyBytes,
+    maxParamLength: MAX_PATH_SEGMENT,
+    http: { maxHeaderSize: deps.maxHeaderBytes },
+    frameworkErrors: frameworkErrorHandler,
+    clientErrorHandler: clientErrorHandler(deps.maxHeaderBytes),
     // Jetty's clients: GET /api/v1/collections/ has its slash, POST /api/v1/tasks/{c} has none, and
     // the SDK turns a base URL ending in "/" into //api/v1/...; each is served where it lands.
     routerOptions: { ignoreTrailingSlash: true, ignoreDuplicateSlashes: true },
@@ -41,7 +66,14 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.addHook('onRequest', async (req, reply) => {
     void reply.header('x-request-id', req.id);
   });
+  // An answer given before the body was all read (an upload past its limit): the rest of the body
+  // is still on the connection, and a next request sent on it would wait behind it forever.
+  app.addHook('onSend', async (req, reply, payload) => {
+    if (!req.raw.complete) void reply.header('connection', 'close');
+    return payload;
+  });
   registerErrorHandling(app);
+  registerJsonParser(app, deps.maxJsonDepth);
   registerAuth(app, { tenancy: deps.tenancy, adminToken: deps.adminToken });
   await app.register(fastifyMultipart, {
     throwFileSizeLimit: false,

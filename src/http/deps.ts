@@ -22,6 +22,10 @@ export interface AppDeps {
   maxBodyBytes: number;
   /** The web page's bounds (UI_PREVIEW_MAX_BYTES, UI_MAX_TIMELINE_EVENTS); defaults when absent. */
   ui?: UiSettings;
+  /** How deep JSON may nest (MAX_JSON_DEPTH): bodies and JSON form fields past it are a 400. */
+  maxJsonDepth: number;
+  /** Bytes of request headers read at most (MAX_HEADER_BYTES); past it, a 431. */
+  maxHeaderBytes: number;
   defaults: {
     agent: AgentName;
     timeoutSec: number;

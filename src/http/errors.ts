@@ -88,7 +88,10 @@ export function toAppError(err: unknown): AppError {
 export function registerErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((err: unknown, req: FastifyRequest, reply: FastifyReply) => {
     const appErr = toAppError(err);
-    if (appErr.status >= 500) req.log.error({ err }, 'request failed');
+    // Redis being down is logged once for the outage, not once per request with a stack.
+    if (appErr.code === 'redis_unavailable')
+      req.log.info({ code: appErr.code }, 'request refused: redis unreachable');
+    else if (appErr.status >= 500) req.log.error({ err }, 'request failed');
     else req.log.info({ code: appErr.code, param: appErr.param }, appErr.message);
     // A stream already under way cannot change its status; its route ends it with an error chunk.
     if (reply.raw.headersSent) return;

@@ -12,6 +12,8 @@ export async function generateOpenApi(): Promise<string> {
     blobs: {},
     heartbeatMs: 15_000,
     maxBodyBytes: 1024 * 1024,
+    maxJsonDepth: 64,
+    maxHeaderBytes: 16 * 1024,
     defaults: {
       agent: 'claude-code',
       timeoutSec: 1200,

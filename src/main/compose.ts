@@ -15,14 +15,16 @@ import {
 import { buildApp } from '../http/app.js';
 import { TaskStore } from '../jetty/tasks.js';
 import { UploadStore } from '../jetty/uploads.js';
+import { AddressPolicy } from '../net/address-policy.js';
 import { deploymentId } from '../queue/deployment.js';
 import { RedisKeys } from '../queue/keys.js';
 import { closeRedis } from '../queue/redis-close.js';
+import { RedisOutageLog } from '../queue/redis-outage.js';
 import { RunService } from '../queue/run-service.js';
 import { GATEWAY_SOCKET_NAME, type SandboxDriver } from '../sandbox/driver.js';
 import { BlobStore } from '../storage/blob-store.js';
 import { ensureBootstrap } from '../tenancy/bootstrap.js';
-import { loadMasterKey } from '../tenancy/master-key-file.js';
+import { loadMasterKey, masterKeyCheckKey } from '../tenancy/master-key-file.js';
 import { TenancyStore } from '../tenancy/store.js';
 import { WebhookWorker } from '../webhooks/delivery-worker.js';
 import { RunWorker } from '../worker/run-worker.js';
@@ -55,15 +57,35 @@ export async function startServer(
   opts: { role: Role; logger: Logger; driver?: SandboxDriver; listen?: boolean },
 ): Promise<Server> {
   const { role, logger } = opts;
-  // Two ways to wait for Redis: the API fails fast (a request gets a 503 in seconds, and nothing
-  // half-accepted), the worker waits it out (a Redis restart must not lose a running agent's events).
+  // Two ways to wait for Redis: the API fails fast (while it is down, a request gets its 503 at
+  // once, and nothing half-accepted), the worker waits it out (a Redis restart must not lose a
+  // running agent's events). Either way the outage is logged once, and its end.
+  const outage = new RedisOutageLog(logger);
   const connect = async (patient: boolean) => {
-    const r = new Redis(config.redisUrl, { maxRetriesPerRequest: patient ? null : 2, lazyConnect: true });
-    r.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
+    const r = new Redis(config.redisUrl, {
+      maxRetriesPerRequest: patient ? null : 2,
+      enableOfflineQueue: patient,
+      lazyConnect: true,
+    });
+    outage.watch(r);
     await r.connect();
     return r;
   };
   const redis = await connect(role === 'worker');
+  // Before anything else uses Redis: a process with the wrong key must change nothing.
+  const masterKey = await loadMasterKey(config.masterKey, config.dataDir, {
+    redis,
+    key: masterKeyCheckKey(config.keyPrefix),
+  }).catch(async (err) => {
+    await closeRedis(redis);
+    throw err;
+  });
+  if (masterKey.source === 'new-file') {
+    logger.warn(
+      { file: masterKey.file },
+      'no JETTY_MASTER_KEY: generated one into this file. Keep it safe (it decrypts every collection secret), and set JETTY_MASTER_KEY to its content on every host when API and workers run on several.',
+    );
+  }
   const keys = new RedisKeys(config.keyPrefix);
   const blobs = new BlobStore(path.join(config.dataDir, 'blobs'));
   const services = (r: Redis) =>
@@ -76,13 +98,6 @@ export async function startServer(
       webhooks: { attempts: config.webhooks.attempts, backoffMs: config.webhooks.backoffMs },
     });
   const runs = services(redis);
-  const masterKey = await loadMasterKey(config.masterKey, config.dataDir);
-  if (masterKey.source === 'new-file') {
-    logger.warn(
-      { file: masterKey.file },
-      'no JETTY_MASTER_KEY: generated one into this file. Keep it safe (it decrypts every collection secret), and set JETTY_MASTER_KEY to its content on every host when API and workers run on several.',
-    );
-  }
   const tenancy = (r: Redis) => new TenancyStore(r, config.keyPrefix, masterKey.key);
   const store = tenancy(redis);
   const uploads = new UploadStore(blobs.root, config.uploads);
@@ -131,6 +146,8 @@ export async function startServer(
         heartbeatMs: config.heartbeatMs,
         maxBodyBytes: config.maxBodyBytes,
         ui: config.ui,
+        maxJsonDepth: config.maxJsonDepth,
+        maxHeaderBytes: config.maxHeaderBytes,
         defaults: {
           agent: config.defaultAgent,
           timeoutSec: config.runTimeoutSec,
@@ -255,6 +272,8 @@ async function startWorkerSide(config: Config, ctx: WorkerSideContext) {
     runs: workerRuns,
     concurrency: config.webhooks.concurrency,
     timeoutMs: config.webhooks.timeoutMs,
+    policy: new AddressPolicy(config.network.allowPrivate),
+    maxRedirects: config.webhooks.maxRedirects,
     maxWaitMs: config.retentionSec * 1000,
     logger: logger.child({ component: 'webhooks' }),
   });

@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import { pino } from 'pino';
 import { type Config, ConfigError, loadConfig } from '../config/index.js';
+import { MasterKeyError } from '../tenancy/secrets.js';
 import { type Role, startServer } from './compose.js';
 
 /**
@@ -51,11 +52,12 @@ async function main(argv = process.argv.slice(2)): Promise<void> {
 }
 
 main().catch((err) => {
-  // A setting that cannot work (e.g. a port in use) is said plainly; anything else with its stack.
-  if (err instanceof ConfigError) {
-    process.stderr.write(`${err.message}\n`);
-    process.exit(2);
-  }
-  process.stderr.write(`fatal: ${(err as Error).stack ?? String(err)}\n`);
-  process.exit(1);
+  // One JSON line, like every other log line. A refusal the operator fixes by configuration (a
+  // port in use, another master key) carries its message only: it says how, a stack would bury it.
+  const known = err instanceof MasterKeyError || err instanceof ConfigError;
+  const line = known
+    ? { level: 'fatal', msg: (err as Error).message }
+    : { level: 'fatal', msg: `fatal: ${(err as Error).message ?? String(err)}`, stack: (err as Error).stack };
+  process.stderr.write(`${JSON.stringify(line)}\n`);
+  process.exit(known ? 2 : 1);
 });

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { posix } from 'node:path';
 import { Job, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { notFound } from '../errors.js';
+import { badRequest, notFound } from '../errors.js';
 import type { EventStreamStore } from '../events/stream-store.js';
 import { isTerminalEvent, type NewEvent, type RunWarning, type StoredEvent } from '../events/types.js';
 import type { ProviderName } from '../runtimes/types.js';
@@ -135,6 +135,7 @@ export class RunService {
       },
     });
     // Connection trouble is logged once by the connection's owner; unheard, BullMQ prints it.
+    this.queue.on('error', () => undefined);
     this.webhookQueue.on('error', () => undefined);
   }
 
@@ -467,6 +468,23 @@ export class RunService {
   }
 
   /**
+   * Refuses a resume point past the run's last event: this stream never sent such an id (it is
+   * another run's, or mangled), and following it would wait for events that never come.
+   */
+  async checkResumePoint(id: string, afterId: string): Promise<void> {
+    if (afterId === '0' || afterId === '0-0') return;
+    const last = (await this.store.get(id))
+      ? ((await this.deps.events.last(id))?.id ?? null)
+      : ((await this.deps.blobs.readTrajectory<Trajectory>(id))?.events.at(-1)?.id ?? null);
+    if (last !== null && compareIds(afterId, last) <= 0) return;
+    throw badRequest(
+      `Last-Event-ID "${afterId}" is after the last event of this run (${last ?? 'it has none yet'}). Send the id: of the last event you received, or none to read from the start.`,
+      'Last-Event-ID',
+      'last_event_id_out_of_range',
+    );
+  }
+
+  /**
    * Events after `afterId`, then live ones until the terminal event. A run Redis no longer holds
    * is replayed from its stored trajectory.
    */
@@ -477,6 +495,9 @@ export class RunService {
       for (const ev of traj.events) if (afterId === '0' || compareIds(ev.id, afterId) > 0) yield ev;
       return;
     }
+    // Resumed after the terminal event (a client that reconnects once more): nothing will follow.
+    const last = await this.deps.events.last(id);
+    if (last && isTerminalEvent(last.type) && compareIds(afterId, last.id) >= 0) return;
     yield* this.deps.events.follow(id, afterId, signal);
   }
 

@@ -1,3 +1,6 @@
+import { type AddressPolicy, AddressRefused, HostUnresolved } from '../net/address-policy.js';
+import { BadRedirect, guardedRequest, TooManyRedirects } from '../net/guarded-request.js';
+
 /** One POST of a webhook and what its answer means for retrying. */
 
 export interface DeliveryResult {
@@ -26,48 +29,53 @@ export class DeliveryInterrupted extends Error {
   }
 }
 
-export async function postWebhook(opts: {
+export interface PostWebhookOptions {
   url: string;
   body: string;
   headers: Record<string, string>;
   timeoutMs: number;
+  /** Which addresses the POST may reach (checked after DNS, on every redirect). */
+  policy: AddressPolicy;
+  maxRedirects: number;
   /** Aborts the attempt (shutdown); the attempt then throws DeliveryInterrupted. */
   signal?: AbortSignal;
-}): Promise<DeliveryResult> {
+}
+
+/**
+ * One POST, redirects followed (each hop checked). What is recorded never holds the target's
+ * answer beyond its status class, and a connection that failed reads the same whatever the cause,
+ * so that the record of a run cannot serve to map a network.
+ */
+export async function postWebhook(opts: PostWebhookOptions): Promise<DeliveryResult> {
   const t0 = Date.now();
   const timeout = AbortSignal.timeout(opts.timeoutMs);
   const signal = opts.signal ? AbortSignal.any([timeout, opts.signal]) : timeout;
+  const done = (r: Omit<DeliveryResult, 'duration_ms'>): DeliveryResult => ({
+    ...r,
+    duration_ms: Date.now() - t0,
+  });
   try {
-    const res = await fetch(opts.url, {
+    const res = await guardedRequest({
+      url: opts.url,
       method: 'POST',
       headers: opts.headers,
       body: opts.body,
-      // A redirect is an answer like any other non-2xx: the signed body goes only to the URL given.
-      redirect: 'manual',
+      policy: opts.policy,
+      maxRedirects: opts.maxRedirects,
       signal,
     });
-    await res.body?.cancel().catch(() => undefined);
     const { ok, final } = classifyStatus(res.status);
-    return {
-      ok,
-      final,
-      status_code: res.status,
-      error: ok ? null : `the receiver answered HTTP ${res.status}`,
-      duration_ms: Date.now() - t0,
-    };
+    const error = ok ? null : `the receiver answered HTTP ${Math.floor(res.status / 100)}xx`;
+    return done({ ok, final, status_code: res.status, error });
   } catch (err) {
     if (opts.signal?.aborted) throw new DeliveryInterrupted();
-    const error = timeout.aborted
-      ? `no answer within ${opts.timeoutMs} ms`
-      : `the request failed: ${reasonOf(err)}`;
-    return { ok: false, final: false, status_code: null, error, duration_ms: Date.now() - t0 };
+    // The operator's policy will say the same next time: no retry.
+    if (err instanceof AddressRefused)
+      return done({ ok: false, final: true, status_code: null, error: err.message });
+    const error =
+      err instanceof HostUnresolved || err instanceof TooManyRedirects || err instanceof BadRedirect
+        ? `the request failed: ${err.message}`
+        : `the receiver gave no HTTP answer (no connection, the connection closed, or no answer within ${opts.timeoutMs} ms)`;
+    return done({ ok: false, final: false, status_code: null, error });
   }
-}
-
-/** fetch's own message is "fetch failed"; the cause says what happened (ECONNREFUSED, ENOTFOUND, ...). */
-function reasonOf(err: unknown): string {
-  const cause = (err as { cause?: { code?: unknown; message?: unknown } }).cause;
-  if (cause && typeof cause.code === 'string') return cause.code;
-  if (cause && typeof cause.message === 'string') return cause.message;
-  return err instanceof Error ? err.message : String(err);
 }

@@ -3,9 +3,11 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { isTerminalEvent, TERMINAL_STATUSES } from '../events/types.js';
 import { jettyTrajectory } from '../jetty/trajectory.js';
+import type { AddressPolicy } from '../net/address-policy.js';
 import { JOBS } from '../queue/catalog.js';
 import { type RedisKeys, WEBHOOK_QUEUE } from '../queue/keys.js';
 import { closeRedis } from '../queue/redis-close.js';
+import { isRedisConnectionError } from '../queue/redis-outage.js';
 import type { RunService, Trajectory } from '../queue/run-service.js';
 import { DeliveryInterrupted, type DeliveryResult, postWebhook } from './deliver.js';
 import { webhookHeaders } from './signing.js';
@@ -17,6 +19,10 @@ export interface WebhookWorkerDeps {
   concurrency: number;
   /** Each POST's time limit. */
   timeoutMs: number;
+  /** Which addresses a webhook may reach (NETWORK_ALLOW_PRIVATE lists the private ones allowed). */
+  policy: AddressPolicy;
+  /** Redirects a POST follows at most, each hop checked by the policy. */
+  maxRedirects: number;
   /** How long a delivery waits for a run that has not ended before giving up. */
   maxWaitMs: number;
   /** How soon a delivery that found its run still going looks again. */
@@ -49,7 +55,10 @@ export class WebhookWorker {
       prefix: deps.keys.bullPrefix(),
       concurrency: deps.concurrency,
     });
-    this.worker.on('error', (err) => deps.logger.error({ err }, 'webhook queue worker error'));
+    // A lost connection is the outage's, logged once by the connection's owner.
+    this.worker.on('error', (err) => {
+      if (!isRedisConnectionError(err)) deps.logger.error({ err }, 'webhook queue worker error');
+    });
   }
 
   async stop(): Promise<void> {
@@ -112,6 +121,8 @@ export class WebhookWorker {
         body,
         headers: webhookHeaders({ runId, body, secret, timestamp: Math.floor(at.getTime() / 1000) }),
         timeoutMs: deps.timeoutMs,
+        policy: deps.policy,
+        maxRedirects: deps.maxRedirects,
         signal: this.stopping.signal,
       });
     } catch (err) {

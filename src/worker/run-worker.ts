@@ -20,6 +20,7 @@ import {
 import { JOBS, type RunJob } from '../queue/catalog.js';
 import { type RedisKeys, RUN_QUEUE } from '../queue/keys.js';
 import { closeRedis } from '../queue/redis-close.js';
+import { isRedisConnectionError } from '../queue/redis-outage.js';
 import type { RunService } from '../queue/run-service.js';
 import type { RunTimings } from '../queue/run-store.js';
 import { getRuntime } from '../runtimes/registry.js';
@@ -126,7 +127,10 @@ export class RunWorker {
       stalledInterval: stalledIntervalFor(deps.lockMs),
       maxStalledCount: 2,
     });
-    this.worker.on('error', (err) => deps.logger.error({ err }, 'queue worker error'));
+    // A lost connection is the outage's, logged once by the connection's owner.
+    this.worker.on('error', (err) => {
+      if (!isRedisConnectionError(err)) deps.logger.error({ err }, 'queue worker error');
+    });
     // A job BullMQ gave up on without our processor finishing it (e.g. its workers kept dying):
     // the run must still end, or its record would say "running" forever.
     this.worker.on('failed', (job, err) => {

@@ -49,7 +49,13 @@ const c = () => h.collection;
 beforeAll(async () => {
   h = await startHarness({
     driver,
-    env: { MAX_UPLOAD_BYTES: '64k', MAX_UPLOAD_FILES: '3', JETTY_ADMIN_TOKEN: ADMIN_TOKEN },
+    env: {
+      MAX_UPLOAD_BYTES: '64k',
+      MAX_UPLOAD_FILES: '3',
+      JETTY_ADMIN_TOKEN: ADMIN_TOKEN,
+      // The webhook receiver of a test listens on loopback.
+      NETWORK_ALLOW_PRIVATE: '127.0.0.1',
+    },
   });
   sdk = new JettyClient({ apiUrl: h.url, token: h.key, maxRetries: 0 });
   other = await h.addCollection('other-team');

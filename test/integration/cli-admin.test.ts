@@ -8,7 +8,7 @@ import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../src/cli/main.js';
-import { loadMasterKey } from '../../src/tenancy/master-key-file.js';
+import { loadMasterKey, masterKeyCheckKey } from '../../src/tenancy/master-key-file.js';
 import { TenancyStore } from '../../src/tenancy/store.js';
 import { startRedis, type TestRedis } from '../support/redis.js';
 
@@ -68,7 +68,12 @@ describe('jetty admin', () => {
       const store = new TenancyStore(
         conn,
         env.JETTY_KEY_PREFIX!,
-        (await loadMasterKey(undefined, dataDir)).key,
+        (
+          await loadMasterKey(undefined, dataDir, {
+            redis: conn,
+            key: masterKeyCheckKey(env.JETTY_KEY_PREFIX!),
+          })
+        ).key,
       );
       expect(await store.lookupApiKey(key)).toMatchObject({ collection: 'acme' });
     } finally {

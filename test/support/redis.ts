@@ -21,8 +21,9 @@ export async function freePort(): Promise<number> {
   });
 }
 
-export async function startRedis(): Promise<TestRedis> {
-  const port = await freePort();
+/** `port`: a port to start on again, after stop(), as a Redis that comes back after an outage. */
+export async function startRedis(opts: { port?: number } = {}): Promise<TestRedis> {
+  const port = opts.port ?? (await freePort());
   const proc: ChildProcess = spawn(
     'redis-server',
     [

@@ -174,10 +174,18 @@ export const adminCommand: Command = {
 
 async function withStore(ctx: CliContext, fn: (store: TenancyStore) => Promise<ExitCode>): Promise<ExitCode> {
   // Loaded here: the HTTP commands never need Redis, nor its start-up cost.
-  const [{ Redis }, { loadConfig }, { loadMasterKey }, { TenancyStore }, { isAppError }] = await Promise.all([
+  const [
+    { Redis },
+    { loadConfig },
+    { loadMasterKey, masterKeyCheckKey },
+    { MasterKeyError },
+    { TenancyStore },
+    { isAppError },
+  ] = await Promise.all([
     import('ioredis'),
     import('../../config/index.js'),
     import('../../tenancy/master-key-file.js'),
+    import('../../tenancy/secrets.js'),
     import('../../tenancy/store.js'),
     import('../../errors.js'),
   ]);
@@ -190,10 +198,16 @@ async function withStore(ctx: CliContext, fn: (store: TenancyStore) => Promise<E
     } catch (err) {
       throw new CliError(`cannot reach Redis at REDIS_URL (${(err as Error).message})`, EXIT.unreachable);
     }
-    const master = await loadMasterKey(config.masterKey, config.dataDir);
+    // Redis keeps a check value of the server's master key: a CLI with another key (or none, far
+    // from the server's DATA_DIR) refuses rather than encrypt what the server cannot read.
+    const master = await loadMasterKey(config.masterKey, config.dataDir, {
+      redis,
+      key: masterKeyCheckKey(config.keyPrefix),
+    });
     return await fn(new TenancyStore(redis, config.keyPrefix, master.key));
   } catch (err) {
     if (isAppError(err)) throw new CliError(err.message, EXIT.apiError);
+    if (err instanceof MasterKeyError) throw new CliError(err.message, EXIT.usage);
     throw err;
   } finally {
     redis.disconnect();

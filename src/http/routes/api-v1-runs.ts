@@ -8,13 +8,13 @@ import type { MultipartFile, MultipartValue } from '@fastify/multipart';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { AppError, badRequest, isAppError, notFound } from '../../errors.js';
+import { AppError, badRequest, isAppError, jsonTooDeep, notFound } from '../../errors.js';
 import { TERMINAL_STATUSES } from '../../events/types.js';
 import { keySegments, resolveAssets } from '../../jetty/assets.js';
 import { jettyTrajectory, parseFileKey, taskOf, workflowId } from '../../jetty/trajectory.js';
 import type { SavedUpload } from '../../jetty/uploads.js';
 import { asInitParamsError, chatRequestOf, mergeInitParams } from '../../jetty/workflow.js';
-import { isPlainObject } from '../../json.js';
+import { isPlainObject, jsonNestingDepth } from '../../json.js';
 import type { RunView } from '../../queue/run-service.js';
 import { envNameProblem, quoted } from '../../tenancy/names.js';
 import { PROVIDER_KEY_VARIABLES } from '../../tenancy/provider-keys.js';
@@ -36,8 +36,9 @@ type RunForm = {
   upload: SavedUpload | null;
 };
 
-function jsonObjectField(raw: string | undefined, name: string): Record<string, unknown> {
+function jsonObjectField(raw: string | undefined, name: string, maxDepth: number): Record<string, unknown> {
   if (raw === undefined || raw.trim() === '') return {};
+  if (jsonNestingDepth(raw, maxDepth) > maxDepth) throw jsonTooDeep(name, maxDepth, name);
   let v: unknown;
   try {
     v = JSON.parse(raw);
@@ -107,7 +108,8 @@ async function readRunForm(req: FastifyRequest, deps: AppDeps, collection: strin
         }
         fields[f.fieldname] = String(f.value);
         // init_params first, as every client sends it: a bad one fails before any file is stored.
-        if (f.fieldname === 'init_params') jsonObjectField(fields.init_params, 'init_params');
+        if (f.fieldname === 'init_params')
+          jsonObjectField(fields.init_params, 'init_params', deps.maxJsonDepth);
       }
     }
   }
@@ -162,8 +164,10 @@ export function apiV1RunRoutes(app: FastifyInstance, deps: AppDeps): void {
     const collection = ownCollection(req, params.c);
     const task = await deps.tasks.get(collection, params.t);
     const form = await readRunForm(req, deps, collection);
-    const submitted = jsonObjectField(form.fields.init_params, 'init_params');
-    const secrets = secretValues(jsonObjectField(form.fields.secret_params, 'secret_params'));
+    const submitted = jsonObjectField(form.fields.init_params, 'init_params', deps.maxJsonDepth);
+    const secrets = secretValues(
+      jsonObjectField(form.fields.secret_params, 'secret_params', deps.maxJsonDepth),
+    );
     if (form.fields.subscription_credential) {
       throw badRequest(
         'subscription_credential is not served by this server: set the provider key in the collection’s environment instead.',

@@ -187,6 +187,7 @@ export function runRoutes(app: FastifyInstance, deps: AppDeps, streams: OpenStre
           'Last-Event-ID',
         );
       }
+      await runs.checkResumePoint(rec.id, after);
       const sse = streams.start(reply, 200, { 'x-request-id': String(req.id) });
       try {
         for await (const ev of runs.follow(rec.id, after, sse.signal)) {
