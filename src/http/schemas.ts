@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { LIMIT_HITS, type LimitHit } from '../events/limits.js';
 import { AGENT_NAMES, type AgentName } from '../events/types.js';
 import { mcpServersSchema } from '../runtimes/mcp.js';
 import { PROVIDER_NAMES, type ProviderName } from '../runtimes/types.js';
@@ -127,6 +128,12 @@ export const runRecordSchema = z.object({
     .describe("The run's webhook (jetty.webhook_url) and each try at delivering it; never its secret"),
   artifacts: z.array(artifactSchema),
   missing_outputs: z.array(z.string()),
+  limits_hit: z
+    .array(z.enum(LIMIT_HITS as [LimitHit, ...LimitHit[]]))
+    .default([])
+    .describe(
+      "Limits of the run's output it reached (RUN_MAX_LINE_BYTES, RUN_MAX_EVENTS, RUN_MAX_STREAM_BYTES); a warning event with code output_limit says what was dropped",
+    ),
   cancel_requested: z.boolean(),
   labels: z.record(z.string(), z.string()),
   timings: z

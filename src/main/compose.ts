@@ -58,7 +58,8 @@ export async function startServer(
     new RunService({
       redis: r,
       keys,
-      events: new EventStreamStore(r, (id) => keys.events(id)),
+      // The stream's own cap backs the worker's event limit (notices and the end pass it).
+      events: new EventStreamStore(r, (id) => keys.events(id), config.runLimits.maxEvents),
       blobs,
       retentionSec: config.retentionSec,
       webhooks: { attempts: config.webhooks.attempts, backoffMs: config.webhooks.backoffMs },
@@ -132,6 +133,7 @@ export async function startServer(
         serverProviderKeys: config.providerKeys,
         simulatedProvider: config.simulatedProvider,
         upstreams: config.upstreams,
+        runLimits: config.runLimits,
         logger: logger.child({ component: 'worker' }),
       });
       await worker.start();

@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import type { LimitHit } from '../events/limits.js';
 import {
   type AgentName,
   type ArtifactInfo,
@@ -49,6 +50,8 @@ export interface RunRecord {
   artifacts: ArtifactInfo[];
   /** Required output files the run did not produce (set when it ends). */
   missing_outputs: string[];
+  /** Limits of its output the run reached (its events say what was dropped); empty for most runs. */
+  limits_hit: LimitHit[];
   cancel_requested: boolean;
   labels: Record<string, string>;
   timings: RunTimings | null;
@@ -93,6 +96,7 @@ export class RunStore {
       exit_code: null,
       artifacts: [],
       missing_outputs: [],
+      limits_hit: [],
       cancel_requested: false,
       labels: {},
       timings: null,

@@ -5,6 +5,7 @@ import { type Job, UnrecoverableError, WaitingError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { AppError, isAppError } from '../errors.js';
+import { DEFAULT_RUN_LIMITS, type RunLimits } from '../events/limits.js';
 import {
   type AgentEvent,
   emptyUsage,
@@ -23,7 +24,7 @@ import { closeRedis } from '../queue/redis-close.js';
 import type { RunService } from '../queue/run-service.js';
 import type { RunTimings } from '../queue/run-store.js';
 import { getRuntime } from '../runtimes/registry.js';
-import type { ProviderName, SandboxFile } from '../runtimes/types.js';
+import type { OutputParser, ProviderName, SandboxFile } from '../runtimes/types.js';
 import {
   type CollectedArtifact,
   GATEWAY_MOUNT,
@@ -66,6 +67,8 @@ export interface WorkerDeps {
   logger: Logger;
   /** How often orphaned sandboxes are looked for (ms). */
   reapIntervalMs?: number;
+  /** What bounds each run's output; DEFAULT_RUN_LIMITS when not given. */
+  runLimits?: RunLimits;
 }
 
 type StopReason = 'cancelled' | 'timeout' | 'shutdown';
@@ -89,6 +92,10 @@ export class RunWorker {
   private readonly inflight = new Set<Promise<unknown>>();
 
   constructor(private readonly deps: WorkerDeps) {}
+
+  private get limits(): RunLimits {
+    return this.deps.runLimits ?? DEFAULT_RUN_LIMITS;
+  }
 
   async start(): Promise<void> {
     const { deps } = this;
@@ -259,7 +266,11 @@ export class RunWorker {
       started_at: startedAt.toISOString(),
     });
     if (!moved.moved) return;
-    const sink = new RunEventSink(deps.runs.events, runId);
+    const sink = new RunEventSink(deps.runs.events, runId, {
+      limits: this.limits,
+      // The record shows a limit as soon as it is reached, not only once the run is over.
+      onLimit: (hits) => deps.runs.store.update(runId, { limits_hit: [...hits] }),
+    });
     if (moved.previous === 'running') {
       sink.emit({
         type: 'log',
@@ -346,30 +357,10 @@ export class RunWorker {
       await job.updateProgress({ sandbox_id: sandbox.id });
 
       const parser = runtime.createParser();
-      const out = (async () => {
-        for await (const line of linesOf(sandbox.stdout)) {
-          if (!line) continue;
-          for (const ev of parser.push(line)) sink.emit(ev);
-        }
-      })();
-      const err = (async () => {
-        let n = 0;
-        for await (const line of linesOf(sandbox.stderr)) {
-          if (!line.trim()) continue;
-          const evs: AgentEvent[] = parser.pushStderr?.(line) ?? [
-            { type: 'log', data: { stream: 'stderr', line: line.slice(0, 4000) } },
-          ];
-          if (++n <= MAX_STDERR_EVENTS) for (const ev of evs) sink.emit(ev);
-        }
-        if (n > MAX_STDERR_EVENTS)
-          sink.emit({
-            type: 'log',
-            data: { stream: 'system', line: `${n - MAX_STDERR_EVENTS} more stderr lines were not kept.` },
-          });
-      })();
+      const reading = readOutput(sandbox, parser, sink, this.limits.maxLineBytes);
       ({ exitCode } = await sandbox.wait());
       timings.agent_ms = Date.now() - tRunning;
-      await Promise.all([out, err]);
+      await reading;
       const fin = parser.finish(stopReason ? null : exitCode);
       for (const ev of fin.events) sink.emit(ev);
       outcome = fin.outcome;
@@ -465,22 +456,24 @@ export class RunWorker {
       };
     }
     await sink.flush();
-    // What the record keeps goes through the same redaction as the events.
+    // What the record keeps is what the stream keeps: redacted, and cut to the same limits.
+    const ended = sink.shape(terminal);
     await this.end(
       runId,
       ['running'],
       status,
-      redactor.deep(terminal),
+      ended,
       redactor.deep({
         ended_at: endedAt.toISOString(),
         duration_ms,
         usage: sink.totals(),
         artifacts,
         missing_outputs: missing,
+        limits_hit: sink.limitsHit,
         timings,
         exit_code: exitCode,
-        final_text: outcome?.finalText ?? null,
-        error: terminal.type === 'run.failed' ? terminal.data.error : null,
+        final_text: outcome ? sink.shapeMessage(outcome.finalText) : null,
+        error: ended.type === 'run.failed' ? ended.data.error : null,
       }),
     );
     log.info({ status, duration_ms, exitCode, artifacts: artifacts.length }, 'run ended');
@@ -599,6 +592,45 @@ export class RunWorker {
       onUsage,
       onRequest,
     };
+  }
+}
+
+/**
+ * Feeds the sandbox's stdout to the parser and its stderr to the parser or straight to the sink.
+ * A line cut at the line limit loses the start of a secret it ended in (the cut came before any
+ * redaction could see the whole value), and the run says once that a line was cut.
+ */
+async function readOutput(
+  sandbox: RunningSandbox,
+  parser: OutputParser,
+  sink: RunEventSink,
+  maxLineBytes: number,
+): Promise<void> {
+  const read = async (stream: RunningSandbox['stdout'], each: (line: string) => void) => {
+    for await (const batch of linesOf(stream, maxLineBytes)) {
+      for (const line of batch) {
+        if (line.truncated) sink.lineCut();
+        each(line.truncated ? sink.redactor.dropPartialTail(line.text) : line.text);
+      }
+    }
+  };
+  const out = read(sandbox.stdout, (line) => {
+    if (line) for (const ev of parser.push(line)) sink.emit(ev);
+  });
+  let n = 0;
+  const err = read(sandbox.stderr, (line) => {
+    if (!line.trim()) return;
+    const evs: AgentEvent[] = parser.pushStderr?.(line) ?? [
+      { type: 'log', data: { stream: 'stderr', line } },
+    ];
+    if (++n <= MAX_STDERR_EVENTS) for (const ev of evs) sink.emit(ev);
+  });
+  await Promise.all([out, err]);
+  if (n > MAX_STDERR_EVENTS) {
+    sink.emit({
+      type: 'log',
+      data: { stream: 'system', line: `${n - MAX_STDERR_EVENTS} more stderr lines were not kept.` },
+    });
   }
 }
 
