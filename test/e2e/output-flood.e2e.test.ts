@@ -106,7 +106,7 @@ describe('a sandbox flooding its stdout (1 GiB in one line, then 64 MiB of short
   // a minute, more on a busy host, hence the generous deadlines.
   it('leaves the worker under 300 MB, ends the run, and the run says which limits it reached', async () => {
     const pid = worker?.pid ?? 0;
-    await waitFor(async () => (await fetch(`${api.url}/healthz`)).ok && rssOf(pid) > 0, 10_000, 'the worker');
+    await waitFor(async () => readFileSync(logFile, 'utf8').includes('worker started'), 20_000, 'the worker');
     const res = await postJson(
       `${api.url}/v1/chat/completions`,
       runbookRequest(RUNBOOK, { stream: false, jetty: { timeout_hint: 0, timeout_sec: 150 } }),
@@ -114,6 +114,7 @@ describe('a sandbox flooding its stdout (1 GiB in one line, then 64 MiB of short
     );
     const runId = ((await res.json()) as { jetty_metadata: { trajectory_id: string } }).jetty_metadata
       .trajectory_id;
+    const idle = rssOf(pid);
     let peak = 0;
     const started = Date.now();
     const cpuBefore = cpuOf(pid);
@@ -137,7 +138,7 @@ describe('a sandbox flooding its stdout (1 GiB in one line, then 64 MiB of short
       clearInterval(sampler);
     }
     console.log(
-      `flood: worker peak RSS ${(peak / MiB).toFixed(0)} MiB, ${(cpuOf(pid) - cpuBefore).toFixed(1)} CPU s; run ended ${record.status} in ${((Date.now() - started) / 1000).toFixed(1)} s`,
+      `flood: worker RSS ${(idle / MiB).toFixed(0)} MiB idle, ${(peak / MiB).toFixed(0)} MiB at peak, ${(cpuOf(pid) - cpuBefore).toFixed(1)} CPU s; run ended ${record.status} in ${((Date.now() - started) / 1000).toFixed(1)} s`,
     );
     expect(peak).toBeGreaterThan(0);
     expect(peak).toBeLessThan(300 * 1000 * 1000);
