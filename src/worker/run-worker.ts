@@ -24,7 +24,7 @@ import { closeRedis } from '../queue/redis-close.js';
 import type { RunService } from '../queue/run-service.js';
 import type { RunTimings } from '../queue/run-store.js';
 import { getRuntime } from '../runtimes/registry.js';
-import type { OutputParser, ProviderName, SandboxFile } from '../runtimes/types.js';
+import type { ProviderName, SandboxFile } from '../runtimes/types.js';
 import {
   type CollectedArtifact,
   GATEWAY_MOUNT,
@@ -35,14 +35,12 @@ import {
 import type { BlobStore } from '../storage/blob-store.js';
 import { providerKeyFor } from '../tenancy/provider-keys.js';
 import type { TenancyStore } from '../tenancy/store.js';
-import { linesOf } from './lines.js';
 import { composePrompt } from './prompt.js';
+import { readOutput } from './read-output.js';
 import { RunEventSink } from './run-events.js';
 
 /** Port the in-sandbox forwarder listens on (127.0.0.1 inside the sandbox only). */
 export const SANDBOX_GATEWAY_PORT = 4100;
-/** stderr lines kept as `log` events per run; the rest are counted, not stored. */
-export const MAX_STDERR_EVENTS = 500;
 
 export interface WorkerDeps {
   redis: Redis;
@@ -592,45 +590,6 @@ export class RunWorker {
       onUsage,
       onRequest,
     };
-  }
-}
-
-/**
- * Feeds the sandbox's stdout to the parser and its stderr to the parser or straight to the sink.
- * A line cut at the line limit loses the start of a secret it ended in (the cut came before any
- * redaction could see the whole value), and the run says once that a line was cut.
- */
-async function readOutput(
-  sandbox: RunningSandbox,
-  parser: OutputParser,
-  sink: RunEventSink,
-  maxLineBytes: number,
-): Promise<void> {
-  const read = async (stream: RunningSandbox['stdout'], each: (line: string) => void) => {
-    for await (const batch of linesOf(stream, maxLineBytes)) {
-      for (const line of batch) {
-        if (line.truncated) sink.lineCut();
-        each(line.truncated ? sink.redactor.dropPartialTail(line.text) : line.text);
-      }
-    }
-  };
-  const out = read(sandbox.stdout, (line) => {
-    if (line) for (const ev of parser.push(line)) sink.emit(ev);
-  });
-  let n = 0;
-  const err = read(sandbox.stderr, (line) => {
-    if (!line.trim()) return;
-    const evs: AgentEvent[] = parser.pushStderr?.(line) ?? [
-      { type: 'log', data: { stream: 'stderr', line } },
-    ];
-    if (++n <= MAX_STDERR_EVENTS) for (const ev of evs) sink.emit(ev);
-  });
-  await Promise.all([out, err]);
-  if (n > MAX_STDERR_EVENTS) {
-    sink.emit({
-      type: 'log',
-      data: { stream: 'system', line: `${n - MAX_STDERR_EVENTS} more stderr lines were not kept.` },
-    });
   }
 }
 
