@@ -70,7 +70,7 @@ export class ProgressView {
       case 'tool.result':
         if (d.is_error === true) this.line(`  ✗ ${oneLine(str(d.output), this.width(4))}`, 'red');
         break;
-      case 'warning':
+      case 'run.warning':
         this.line(`! ${str(d.code)}: ${str(d.message)}`, 'yellow');
         break;
       case 'artifact':

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { DEFAULT_RUN_LIMITS, type RunLimits } from '../events/limits.js';
 import { AGENT_NAMES, type AgentName } from '../events/types.js';
 import { type AllowEntry, parseAllowList } from '../net/address-policy.js';
 import { type RealProvider, UPSTREAMS } from '../providers/upstreams.js';
@@ -31,7 +32,7 @@ const int = (def: number, min: number, max: number) =>
       return n;
     });
 
-const bytes = (def: string) =>
+const bytes = (def: string, range?: { min: string; max: string }) =>
   z
     .string()
     .default(def)
@@ -39,6 +40,13 @@ const bytes = (def: string) =>
       const n = parseBytes(v);
       if (n === null) {
         ctx.addIssue({ code: 'custom', message: `must be a size like 512m, 2g or 1048576; got "${v}"` });
+        return z.NEVER;
+      }
+      if (range && (n < parseBytes(range.min)! || n > parseBytes(range.max)!)) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `must be a size from ${range.min} to ${range.max}; got "${v}"`,
+        });
         return z.NEVER;
       }
       return n;
@@ -128,6 +136,12 @@ const envSchema = z.object({
   /** The web page at /ui: the largest artifact it previews inline, and the timeline entries it keeps. */
   UI_PREVIEW_MAX_BYTES: bytes('2m'),
   UI_MAX_TIMELINE_EVENTS: int(5000, 100, 1_000_000),
+  // Per-run output limits (src/events/limits.ts says why each default).
+  RUN_MAX_LINE_BYTES: bytes(String(DEFAULT_RUN_LIMITS.maxLineBytes), { min: '64k', max: '256m' }),
+  RUN_MAX_EVENT_TEXT_BYTES: bytes(String(DEFAULT_RUN_LIMITS.maxEventTextBytes), { min: '1k', max: '64m' }),
+  RUN_MAX_MESSAGE_BYTES: bytes(String(DEFAULT_RUN_LIMITS.maxMessageBytes), { min: '1k', max: '64m' }),
+  RUN_MAX_EVENTS: int(DEFAULT_RUN_LIMITS.maxEvents, 100, 10_000_000),
+  RUN_MAX_STREAM_BYTES: bytes(String(DEFAULT_RUN_LIMITS.maxStreamBytes), { min: '64k', max: '4g' }),
 });
 
 // Provider keys and upstream URLs, one pair per provider (src/providers/upstreams.ts names them).
@@ -202,6 +216,8 @@ export interface Config {
   /** Uploads: bytes per file and files per request. */
   uploads: { maxFileBytes: number; maxFiles: number };
   ui: { previewMaxBytes: number; maxTimelineEvents: number };
+  /** What bounds each run's output: line length, event text, events and bytes per run. */
+  runLimits: RunLimits;
   /**
    * Provider keys from server configuration: every collection without its own key for a provider
    * uses these. On a server shared by several teams, leave them unset.
@@ -290,6 +306,13 @@ export function loadConfig(env: Record<string, string | undefined>, hostname = '
     adminToken: e.JETTY_ADMIN_TOKEN,
     uploads: { maxFileBytes: e.MAX_UPLOAD_BYTES, maxFiles: e.MAX_UPLOAD_FILES },
     ui: { previewMaxBytes: e.UI_PREVIEW_MAX_BYTES, maxTimelineEvents: e.UI_MAX_TIMELINE_EVENTS },
+    runLimits: {
+      maxLineBytes: e.RUN_MAX_LINE_BYTES,
+      maxEventTextBytes: e.RUN_MAX_EVENT_TEXT_BYTES,
+      maxMessageBytes: e.RUN_MAX_MESSAGE_BYTES,
+      maxEvents: e.RUN_MAX_EVENTS,
+      maxStreamBytes: e.RUN_MAX_STREAM_BYTES,
+    },
     providerKeys,
     upstreams,
   };

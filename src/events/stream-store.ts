@@ -1,22 +1,45 @@
 import type { Redis } from 'ioredis';
 import { type EventType, isTerminalEvent, type NewEvent, type StoredEvent } from './types.js';
 
+// XADD unless the stream already holds ARGV[1] entries (0: no cap). KEYS[1] = the stream;
+// ARGV[2..] = its field/value pairs. Returns the new id, or nil when refused.
+const CAPPED_XADD = `
+local cap = tonumber(ARGV[1])
+if cap > 0 and redis.call('XLEN', KEYS[1]) >= cap then return false end
+return redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2))
+`;
+
 /**
  * One Redis Stream per run. Entry ids are the SSE event ids, so a client that reconnects with
  * Last-Event-ID resumes exactly after the last event it saw.
  */
 export class EventStreamStore {
+  /**
+   * @param maxEntries the last line of defence of a run's event limit: past it, an append is
+   *   refused (null) unless the event is terminal or marked `always`. 0: no cap.
+   */
   constructor(
     private readonly redis: Redis,
     private readonly keyOf: (runId: string) => string,
+    private readonly maxEntries = 0,
   ) {}
 
-  /** `attempt`: the run's attempt that writes it (see StoredEvent). */
-  async append(runId: string, event: NewEvent, attempt?: number): Promise<string> {
+  /**
+   * The new event's id, or null when the stream is at its cap (the event is not stored).
+   * `attempt`: the run's attempt that writes it (see StoredEvent).
+   */
+  async append(
+    runId: string,
+    event: NewEvent,
+    opts: { always?: boolean; attempt?: number } = {},
+  ): Promise<string | null> {
+    const cap = opts.always || isTerminalEvent(event.type) ? 0 : this.maxEntries;
     const fields = ['type', event.type, 'data', JSON.stringify(event.data), 'ts', String(Date.now())];
-    if (attempt !== undefined) fields.push('attempt', String(attempt));
-    const id = await this.redis.xadd(this.keyOf(runId), '*', ...fields);
-    return id as string;
+    if (opts.attempt !== undefined) fields.push('attempt', String(opts.attempt));
+    if (cap === 0) return (await this.redis.xadd(this.keyOf(runId), '*', ...fields)) as string;
+    return (await this.redis.eval(CAPPED_XADD, 1, this.keyOf(runId), String(cap), ...fields)) as
+      | string
+      | null;
   }
 
   /** Events strictly after `afterId` ('0' or '0-0' for all), at most `count`. */

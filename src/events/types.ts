@@ -47,6 +47,10 @@ export interface ArtifactInfo {
   content_type: string;
 }
 
+/**
+ * `truncated: true` on an event's data: one of its texts was cut to the run's limits
+ * (src/events/limits.ts), after redaction.
+ */
 export interface EventDataMap {
   'run.queued': { agent: AgentName; model: string; provider: string };
   /**
@@ -57,21 +61,29 @@ export interface EventDataMap {
   'run.retry': { attempt: number; reason: RetryReason; message: string };
   /** `worker`: the worker process that runs this attempt (its name in the worker's log and labels). */
   'run.started': { sandbox_id: string; image: string; runtime_version: string; worker?: string };
-  'agent.message': { text: string; delta?: boolean };
-  'agent.reasoning': { text: string };
-  'tool.call': { call_id: string; name: string; input: unknown };
+  'agent.message': { text: string; delta?: boolean; truncated?: boolean };
+  'agent.reasoning': { text: string; truncated?: boolean };
+  /** `input` is the cut JSON text of the input (a string) when it was over the run's text limit. */
+  'tool.call': { call_id: string; name: string; input: unknown; truncated?: boolean };
   'tool.result': { call_id: string; output: string; is_error: boolean; truncated?: boolean };
   usage: UsageData;
-  log: { stream: 'stderr' | 'system'; line: string };
+  log: { stream: 'stderr' | 'system'; line: string; truncated?: boolean };
   artifact: ArtifactInfo;
   'run.warning': RunWarning;
-  'run.completed': { final_text: string; exit_code: number | null; usage: UsageTotals; duration_ms: number };
+  'run.completed': {
+    final_text: string;
+    exit_code: number | null;
+    usage: UsageTotals;
+    duration_ms: number;
+    truncated?: boolean;
+  };
   'run.failed': {
     error: RunError;
     exit_code: number | null;
     final_text?: string;
     usage: UsageTotals;
     duration_ms: number;
+    truncated?: boolean;
   };
   'run.cancelled': { reason: string; usage: UsageTotals; duration_ms: number };
 }

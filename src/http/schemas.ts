@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { LIMIT_HITS, type LimitHit } from '../events/limits.js';
 import { AGENT_NAMES, type AgentName } from '../events/types.js';
 import { mcpServersSchema } from '../runtimes/mcp.js';
 import { PROVIDER_NAMES, type ProviderName } from '../runtimes/types.js';
@@ -136,6 +137,12 @@ export const runRecordSchema = z.object({
     .array(z.object({ code: z.string(), message: z.string() }))
     .describe(
       'Every run.warning of the run: what the pre-flight rewrote or left as written, and what the run missed',
+    ),
+  limits_hit: z
+    .array(z.enum(LIMIT_HITS as [LimitHit, ...LimitHit[]]))
+    .default([])
+    .describe(
+      "Limits of the run's output it reached (RUN_MAX_LINE_BYTES, RUN_MAX_EVENTS, RUN_MAX_STREAM_BYTES); a warning event with code output_limit says what was dropped",
     ),
   cancel_requested: z.boolean(),
   labels: z.record(z.string(), z.string()),

@@ -92,7 +92,8 @@ export async function startServer(
     new RunService({
       redis: r,
       keys,
-      events: new EventStreamStore(r, (id) => keys.events(id)),
+      // The stream's own cap backs the worker's event limit (notices and the end pass it).
+      events: new EventStreamStore(r, (id) => keys.events(id), config.runLimits.maxEvents),
       blobs,
       retentionSec: config.retentionSec,
       webhooks: { attempts: config.webhooks.attempts, backoffMs: config.webhooks.backoffMs },
@@ -297,6 +298,7 @@ async function startWorkerSide(config: Config, ctx: WorkerSideContext) {
     simulatedProvider: config.simulatedProvider,
     upstreams: config.upstreams,
     sweepIntervalMs: config.sandboxSweepMs,
+    runLimits: config.runLimits,
     logger: logger.child({ component: 'worker' }),
   });
   await worker.start();

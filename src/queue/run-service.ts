@@ -393,7 +393,7 @@ export class RunService {
    */
   async finish(id: string, terminal: NewEvent, attempt?: number): Promise<void> {
     if (!isTerminalEvent(terminal.type)) throw new Error(`not a terminal event: ${terminal.type}`);
-    await this.deps.events.append(id, terminal, attempt);
+    await this.deps.events.append(id, terminal, { attempt });
     const traj = await this.trajectory(id);
     await this.deps.blobs.writeTrajectory(id, traj);
     const ttl = this.deps.retentionSec;

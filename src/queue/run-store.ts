@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import type { LimitHit } from '../events/limits.js';
 import {
   type AgentName,
   type ArtifactInfo,
@@ -55,6 +56,8 @@ export interface RunRecord {
   primary_outputs: string[];
   /** Every `run.warning` of the run: the pre-flight's when it is queued, the worker's when it ends. */
   warnings: RunWarning[];
+  /** Limits of its output the run reached (its events say what was dropped); empty for most runs. */
+  limits_hit: LimitHit[];
   cancel_requested: boolean;
   labels: Record<string, string>;
   timings: RunTimings | null;
@@ -121,6 +124,7 @@ export class RunStore {
       missing_outputs: [],
       primary_outputs: [],
       warnings: [],
+      limits_hit: [],
       cancel_requested: false,
       labels: {},
       timings: null,

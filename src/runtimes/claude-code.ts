@@ -15,12 +15,10 @@ import {
   howItEnded,
   type JsonObject,
   logEvent,
-  MAX_TOOL_OUTPUT_BYTES,
   PROMPT_PATH,
   parseJsonObject,
   providerError,
   pushGuarded,
-  truncateUtf8,
 } from './json-lines.js';
 import type { McpServer } from './mcp.js';
 import type {
@@ -357,14 +355,12 @@ export class ClaudeCodeParser implements OutputParser {
       if (block === undefined || block.type !== 'tool_result') continue;
       const callId = asString(block.tool_use_id);
       if (callId === undefined) continue;
-      const cut = truncateUtf8(toolResultText(block.content), MAX_TOOL_OUTPUT_BYTES);
       events.push({
         type: 'tool.result',
         data: {
           call_id: callId,
-          output: cut.text,
+          output: toolResultText(block.content),
           is_error: block.is_error === true,
-          ...(cut.truncated ? { truncated: true } : {}),
         },
       });
     }

@@ -16,12 +16,10 @@ import {
   howItEnded,
   type JsonObject,
   logEvent,
-  MAX_TOOL_OUTPUT_BYTES,
   PROMPT_PATH,
   parseJsonObject,
   providerError,
   pushGuarded,
-  truncateUtf8,
 } from './json-lines.js';
 import type { McpServer } from './mcp.js';
 import type {
@@ -420,8 +418,8 @@ function toolCall(type: string, item: JsonObject): { name: string; input: unknow
   }
 }
 
-/** The tool.result of a completed tool-like item: its output (cut to the limit) and whether it failed. */
-function toolResult(type: string, item: JsonObject): { output: string; is_error: boolean; truncated?: true } {
+/** The tool.result of a completed tool-like item: its whole output and whether it failed. */
+function toolResult(type: string, item: JsonObject): { output: string; is_error: boolean } {
   const status = asString(item.status);
   let output: string;
   let isError = status === 'failed' || status === 'declined';
@@ -451,8 +449,7 @@ function toolResult(type: string, item: JsonObject): { output: string; is_error:
       output = JSON.stringify(item.agents_states ?? {}) ?? '';
       break;
   }
-  const cut = truncateUtf8(output, MAX_TOOL_OUTPUT_BYTES);
-  return { output: cut.text, is_error: isError, ...(cut.truncated ? { truncated: true as const } : {}) };
+  return { output, is_error: isError };
 }
 
 function fileChanges(item: JsonObject): Array<{ path: string; kind: string }> {

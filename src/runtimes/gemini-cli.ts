@@ -13,12 +13,10 @@ import {
   howItEnded,
   type JsonObject,
   logEvent,
-  MAX_TOOL_OUTPUT_BYTES,
   PROMPT_PATH,
   parseJsonObject,
   providerError,
   pushGuarded,
-  truncateUtf8,
 } from './json-lines.js';
 import type { McpServer } from './mcp.js';
 import type {
@@ -312,15 +310,13 @@ export class GeminiCliParser implements OutputParser {
     const isError = asString(msg.status) !== 'success';
     const error = asObject(msg.error);
     const output = asString(msg.output) ?? (isError ? (asString(error?.message) ?? '') : '');
-    const cut = truncateUtf8(output, MAX_TOOL_OUTPUT_BYTES);
     return [
       {
         type: 'tool.result',
         data: {
           call_id: id,
-          output: cut.text,
+          output,
           is_error: isError,
-          ...(cut.truncated ? { truncated: true } : {}),
         },
       },
     ];

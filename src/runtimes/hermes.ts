@@ -26,12 +26,10 @@ import {
   howItEnded,
   type JsonObject,
   logEvent,
-  MAX_TOOL_OUTPUT_BYTES,
   PROMPT_PATH,
   parseJsonObject,
   providerFailure,
   pushGuarded,
-  truncateUtf8,
 } from './json-lines.js';
 import type { McpServer } from './mcp.js';
 import type {
@@ -504,14 +502,12 @@ export class HermesParser implements OutputParser {
     const id = this.callId(msg, name);
     const events = this.announcedCalls.has(id) ? [] : this.announceCall(msg);
     const text = resultText(msg.result);
-    const cut = truncateUtf8(text, MAX_TOOL_OUTPUT_BYTES);
     events.push({
       type: 'tool.result',
       data: {
         call_id: id,
-        output: cut.text,
+        output: text,
         is_error: isToolError(asString(msg.status), text),
-        ...(cut.truncated ? { truncated: true } : {}),
       },
     });
     return events;

@@ -1,20 +1,19 @@
 /**
  * Small helpers shared by the runtime parsers: every agent CLI prints one JSON object per stdout
  * line, and every parser must read them without ever throwing on what it does not expect.
+ *
+ * Parsers never cut text: the worker's event sink redacts each event whole and then cuts it to the
+ * run's limits. Cutting here, before redaction, could keep the start of a secret.
  */
 import type { AgentEvent, RunError } from '../events/types.js';
 import { isPlainObject } from '../json.js';
-
-/** `tool.result` output is cut past this many UTF-8 bytes (and flagged `truncated: true`). */
-export const MAX_TOOL_OUTPUT_BYTES = 16 * 1024;
-
-/** A `log` line is cut past this many bytes: a garbage line of megabytes must not flood the stream. */
-export const MAX_LOG_LINE_BYTES = 4 * 1024;
 
 export type JsonObject = Record<string, unknown>;
 
 /** The line as a JSON object, or undefined for anything else (non-JSON, arrays, scalars). */
 export function parseJsonObject(line: string): JsonObject | undefined {
+  // Most noise is not even JSON-shaped: skip the throw and catch (a flood of lines is costly enough).
+  if (!startsLikeObject(line)) return undefined;
   let value: unknown;
   try {
     value = JSON.parse(line);
@@ -22,6 +21,16 @@ export function parseJsonObject(line: string): JsonObject | undefined {
     return undefined;
   }
   return asObject(value);
+}
+
+/** Whether the first character after any blanks is `{`. */
+function startsLikeObject(line: string): boolean {
+  for (let i = 0; i < line.length; i++) {
+    const c = line.charCodeAt(i);
+    if (c === 0x7b) return true;
+    if (c !== 0x20 && c !== 0x09 && c !== 0x0d && c !== 0x0a) return false;
+  }
+  return false;
 }
 
 export function asObject(value: unknown): JsonObject | undefined {
@@ -47,21 +56,8 @@ export function asArray(value: unknown): unknown[] {
   return Array.isArray(value) ? value : [];
 }
 
-/** Cuts `text` to at most `maxBytes` UTF-8 bytes without splitting a character. */
-export function truncateUtf8(text: string, maxBytes: number): { text: string; truncated: boolean } {
-  // Cheap exit: a UTF-16 code unit is at most 3 UTF-8 bytes.
-  if (text.length * 3 <= maxBytes) return { text, truncated: false };
-  const bytes = Buffer.from(text, 'utf8');
-  if (bytes.length <= maxBytes) return { text, truncated: false };
-  let end = maxBytes;
-  // Step back over continuation bytes (10xxxxxx) so the cut lands on a character boundary.
-  while (end > 0 && ((bytes[end] ?? 0) & 0xc0) === 0x80) end--;
-  return { text: bytes.subarray(0, end).toString('utf8'), truncated: true };
-}
-
 export function logEvent(stream: 'stderr' | 'system', line: string): AgentEvent {
-  const cut = truncateUtf8(line, MAX_LOG_LINE_BYTES);
-  return { type: 'log', data: { stream, line: cut.truncated ? `${cut.text}…` : cut.text } };
+  return { type: 'log', data: { stream, line } };
 }
 
 /** How a CLI process ended, for a crash message: "was killed" or "exited with code N". */

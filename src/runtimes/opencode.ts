@@ -18,12 +18,10 @@ import {
   howItEnded,
   type JsonObject,
   logEvent,
-  MAX_TOOL_OUTPUT_BYTES,
   PROMPT_PATH,
   parseJsonObject,
   providerError,
   pushGuarded,
-  truncateUtf8,
 } from './json-lines.js';
 import type { McpServer } from './mcp.js';
 import type {
@@ -323,14 +321,12 @@ export class OpencodeParser implements OutputParser {
     const isError = status === 'error' || (exit !== undefined && exit !== 0);
     const raw =
       status === 'error' ? (asString(state.error) ?? asString(state.output)) : asString(state.output);
-    const cut = truncateUtf8(raw ?? '', MAX_TOOL_OUTPUT_BYTES);
     events.push({
       type: 'tool.result',
       data: {
         call_id: callId,
-        output: cut.text,
+        output: raw ?? '',
         is_error: isError,
-        ...(cut.truncated ? { truncated: true } : {}),
       },
     });
     return events;

@@ -35,6 +35,12 @@ export const SANDBOX_GID = 1000;
 
 const BUILD_COMMAND = 'bash docker/build-images.sh';
 const RUN_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,100}$/;
+/**
+ * Output buffered per stream before the attach connection is paused. Docker sends frames of up to
+ * 32 KiB: with the default 16 KiB every frame paused and resumed the connection, and a loud
+ * sandbox was read ten times slower than Docker sends.
+ */
+const OUTPUT_BUFFER_BYTES = 1024 * 1024;
 
 /** The subset of a pino logger the driver uses. Container env is never passed to it. */
 export interface DriverLogger {
@@ -96,8 +102,8 @@ export class DockerSandboxDriver implements SandboxDriver {
       }
       // Attach before start so not one byte of output is missed; no TTY, so the stream is multiplexed.
       const raw = await container.attach({ stream: true, stdout: true, stderr: true });
-      const stdout = new PassThrough();
-      const stderr = new PassThrough();
+      const stdout = new PassThrough({ highWaterMark: OUTPUT_BUFFER_BYTES });
+      const stderr = new PassThrough({ highWaterMark: OUTPUT_BUFFER_BYTES });
       demultiplex(raw, stdout, stderr);
       await container.start();
       this.logger?.debug(log, 'sandbox started');

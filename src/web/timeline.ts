@@ -91,7 +91,7 @@ export class Timeline {
         return this.toolCall(d);
       case 'tool.result':
         return this.toolResult(d);
-      case 'warning':
+      case 'run.warning':
         return this.add({ kind: 'warning', text: `${str(d.code)}: ${str(d.message)}` });
       case 'log':
         return this.log(str(d.line));

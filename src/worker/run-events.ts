@@ -1,3 +1,4 @@
+import { DEFAULT_RUN_LIMITS, type LimitHit, type RunLimits } from '../events/limits.js';
 import type { EventStreamStore } from '../events/stream-store.js';
 import {
   emptyUsage,
@@ -8,10 +9,20 @@ import {
   type UsageTotals,
 } from '../events/types.js';
 import { Redactor } from '../tenancy/redact.js';
+import { type Admitted, EventLimiter } from './event-limiter.js';
+
+export interface RunEventSinkOptions {
+  limits?: RunLimits;
+  /** Called (in order with the events) each time the run reaches a new limit, with all it reached. */
+  onLimit?: (hits: readonly LimitHit[]) => Promise<void>;
+  /** The attempt whose events this sink writes (1 for the first). */
+  attempt?: number;
+}
 
 /**
  * Appends one attempt's events in order (each append waits for the one before), each marked with
- * the attempt, and keeps the run's usage totals: this attempt's and its earlier attempts'.
+ * the attempt, and keeps the run's usage totals: this attempt's and its earlier attempts'. Every
+ * event is redacted and cut to the run's limits here, the one place all of them pass.
  */
 export class RunEventSink {
   private chain: Promise<unknown> = Promise.resolve();
@@ -22,12 +33,19 @@ export class RunEventSink {
 
   private secrets: Record<string, string> = {};
   private redacting = new Redactor({});
+  private readonly limiter: EventLimiter;
+  private readonly onLimit: RunEventSinkOptions['onLimit'];
+  readonly attempt: number;
 
   constructor(
-    private readonly store: EventStreamStore,
+    private readonly store: Pick<EventStreamStore, 'append'>,
     private readonly runId: string,
-    readonly attempt = 1,
-  ) {}
+    opts: RunEventSinkOptions = {},
+  ) {
+    this.limiter = new EventLimiter(opts.limits ?? DEFAULT_RUN_LIMITS);
+    this.onLimit = opts.onLimit;
+    this.attempt = opts.attempt ?? 1;
+  }
 
   /** Values (by name) that must never be stored: every later event is redacted of them. */
   addRedactions(values: Readonly<Record<string, string>>): void {
@@ -39,20 +57,61 @@ export class RunEventSink {
     return this.redacting;
   }
 
+  /** The limits this run has reached, for its record. */
+  get limitsHit(): LimitHit[] {
+    return [...this.limiter.limitsHit];
+  }
+
   emit(event: NewEvent): void {
-    const ev = this.redacting.deep(event);
-    if (ev.type === 'usage') this.tally(this.attempt).count(ev.data);
-    if (ev.type === 'run.warning') this.warned.push(ev.data);
-    this.chain = this.chain.then(() =>
-      this.store.append(this.runId, ev, this.attempt).catch((err) => {
-        this.failed ??= err;
-      }),
-    );
+    // Counted even when the event is not stored: the provider billed it all the same.
+    if (event.type === 'usage') this.tally(this.attempt).count(event.data);
+    const admitted = this.limiter.admit(event, this.redacting);
+    for (const { event: ev } of admitted) if (ev.type === 'run.warning') this.warned.push(ev.data);
+    this.enqueue(admitted);
+  }
+
+  /** A line of the sandbox's output was cut at the line limit: said once per run. */
+  lineCut(): void {
+    this.enqueue(this.limiter.reached('max_line_bytes'));
+  }
+
+  /**
+   * `event` as it will be stored and recorded (redacted, cut to the limits), for what leaves the
+   * worker another way than `emit`: the terminal event and the record's final text and error.
+   */
+  shape<E extends NewEvent>(event: E): E {
+    return this.limiter.shape(event, this.redacting);
+  }
+
+  /** The agent's words as an event would keep them (the record's final text). */
+  shapeMessage(text: string): string {
+    return this.shape({ type: 'agent.message', data: { text } }).data.text;
+  }
+
+  private enqueue(admitted: Admitted[]): void {
+    for (const { event, always } of admitted) {
+      const notice = event.type === 'run.warning' && always;
+      this.chain = this.chain
+        .then(async () => {
+          const id = await this.store.append(this.runId, event, { always, attempt: this.attempt });
+          // The stream's own cap said no (the run's stream already held its limit, e.g. from an
+          // earlier attempt): from now on this run stores no more, and says so once.
+          if (id === null) this.enqueue(this.limiter.reached('max_events'));
+          if (notice) await this.onLimit?.(this.limiter.limitsHit);
+        })
+        .catch((err) => {
+          this.failed ??= err;
+        });
+    }
   }
 
   /** Waits for every emitted event to be stored; throws if any append failed. */
   async flush(): Promise<void> {
-    await this.chain;
+    // A link may add another (a refused append adds its notice): wait until none was added.
+    for (let seen = this.chain; ; seen = this.chain) {
+      await seen;
+      if (seen === this.chain) break;
+    }
     if (this.failed) throw this.failed;
   }
 

@@ -5,7 +5,8 @@ import { type Job, UnrecoverableError, WaitingError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { AppError, isAppError } from '../errors.js';
-import type { AgentEvent, NewEvent, RetryReason, RunError, RunStatus, UsageTotals } from '../events/types.js';
+import { DEFAULT_RUN_LIMITS, type RunLimits } from '../events/limits.js';
+import type { NewEvent, RetryReason, RunError, RunStatus, UsageTotals } from '../events/types.js';
 import type { GatewayRoute, ProviderGateway } from '../gateway/gateway.js';
 import type { UploadStore } from '../jetty/uploads.js';
 import { estimateCost } from '../providers/prices.js';
@@ -36,14 +37,12 @@ import type { BlobStore } from '../storage/blob-store.js';
 import { providerKeyFor } from '../tenancy/provider-keys.js';
 import type { TenancyStore } from '../tenancy/store.js';
 import { watchGatewayFailures } from './gateway-failure.js';
-import { linesOf } from './lines.js';
 import { composePrompt } from './prompt.js';
+import { readOutput } from './read-output.js';
 import { RunEventSink } from './run-events.js';
 
 /** Port the in-sandbox forwarder listens on (127.0.0.1 inside the sandbox only). */
 export const SANDBOX_GATEWAY_PORT = 4100;
-/** stderr lines kept as `log` events per run; the rest are counted, not stored. */
-export const MAX_STDERR_EVENTS = 500;
 
 export interface WorkerDeps {
   redis: Redis;
@@ -68,6 +67,8 @@ export interface WorkerDeps {
   simulatedProvider: boolean;
   upstreams: Partial<Record<ProviderName, string>>;
   logger: Logger;
+  /** What bounds each run's output; DEFAULT_RUN_LIMITS when not given. */
+  runLimits?: RunLimits;
   /**
    * How often sandboxes of this deployment that no live worker holds (its worker died) are looked
    * for and removed (ms).
@@ -107,6 +108,10 @@ export class RunWorker {
   private readonly inflight = new Set<Promise<unknown>>();
 
   constructor(private readonly deps: WorkerDeps) {}
+
+  private get limits(): RunLimits {
+    return this.deps.runLimits ?? DEFAULT_RUN_LIMITS;
+  }
 
   async start(): Promise<void> {
     const { deps } = this;
@@ -262,7 +267,7 @@ export class RunWorker {
               line: `The worker hit an infrastructure error and will retry: ${(err as Error).message}`,
             },
           },
-          rec?.attempt,
+          { attempt: rec?.attempt },
         );
         throw err;
       }
@@ -387,30 +392,10 @@ export class RunWorker {
       await job.updateProgress({ sandbox_id: sandbox.id });
 
       const parser = watchGatewayFailures(runtime.createParser());
-      const out = (async () => {
-        for await (const line of linesOf(sandbox.stdout)) {
-          if (!line) continue;
-          for (const ev of parser.push(line)) sink.emit(ev);
-        }
-      })();
-      const err = (async () => {
-        let n = 0;
-        for await (const line of linesOf(sandbox.stderr)) {
-          if (!line.trim()) continue;
-          const evs: AgentEvent[] = parser.pushStderr?.(line) ?? [
-            { type: 'log', data: { stream: 'stderr', line: line.slice(0, 4000) } },
-          ];
-          if (++n <= MAX_STDERR_EVENTS) for (const ev of evs) sink.emit(ev);
-        }
-        if (n > MAX_STDERR_EVENTS)
-          sink.emit({
-            type: 'log',
-            data: { stream: 'system', line: `${n - MAX_STDERR_EVENTS} more stderr lines were not kept.` },
-          });
-      })();
+      const reading = readOutput(sandbox, parser, sink, this.limits.maxLineBytes);
       ({ exitCode } = await sandbox.wait());
       timings.agent_ms = Date.now() - tRunning;
-      await Promise.all([out, err]);
+      await reading;
       const fin = parser.finish(stopReason ? null : exitCode);
       for (const ev of fin.events) sink.emit(ev);
       outcome = fin.outcome;
@@ -508,12 +493,13 @@ export class RunWorker {
       };
     }
     await sink.flush();
-    // What the record keeps goes through the same redaction as the events.
+    // What the record keeps is what the stream keeps: redacted, and cut to the same limits.
+    const ended = sink.shape(terminal);
     await this.end(
       runId,
       ['running'],
       status,
-      redactor.deep(terminal),
+      ended,
       redactor.deep({
         ended_at: endedAt.toISOString(),
         duration_ms,
@@ -522,10 +508,11 @@ export class RunWorker {
         missing_outputs: missing,
         // The pre-flight's (on the record since the run was queued), then this attempt's.
         warnings: [...(rec.warnings ?? []), ...sink.warnings()],
+        limits_hit: sink.limitsHit,
         timings,
         exit_code: exitCode,
-        final_text: outcome?.finalText ?? null,
-        error: terminal.type === 'run.failed' ? terminal.data.error : null,
+        final_text: outcome ? sink.shapeMessage(outcome.finalText) : null,
+        error: ended.type === 'run.failed' ? ended.data.error : null,
       }),
       attempt,
     );
@@ -541,7 +528,12 @@ export class RunWorker {
     attempt: number,
     reason: RetryReason | null,
   ): Promise<RunEventSink> {
-    const sink = new RunEventSink(this.deps.runs.events, runId, attempt);
+    const sink = new RunEventSink(this.deps.runs.events, runId, {
+      attempt,
+      limits: this.limits,
+      // The record shows a limit as soon as it is reached, not only once the run is over.
+      onLimit: (hits) => this.deps.runs.store.update(runId, { limits_hit: [...hits] }),
+    });
     if (attempt <= 1) return sink;
     sink.countEarlier(await this.deps.runs.events.readAll(runId));
     const why = reason ?? 'worker_lost';
@@ -554,7 +546,7 @@ export class RunWorker {
 
   /** The usage of every attempt of a run, from its stream: for endings that have no sink. */
   private async usageSoFar(runId: string): Promise<UsageTotals> {
-    const tally = new RunEventSink(this.deps.runs.events, runId, 0);
+    const tally = new RunEventSink(this.deps.runs.events, runId, { attempt: 0 });
     tally.countEarlier(await this.deps.runs.events.readAll(runId));
     return tally.totals();
   }

@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import type { AgentEvent } from '../../src/events/types.js';
-import { MAX_TOOL_OUTPUT_BYTES } from '../../src/runtimes/json-lines.js';
 import {
   OPENCODE_PROMPT_PATH,
   OpencodeParser,
@@ -353,9 +352,9 @@ describe('opencode parser: stderr and odd input', () => {
     expect(events.some((e) => e.type === 'log' && e.data.line.includes('background dependency'))).toBe(false);
   });
 
-  it('cuts a long tool output and says so', () => {
+  it("keeps a long tool output whole (the run's event sink cuts it)", () => {
     const parser = new OpencodeParser();
-    const output = 'é'.repeat(MAX_TOOL_OUTPUT_BYTES);
+    const output = 'é'.repeat(64 * 1024);
     const line = JSON.stringify({
       type: 'tool_use',
       sessionID: 'ses_1',
@@ -364,8 +363,8 @@ describe('opencode parser: stderr and odd input', () => {
     const [, result] = parser.push(line);
     expect(result?.type).toBe('tool.result');
     if (result?.type !== 'tool.result') return;
-    expect(result.data.truncated).toBe(true);
-    expect(Buffer.byteLength(result.data.output)).toBeLessThanOrEqual(MAX_TOOL_OUTPUT_BYTES);
+    expect(result.data.truncated).toBeUndefined();
+    expect(result.data.output).toBe(output);
   });
 
   it('logs lines it does not know, and non-JSON lines, instead of dropping them', () => {

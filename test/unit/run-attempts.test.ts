@@ -12,8 +12,8 @@ import { stalledIntervalFor } from '../../src/worker/run-worker.js';
 
 const appended: Array<{ event: NewEvent; attempt: number | undefined }> = [];
 const store = {
-  append: async (_id: string, event: NewEvent, attempt?: number) => {
-    appended.push({ event, attempt });
+  append: async (_id: string, event: NewEvent, opts: { attempt?: number } = {}) => {
+    appended.push({ event, attempt: opts.attempt });
     return '1-0';
   },
 } as unknown as EventStreamStore;
@@ -37,7 +37,7 @@ const stored = (attempt: number | undefined, data: UsageData): StoredEvent => ({
 describe('an attempt after the first', () => {
   it('marks every event it writes with its attempt number', async () => {
     appended.length = 0;
-    const sink = new RunEventSink(store, 'r', 2);
+    const sink = new RunEventSink(store, 'r', { attempt: 2 });
     sink.emit({ type: 'agent.message', data: { text: 'hi' } });
     sink.emit({ type: 'usage', data: usage({ input_tokens: 1 }) });
     await sink.flush();
@@ -45,7 +45,7 @@ describe('an attempt after the first', () => {
   });
 
   it('totals the gateway usage of every attempt, and the cost of each by its own rule', async () => {
-    const sink = new RunEventSink(store, 'r', 2);
+    const sink = new RunEventSink(store, 'r', { attempt: 2 });
     // Attempt 1 (killed mid-run): two model calls seen at the gateway, no agent report.
     sink.countEarlier([
       stored(1, usage({ input_tokens: 100, output_tokens: 10, cost_usd: 0.01, cost_estimated: true })),
@@ -68,7 +68,7 @@ describe('an attempt after the first', () => {
   });
 
   it('counts events stored without an attempt (written before attempts were numbered) as attempt 1', () => {
-    const sink = new RunEventSink(store, 'r', 2);
+    const sink = new RunEventSink(store, 'r', { attempt: 2 });
     sink.countEarlier([stored(undefined, usage({ output_tokens: 4 }))]);
     expect(sink.totals().output_tokens).toBe(4);
   });
