@@ -143,7 +143,11 @@ export class ProviderGateway {
       if (failed && route.retryAfterMs !== undefined)
         outHeaders['retry-after-ms'] = String(route.retryAfterMs);
       res.writeHead(upstreamRes.status, outHeaders);
-      const reader = usageReaderForPath(urlPath, upstreamRes.headers.get('content-type') ?? '');
+      const reader = usageReaderForPath(
+        urlPath,
+        upstreamRes.headers.get('content-type') ?? '',
+        upstreamRes.headers,
+      );
       if (upstreamRes.body) {
         for await (const chunk of upstreamRes.body as unknown as AsyncIterable<Uint8Array>) {
           reader?.push(chunk);
