@@ -23,6 +23,9 @@ const USAGE = `usage: npm run jetty -- <command>
   env list <collection>                              variable names (values stay hidden)
   env set <collection> <NAME>                        value read from stdin
   env unset <collection> <NAME>
+  settings show <collection>                         budget settings and today's spend
+  settings set <collection> <field> <value|none>     field: default_max_cost_usd, default_max_tokens,
+                                                     daily_spend_limit_usd; none clears it
   bootstrap <collection>                             idempotent: the collection, and a key if it has none
   master-key                                         print a new random JETTY_MASTER_KEY
 `;
@@ -113,6 +116,25 @@ async function run(argv: string[]): Promise<void> {
         const name = positional(args, 1, '<NAME>');
         await store.patchEnvironment(collection, { [name]: null });
         return out(`${name} removed from ${collection}`);
+      }
+      case 'settings show': {
+        const collection = positional(args, 0, '<collection>');
+        const settings = await store.getBudgetSettings(collection);
+        for (const [k, v] of Object.entries(settings)) out(`${k}\t${v ?? 'none'}`);
+        out(`server_max_cost_usd\t${config.budget.maxCostUsd}`);
+        out(`server_max_tokens\t${config.budget.maxTokens}`);
+        const today = await store.spendToday(collection);
+        return out(`spent_today_usd\t${today.usd.toFixed(6)}\tresets ${today.resetsAt.toISOString()}`);
+      }
+      case 'settings set': {
+        const collection = positional(args, 0, '<collection>');
+        const field = positional(args, 1, '<field>');
+        const raw = positional(args, 2, '<value|none>');
+        const value = raw === 'none' ? null : Number(raw);
+        if (value !== null && !Number.isFinite(value))
+          throw new UsageError(`${field} takes a number or none`);
+        await store.patchBudgetSettings(collection, { [field]: value }, config.budget);
+        return out(`${field} of ${collection} is now ${raw}`);
       }
       case 'bootstrap': {
         const r = await ensureBootstrap(store, { collection: positional([verb ?? ''], 0, '<collection>') });

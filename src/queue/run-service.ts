@@ -183,6 +183,13 @@ export class RunService {
         timeout_sec: job.timeoutSec,
       }),
       ...(delivery ? { webhook: { url: delivery.url, state: 'pending' as const, deliveries: [] } } : {}),
+      budget: {
+        max_cost_usd: payload.budget.maxCostUsd,
+        max_tokens: payload.budget.maxTokens,
+        spent_tokens: null,
+        spent_cost_usd: null,
+        exceeded: false,
+      },
     };
     await this.store.create(record);
     await this.deps.redis.set(this.inputKey(runId), JSON.stringify(inputOf(payload, meta.initParams)));

@@ -12,16 +12,17 @@ import {
   type RunError,
   type RunStatus,
 } from '../events/types.js';
+import { type BudgetExceeded, RunBudget } from '../gateway/budget.js';
 import type { GatewayRoute, ProviderGateway } from '../gateway/gateway.js';
 import type { UploadStore } from '../jetty/uploads.js';
-import { estimateCost } from '../providers/prices.js';
+import { estimateCost, priceOf } from '../providers/prices.js';
 import { createSimulatedProvider } from '../providers/simulated/index.js';
 import { isRealProvider, keyEnvOf, type RealProvider, UPSTREAMS } from '../providers/upstreams.js';
 import { JOBS, type RunJob } from '../queue/catalog.js';
 import { type RedisKeys, RUN_QUEUE } from '../queue/keys.js';
 import { closeRedis } from '../queue/redis-close.js';
 import type { RunService } from '../queue/run-service.js';
-import type { RunTimings } from '../queue/run-store.js';
+import type { RunRecord, RunTimings } from '../queue/run-store.js';
 import { getRuntime } from '../runtimes/registry.js';
 import type { ProviderName, SandboxFile } from '../runtimes/types.js';
 import {
@@ -40,6 +41,11 @@ import { RunEventSink } from './run-events.js';
 
 /** Port the in-sandbox forwarder listens on (127.0.0.1 inside the sandbox only). */
 export const SANDBOX_GATEWAY_PORT = 4100;
+/**
+ * After the gateway refuses a call over the run's budget, the CLI has this long to end on its own
+ * (they all treat the refusal as final) before its sandbox is stopped.
+ */
+export const BUDGET_GRACE_MS = 10_000;
 /** stderr lines kept as `log` events per run; the rest are counted, not stored. */
 export const MAX_STDERR_EVENTS = 500;
 
@@ -68,7 +74,7 @@ export interface WorkerDeps {
   reapIntervalMs?: number;
 }
 
-type StopReason = 'cancelled' | 'timeout' | 'shutdown';
+type StopReason = 'cancelled' | 'timeout' | 'shutdown' | 'budget';
 
 interface ActiveRun {
   stop: (reason: StopReason) => void;
@@ -285,7 +291,10 @@ export class RunWorker {
     // The run's secrets are read now, not at request time: a value changed meanwhile is the one used.
     const secrets = await this.secretsOf(spec);
     sink.addRedactions(secrets.redact);
-    const route = await this.route(spec, sink, log);
+    let budgetTimer: NodeJS.Timeout | undefined;
+    const route = await this.route(spec, sink, log, () => {
+      budgetTimer ??= setTimeout(() => stop('budget'), BUDGET_GRACE_MS);
+    });
     const redactor = sink.redactor;
     const token = `jrt_${randomBytes(24).toString('hex')}`;
     deps.gateway.register(token, { ...route, retryAfterMs: runtime.gatewayRetryAfterMs });
@@ -377,6 +386,7 @@ export class RunWorker {
       if (!(e instanceof StopBeforeStart)) throw e;
     } finally {
       clearTimeout(deadline);
+      clearTimeout(budgetTimer);
       deps.gateway.unregister(token);
       if (sandbox) {
         // Results are collected whatever the ending: success, failure, timeout or cancel.
@@ -432,6 +442,19 @@ export class RunWorker {
         type: 'run.failed',
         data: { error, exit_code: exitCode, usage: sink.totals(), duration_ms },
       };
+    } else if (route.budget?.exceeded) {
+      // The gateway refused a model call: that, not how the CLI took it, is why the run ended.
+      status = 'failed';
+      terminal = {
+        type: 'run.failed',
+        data: {
+          error: { code: 'budget_exceeded', message: route.budget.exceeded.message },
+          exit_code: exitCode,
+          final_text: outcome?.finalText,
+          usage: sink.totals(),
+          duration_ms,
+        },
+      };
     } else if (outcome?.status === 'completed') {
       status = 'completed';
       if (missing.length > 0) {
@@ -478,6 +501,7 @@ export class RunWorker {
         artifacts,
         missing_outputs: missing,
         timings,
+        ...(route.budget ? { budget: budgetRecord(route.budget) } : {}),
         exit_code: exitCode,
         final_text: outcome?.finalText ?? null,
         error: terminal.type === 'run.failed' ? terminal.data.error : null,
@@ -549,7 +573,12 @@ export class RunWorker {
     return { env, redact: { ...own, ...env } };
   }
 
-  private async route(spec: RunJob, sink: RunEventSink, log: Logger): Promise<GatewayRoute> {
+  private async route(
+    spec: RunJob,
+    sink: RunEventSink,
+    log: Logger,
+    onBudgetExceeded: () => void,
+  ): Promise<GatewayRoute> {
     // The gateway's figures carry a price-table estimate, marked as one (the CLI may report its own).
     const onUsage = (u: Parameters<GatewayRoute['onUsage']>[0]) => {
       const cost = estimateCost(u);
@@ -557,7 +586,14 @@ export class RunWorker {
         type: 'usage',
         data: cost === undefined ? u : { ...u, cost_usd: cost, cost_estimated: true },
       });
+      // The collection's daily spend, which the pre-flight checks before accepting its next run.
+      if (cost !== undefined) {
+        this.deps.tenancy
+          .addSpend(spec.collection, cost)
+          .catch((err) => log.warn({ err }, 'recording the collection’s spend failed'));
+      }
     };
+    const budget = this.budgetOf(spec, sink, log, onBudgetExceeded);
     const onRequest: GatewayRoute['onRequest'] = (info) => log.debug(info, 'gateway request');
     if (spec.provider === 'simulated') {
       const sim = createSimulatedProvider({
@@ -574,6 +610,7 @@ export class RunWorker {
         auth: null,
         onUsage,
         onRequest,
+        budget,
       };
     }
     const provider = spec.provider;
@@ -598,13 +635,52 @@ export class RunWorker {
       auth: UPSTREAMS[provider].auth(key),
       onUsage,
       onRequest,
+      budget,
     };
+  }
+
+  /**
+   * The run's budget, kept by the gateway. Told of the first refused call, the run says so and
+   * gives the CLI BUDGET_GRACE_MS to end. A model without a price is said at the start: the cost
+   * cap cannot see its calls, the token cap still applies.
+   */
+  private budgetOf(spec: RunJob, sink: RunEventSink, log: Logger, onExceeded: () => void): RunBudget {
+    const { maxCostUsd, maxTokens } = spec.budget;
+    if (maxCostUsd !== null && !priceOf(spec.model)) {
+      sink.emit({
+        type: 'warning',
+        data: {
+          code: 'budget_cost_unpriced',
+          message: `The model ${spec.model} has no price in this server's table, so the run's cost budget ($${maxCostUsd}) cannot be enforced on its calls; its token budget${maxTokens === null ? ' (none set)' : ` (${maxTokens} tokens)`} still applies.`,
+        },
+      });
+    }
+    return new RunBudget(spec.budget, (e: BudgetExceeded) => {
+      log.info({ limit: e.limit, budget: e.budget, spent: e.spent }, 'run budget spent');
+      sink.emit({
+        type: 'log',
+        data: { stream: 'system', line: `${e.message} Model calls are refused from now on.` },
+      });
+      onExceeded();
+    });
   }
 }
 
 async function readArtifact(blobs: BlobStore, runId: string, relPath: string): Promise<Buffer | null> {
   const full = blobs.artifactPath(runId, relPath);
   return full ? readFile(full).catch(() => null) : null;
+}
+
+/** The budget as the run record keeps it: the limits, and what the gateway measured against them. */
+function budgetRecord(b: RunBudget): NonNullable<RunRecord['budget']> {
+  const spent = b.spent();
+  return {
+    max_cost_usd: b.limits.maxCostUsd,
+    max_tokens: b.limits.maxTokens,
+    spent_tokens: spent.tokens,
+    spent_cost_usd: Math.round(spent.costUsd * 1e6) / 1e6,
+    exceeded: b.exceeded !== null,
+  };
 }
 
 class StopBeforeStart extends Error {}
