@@ -27,7 +27,14 @@ export interface BudgetExceeded {
   limit: 'max_cost_usd' | 'max_tokens';
   budget: number;
   spent: BudgetSpend;
+  /** For the run record: names the figure and the field that raises it. */
   message: string;
+  /**
+   * For the CLI, in the refusal's body. Worded so that no CLI's error classifier reads it as a
+   * context overflow or a rate limit (Hermes matches "max_tokens", "token limit", "quota", "rate
+   * limit"... and would compress and retry): the refusal must read as final.
+   */
+  wire: string;
 }
 
 export class RunBudget {
@@ -80,6 +87,7 @@ export class RunBudget {
         budget: maxTokens,
         spent,
         message: `The run's token budget is spent: it used ${count(spent.tokens)} tokens (input + output, as the gateway measured them) of its max_tokens of ${count(maxTokens)}${spent.costUsd > 0 ? `, costing ${usd(spent.costUsd)}` : ''}. Raise jetty.max_tokens (or the collection's default_max_tokens) for a run that needs more.`,
+        wire: `${WIRE_HEAD}: it used ${count(spent.tokens)} tokens against its budget of ${count(maxTokens)}. ${WIRE_TAIL}`,
       };
     }
     if (maxCostUsd !== null && spent.costUsd >= maxCostUsd) {
@@ -88,11 +96,15 @@ export class RunBudget {
         budget: maxCostUsd,
         spent,
         message: `The run's cost budget is spent: it cost ${usd(spent.costUsd)} (the gateway's token counts at list prices) of its max_cost_usd of ${usd(maxCostUsd)}, in ${count(spent.tokens)} tokens. Raise jetty.max_cost_usd (or the collection's default_max_cost_usd) for a run that needs more.`,
+        wire: `${WIRE_HEAD}: it cost ${usd(spent.costUsd)} against its budget of ${usd(maxCostUsd)}. ${WIRE_TAIL}`,
       };
     }
     return null;
   }
 }
+
+const WIRE_HEAD = "Jetty budget_exceeded: this run's budget is spent";
+const WIRE_TAIL = 'The gateway refuses every further model call of this run; end the session.';
 
 const count = (n: number): string => n.toLocaleString('en-US');
 

@@ -204,7 +204,7 @@ export class ProviderGateway {
     const over = call ? route.budget?.admit() : null;
     if (!call || !over) return false;
     req.resume();
-    const refusal = refusalFor(call.protocol, over.message);
+    const refusal = refusalFor(call.protocol, over.wire);
     res.writeHead(refusal.status, refusal.headers);
     res.end(refusal.body);
     return true;

@@ -43,11 +43,13 @@ export function refusalFor(protocol: WireProtocol, message: string): Refusal {
     case 'bedrock-invoke-stream':
     case 'bedrock-converse':
     case 'bedrock-converse-stream':
-      // Bedrock's error for a spent quota: 400, named in x-amzn-ErrorType, {"message"} as body.
-      // The AWS SDKs retry throttling and 5xx errors, not this one.
+      // Bedrock's 400, named in x-amzn-ErrorType, {"message"} as body. ValidationException, not
+      // ServiceQuotaExceededException, which Hermes takes for throttling and retries; not a 403
+      // AccessDeniedException either, on which claude-code refreshes its AWS credentials and retries.
+      // The AWS SDKs retry throttling and 5xx errors only.
       return {
         status: STATUS,
-        headers: { ...headers, 'x-amzn-errortype': 'ServiceQuotaExceededException' },
+        headers: { ...headers, 'x-amzn-errortype': 'ValidationException' },
         body: JSON.stringify({ message }),
       };
   }

@@ -141,7 +141,10 @@ const PROTOCOLS: {
     expectError: (a) =>
       expect(JSON.parse(a.body)).toEqual({
         type: 'error',
-        error: { type: 'invalid_request_error', message: expect.stringContaining('max_tokens of 1') },
+        error: {
+          type: 'invalid_request_error',
+          message: expect.stringContaining('against its budget of 1.'),
+        },
       }),
   },
   {
@@ -151,7 +154,7 @@ const PROTOCOLS: {
     expectError: (a) =>
       expect(JSON.parse(a.body)).toEqual({
         error: {
-          message: expect.stringContaining('max_tokens of 1'),
+          message: expect.stringContaining('against its budget of 1.'),
           type: 'invalid_request_error',
           param: null,
           code: 'budget_exceeded',
@@ -172,7 +175,7 @@ const PROTOCOLS: {
       expect(JSON.parse(a.body)).toEqual({
         error: {
           code: 400,
-          message: expect.stringContaining('max_tokens of 1'),
+          message: expect.stringContaining('against its budget of 1.'),
           status: 'FAILED_PRECONDITION',
         },
       }),
@@ -183,8 +186,8 @@ const PROTOCOLS: {
     body: { messages: [{ role: 'user', content: [{ text: 'hi' }] }] },
     upstream: bedrock,
     expectError: (a: Answer) => {
-      expect(a.headers['x-amzn-errortype']).toBe('ServiceQuotaExceededException');
-      expect(JSON.parse(a.body)).toEqual({ message: expect.stringContaining('max_tokens of 1') });
+      expect(a.headers['x-amzn-errortype']).toBe('ValidationException');
+      expect(JSON.parse(a.body)).toEqual({ message: expect.stringContaining('against its budget of 1.') });
     },
   })),
 ];
@@ -211,8 +214,35 @@ describe('a spent budget refuses the next model call, in each protocol’s own e
       expect(r.told).toHaveLength(1);
       expect(r.told[0]).toMatchObject({ limit: 'max_tokens', budget: 1 });
       expect(r.told[0]!.message).toContain(`${r.budget.spent().tokens.toLocaleString('en-US')} tokens`);
+      expect(r.told[0]!.message).toContain('max_tokens of 1');
     });
   }
+});
+
+describe('the refusal reads as final to every CLI', () => {
+  it('its words match none of the patterns CLIs retry on (context overflow, rate limit, quota)', async () => {
+    const r = route({ maxTokens: 1, maxCostUsd: 0.000001 });
+    await call(r.token, '/v1/messages', PROTOCOLS[0]!.body);
+    const refused = JSON.parse((await call(r.token, '/v1/messages', PROTOCOLS[0]!.body)).body).error
+      .message as string;
+    // Hermes' classifier (agent/error_classifier.py of hermes 0.19.0) lowercases the error and
+    // looks for these; any of them makes it compress the context or back off and retry.
+    for (const p of [
+      'max_tokens',
+      'token limit',
+      'too many tokens',
+      'context',
+      'exceeds the limit',
+      'rate limit',
+      'rate_limit',
+      'quota',
+      'try again',
+      'throttl',
+      'servicequotaexceeded',
+    ]) {
+      expect(refused.toLowerCase()).not.toContain(p);
+    }
+  });
 });
 
 describe('what counts', () => {
