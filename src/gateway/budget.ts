@@ -1,5 +1,5 @@
 import type { UsageData } from '../events/types.js';
-import { estimateCost } from '../providers/prices.js';
+import { estimateCost, formatUsd as usd } from '../providers/prices.js';
 
 /**
  * A run's budget as the gateway keeps it: what every model call of the run spent (the CLI's and
@@ -107,8 +107,3 @@ const WIRE_HEAD = "Jetty budget_exceeded: this run's budget is spent";
 const WIRE_TAIL = 'The gateway refuses every further model call of this run; end the session.';
 
 const count = (n: number): string => n.toLocaleString('en-US');
-
-/** Dollars with enough digits that a tiny budget still reads as a figure. */
-export function usd(v: number): string {
-  return `$${v >= 1 ? v.toFixed(2) : v.toFixed(6).replace(/(\.\d{2}\d*?)0+$/, '$1')}`;
-}

@@ -1,4 +1,5 @@
 import { AppError, badRequest } from '../errors.js';
+import { formatUsd } from '../providers/prices.js';
 import type { NewRun } from '../queue/run-service.js';
 import type { BudgetSettings } from '../tenancy/budgets.js';
 import { quoted } from '../tenancy/names.js';
@@ -61,7 +62,7 @@ export function checkDailyLimit(ctx: BudgetContext, collection: string, now: Dat
   if (limit === null || ctx.spentTodayUsd < limit) return;
   const waitSec = Math.max(1, Math.ceil((ctx.resetsAt.getTime() - now.getTime()) / 1000));
   throw new AppError(
-    `Collection ${quoted(collection)} has spent $${ctx.spentTodayUsd.toFixed(2)} today (UTC), reaching its daily spend limit of $${limit.toFixed(2)} (daily_spend_limit_usd). The limit resets at ${ctx.resetsAt.toISOString()} (in ${waitSec} s); or raise it with PATCH /v1/collection/settings.`,
+    `Collection ${quoted(collection)} has spent ${formatUsd(ctx.spentTodayUsd)} today (UTC), reaching its daily spend limit of ${formatUsd(limit)} (daily_spend_limit_usd). The limit resets at ${ctx.resetsAt.toISOString()} (in ${waitSec} s); or raise it with PATCH /v1/collection/settings.`,
     {
       status: 429,
       type: 'rate_limit_error',
