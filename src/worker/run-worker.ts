@@ -15,7 +15,7 @@ import {
 import { type BudgetExceeded, RunBudget } from '../gateway/budget.js';
 import type { GatewayRoute, ProviderGateway } from '../gateway/gateway.js';
 import type { UploadStore } from '../jetty/uploads.js';
-import { estimateCost, priceOf } from '../providers/prices.js';
+import { estimateCost, formatUsd, priceOf } from '../providers/prices.js';
 import { createSimulatedProvider } from '../providers/simulated/index.js';
 import { isRealProvider, keyEnvOf, type RealProvider, UPSTREAMS } from '../providers/upstreams.js';
 import { JOBS, type RunJob } from '../queue/catalog.js';
@@ -651,7 +651,7 @@ export class RunWorker {
         type: 'warning',
         data: {
           code: 'budget_cost_unpriced',
-          message: `The model ${spec.model} has no price in this server's table, so the run's cost budget ($${maxCostUsd}) cannot be enforced on its calls; its token budget${maxTokens === null ? ' (none set)' : ` (${maxTokens} tokens)`} still applies.`,
+          message: `The model ${spec.model} has no price in this server's table, so the run's cost budget (${formatUsd(maxCostUsd)}) cannot be enforced on its calls; its token budget${maxTokens === null ? ' (none set)' : ` (${maxTokens} tokens)`} still applies.`,
         },
       });
     }

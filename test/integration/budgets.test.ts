@@ -135,6 +135,33 @@ describe('a run’s budget', () => {
   });
 });
 
+describe('a model without a price', () => {
+  it('is said at the start: the cost budget cannot see its calls, the token budget still applies', async () => {
+    const res = await inject(
+      'POST',
+      '/v1/chat/completions',
+      runbookRequest(RUNBOOK, {
+        stream: false,
+        model: 'unlisted-model-x',
+        jetty: { timeout_hint: 0, max_tokens: 900 },
+      }),
+    );
+    expect(res.status, JSON.stringify(res.body)).toBeLessThan(300);
+    const id = res.body.jetty_metadata.trajectory_id;
+    const warning = await waitFor(
+      async () => {
+        const t = (await inject('GET', `/v1/runs/${id}/trajectory`)).body;
+        return t.events?.find((e: { type: string }) => e.type === 'warning');
+      },
+      20_000,
+      'the warning',
+    );
+    expect(warning.data.code).toBe('budget_cost_unpriced');
+    expect(warning.data.message).toContain('unlisted-model-x has no price');
+    expect(warning.data.message).toContain('token budget (900 tokens) still applies');
+  });
+});
+
 describe('the daily spend limit', () => {
   it('a run submitted past it is a 429 naming the limit and when it resets, with retry-after; nothing is queued', async () => {
     await settings({ daily_spend_limit_usd: 0.05 });
