@@ -21,6 +21,8 @@ export interface AppErrorOptions {
   cause?: unknown;
   /** Extra top-level fields for the error body beside `error` (e.g. `jetty_metadata`). */
   details?: Record<string, unknown>;
+  /** Response headers that go with the error (e.g. `retry-after` on a 429). */
+  headers?: Record<string, string>;
 }
 
 export class AppError extends Error {
@@ -30,6 +32,7 @@ export class AppError extends Error {
   readonly param: string | null;
   readonly retryable: boolean;
   readonly details: Record<string, unknown> | undefined;
+  readonly headers: Record<string, string> | undefined;
 
   constructor(message: string, opts: AppErrorOptions) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
@@ -40,6 +43,7 @@ export class AppError extends Error {
     this.param = opts.param ?? null;
     this.retryable = opts.retryable ?? false;
     this.details = opts.details;
+    this.headers = opts.headers;
   }
 }
 

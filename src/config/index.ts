@@ -52,6 +52,23 @@ const bytes = (def: string, range?: { min: string; max: string }) =>
       return n;
     });
 
+/** A positive number of US dollars (cents and below allowed). */
+const dollars = (def: number) =>
+  z
+    .string()
+    .default(String(def))
+    .transform((v, ctx) => {
+      const n = Number(v);
+      if (!(Number.isFinite(n) && n > 0 && n <= 1_000_000)) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `must be a dollar amount above 0 and at most 1000000, like 25 or 0.50; got "${v}"`,
+        });
+        return z.NEVER;
+      }
+      return n;
+    });
+
 const url = (def: string) => z.url({ error: 'must be a URL such as https://host:port' }).default(def);
 const optionalSecret = z
   .string()
@@ -89,6 +106,8 @@ const envSchema = z.object({
   RUN_TIMEOUT_SEC: int(1200, 5, 24 * 3600),
   RUN_MAX_TIMEOUT_SEC: int(3600, 5, 24 * 3600),
   TIMEOUT_HINT_SEC: int(1200, 0, 24 * 3600),
+  RUN_MAX_COST_USD: dollars(25),
+  RUN_MAX_TOKENS: int(20_000_000, 1, 1_000_000_000_000),
   SANDBOX_CPUS: z
     .string()
     .default('1')
@@ -189,6 +208,11 @@ export interface Config {
   runMaxTimeoutSec: number;
   timeoutHintSec: number;
   sandbox: { cpus: number; memoryBytes: number; pids: number; allowNetwork: boolean };
+  /**
+   * The operator's maximum budget of one run (RUN_MAX_COST_USD, RUN_MAX_TOKENS), which is also
+   * the budget of a run that sets none and whose collection has no default.
+   */
+  budget: { maxCostUsd: number; maxTokens: number };
   simulatedProvider: boolean;
   heartbeatMs: number;
   /**
@@ -289,6 +313,7 @@ export function loadConfig(env: Record<string, string | undefined>, hostname = '
       pids: e.SANDBOX_PIDS,
       allowNetwork: e.SANDBOX_ALLOW_NETWORK,
     },
+    budget: { maxCostUsd: e.RUN_MAX_COST_USD, maxTokens: e.RUN_MAX_TOKENS },
     simulatedProvider: e.SIMULATED_PROVIDER,
     heartbeatMs: e.HEARTBEAT_MS,
     webhooks: {

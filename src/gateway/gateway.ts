@@ -4,7 +4,9 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import type { UsageData } from '../events/types.js';
 import type { ProviderName } from '../runtimes/types.js';
-import { usageReaderForPath } from './usage.js';
+import type { RunBudget } from './budget.js';
+import { refusalFor } from './refusal.js';
+import { modelCallOf, usageReaderForPath } from './usage.js';
 
 /** Something that answers like fetch: a real provider, or the simulated one in-process. */
 export type Upstream = (request: Request) => Promise<Response>;
@@ -21,6 +23,8 @@ export interface GatewayRoute {
   onRequest?: (info: { method: string; path: string; status: number; ms: number }) => void;
   /** Added as `retry-after-ms` to 429 and 5xx answers (see RuntimeAdapter.gatewayRetryAfterMs). */
   retryAfterMs?: number;
+  /** The run's budget: every model call's usage is added to it, and once it is spent the next call is refused. */
+  budget?: RunBudget;
 }
 
 // Headers that describe one hop, or carry the CLI's token: never forwarded.
@@ -119,6 +123,10 @@ export class ProviderGateway {
       );
       return;
     }
+    if (this.refuseOverBudget(req, res, route, urlPath)) {
+      route.onRequest?.({ method, path: urlPath.split('?')[0] ?? urlPath, status: res.statusCode, ms: 0 });
+      return;
+    }
     const abort = new AbortController();
     res.on('close', () => abort.abort());
     let status = 502;
@@ -143,7 +151,11 @@ export class ProviderGateway {
       if (failed && route.retryAfterMs !== undefined)
         outHeaders['retry-after-ms'] = String(route.retryAfterMs);
       res.writeHead(upstreamRes.status, outHeaders);
-      const reader = usageReaderForPath(urlPath, upstreamRes.headers.get('content-type') ?? '');
+      const reader = usageReaderForPath(
+        urlPath,
+        upstreamRes.headers.get('content-type') ?? '',
+        upstreamRes.headers,
+      );
       if (upstreamRes.body) {
         for await (const chunk of upstreamRes.body as unknown as AsyncIterable<Uint8Array>) {
           reader?.push(chunk);
@@ -152,7 +164,10 @@ export class ProviderGateway {
       }
       res.end();
       const usage = upstreamRes.ok ? reader?.finish() : null;
-      if (usage) route.onUsage(usage);
+      if (usage) {
+        route.budget?.record(usage);
+        route.onUsage(usage);
+      }
     } catch (err) {
       if (abort.signal.aborted) return;
       this.logger?.warn(
@@ -173,6 +188,26 @@ export class ProviderGateway {
     } finally {
       route.onRequest?.({ method, path: urlPath.split('?')[0] ?? urlPath, status, ms: Date.now() - started });
     }
+  }
+
+  /**
+   * A model call of a run whose budget is spent gets the provider's own kind of client error and
+   * goes nowhere; the budget tells the worker, which ends the run as budget_exceeded.
+   */
+  private refuseOverBudget(
+    req: IncomingMessage,
+    res: ServerResponse,
+    route: GatewayRoute,
+    urlPath: string,
+  ): boolean {
+    const call = route.budget ? modelCallOf(urlPath) : null;
+    const over = call ? route.budget?.admit() : null;
+    if (!call || !over) return false;
+    req.resume();
+    const refusal = refusalFor(call.protocol, over.wire);
+    res.writeHead(refusal.status, refusal.headers);
+    res.end(refusal.body);
+    return true;
   }
 }
 

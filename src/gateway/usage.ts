@@ -1,5 +1,6 @@
 import type { UsageData } from '../events/types.js';
 import { isPlainObject } from '../json.js';
+import { EventStreamDecoder } from './event-stream.js';
 
 /**
  * Reads token usage out of provider responses as they stream through the gateway, without
@@ -33,7 +34,8 @@ const obj = (v: unknown): Json | undefined => (isPlainObject(v) ? (v as Json) : 
 const anthropic: Extractor = (o, t) => {
   const message = obj(o.message);
   const usage = obj(o.type === 'message_start' ? message?.usage : o.usage);
-  if (!usage) return false;
+  // Other shapes carry a `usage` too (Bedrock's own models): only Anthropic's names count here.
+  if (!usage || (usage.input_tokens === undefined && usage.output_tokens === undefined)) return false;
   if (typeof (message?.model ?? o.model) === 'string') t.model = String(message?.model ?? o.model);
   t.input = num(usage.input_tokens) ?? t.input;
   t.output = num(usage.output_tokens) ?? t.output;
@@ -80,40 +82,163 @@ const gemini: Extractor = (o, t) => {
   return true;
 };
 
-/** The reader for a request path, or null for calls that carry no usage (token counts, model lists). */
-export function usageReaderForPath(path: string, contentType: string): UsageReader | null {
+/**
+ * Bedrock Converse: `usage` of the body, or of the stream's `metadata` event. inputTokens leave
+ * out cache reads and writes (totalTokens adds all four), as Anthropic's input_tokens do.
+ */
+const converse: Extractor = (o, t) => {
+  const usage = obj(o.usage);
+  if (!usage || (usage.inputTokens === undefined && usage.outputTokens === undefined)) return false;
+  t.input = num(usage.inputTokens) ?? t.input;
+  t.output = num(usage.outputTokens) ?? t.output;
+  t.cacheRead = num(usage.cacheReadInputTokens) ?? t.cacheRead;
+  t.cacheWrite = num(usage.cacheWriteInputTokens) ?? t.cacheWrite;
+  return true;
+};
+
+/** Bedrock InvokeModel: the model's own body (Anthropic Messages for Claude; Converse-style names for Amazon's). */
+const bedrockInvoke: Extractor = (o, t) => anthropic(o, t) || converse(o, t);
+
+/**
+ * Bedrock's per-invocation figures, which it adds to the last chunk of a streamed InvokeModel
+ * (`amazon-bedrock-invocationMetrics`): used only when the model's own events carried none.
+ */
+const invocationMetrics: Extractor = (o, t) => {
+  const m = obj(o['amazon-bedrock-invocationMetrics']);
+  if (!m || (m.inputTokenCount === undefined && m.outputTokenCount === undefined)) return false;
+  t.input = num(m.inputTokenCount) ?? t.input;
+  t.output = num(m.outputTokenCount) ?? t.output;
+  t.cacheRead = num(m.cacheReadInputTokenCount) ?? t.cacheRead;
+  t.cacheWrite = num(m.cacheWriteInputTokenCount) ?? t.cacheWrite;
+  return true;
+};
+
+/** The wire protocol of a model call, known from its path; null for calls that are not one. */
+export type WireProtocol =
+  | 'anthropic-messages'
+  | 'openai-responses'
+  | 'openai-chat'
+  | 'gemini'
+  | 'bedrock-invoke'
+  | 'bedrock-invoke-stream'
+  | 'bedrock-converse'
+  | 'bedrock-converse-stream';
+
+const BEDROCK_OPERATIONS: Record<string, WireProtocol> = {
+  invoke: 'bedrock-invoke',
+  'invoke-with-response-stream': 'bedrock-invoke-stream',
+  converse: 'bedrock-converse',
+  'converse-stream': 'bedrock-converse-stream',
+};
+
+export interface ModelCall {
+  protocol: WireProtocol;
+  /** The model the path names (Bedrock and Gemini put it there), URL-decoded. */
+  model?: string;
+}
+
+/** Which model call a request path is, or null (token counts, model lists, anything else). */
+export function modelCallOf(path: string): ModelCall | null {
   const p = path.split('?')[0] ?? path;
   if (p.includes('count_tokens') || p.endsWith(':countTokens')) return null;
-  if (p.endsWith('/messages')) return reader(anthropic, contentType);
-  if (p.endsWith('/responses')) return reader(responses, contentType);
-  if (p.endsWith('/chat/completions')) return reader(chat, contentType);
-  if (p.endsWith(':streamGenerateContent') || p.endsWith(':generateContent'))
-    return reader(gemini, contentType);
+  const bedrock = /\/model\/([^/]+)\/([a-z-]+)$/.exec(p);
+  const op = bedrock ? BEDROCK_OPERATIONS[bedrock[2]!] : undefined;
+  if (bedrock && op) return { protocol: op, model: decode(bedrock[1]!) };
+  if (p.endsWith('/messages')) return { protocol: 'anthropic-messages' };
+  if (p.endsWith('/responses')) return { protocol: 'openai-responses' };
+  if (p.endsWith('/chat/completions')) return { protocol: 'openai-chat' };
+  const gemini = /\/models\/([^/:]+):(?:streamGenerateContent|generateContent)$/.exec(p);
+  if (gemini) return { protocol: 'gemini', model: decode(gemini[1]!) };
   return null;
+}
+
+function decode(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
+  }
+}
+
+/**
+ * The reader for a request path, or null for calls that carry no usage. `headers` are the
+ * response's: Bedrock's InvokeModel also reports its token counts there.
+ */
+export function usageReaderForPath(path: string, contentType: string, headers?: Headers): UsageReader | null {
+  const call = modelCallOf(path);
+  if (!call) return null;
+  const sse = contentType.includes('text/event-stream');
+  switch (call.protocol) {
+    case 'anthropic-messages':
+      return textReader(anthropic, sse, call.model);
+    case 'openai-responses':
+      return textReader(responses, sse, call.model);
+    case 'openai-chat':
+      return textReader(chat, sse, call.model);
+    case 'gemini':
+      return textReader(gemini, sse, call.model);
+    case 'bedrock-invoke':
+      return textReader(bedrockInvoke, false, call.model, bedrockHeaderCounts(headers));
+    case 'bedrock-converse':
+      return textReader(converse, false, call.model);
+    case 'bedrock-invoke-stream':
+      return eventStreamReader(invokeStreamEvent, call.model);
+    case 'bedrock-converse-stream':
+      return eventStreamReader(converseStreamEvent, call.model);
+  }
 }
 
 // A JSON reply's usage sits in a body of bounded size; past this we stop buffering.
 const MAX_JSON_BYTES = 4 * 1024 * 1024;
 
-function reader(extract: Extractor, contentType: string): UsageReader {
+/** The tokens one response reported, and whether it reported any. */
+class Tally {
+  readonly t: Tokens = { input: 0, output: 0, cacheRead: 0, cacheWrite: 0 };
+  seen = false;
+
+  constructor(private readonly pathModel: string | undefined) {}
+
+  take(o: Json | undefined, extract: Extractor): boolean {
+    if (o && extract(o, this.t)) this.seen = true;
+    return this.seen;
+  }
+
+  result(): UsageData | null {
+    if (!this.seen) return null;
+    const model = this.t.model ?? this.pathModel;
+    return {
+      input_tokens: Math.max(0, this.t.input),
+      output_tokens: this.t.output,
+      cache_read_tokens: this.t.cacheRead,
+      cache_write_tokens: this.t.cacheWrite,
+      source: 'gateway',
+      ...(model ? { model } : {}),
+    };
+  }
+}
+
+function parseJson(text: string): Json | undefined {
+  try {
+    return obj(JSON.parse(text));
+  } catch {
+    // Not JSON ([DONE], a keepalive, an error page): not ours to judge; the CLI sees the bytes unchanged.
+    return undefined;
+  }
+}
+
+/** SSE `data:` lines, or one JSON body (a JSON array is Gemini's non-SSE stream: every element counts). */
+function textReader(
+  extract: Extractor,
+  sse: boolean,
+  pathModel: string | undefined,
+  fallback?: (tally: Tally) => void,
+): UsageReader {
   const decoder = new TextDecoder();
-  const sse = contentType.includes('text/event-stream');
-  const t: Tokens = { input: 0, output: 0, cacheRead: 0, cacheWrite: 0 };
-  let seen = false;
+  const tally = new Tally(pathModel);
   let buf = '';
-
-  const take = (text: string) => {
-    try {
-      const parsed = obj(JSON.parse(text));
-      if (parsed && extract(parsed, t)) seen = true;
-    } catch {
-      // Not JSON ([DONE], a keepalive): not ours to judge; the CLI sees the bytes unchanged.
-    }
-  };
   const line = (l: string) => {
-    if (l.startsWith('data:')) take(l.slice(5).trim());
+    if (l.startsWith('data:')) tally.take(parseJson(l.slice(5).trim()), extract);
   };
-
   return {
     push(chunk) {
       const text = decoder.decode(chunk, { stream: true });
@@ -133,26 +258,67 @@ function reader(extract: Extractor, contentType: string): UsageReader {
       if (sse) {
         if (buf) line(buf);
       } else if (buf) {
-        // A JSON array is how Gemini answers a non-SSE stream request: the last element counts.
+        let parsed: unknown;
         try {
-          const parsed: unknown = JSON.parse(buf);
-          for (const item of Array.isArray(parsed) ? parsed : [parsed]) {
-            const o = obj(item);
-            if (o && extract(o, t)) seen = true;
-          }
+          parsed = JSON.parse(buf);
         } catch {
-          // An error body or not JSON: no usage.
+          parsed = undefined; // an error body or not JSON: no usage
         }
+        for (const item of Array.isArray(parsed) ? parsed : [parsed]) tally.take(obj(item), extract);
       }
-      if (!seen) return null;
-      return {
-        input_tokens: Math.max(0, t.input),
-        output_tokens: t.output,
-        cache_read_tokens: t.cacheRead,
-        cache_write_tokens: t.cacheWrite,
-        source: 'gateway',
-        ...(t.model ? { model: t.model } : {}),
-      };
+      if (!tally.seen) fallback?.(tally);
+      return tally.result();
     },
   };
+}
+
+/** One event stream message: feeds the tally, given its `:event-type` and JSON payload. */
+type StreamEventReader = (eventType: string, payload: Json, tally: Tally) => void;
+
+/** invoke-with-response-stream: `chunk` events whose `bytes` (base64) hold the model's own stream events. */
+const invokeStreamEvent: StreamEventReader = (eventType, payload, tally) => {
+  if (eventType !== 'chunk' || typeof payload.bytes !== 'string') return;
+  const inner = parseJson(Buffer.from(payload.bytes, 'base64').toString('utf8'));
+  if (!inner) return;
+  if (!tally.take(inner, bedrockInvoke)) tally.take(inner, invocationMetrics);
+};
+
+/** converse-stream: the `metadata` event carries the call's usage. */
+const converseStreamEvent: StreamEventReader = (eventType, payload, tally) => {
+  if (eventType === 'metadata') tally.take(payload, converse);
+};
+
+function eventStreamReader(read: StreamEventReader, pathModel: string | undefined): UsageReader {
+  const decoder = new EventStreamDecoder();
+  const text = new TextDecoder();
+  const tally = new Tally(pathModel);
+  return {
+    push(chunk) {
+      for (const message of decoder.push(chunk)) {
+        if (message.headers[':message-type'] !== 'event') continue;
+        const payload = parseJson(text.decode(message.payload));
+        if (payload) read(message.headers[':event-type'] ?? '', payload, tally);
+      }
+    },
+    finish() {
+      return tally.result();
+    },
+  };
+}
+
+/** Bedrock InvokeModel's answer headers with its token counts, for models whose body has none. */
+function bedrockHeaderCounts(headers: Headers | undefined): ((tally: Tally) => void) | undefined {
+  const input = Number(headers?.get('x-amzn-bedrock-input-token-count') ?? Number.NaN);
+  const output = Number(headers?.get('x-amzn-bedrock-output-token-count') ?? Number.NaN);
+  if (!Number.isFinite(input) && !Number.isFinite(output)) return undefined;
+  return (tally) =>
+    tally.take(
+      {
+        usage: {
+          inputTokens: Number.isFinite(input) ? input : 0,
+          outputTokens: Number.isFinite(output) ? output : 0,
+        },
+      },
+      converse,
+    );
 }

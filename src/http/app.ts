@@ -13,6 +13,7 @@ import { clientErrorHandler, frameworkErrorHandler, MAX_PATH_SEGMENT } from './f
 import { apiV1CollectionRoutes } from './routes/api-v1-collections.js';
 import { apiV1RunRoutes } from './routes/api-v1-runs.js';
 import { chatRoutes } from './routes/chat.js';
+import { collectionSettingsRoutes } from './routes/collection-settings.js';
 import { keyRoutes } from './routes/keys.js';
 import { metaRoutes } from './routes/meta.js';
 import { runRoutes } from './routes/runs.js';
@@ -131,6 +132,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   runRoutes(app, deps, streams);
   chatRoutes(app, deps, streams);
   keyRoutes(app, deps);
+  collectionSettingsRoutes(app, deps);
   apiV1CollectionRoutes(app, deps);
   apiV1RunRoutes(app, deps);
   uiRoutes(app, deps.ui);

@@ -32,6 +32,8 @@ export interface AppDeps {
     maxTimeoutSec: number;
     timeoutHintSec: number;
     sandbox: { cpus: number; memoryBytes: number; pids: number; allowNetwork: boolean };
+    /** The operator's maximum budget of a run, and the budget of a run that names none. */
+    budget: { maxCostUsd: number; maxTokens: number };
   };
   /** Provider keys the server itself holds (shared by every collection without its own). */
   serverProviderKeys: Partial<Record<RealProvider, string>>;

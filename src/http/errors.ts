@@ -95,6 +95,7 @@ export function registerErrorHandling(app: FastifyInstance): void {
     else req.log.info({ code: appErr.code, param: appErr.param }, appErr.message);
     // A stream already under way cannot change its status; its route ends it with an error chunk.
     if (reply.raw.headersSent) return;
+    if (appErr.headers) void reply.headers(appErr.headers);
     void reply.code(appErr.status).header('content-type', 'application/json').send(envelope(appErr));
   });
   app.setNotFoundHandler((req, reply) => {

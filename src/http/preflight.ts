@@ -12,6 +12,7 @@ import { getRuntime } from '../runtimes/registry.js';
 import type { ProviderName, RuntimeAdapter } from '../runtimes/types.js';
 import { quoted } from '../tenancy/names.js';
 import { availableProviders } from '../tenancy/provider-keys.js';
+import { type BudgetContext, budgetContext, planBudget } from './budget-preflight.js';
 import type { AppDeps } from './deps.js';
 import type { ChatRequest } from './schemas.js';
 
@@ -20,17 +21,22 @@ export interface CollectionContext {
   collection: string;
   variables: ReadonlySet<string>;
   providers: ReadonlySet<ProviderName>;
+  /** Budget settings and today's spend, for the run's budget and the daily limit. */
+  budget: BudgetContext;
 }
 
 /** Reads the collection's variable names (never values) and the providers it can use. */
 export async function collectionContext(deps: AppDeps, collection: string): Promise<CollectionContext> {
-  const { configured } = await deps.tenancy.checkSecrets(collection, []);
+  const [{ configured }, budget] = await Promise.all([
+    deps.tenancy.checkSecrets(collection, []),
+    budgetContext(deps, collection),
+  ]);
   const variables = new Set(configured);
   const providers = availableProviders(variables, {
     serverKeys: deps.serverProviderKeys,
     simulated: deps.simulatedProvider,
   });
-  return { collection, variables, providers };
+  return { collection, variables, providers, budget };
 }
 
 export interface PlannedRun {
@@ -100,6 +106,7 @@ export function planRun(
     );
   }
   const webhook = webhookOf(jetty);
+  const budget = planBudget(jetty, deps.defaults.budget, ctx.budget, ctx.collection);
 
   const resolved = resolveRunbook({
     runbookText,
@@ -212,6 +219,7 @@ export function planRun(
       limits: { cpus, memoryBytes: max.memoryBytes, pids: max.pids },
       network: jetty.network_enabled ? 'bridge' : 'none',
       mcpServers,
+      budget,
       webhook,
     },
     collection: ctx.collection,

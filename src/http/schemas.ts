@@ -37,6 +37,21 @@ export const jettyBlockSchema = z
     file_paths: z.array(z.string()).optional(),
     timeout_sec: z.number({ error: 'must be a number of seconds' }).int().positive().optional(),
     timeout_hint: z.number({ error: 'must be a number of seconds' }).int().min(0).optional(),
+    max_cost_usd: z
+      .number({ error: 'must be a dollar amount' })
+      .positive({ error: 'must be above 0' })
+      .optional()
+      .describe(
+        "The run's cost budget in USD (the gateway's token counts at list prices); past it, model calls are refused and the run fails with budget_exceeded. Default: the collection's default_max_cost_usd, else RUN_MAX_COST_USD",
+      ),
+    max_tokens: z
+      .number({ error: 'must be a whole number of tokens' })
+      .int({ error: 'must be a whole number of tokens' })
+      .positive({ error: 'must be above 0' })
+      .optional()
+      .describe(
+        "The run's token budget: input + output tokens of all its model calls, as the gateway measures them. Default: the collection's default_max_tokens, else RUN_MAX_TOKENS",
+      ),
     network_enabled: z.boolean().optional(),
     mcp_servers: mcpServersSchema.optional(),
     cpus: z.number().positive().optional(),
@@ -156,6 +171,18 @@ export const runRecordSchema = z.object({
     .nullable()
     .describe(
       'Milliseconds per stage: waiting in the queue, starting the sandbox, the agent CLI itself, collecting results',
+    ),
+  budget: z
+    .object({
+      max_cost_usd: z.number().nullable(),
+      max_tokens: z.number().nullable(),
+      spent_tokens: z.number().nullable(),
+      spent_cost_usd: z.number().nullable(),
+      exceeded: z.boolean(),
+    })
+    .optional()
+    .describe(
+      "The run's budget (jetty.max_cost_usd, jetty.max_tokens or their defaults) and, once it ended, what the gateway measured against it: input + output tokens, and their cost at list prices",
     ),
 });
 

@@ -102,6 +102,7 @@ export function asInitParamsError(err: unknown): unknown {
     code: err.code,
     param: renameParam(err.param),
     details: err.details,
+    headers: err.headers,
   });
 }
 
@@ -136,6 +137,8 @@ export function chatRequestOf(
     file_paths: init.file_paths,
     timeout_sec: init.timeout_sec ?? config.timeout_sec,
     mcp_servers: init.mcp_servers,
+    max_cost_usd: init.max_cost_usd,
+    max_tokens: init.max_tokens,
     cpus: config.cpus,
     // Jetty's templates ask for network by default; here it is the server's to give, so a step
     // config asking for it gets it only where the server allows it (the run says which it got).

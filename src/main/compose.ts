@@ -155,6 +155,7 @@ export async function startServer(
           maxTimeoutSec: config.runMaxTimeoutSec,
           timeoutHintSec: config.timeoutHintSec,
           sandbox: config.sandbox,
+          budget: config.budget,
         },
         serverProviderKeys: config.providerKeys,
         simulatedProvider: config.simulatedProvider,

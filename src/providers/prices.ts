@@ -77,3 +77,8 @@ export function estimateCost(
     1_000_000;
   return Math.round(usd * 1e6) / 1e6;
 }
+
+/** Dollars with enough digits that a tiny amount still reads as a figure: $0.000042, $0.50, $12.30. */
+export function formatUsd(v: number): string {
+  return `$${v >= 1 ? v.toFixed(2) : v.toFixed(6).replace(/(\.\d{2}\d*?)0+$/, '$1')}`;
+}

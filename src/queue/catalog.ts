@@ -62,6 +62,16 @@ export const runJobSchema = z.object({
     pids: z.number().int(),
   }),
   network: z.enum(['none', 'bridge']),
+  /**
+   * What the run may spend, enforced at the gateway: USD at list prices, and input + output
+   * tokens; null: no cap of that kind. Absent in jobs queued by older servers.
+   */
+  budget: z
+    .object({
+      maxCostUsd: z.number().positive().nullable(),
+      maxTokens: z.number().int().positive().nullable(),
+    })
+    .default({ maxCostUsd: null, maxTokens: null }),
   /** Normalized MCP servers (src/runtimes/mcp.ts); absent in jobs queued by older servers. */
   mcpServers: z.array(mcpServerSchema).default([]),
 });

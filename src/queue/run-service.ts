@@ -195,6 +195,13 @@ export class RunService {
       primary_outputs: job.primaryOutputs.map((p) => relativeToResults(p, job.resultsDir)),
       warnings: meta.warnings ?? [],
       ...(delivery ? { webhook: { url: delivery.url, state: 'pending' as const, deliveries: [] } } : {}),
+      budget: {
+        max_cost_usd: payload.budget.maxCostUsd,
+        max_tokens: payload.budget.maxTokens,
+        spent_tokens: null,
+        spent_cost_usd: null,
+        exceeded: false,
+      },
     };
     await this.store.create(record);
     await this.deps.redis.set(this.inputKey(runId), JSON.stringify(inputOf(payload, meta.initParams)));

@@ -13,6 +13,18 @@ import {
 import type { ProviderName } from '../runtimes/types.js';
 import type { RedisKeys } from './keys.js';
 
+/** What a run may spend and, once it ended, what the gateway measured against that. */
+export interface RunBudgetRecord {
+  max_cost_usd: number | null;
+  max_tokens: number | null;
+  /** Input + output tokens of the run's model calls; null until the run ends. */
+  spent_tokens: number | null;
+  /** Their cost at list prices (calls to models without a price not included); null until the run ends. */
+  spent_cost_usd: number | null;
+  /** Whether a model call was refused because the budget was spent. */
+  exceeded: boolean;
+}
+
 /** Milliseconds spent in each stage of a run; null for a stage it did not reach. */
 export interface RunTimings {
   /** From the request to a worker taking the job. */
@@ -65,6 +77,8 @@ export interface RunRecord {
   attempt?: number;
   /** Why the last attempt handed the run back, when its worker knew; the next attempt reads it. */
   retry_reason?: RetryReason;
+  /** Absent on passthrough calls and on runs queued by older servers. */
+  budget?: RunBudgetRecord;
 }
 
 // Moves status only from an allowed one, atomically, and writes the other fields with it.

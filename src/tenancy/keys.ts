@@ -29,6 +29,14 @@ export class TenancyKeys {
   apiKeyByHash(sha256: string): string {
     return `${this.prefix}:api-key-sha256:${sha256}`;
   }
+  /** Hash: the collection's budget settings (field → JSON number), see budgets.ts. */
+  budgetSettings(collection: string): string {
+    return `${this.prefix}:collection:${collection}:budget`;
+  }
+  /** Integer: micro-dollars the collection's runs spent on one UTC day (YYYY-MM-DD), as the gateway priced them. */
+  spend(collection: string, day: string): string {
+    return `${this.prefix}:collection:${collection}:spend:${day}`;
+  }
   /** Set: sha256 of every revoked key, so a revoked key is never registered again. */
   revokedApiKeys(): string {
     return `${this.prefix}:api-keys-revoked`;

@@ -20,6 +20,7 @@ import {
   isWellFormedApiKey,
   newApiKeyId,
 } from './api-keys.js';
+import { type BudgetMaxima, type BudgetSettings, CollectionBudgets, nextUtcDay } from './budgets.js';
 import { TenancyKeys } from './keys.js';
 import { assertCollectionName, envNameProblem, isCollectionName, quoted } from './names.js';
 import { decryptValue, encryptValue, type MasterKey } from './secrets.js';
@@ -167,6 +168,7 @@ function validatePatch(patch: unknown): [string, string | null][] {
 export class TenancyStore {
   private readonly keys: TenancyKeys;
   private readonly now: () => Date;
+  private readonly budgets: CollectionBudgets;
 
   constructor(
     private readonly redis: Redis,
@@ -176,6 +178,36 @@ export class TenancyStore {
   ) {
     this.keys = new TenancyKeys(prefix);
     this.now = opts.now ?? (() => new Date());
+    this.budgets = new CollectionBudgets(redis, this.keys);
+  }
+
+  // ── Budgets ────────────────────────────────────────────────────────────────────────────
+
+  /** The collection's budget settings (run defaults, daily spend limit). */
+  async getBudgetSettings(collection: string): Promise<BudgetSettings> {
+    await this.requireCollection(collection);
+    return this.budgets.settings(collection);
+  }
+
+  /** Changes them; a run default above the operator's maximum is a 400 naming it. */
+  async patchBudgetSettings(
+    collection: string,
+    patch: unknown,
+    maxima: BudgetMaxima,
+  ): Promise<BudgetSettings> {
+    await this.requireCollection(collection);
+    return this.budgets.patch(collection, patch, maxima);
+  }
+
+  /** Adds a model call's cost (as the gateway priced it) to today's (UTC) spend of the collection. */
+  addSpend(collection: string, usd: number): Promise<void> {
+    return this.budgets.addSpend(collection, usd, this.now());
+  }
+
+  /** What the collection spent today (UTC), and when that day ends. */
+  async spendToday(collection: string): Promise<{ usd: number; resetsAt: Date }> {
+    const now = this.now();
+    return { usd: await this.budgets.spentOn(collection, now), resetsAt: nextUtcDay(now) };
   }
 
   // ── Collections ────────────────────────────────────────────────────────────────────────

@@ -7,9 +7,10 @@ import type { Logger } from 'pino';
 import { AppError, isAppError } from '../errors.js';
 import { DEFAULT_RUN_LIMITS, type RunLimits } from '../events/limits.js';
 import type { NewEvent, RetryReason, RunError, RunStatus, UsageTotals } from '../events/types.js';
+import { type BudgetExceeded, RunBudget } from '../gateway/budget.js';
 import type { GatewayRoute, ProviderGateway } from '../gateway/gateway.js';
 import type { UploadStore } from '../jetty/uploads.js';
-import { estimateCost } from '../providers/prices.js';
+import { estimateCost, formatUsd, priceOf } from '../providers/prices.js';
 import { createSimulatedProvider } from '../providers/simulated/index.js';
 import {
   isRealProvider,
@@ -23,7 +24,7 @@ import { type RedisKeys, RUN_QUEUE } from '../queue/keys.js';
 import { closeRedis } from '../queue/redis-close.js';
 import { isRedisConnectionError } from '../queue/redis-outage.js';
 import type { RunService } from '../queue/run-service.js';
-import type { RunTimings } from '../queue/run-store.js';
+import type { RunRecord, RunTimings } from '../queue/run-store.js';
 import { getRuntime } from '../runtimes/registry.js';
 import type { ProviderName, SandboxFile } from '../runtimes/types.js';
 import {
@@ -43,6 +44,11 @@ import { RunEventSink } from './run-events.js';
 
 /** Port the in-sandbox forwarder listens on (127.0.0.1 inside the sandbox only). */
 export const SANDBOX_GATEWAY_PORT = 4100;
+/**
+ * After the gateway refuses a call over the run's budget, the CLI has this long to end on its own
+ * (they all treat the refusal as final) before its sandbox is stopped.
+ */
+export const BUDGET_GRACE_MS = 10_000;
 
 export interface WorkerDeps {
   redis: Redis;
@@ -87,7 +93,7 @@ export function stalledIntervalFor(lockMs: number): number {
   return Math.min(2_000, Math.max(250, Math.floor(lockMs / 4)));
 }
 
-type StopReason = 'cancelled' | 'timeout' | 'shutdown';
+type StopReason = 'cancelled' | 'timeout' | 'shutdown' | 'budget';
 
 interface ActiveRun {
   stop: (reason: StopReason) => void;
@@ -324,10 +330,15 @@ export class RunWorker {
     // The run's secrets are read now, not at request time: a value changed meanwhile is the one used.
     const secrets = await this.secretsOf(spec);
     sink.addRedactions(secrets.redact);
-    const route = await this.route(spec, spec.provider, sink, log, 'gateway');
+    // One budget for the run: the agent's calls and its scripts' count against it alike.
+    let budgetTimer: NodeJS.Timeout | undefined;
+    const budget = this.budgetOf(spec, sink, log, () => {
+      budgetTimer ??= setTimeout(() => stop('budget'), BUDGET_GRACE_MS);
+    });
+    const route = await this.route(spec, spec.provider, sink, log, 'gateway', budget);
     const token = `jrt_${randomBytes(24).toString('hex')}`;
     deps.gateway.register(token, { ...route, retryAfterMs: runtime.gatewayRetryAfterMs });
-    const scripts = await this.scriptRoutes(spec, sink, log);
+    const scripts = await this.scriptRoutes(spec, sink, log, budget);
     const redactor = sink.redactor;
     const deadline = setTimeout(() => stop('timeout'), spec.timeoutSec * 1000);
     const artifactDir = deps.blobs.artifactDir(runId);
@@ -403,6 +414,7 @@ export class RunWorker {
       if (!(e instanceof StopBeforeStart)) throw e;
     } finally {
       clearTimeout(deadline);
+      clearTimeout(budgetTimer);
       deps.gateway.unregister(token);
       for (const t of scripts.tokens) deps.gateway.unregister(t);
       if (sandbox) {
@@ -460,6 +472,19 @@ export class RunWorker {
         type: 'run.failed',
         data: { error, exit_code: exitCode, usage: sink.totals(), duration_ms },
       };
+    } else if (route.budget?.exceeded) {
+      // The gateway refused a model call: that, not how the CLI took it, is why the run ended.
+      status = 'failed';
+      terminal = {
+        type: 'run.failed',
+        data: {
+          error: { code: 'budget_exceeded', message: route.budget.exceeded.message },
+          exit_code: exitCode,
+          final_text: outcome?.finalText,
+          usage: sink.totals(),
+          duration_ms,
+        },
+      };
     } else if (outcome?.status === 'completed') {
       status = 'completed';
       if (missing.length > 0) {
@@ -510,6 +535,7 @@ export class RunWorker {
         warnings: [...(rec.warnings ?? []), ...sink.warnings()],
         limits_hit: sink.limitsHit,
         timings,
+        ...(route.budget ? { budget: budgetRecord(route.budget) } : {}),
         exit_code: exitCode,
         final_text: outcome ? sink.shapeMessage(outcome.finalText) : null,
         error: ended.type === 'run.failed' ? ended.data.error : null,
@@ -631,13 +657,14 @@ export class RunWorker {
     spec: RunJob,
     sink: RunEventSink,
     log: Logger,
+    budget: RunBudget,
   ): Promise<{ env: Record<string, string>; tokens: string[] }> {
     const env: Record<string, string> = {};
     const tokens: string[] = [];
     for (const s of spec.secrets) {
       const upstream = s.provider === undefined ? undefined : providerOfKeyVariable(s.env);
       if (s.provider === undefined || upstream === undefined) continue;
-      const route = await this.route(spec, s.provider, sink, log, 'script').catch((err: unknown) => {
+      const route = await this.route(spec, s.provider, sink, log, 'script', budget).catch((err: unknown) => {
         // A key removed since the pre-flight: an optional secret is then simply absent.
         if (!s.required && isAppError(err) && err.code === 'provider_key_missing') return undefined;
         throw err;
@@ -659,6 +686,7 @@ export class RunWorker {
     sink: RunEventSink,
     log: Logger,
     source: 'gateway' | 'script',
+    budget: RunBudget,
   ): Promise<GatewayRoute> {
     // The gateway's figures carry a price-table estimate, marked as one (the CLI may report its own).
     const onUsage = (measured: Parameters<GatewayRoute['onUsage']>[0]) => {
@@ -668,6 +696,12 @@ export class RunWorker {
         type: 'usage',
         data: cost === undefined ? u : { ...u, cost_usd: cost, cost_estimated: true },
       });
+      // The collection's daily spend, which the pre-flight checks before accepting its next run.
+      if (cost !== undefined) {
+        this.deps.tenancy
+          .addSpend(spec.collection, cost)
+          .catch((err) => log.warn({ err }, 'recording the collection’s spend failed'));
+      }
     };
     const onRequest: GatewayRoute['onRequest'] = (info) => log.debug({ ...info, source }, 'gateway request');
     if (provider === 'simulated') {
@@ -686,6 +720,7 @@ export class RunWorker {
         auth: null,
         onUsage,
         onRequest,
+        budget,
       };
     }
     const key = await providerKeyFor(this.deps.tenancy, spec.collection, provider, {
@@ -709,7 +744,34 @@ export class RunWorker {
       auth: UPSTREAMS[provider].auth(key),
       onUsage,
       onRequest,
+      budget,
     };
+  }
+
+  /**
+   * The run's budget, kept by the gateway. Told of the first refused call, the run says so and
+   * gives the CLI BUDGET_GRACE_MS to end. A model without a price is said at the start: the cost
+   * cap cannot see its calls, the token cap still applies.
+   */
+  private budgetOf(spec: RunJob, sink: RunEventSink, log: Logger, onExceeded: () => void): RunBudget {
+    const { maxCostUsd, maxTokens } = spec.budget;
+    if (maxCostUsd !== null && !priceOf(spec.model)) {
+      sink.emit({
+        type: 'run.warning',
+        data: {
+          code: 'budget_cost_unpriced',
+          message: `The model ${spec.model} has no price in this server's table, so the run's cost budget (${formatUsd(maxCostUsd)}) cannot be enforced on its calls; its token budget${maxTokens === null ? ' (none set)' : ` (${maxTokens} tokens)`} still applies.`,
+        },
+      });
+    }
+    return new RunBudget(spec.budget, (e: BudgetExceeded) => {
+      log.info({ limit: e.limit, budget: e.budget, spent: e.spent }, 'run budget spent');
+      sink.emit({
+        type: 'log',
+        data: { stream: 'system', line: `${e.message} Model calls are refused from now on.` },
+      });
+      onExceeded();
+    });
   }
 }
 
@@ -726,6 +788,18 @@ const RETRY_MESSAGES: Record<RetryReason, (previous: number) => string> = {
   infrastructure_error: (n) =>
     `Attempt ${n} hit an infrastructure error (see the log event before this); the run starts again in a fresh sandbox.`,
 };
+
+/** The budget as the run record keeps it: the limits, and what the gateway measured against them. */
+function budgetRecord(b: RunBudget): NonNullable<RunRecord['budget']> {
+  const spent = b.spent();
+  return {
+    max_cost_usd: b.limits.maxCostUsd,
+    max_tokens: b.limits.maxTokens,
+    spent_tokens: spent.tokens,
+    spent_cost_usd: Math.round(spent.costUsd * 1e6) / 1e6,
+    exceeded: b.exceeded !== null,
+  };
+}
 
 class StopBeforeStart extends Error {}
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { EventStreamStore } from '../../src/events/stream-store.js';
 import type { UsageData } from '../../src/events/types.js';
-import { estimateCost, priceOf } from '../../src/providers/prices.js';
+import { estimateCost, formatUsd, priceOf } from '../../src/providers/prices.js';
 import { RunEventSink } from '../../src/worker/run-events.js';
 
 const store = { append: async () => '1-0' } as unknown as EventStreamStore;
@@ -28,6 +28,19 @@ describe('price table', () => {
       estimateCost(u({ model: 'claude-sonnet-4-6', input_tokens: 1_000_000, output_tokens: 100_000 })),
     ).toBe(4.5);
     expect(estimateCost(u({ model: 'mystery', input_tokens: 5 }))).toBeUndefined();
+  });
+
+  it('writes dollars so that a tiny budget still reads as its figure', () => {
+    expect([0, 0.000001, 0.000042, 0.01, 0.5, 0.025992, 1.5, 25].map(formatUsd)).toEqual([
+      '$0.00',
+      '$0.000001',
+      '$0.000042',
+      '$0.01',
+      '$0.50',
+      '$0.025992',
+      '$1.50',
+      '$25.00',
+    ]);
   });
 });
 

@@ -111,6 +111,35 @@ const VERBS: AdminVerb[] = [
     },
   },
   {
+    words: 'settings show',
+    usage: "settings show <collection>                         budget settings and today's spend",
+    async run(store, args, _v, ctx) {
+      const collection = arg(args, 0, '<collection>');
+      const budget = await serverBudget(ctx);
+      for (const [k, v] of Object.entries(await store.getBudgetSettings(collection)))
+        println(ctx.stdout, `${k}\t${v ?? 'none'}`);
+      println(ctx.stdout, `server_max_cost_usd\t${budget.maxCostUsd}`);
+      println(ctx.stdout, `server_max_tokens\t${budget.maxTokens}`);
+      const today = await store.spendToday(collection);
+      println(ctx.stdout, `spent_today_usd\t${today.usd.toFixed(6)}\tresets ${today.resetsAt.toISOString()}`);
+    },
+  },
+  {
+    words: 'settings set',
+    usage:
+      'settings set <collection> <field> <value|none>     field: default_max_cost_usd, default_max_tokens,\n' +
+      '                                                     daily_spend_limit_usd; none clears it',
+    async run(store, args, _v, ctx) {
+      const collection = arg(args, 0, '<collection>');
+      const field = arg(args, 1, '<field>');
+      const raw = arg(args, 2, '<value|none>');
+      const value = raw === 'none' ? null : Number(raw);
+      if (value !== null && !Number.isFinite(value)) throw usageError(`${field} takes a number or none`);
+      await store.patchBudgetSettings(collection, { [field]: value }, await serverBudget(ctx));
+      println(ctx.stdout, `${field} of ${collection} is now ${raw}`);
+    },
+  },
+  {
     words: 'bootstrap',
     usage:
       'bootstrap <collection>                             idempotent: the collection, and a key if it has none',
@@ -141,7 +170,7 @@ ${[
   .join('\n')}`;
 
 /** The words `jetty` accepts without `admin` in front, as `npm run jetty -- ...` always did. */
-export const ADMIN_GROUPS = ['collections', 'keys', 'env', 'bootstrap', 'master-key'];
+export const ADMIN_GROUPS = ['collections', 'keys', 'env', 'settings', 'bootstrap', 'master-key'];
 
 export const adminCommand: Command = {
   name: 'admin',
@@ -171,6 +200,12 @@ export const adminCommand: Command = {
     });
   },
 };
+
+/** The server's budget maxima (RUN_MAX_COST_USD, RUN_MAX_TOKENS), from the same configuration. */
+async function serverBudget(ctx: CliContext) {
+  const { loadConfig } = await import('../../config/index.js');
+  return loadConfig(ctx.env, hostname()).budget;
+}
 
 async function withStore(ctx: CliContext, fn: (store: TenancyStore) => Promise<ExitCode>): Promise<ExitCode> {
   // Loaded here: the HTTP commands never need Redis, nor its start-up cost.

@@ -8,6 +8,7 @@ import { resolveAssets } from '../../jetty/assets.js';
 import type { RunRecord } from '../../queue/run-store.js';
 import { providerKeyFor } from '../../tenancy/provider-keys.js';
 import { collectionOf } from '../auth.js';
+import { checkDailyLimit } from '../budget-preflight.js';
 import type { AppDeps } from '../deps.js';
 import { forward, planPassthrough } from '../passthrough.js';
 import { type CollectionContext, collectionContext, planRun } from '../preflight.js';
@@ -173,6 +174,8 @@ async function passthrough(
   ctx: CollectionContext,
 ): Promise<void> {
   const target = planPassthrough(body.model, ctx);
+  // A plain call spends like a run: a collection past its daily limit is refused before it.
+  checkDailyLimit(ctx.budget, ctx.collection);
   const key = await providerKeyFor(deps.tenancy, ctx.collection, target.provider, {
     serverKeys: deps.serverProviderKeys,
     simulated: deps.simulatedProvider,
@@ -222,6 +225,8 @@ async function passthrough(
     usage.cost_usd = outcome.usage.cost_usd ?? null;
     usage.cost_estimated = outcome.usage.cost_estimated ?? false;
     await deps.runs.events.append(rec.id, { type: 'usage', data: outcome.usage });
+    if (outcome.usage.cost_usd !== undefined)
+      await deps.tenancy.addSpend(ctx.collection, outcome.usage.cost_usd);
   }
   if (outcome?.text)
     await deps.runs.events.append(rec.id, { type: 'agent.message', data: { text: outcome.text } });
