@@ -48,8 +48,9 @@ describe('the CLI and the master key', () => {
     const made = await jetty(['bootstrap', 'acme'], { DATA_DIR: serverDir });
     expect(made.code, made.stderr).toBe(0);
 
+    // Exit 2: a configuration the operator must fix, nothing written (docs/cli.md, exit codes).
     const wrong = await jetty(['env', 'set', 'acme', 'API_TOKEN'], { DATA_DIR: elsewhere }, 'value-1');
-    expect(wrong.code).toBe(1);
+    expect(wrong.code).toBe(2);
     expect(wrong.stderr).toContain('JETTY_MASTER_KEY');
     expect(wrong.stderr).toContain('DATA_DIR');
     expect(wrong.stderr).not.toContain('    at ');
@@ -70,7 +71,7 @@ describe('the CLI and the master key', () => {
       { JETTY_MASTER_KEY: other.stdout.trim() },
       'v',
     );
-    expect(wrong.code).toBe(1);
+    expect(wrong.code).toBe(2);
     expect(wrong.stderr).toMatch(/the master key from JETTY_MASTER_KEY is not the one/);
 
     const key = (await readFile(path.join(serverDir, 'master.key'), 'utf8')).trim();
