@@ -24,7 +24,14 @@ export interface AppDeps {
     timeoutSec: number;
     maxTimeoutSec: number;
     timeoutHintSec: number;
-    sandbox: { cpus: number; memoryBytes: number; pids: number; allowNetwork: boolean };
+    sandbox: {
+      cpus: number;
+      memoryBytes: number;
+      pids: number;
+      diskBytes: number;
+      maxDiskBytes: number;
+      allowNetwork: boolean;
+    };
   };
   /** Provider keys the server itself holds (shared by every collection without its own). */
   serverProviderKeys: Partial<Record<RealProvider, string>>;

@@ -129,6 +129,8 @@ export async function startServer(
         tenancy: tenancy(workerRedis),
         uploads,
         uploadRetentionMs: config.retentionSec * 1000,
+        runRetentionMs: config.retentionSec * 1000,
+        artifactLimits: config.artifacts,
         serverProviderKeys: config.providerKeys,
         simulatedProvider: config.simulatedProvider,
         upstreams: config.upstreams,

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { readFile, rm } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { type Job, UnrecoverableError, WaitingError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -25,7 +25,7 @@ import type { RunTimings } from '../queue/run-store.js';
 import { getRuntime } from '../runtimes/registry.js';
 import type { ProviderName, SandboxFile } from '../runtimes/types.js';
 import {
-  type CollectedArtifact,
+  type CollectLimits,
   GATEWAY_MOUNT,
   GATEWAY_SOCKET_NAME,
   type RunningSandbox,
@@ -34,6 +34,7 @@ import {
 import type { BlobStore } from '../storage/blob-store.js';
 import { providerKeyFor } from '../tenancy/provider-keys.js';
 import type { TenancyStore } from '../tenancy/store.js';
+import { type CollectedResults, collectResults } from './collect.js';
 import { linesOf } from './lines.js';
 import { composePrompt } from './prompt.js';
 import { RunEventSink } from './run-events.js';
@@ -59,6 +60,10 @@ export interface WorkerDeps {
   uploads: UploadStore;
   /** Uploads older than this are removed (with the orphan sweep); the run retention by default. */
   uploadRetentionMs?: number;
+  /** Run files (artifacts, trajectory) of runs over for longer than this are removed, with the sweep. */
+  runRetentionMs?: number;
+  /** What is copied out of results_dir; the rest is reported as dropped. */
+  artifactLimits: CollectLimits;
   /** The server's own provider keys, for collections without theirs. */
   serverProviderKeys: Partial<Record<RealProvider, string>>;
   simulatedProvider: boolean;
@@ -141,6 +146,9 @@ export class RunWorker {
       if (deps.uploadRetentionMs !== undefined) {
         void deps.uploads.removeOlderThan(deps.uploadRetentionMs).catch(() => undefined);
       }
+      void this.removeOldRunFiles().catch((err) =>
+        deps.logger.warn({ err }, 'removing old run files failed'),
+      );
     }, every);
     this.reaper.unref();
   }
@@ -175,6 +183,20 @@ export class RunWorker {
       }
     }
     return removed;
+  }
+
+  /**
+   * Removes the run files in DATA_DIR of runs over for longer than the retention (Redis has let
+   * their records go by then), and what a collection cut short by a dead worker left behind.
+   */
+  async removeOldRunFiles(): Promise<{ runs: number; partial: number }> {
+    const { deps } = this;
+    const isLive = async (runId: string) => {
+      if (this.active.has(runId)) return true;
+      const status = (await deps.runs.get(runId))?.status;
+      return status === 'pending' || status === 'running';
+    };
+    return deps.blobs.removeOlderThan(deps.runRetentionMs ?? Number.POSITIVE_INFINITY, isLive);
   }
 
   /** A running sandbox whose job no worker holds (its worker died) is an orphan. */
@@ -290,8 +312,7 @@ export class RunWorker {
     const token = `jrt_${randomBytes(24).toString('hex')}`;
     deps.gateway.register(token, { ...route, retryAfterMs: runtime.gatewayRetryAfterMs });
     const deadline = setTimeout(() => stop('timeout'), spec.timeoutSec * 1000);
-    const artifactDir = deps.blobs.artifactDir(runId);
-    let collected: CollectedArtifact[] = [];
+    let collected: CollectedResults = { artifacts: [], dropped: null, events: [] };
     let exitCode: number | null = null;
     let outcome: ReturnType<ReturnType<typeof runtime.createParser>['finish']>['outcome'] | undefined;
     try {
@@ -314,6 +335,8 @@ export class RunWorker {
         resultsDir: spec.resultsDir,
       });
       const assets = await this.assetFiles(spec);
+      // The prompt is piped to the CLI rather than written into the sandbox.
+      const stdin = invocation.files.find((f) => f.path === invocation.stdinFile);
       const tStart = Date.now();
       sandbox = await deps.driver.start({
         runId,
@@ -325,8 +348,8 @@ export class RunWorker {
           JETTY_GATEWAY_PORT: String(SANDBOX_GATEWAY_PORT),
           JETTY_GATEWAY_SOCKET: `${GATEWAY_MOUNT}/${GATEWAY_SOCKET_NAME}`,
         },
-        files: [...assets, ...invocation.files],
-        ...(invocation.stdinFile ? { stdinFile: invocation.stdinFile } : {}),
+        files: [...assets, ...invocation.files.filter((f) => f !== stdin)],
+        ...(stdin ? { stdin: stdin.content } : {}),
         limits: spec.limits,
         network: spec.network,
         gatewaySocketDir: deps.gatewaySocketDir,
@@ -382,8 +405,13 @@ export class RunWorker {
         // Results are collected whatever the ending: success, failure, timeout or cancel.
         const tCollect = Date.now();
         try {
-          await rm(artifactDir, { recursive: true, force: true });
-          collected = await sandbox.collect(spec.resultsDir, artifactDir);
+          collected = await collectResults({
+            sandbox,
+            runId,
+            resultsDir: spec.resultsDir,
+            blobs: deps.blobs,
+            limits: deps.artifactLimits,
+          });
         } catch (e) {
           log.warn({ err: e }, 'collecting results failed');
           sink.emit({
@@ -407,8 +435,9 @@ export class RunWorker {
       throw new WorkerShutdown();
     }
 
-    const artifacts = collected.map(({ localPath: _l, ...info }) => info);
+    const { artifacts } = collected;
     for (const info of artifacts) sink.emit({ type: 'artifact', data: info });
+    for (const ev of collected.events) sink.emit(ev);
     const have = new Set(artifacts.map((a) => path.posix.join(spec.resultsDir, a.path)));
     const missing = spec.requiredOutputs.filter((p) => !have.has(p));
     const endedAt = new Date();
@@ -476,6 +505,7 @@ export class RunWorker {
         duration_ms,
         usage: sink.totals(),
         artifacts,
+        ...(collected.dropped ? { artifacts_dropped: collected.dropped } : {}),
         missing_outputs: missing,
         timings,
         exit_code: exitCode,

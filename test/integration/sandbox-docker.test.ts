@@ -23,6 +23,10 @@ import {
  */
 const SKIP = process.env.JETTY_SKIP_DOCKER === '1';
 const IMAGE = 'jetty/runtime-claude-code:2.1.197';
+/** The sandboxes' writable space here: /app 32 MiB, /tmp 16, /home/agent 12, /var/tmp 4. */
+const DISK = 64 * 1024 ** 2;
+const MiB = 1024 ** 2;
+const LIMITS = { maxFiles: 100, maxBytes: 64 * MiB, maxFileBytes: 64 * MiB };
 const docker = new Dockerode();
 
 if (SKIP) console.warn('sandbox-docker: skipped because JETTY_SKIP_DOCKER=1 (no Docker checks ran)');
@@ -60,7 +64,7 @@ async function harness(): Promise<Harness> {
       argv: ['true'],
       env: {},
       files: [],
-      limits: { cpus: 1, memoryBytes: 512 * 1024 ** 2, pids: 256 },
+      limits: { cpus: 1, memoryBytes: 512 * 1024 ** 2, pids: 256, diskBytes: DISK },
       network: 'none',
       gatewaySocketDir: socketDir,
       ...over,
@@ -173,15 +177,15 @@ describe.skipIf(SKIP)('DockerSandboxDriver against the real engine and image', (
     expect(res.stdout.trim()).toBe('2.1.197 (Claude Code)');
   });
 
-  it('places files owned by the sandbox user and feeds one as stdin', async () => {
+  it('places files owned by the sandbox user and pipes stdin to the process', async () => {
     const h = await harness();
     const res = await run(h, {
       files: [
-        { path: '/app/.jetty/prompt.md', content: 'line one\nline two\n' },
+        { path: '/app/.jetty/prompt.md', content: 'the prompt file' },
         { path: '/home/agent/.config/tool/settings.json', content: Buffer.from('{"a":1}'), mode: 0o600 },
         { path: '/tmp/note.txt', content: 'n' },
       ],
-      stdinFile: '/app/.jetty/prompt.md',
+      stdin: 'line one\nline two\n',
       argv: [
         'bash',
         '-c',
@@ -234,7 +238,8 @@ describe.skipIf(SKIP)('DockerSandboxDriver against the real engine and image', (
       ]);
       expect(exitCode).toBe(0);
       const dest = await tempDir('jetty-collect-');
-      const artifacts = await sandbox.collect('/app/results', dest);
+      const { artifacts, dropped } = await sandbox.collect('/app/results', dest, LIMITS);
+      expect(dropped).toEqual([]);
       const sha = (s: string) => createHash('sha256').update(s).digest('hex');
       expect(artifacts.map(({ localPath: _, ...a }) => a)).toEqual([
         { path: 'empty.md', size: 0, sha256: sha(''), content_type: 'text/markdown' },
@@ -252,7 +257,10 @@ describe.skipIf(SKIP)('DockerSandboxDriver against the real engine and image', (
       const blob = await readFile(path.join(dest, 'sub', 'deeper', 'blob.bin'));
       expect(createHash('sha256').update(blob).digest('hex')).toBe(stdout.split(' ')[0]);
 
-      expect(await sandbox.collect('/app/not-there', await tempDir('jetty-collect-'))).toEqual([]);
+      expect(await sandbox.collect('/app/not-there', await tempDir('jetty-collect-'), LIMITS)).toEqual({
+        artifacts: [],
+        dropped: [],
+      });
     } finally {
       await sandbox.remove();
     }
@@ -306,7 +314,7 @@ describe.skipIf(SKIP)('DockerSandboxDriver against the real engine and image', (
   it('confines the sandbox: no capabilities, no-new-privileges, no network, non-root, limits', async () => {
     const h = await harness();
     const spec = h.spec({
-      limits: { cpus: 0.5, memoryBytes: 256 * 1024 ** 2, pids: 64 },
+      limits: { cpus: 0.5, memoryBytes: 256 * 1024 ** 2, pids: 64, diskBytes: DISK },
       env: { SOME_TOKEN: 'per-run-token' },
       argv: [
         'bash',
@@ -319,7 +327,16 @@ describe.skipIf(SKIP)('DockerSandboxDriver against the real engine and image', (
     try {
       const info = await docker.getContainer(sandbox.id).inspect();
       expect(info.Name).toBe(`/jetty-run-${spec.runId}`);
-      expect(info.Config.User).toBe('1000:1000');
+      // The container's own process is the holder, of another user; the agent is exec'd as 1000.
+      expect(info.Config.User).toBe('65534:65534');
+      expect(info.HostConfig.ReadonlyRootfs).toBe(true);
+      expect(Object.keys(info.HostConfig.Tmpfs ?? {}).sort()).toEqual([
+        '/app',
+        '/home/agent',
+        '/run/lock',
+        '/tmp',
+        '/var/tmp',
+      ]);
       expect(info.Config.Labels).toMatchObject({
         'jetty.managed': 'true',
         'jetty.instance': h.instance,

@@ -3,7 +3,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import type {
-  CollectedArtifact,
+  CollectResult,
   OwnedSandbox,
   RunningSandbox,
   SandboxDriver,
@@ -128,13 +128,18 @@ export class ScriptedDriver implements SandboxDriver {
       stderr,
       wait: () => done,
       kill: async () => kill(),
-      async collect(_dir: string, destDir: string): Promise<CollectedArtifact[]> {
+      async collect(_dir: string, destDir: string): Promise<CollectResult> {
         const body = Buffer.from('hi\n');
         await mkdir(destDir, { recursive: true });
         const localPath = path.join(destDir, 'hello.txt');
         await writeFile(localPath, body);
         const sha256 = createHash('sha256').update(body).digest('hex');
-        return [{ path: 'hello.txt', size: body.length, sha256, content_type: 'text/plain', localPath }];
+        return {
+          artifacts: [
+            { path: 'hello.txt', size: body.length, sha256, content_type: 'text/plain', localPath },
+          ],
+          dropped: [],
+        };
       },
       async remove() {
         live.delete(id);
