@@ -6,7 +6,7 @@ import path from 'node:path';
 import { JettyApiError, JettyAuthError, JettyClient, JettyNotFoundError } from '@jetty/sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Harness, startHarness, waitFor } from '../support/harness.js';
-import { claudeLines, ScriptedDriver } from '../support/scripted-driver.js';
+import { claudeLines, promptOf, ScriptedDriver } from '../support/scripted-driver.js';
 import { zipOf } from '../support/zip.js';
 
 // Jetty's /api/v1 on real Redis and a real server, driven by the real @jetty/sdk where it has a
@@ -39,7 +39,7 @@ let other: { collection: string; key: string; auth: Record<string, string> };
 const driver = new ScriptedDriver((spec) =>
   claudeLines({
     steps: 1,
-    delayMs: JSON.stringify(spec.files).includes('SLOW') ? 20_000 : 50,
+    delayMs: promptOf(spec).includes('SLOW') ? 20_000 : 50,
     text: 'report written',
   }),
 );

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { SandboxSpec } from '../../src/sandbox/driver.js';
 import { type Harness, runbookRequest, startHarness, waitFor } from '../support/harness.js';
-import { claudeLines, ScriptedDriver } from '../support/scripted-driver.js';
+import { claudeLines, promptOf, ScriptedDriver } from '../support/scripted-driver.js';
 import { readSse } from '../support/sse.js';
 
 // The whole server on a real Redis and real BullMQ; only the sandbox is played back (see
@@ -9,8 +10,7 @@ const RUNBOOK = '---\nagent: claude-code\n---\n# Hello\nWrite {{results_dir}}/he
 
 let h: Harness;
 // A runbook that says SLOW plays a long run (30 steps, 200 ms apart), so a test can act mid-run.
-const isSlow = (spec: { files: { content: string | Buffer }[] }) =>
-  spec.files.some((f) => String(f.content).includes('SLOW'));
+const isSlow = (spec: SandboxSpec) => promptOf(spec).includes('SLOW');
 const driver = new ScriptedDriver((spec) =>
   isSlow(spec) ? claudeLines({ steps: 30, delayMs: 200 }) : claudeLines({ steps: 3, delayMs: 20 }),
 );

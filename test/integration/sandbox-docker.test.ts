@@ -276,7 +276,7 @@ describe.skipIf(SKIP)('DockerSandboxDriver against the real engine and image', (
       '  rm -f $d/fill; ' +
       'done; ' +
       'awk \'$2 == "/" { split($4, o, ","); print "/ " o[1] }\' /proc/mounts; ' +
-      'df -k /app /tmp /home/agent /var/tmp | awk \'NR > 1 { print $6, $2 }\'';
+      "df -k /app /tmp /home/agent /var/tmp | awk 'NR > 1 { print $6, $2 }'";
     const sandbox = await h.driver.start(h.spec({ argv: ['bash', '-c', script] }));
     try {
       const [stdout, , { exitCode }] = await Promise.all([
@@ -323,7 +323,7 @@ describe.skipIf(SKIP)('DockerSandboxDriver against the real engine and image', (
           'bash',
           '-c',
           'echo kept > /app/results/a.txt; (sleep 1; kill -9 -1) & ' +
-            'setsid bash -c \'sleep 2; for i in $(seq 200); do sleep 600 & done; wait\' & echo started; wait',
+            "setsid bash -c 'sleep 2; for i in $(seq 200); do sleep 600 & done; wait' & echo started; wait",
         ],
       }),
     );

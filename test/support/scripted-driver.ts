@@ -69,6 +69,11 @@ function assistantText(text: string) {
   return { type: 'assistant', message: { id: 'mt', role: 'assistant', content: [{ type: 'text', text }] } };
 }
 
+/** The prompt the CLI was given (piped to its stdin). */
+export function promptOf(spec: SandboxSpec): string {
+  return spec.stdin === undefined ? '' : String(spec.stdin);
+}
+
 export class ScriptedDriver implements SandboxDriver {
   readonly started: SandboxSpec[] = [];
   private readonly live = new Map<string, { runId: string; kill: () => void }>();
