@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { mkdir, open, rm } from 'node:fs/promises';
 import path from 'node:path';
+import { PassThrough } from 'node:stream';
 import type Dockerode from 'dockerode';
 import tar from 'tar-stream';
 import { AppError, badRequest } from '../errors.js';
@@ -11,17 +12,32 @@ import type { CollectedArtifact, CollectLimits, CollectResult } from './driver.j
 import { SANDBOX_GID, SANDBOX_UID } from './layout.js';
 
 /**
- * Copies a directory's regular files out of a running sandbox: a listing first (find), then a
- * plan within the limits (smallest first), then one tar of exactly the chosen files. Both run as
- * the sandbox user inside the sandbox, so they see its tmpfs mounts, which the engine's archive
- * API does not. Nothing the sandbox says is trusted: names, sizes and entry types are checked
- * against the plan again while the archive is unpacked.
+ * Copies a directory's regular files out of a running sandbox, in one process inside it (as the
+ * sandbox user, so it sees the tmpfs mounts, which the engine's archive API does not): it lists
+ * the files (find), waits for the names to send (chosen here within the limits, smallest first),
+ * then writes one tar of exactly those. Nothing the sandbox says is trusted: names, sizes and
+ * entry types are checked against the plan again while the archive is unpacked.
  */
 
 const USER = `${SANDBOX_UID}:${SANDBOX_GID}`;
-/** The listing is read up to this many bytes (about 200,000 names); the rest is reported dropped. */
+/** The listing is kept up to this many bytes (about 200,000 names); the rest is reported dropped. */
 export const MAX_LISTING_BYTES = 16 * 1024 * 1024;
 const MISSING_DIR_EXIT = 3;
+/** Ends the listing: find's records all start with a digit, so this one cannot be a file. */
+const END_OF_LISTING = Buffer.from('\0END\0');
+
+// First, whatever the agent left running is killed (kill -1 spares the caller): nothing may change
+// the files while they are read. find -P (the default) never follows a link, the start point
+// included; NUL-separated records let any name through. A leading NUL makes the end marker whole
+// even after an empty listing.
+const SCRIPT = [
+  'kill -9 -1 2>/dev/null',
+  `test -d "$1" || exit ${MISSING_DIR_EXIT}`,
+  "printf '\\0'",
+  'find "$1" -type f -printf \'%s %P\\0\'',
+  "printf 'END\\0'",
+  'exec tar -c -f - -C "$1" --no-recursion --null --verbatim-files-from -T -',
+].join('\n');
 
 export async function collectDirectory(
   container: Dockerode.Container,
@@ -33,53 +49,86 @@ export async function collectDirectory(
   if (!source.startsWith('/') || source === '') {
     throw badRequest(`cannot collect ${JSON.stringify(dir)}: an absolute directory is needed`, 'dir');
   }
-  const listing = await listFiles(container, source);
-  if (listing === null) return { artifacts: [], dropped: [] };
-  const plan = planCollection(listing.files, limits);
-  const dropped = [...listing.dropped, ...plan.dropped];
-  if (plan.keep.length === 0) return { artifacts: [], dropped };
-  const root = path.resolve(destDir);
-  await mkdir(root, { recursive: true });
-  const artifacts = await copyFiles(container, source, plan.keep, root);
-  const got = new Set(artifacts.map((a) => a.path));
-  for (const f of plan.keep) if (!got.has(f.path)) dropped.push({ ...f, reason: 'unreadable' });
-  artifacts.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-  return { artifacts, dropped };
+  const proc = await startExec(container, {
+    argv: ['sh', '-c', SCRIPT, 'sh', source],
+    user: USER,
+    keepStdinOpen: true,
+  });
+  const stderr = readSome(proc.stderr);
+  try {
+    const head = await readListing(proc.stdout);
+    if (head === null) {
+      const code = await proc.exit;
+      if (code === MISSING_DIR_EXIT) return { artifacts: [], dropped: [] };
+      throw infra(`listing ${source} in the sandbox failed (exit ${code}): ${(await stderr).trim()}`);
+    }
+    const listing = parseListing(head.listing, head.cut);
+    const plan = planCollection(listing.files, limits);
+    const dropped = [...listing.dropped, ...plan.dropped];
+    proc.input.end(Buffer.from(plan.keep.map((f) => `${f.path}\0`).join('')));
+    const root = path.resolve(destDir);
+    await mkdir(root, { recursive: true });
+    const artifacts = await unpack(head.rest, plan.keep, root);
+    // tar exits 2 when a file cannot be read and archives the rest: those are reported as dropped.
+    const code = await proc.exit;
+    if (code !== 0 && code !== 2)
+      throw infra(`tar of ${source} failed (exit ${code}): ${(await stderr).trim()}`);
+    const got = new Set(artifacts.map((a) => a.path));
+    for (const f of plan.keep) if (!got.has(f.path)) dropped.push({ ...f, reason: 'unreadable' });
+    artifacts.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+    return { artifacts, dropped };
+  } catch (err) {
+    proc.detach();
+    throw toAppError(err, `could not copy ${source} out of the sandbox`);
+  }
 }
 
-/** Regular files under `dir` with their sizes; null when `dir` is not a directory. */
-async function listFiles(
-  container: Dockerode.Container,
-  dir: string,
-): Promise<{ files: ListedFile[]; dropped: DroppedArtifact[] } | null> {
-  // First, whatever the agent left running is killed (kill -1 spares the caller): nothing may
-  // change the files while they are read. find -P (the default) never follows a link, the start
-  // point included; NUL-separated records let any name through.
-  const script = [
-    'kill -9 -1 2>/dev/null',
-    `test -d "$1" || exit ${MISSING_DIR_EXIT}`,
-    `exec find "$1" -type f -printf '%s %P\\0'`,
-  ].join('\n');
-  const proc = await startExec(container, { argv: ['sh', '-c', script, 'sh', dir], user: USER });
-  const chunks: Buffer[] = [];
-  let size = 0;
-  let cut = false;
-  const stderr = readSome(proc.stderr);
-  for await (const chunk of proc.stdout as AsyncIterable<Buffer>) {
-    chunks.push(chunk);
-    size += chunk.length;
-    if (size > MAX_LISTING_BYTES) {
-      cut = true;
-      proc.detach();
-      break;
-    }
-  }
-  const code = cut ? 0 : await proc.exit;
-  if (code === MISSING_DIR_EXIT) return null;
-  if (code !== 0) {
-    throw infra(`listing ${dir} in the sandbox failed (exit ${code}): ${(await stderr).trim()}`);
-  }
-  return parseListing(Buffer.concat(chunks).subarray(0, MAX_LISTING_BYTES), cut);
+/**
+ * Reads the listing up to its end marker: what came before it (kept up to MAX_LISTING_BYTES, the
+ * rest read and dropped, so that find can finish), and a stream of what follows (the tar). Null
+ * when the output ended without the marker (no such directory, or the process failed).
+ */
+export function readListing(
+  stdout: PassThrough,
+): Promise<{ listing: Buffer; cut: boolean; rest: PassThrough } | null> {
+  return new Promise((resolve, reject) => {
+    const kept: Buffer[] = [];
+    let size = 0;
+    let cut = false;
+    const keep = (b: Buffer) => {
+      if (size + b.length > MAX_LISTING_BYTES) cut = true;
+      const part = b.subarray(0, Math.max(0, MAX_LISTING_BYTES - size));
+      kept.push(part);
+      size += part.length;
+    };
+    // Bytes not yet kept: the start of a marker may be at their end.
+    let pending: Buffer = Buffer.alloc(0);
+    const onData = (chunk: Buffer) => {
+      pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
+      const at = pending.indexOf(END_OF_LISTING);
+      if (at === -1) {
+        const safe = pending.length - (END_OF_LISTING.length - 1);
+        if (safe > 0) {
+          keep(pending.subarray(0, safe));
+          pending = pending.subarray(safe);
+        }
+        return;
+      }
+      // The marker's first NUL ends the last record.
+      keep(pending.subarray(0, at + 1));
+      stdout.off('data', onData);
+      stdout.off('end', onEnd);
+      stdout.off('error', reject);
+      const rest = new PassThrough();
+      rest.write(pending.subarray(at + END_OF_LISTING.length));
+      stdout.pipe(rest);
+      resolve({ listing: Buffer.concat(kept), cut, rest });
+    };
+    const onEnd = () => resolve(null);
+    stdout.on('data', onData);
+    stdout.once('end', onEnd);
+    stdout.once('error', reject);
+  });
 }
 
 /** `<size> <path>\0` records. Names that are not UTF-8 cannot be named in a run's record. */
@@ -108,45 +157,27 @@ export function parseListing(buf: Buffer, cut: boolean): { files: ListedFile[]; 
   return { files, dropped };
 }
 
-/** One tar of the chosen files, unpacked into root. Files that do not match the plan are skipped. */
-async function copyFiles(
-  container: Dockerode.Container,
-  dir: string,
-  keep: ListedFile[],
-  root: string,
-): Promise<CollectedArtifact[]> {
-  const names = Buffer.from(keep.map((f) => `${f.path}\0`).join(''));
-  const proc = await startExec(container, {
-    argv: ['tar', '-c', '-f', '-', '-C', dir, '--no-recursion', '--null', '--verbatim-files-from', '-T', '-'],
-    user: USER,
-    stdin: names,
-  });
-  // tar exits 2 when a file cannot be read and archives the rest: those are reported as dropped.
-  const stderr = readSome(proc.stderr);
+/** Unpacks the tar of the chosen files into root. Entries that do not match the plan are skipped. */
+async function unpack(archive: PassThrough, keep: ListedFile[], root: string): Promise<CollectedArtifact[]> {
   const planned = new Map(keep.map((f) => [f.path, f.size]));
   const artifacts: CollectedArtifact[] = [];
   const extract = tar.extract();
-  proc.stdout.on('error', (err: Error) => extract.destroy(err));
-  proc.stdout.pipe(extract);
-  try {
-    for await (const entry of extract) {
-      const size = planned.get(entry.header.name);
-      const ok = entry.header.type === 'file' && size !== undefined && (entry.header.size ?? 0) === size;
-      if (!ok) {
-        entry.resume();
-        continue;
-      }
-      planned.delete(entry.header.name);
-      artifacts.push(
-        await writeEntry(entry as unknown as AsyncIterable<Buffer>, entry.header.name, size, root),
-      );
+  archive.on('error', (err: Error) => extract.destroy(err));
+  archive.pipe(extract);
+  for await (const entry of extract) {
+    const size = planned.get(entry.header.name);
+    const ok = entry.header.type === 'file' && size !== undefined && (entry.header.size ?? 0) === size;
+    if (!ok) {
+      entry.resume();
+      continue;
     }
-  } catch (err) {
-    proc.detach();
-    throw toAppError(err, `could not copy ${dir} out of the sandbox`);
+    planned.delete(entry.header.name);
+    artifacts.push(
+      await writeEntry(entry as unknown as AsyncIterable<Buffer>, entry.header.name, size, root),
+    );
   }
-  const code = await proc.exit;
-  if (code !== 0 && code !== 2) throw infra(`tar of ${dir} failed (exit ${code}): ${(await stderr).trim()}`);
+  // tar pads its output; what follows the archive's end is read and dropped.
+  archive.resume();
   return artifacts;
 }
 

@@ -41,6 +41,8 @@ export const SANDBOX_LABELS = {
 } as const;
 
 const AGENT_USER = `${SANDBOX_UID}:${SANDBOX_GID}`;
+/** /dev/shm, a tmpfs of its own outside SANDBOX_DISK (Docker's usual size). */
+const SHM_BYTES = 64 * 1024 * 1024;
 const BUILD_COMMAND = 'bash docker/build-images.sh';
 /**
  * The agent's process, in one exec: its stdin is the files' tar, exactly $1 bytes of it (GNU head
@@ -191,6 +193,8 @@ export class DockerSandboxDriver implements SandboxDriver {
         Tmpfs: tmpfsMounts(spec.limits.diskBytes, spec.files),
         Binds: [`${spec.gatewaySocketDir}:${GATEWAY_MOUNT}:ro`],
         Init: true,
+        // Set here rather than left to the engine's default, which an operator may have changed.
+        ShmSize: SHM_BYTES,
         LogConfig: { Type: 'json-file', Config: { 'max-size': '1m', 'max-file': '1' } },
       },
     };

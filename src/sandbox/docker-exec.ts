@@ -17,6 +17,8 @@ export interface ExecOptions {
   workdir?: string;
   /** Written to the process's stdin, which is then closed. Undefined: no stdin at all. */
   stdin?: string | Buffer;
+  /** Attach stdin and leave it to the caller (StartedExec.input), who must end it. */
+  keepStdinOpen?: boolean;
 }
 
 export interface StartedExec {
@@ -24,22 +26,25 @@ export interface StartedExec {
   stderr: PassThrough;
   /** The exit code once the process has ended; null when the sandbox went away first. */
   exit: Promise<number | null>;
+  /** The process's stdin, when it was kept open: end() it, with or without a last chunk. */
+  input: { end(data?: string | Buffer): void };
   /** Closes the connection: the caller wants no more output (the process is not signalled). */
   detach(): void;
 }
 
 export async function startExec(container: Dockerode.Container, opts: ExecOptions): Promise<StartedExec> {
+  const attachStdin = opts.stdin !== undefined || opts.keepStdinOpen === true;
   const exec = await container.exec({
     Cmd: opts.argv,
     User: opts.user,
     Env: opts.env ?? [],
     WorkingDir: opts.workdir ?? '/',
-    AttachStdin: opts.stdin !== undefined,
+    AttachStdin: attachStdin,
     AttachStdout: true,
     AttachStderr: true,
     Tty: false,
   });
-  const socket = (await exec.start({ hijack: true, stdin: opts.stdin !== undefined })) as Duplex;
+  const socket = (await exec.start({ hijack: true, stdin: attachStdin })) as Duplex;
   const stdout = new PassThrough();
   const stderr = new PassThrough();
   const ended = new Promise<void>((resolve) => demultiplex(socket, stdout, stderr, resolve));
@@ -48,7 +53,13 @@ export async function startExec(container: Dockerode.Container, opts: ExecOption
   const exit = ended.then(() => exitCodeOf(exec));
   // Settled here so that an exit nobody awaits never becomes an unhandled rejection.
   exit.catch(() => undefined);
-  return { stdout, stderr, exit, detach: () => socket.destroy() };
+  return {
+    stdout,
+    stderr,
+    exit,
+    input: { end: (data) => (data === undefined ? socket.end() : socket.end(data)) },
+    detach: () => socket.destroy(),
+  };
 }
 
 /** Runs a short helper to its end; its output is kept up to `maxOutput` bytes per stream. */

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { planCollection } from '../../src/sandbox/collect-plan.js';
-import { parseListing } from '../../src/sandbox/docker-collect.js';
+import { PassThrough } from 'node:stream';
+import { parseListing, readListing } from '../../src/sandbox/docker-collect.js';
 import { checkSandboxPath, tmpfsMounts } from '../../src/sandbox/layout.js';
 
 const MiB = 1024 ** 2;
@@ -64,6 +65,34 @@ describe('parseListing: what find said is in results_dir', () => {
       files: [{ path: 'a', size: 1 }],
       dropped: [{ path: '(the rest of the listing)', size: 0, reason: 'listing_too_long' }],
     });
+  });
+});
+
+describe('readListing: the listing, then the tar, on one stream', () => {
+  const stream = Buffer.from('\0' + '12 a.txt\0' + '3 END\0' + 'END\0' + 'TARBYTES');
+
+  it('finds the end marker wherever the chunks split it, and hands on the rest intact', async () => {
+    for (let cut = 1; cut < stream.length; cut++) {
+      const out = new PassThrough();
+      const read = readListing(out);
+      out.write(stream.subarray(0, cut));
+      out.end(stream.subarray(cut));
+      const res = await read;
+      expect(parseListing(res!.listing, res!.cut).files, `cut at ${cut}`).toEqual([
+        { path: 'a.txt', size: 12 },
+        { path: 'END', size: 3 },
+      ]);
+      const rest: Buffer[] = [];
+      for await (const c of res!.rest) rest.push(c as Buffer);
+      expect(Buffer.concat(rest).toString(), `cut at ${cut}`).toBe('TARBYTES');
+    }
+  });
+
+  it('is null when the output ends without the marker (no such directory)', async () => {
+    const out = new PassThrough();
+    const read = readListing(out);
+    out.end();
+    expect(await read).toBeNull();
   });
 });
 
