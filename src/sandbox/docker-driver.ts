@@ -268,15 +268,27 @@ class DockerSandbox implements RunningSandbox {
 
 /**
  * Kills every process of the sandbox user (kill(-1) spares the caller and the holder, which is
- * another user). A sandbox already gone or stopped has nothing left to kill.
+ * another user). A sandbox already gone or stopped has nothing left to kill. Should the engine
+ * refuse the exec, the whole container is killed instead: the agent must stop, even if its files
+ * are lost with it.
  */
 async function stopAgentProcesses(container: Dockerode.Container): Promise<void> {
   try {
-    await runExec(container, { argv: ['sh', '-c', 'kill -9 -1; kill -9 -1; true'], user: AGENT_USER });
+    const res = await runExec(container, {
+      argv: ['sh', '-c', 'kill -9 -1; kill -9 -1; true'],
+      user: AGENT_USER,
+    });
+    if (res.code === 0) return;
   } catch (err) {
     const status = dockerStatus(err);
     if (status === 404 || status === 409) return;
-    throw toAppError(err, `could not stop the processes of sandbox ${container.id.slice(0, 12)}`);
+  }
+  try {
+    await container.kill({ signal: 'SIGKILL' });
+  } catch (err) {
+    const status = dockerStatus(err);
+    if (status === 404 || status === 409) return;
+    throw toAppError(err, `could not stop sandbox ${container.id.slice(0, 12)}`);
   }
 }
 

@@ -1,6 +1,6 @@
+import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { planCollection } from '../../src/sandbox/collect-plan.js';
-import { PassThrough } from 'node:stream';
 import { parseListing, readListing } from '../../src/sandbox/docker-collect.js';
 import { checkSandboxPath, tmpfsMounts } from '../../src/sandbox/layout.js';
 
