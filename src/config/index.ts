@@ -3,7 +3,7 @@ import { DEFAULT_RUN_LIMITS, type RunLimits } from '../events/limits.js';
 import { AGENT_NAMES, type AgentName } from '../events/types.js';
 import { type AllowEntry, parseAllowList } from '../net/address-policy.js';
 import { type RealProvider, UPSTREAMS } from '../providers/upstreams.js';
-import { JOBS } from '../queue/catalog.js';
+import { DEFAULT_SANDBOX_DISK_BYTES, JOBS } from '../queue/catalog.js';
 
 /**
  * Server configuration, parsed once at start-up from environment variables. A bad value stops the
@@ -121,6 +121,22 @@ const envSchema = z.object({
     }),
   SANDBOX_MEMORY: bytes('2g'),
   SANDBOX_PIDS: int(512, 16, 65536),
+  SANDBOX_DISK: bytes(String(DEFAULT_SANDBOX_DISK_BYTES)),
+  SANDBOX_MAX_DISK: z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v === '') return undefined;
+      const n = parseBytes(v);
+      if (n === null) {
+        ctx.addIssue({ code: 'custom', message: `must be a size like 512m, 2g or 1048576; got "${v}"` });
+        return z.NEVER;
+      }
+      return n;
+    }),
+  ARTIFACT_MAX_FILES: int(1000, 1, 1_000_000),
+  ARTIFACT_MAX_BYTES: bytes('512m'),
+  ARTIFACT_MAX_FILE_BYTES: bytes('256m'),
   SANDBOX_ALLOW_NETWORK: flag(false),
   SIMULATED_PROVIDER: flag(true),
   HEARTBEAT_MS: int(15_000, 100, 60_000),
@@ -207,7 +223,20 @@ export interface Config {
   runTimeoutSec: number;
   runMaxTimeoutSec: number;
   timeoutHintSec: number;
-  sandbox: { cpus: number; memoryBytes: number; pids: number; allowNetwork: boolean };
+  /**
+   * Sandbox limits. diskBytes is every run's writable space unless it asks for up to
+   * maxDiskBytes (jetty.disk); it lives in memory and counts against memoryBytes.
+   */
+  sandbox: {
+    cpus: number;
+    memoryBytes: number;
+    pids: number;
+    diskBytes: number;
+    maxDiskBytes: number;
+    allowNetwork: boolean;
+  };
+  /** What a run's results_dir may give back: files, bytes in all, bytes per file. */
+  artifacts: { maxFiles: number; maxBytes: number; maxFileBytes: number };
   /**
    * The operator's maximum budget of one run (RUN_MAX_COST_USD, RUN_MAX_TOKENS), which is also
    * the budget of a run that sets none and whose collection has no default.
@@ -285,6 +314,7 @@ export function loadConfig(env: Record<string, string | undefined>, hostname = '
       'invalid configuration:\n  JETTY_BOOTSTRAP_API_KEY: needs JETTY_BOOTSTRAP_COLLECTION, the collection the key opens',
     );
   }
+  const disk = checkDisk(e);
   const dataDir = e.DATA_DIR;
   return {
     host: e.HOST,
@@ -311,9 +341,16 @@ export function loadConfig(env: Record<string, string | undefined>, hostname = '
       cpus: e.SANDBOX_CPUS,
       memoryBytes: e.SANDBOX_MEMORY,
       pids: e.SANDBOX_PIDS,
+      diskBytes: disk.diskBytes,
+      maxDiskBytes: disk.maxDiskBytes,
       allowNetwork: e.SANDBOX_ALLOW_NETWORK,
     },
     budget: { maxCostUsd: e.RUN_MAX_COST_USD, maxTokens: e.RUN_MAX_TOKENS },
+    artifacts: {
+      maxFiles: e.ARTIFACT_MAX_FILES,
+      maxBytes: e.ARTIFACT_MAX_BYTES,
+      maxFileBytes: e.ARTIFACT_MAX_FILE_BYTES,
+    },
     simulatedProvider: e.SIMULATED_PROVIDER,
     heartbeatMs: e.HEARTBEAT_MS,
     webhooks: {
@@ -341,6 +378,30 @@ export function loadConfig(env: Record<string, string | undefined>, hostname = '
     providerKeys,
     upstreams,
   };
+}
+
+/** The smallest writable space a sandbox can run in (its smallest mount gets a sixteenth). */
+export const MIN_SANDBOX_DISK = 64 * 1024 ** 2;
+
+/**
+ * The sandbox's writable space is tmpfs, charged to its memory: a limit past the memory limit
+ * would end in the agent being killed for memory instead of a "disk full" it can handle.
+ */
+function checkDisk(e: z.output<typeof envSchema>): { diskBytes: number; maxDiskBytes: number } {
+  const diskBytes = e.SANDBOX_DISK;
+  const maxDiskBytes = e.SANDBOX_MAX_DISK ?? diskBytes;
+  const fail = (line: string) => {
+    throw new ConfigError(`invalid configuration:\n  ${line}`);
+  };
+  if (diskBytes < MIN_SANDBOX_DISK) fail(`SANDBOX_DISK: must be at least 64m; got ${diskBytes} bytes`);
+  if (maxDiskBytes < diskBytes) fail('SANDBOX_MAX_DISK: must not be below SANDBOX_DISK');
+  if (maxDiskBytes > e.SANDBOX_MEMORY) {
+    const name = e.SANDBOX_MAX_DISK === undefined ? 'SANDBOX_DISK' : 'SANDBOX_MAX_DISK';
+    fail(
+      `${name}: must not exceed SANDBOX_MEMORY (${e.SANDBOX_MEMORY} bytes): the sandbox's files live in memory and count against it; raise SANDBOX_MEMORY too`,
+    );
+  }
+  return { diskBytes, maxDiskBytes };
 }
 
 export function parseBytes(v: string): number | null {

@@ -47,6 +47,32 @@ export interface ArtifactInfo {
   content_type: string;
 }
 
+/** Why a file of results_dir was not kept (see src/sandbox/collect-plan.ts for the rule). */
+export type ArtifactDropReason =
+  | 'file_too_large'
+  | 'total_too_large'
+  | 'too_many_files'
+  | 'unreadable'
+  | 'bad_name'
+  | 'listing_too_long';
+
+export interface DroppedArtifact {
+  /** Relative to results_dir; for `listing_too_long`, a summary. */
+  path: string;
+  size: number;
+  reason: ArtifactDropReason;
+}
+
+/** What a run's collection left out: every file counted, the largest few named. */
+export interface ArtifactsDropped {
+  count: number;
+  bytes: number;
+  /** Largest first, at most MAX_DROPPED_LISTED of them. */
+  files: DroppedArtifact[];
+}
+
+export const MAX_DROPPED_LISTED = 100;
+
 /**
  * `truncated: true` on an event's data: one of its texts was cut to the run's limits
  * (src/events/limits.ts), after redaction.

@@ -31,7 +31,14 @@ export interface AppDeps {
     timeoutSec: number;
     maxTimeoutSec: number;
     timeoutHintSec: number;
-    sandbox: { cpus: number; memoryBytes: number; pids: number; allowNetwork: boolean };
+    sandbox: {
+      cpus: number;
+      memoryBytes: number;
+      pids: number;
+      diskBytes: number;
+      maxDiskBytes: number;
+      allowNetwork: boolean;
+    };
     /** The operator's maximum budget of a run, and the budget of a run that names none. */
     budget: { maxCostUsd: number; maxTokens: number };
   };

@@ -19,7 +19,7 @@ export async function generateOpenApi(): Promise<string> {
       timeoutSec: 1200,
       maxTimeoutSec: 3600,
       timeoutHintSec: 1200,
-      sandbox: { cpus: 1, memoryBytes: 1, pids: 1, allowNetwork: false },
+      sandbox: { cpus: 1, memoryBytes: 1, pids: 1, diskBytes: 1, maxDiskBytes: 1, allowNetwork: false },
     },
     tenancy: {},
     adminToken: undefined,

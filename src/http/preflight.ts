@@ -1,3 +1,4 @@
+import { MIN_SANDBOX_DISK, parseBytes } from '../config/index.js';
 import { badRequest, notFound } from '../errors.js';
 import type { RunWarning } from '../events/types.js';
 import { routeModel } from '../providers/routing.js';
@@ -216,7 +217,7 @@ export function planRun(
       secrets,
       assets: opts.assets ?? [],
       timeoutSec: resolved.timeoutSec,
-      limits: { cpus, memoryBytes: max.memoryBytes, pids: max.pids },
+      limits: { cpus, memoryBytes: max.memoryBytes, pids: max.pids, diskBytes: diskOf(jetty.disk, max) },
       network: jetty.network_enabled ? 'bridge' : 'none',
       mcpServers,
       budget,
@@ -249,6 +250,28 @@ function initParamsOf(
     file_paths: jetty.file_paths ?? [],
     timeout_sec: resolved.timeoutSec,
   };
+}
+
+/** The run's writable space: the server's default, or what jetty.disk asks for up to the maximum. */
+function diskOf(
+  value: string | number | undefined,
+  max: { diskBytes: number; maxDiskBytes: number },
+): number {
+  if (value === undefined) return max.diskBytes;
+  const n = typeof value === 'number' ? value : parseBytes(value);
+  if (n === null || !Number.isSafeInteger(n) || n < MIN_SANDBOX_DISK) {
+    throw badRequest(
+      `\`jetty.disk\` must be a size of at least 64m, such as "2g", "512m" or a number of bytes; got ${JSON.stringify(value)}.`,
+      'jetty.disk',
+    );
+  }
+  if (n > max.maxDiskBytes) {
+    throw badRequest(
+      `\`jetty.disk\` asks for ${n} bytes; this server allows at most ${max.maxDiskBytes} (SANDBOX_MAX_DISK). Ask for less or leave it out (default ${max.diskBytes}).`,
+      'jetty.disk',
+    );
+  }
+  return n;
 }
 
 /** Variables a sandbox sets for itself; a secret may not replace them. */

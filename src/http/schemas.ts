@@ -56,6 +56,12 @@ export const jettyBlockSchema = z
     mcp_servers: mcpServersSchema.optional(),
     cpus: z.number().positive().optional(),
     memory: z.union([z.string(), z.number()]).optional(),
+    disk: z
+      .union([z.string().max(32), z.number().int().positive()])
+      .optional()
+      .describe(
+        'The sandbox\'s writable space (all of /app, /tmp, /home/agent, /var/tmp), e.g. "2g"; up to the server\'s SANDBOX_MAX_DISK',
+      ),
     webhook_url: z
       .url({ protocol: /^https?$/, error: 'must be an http or https URL' })
       .max(2048, { error: 'must be at most 2048 characters' })
@@ -142,6 +148,29 @@ export const runRecordSchema = z.object({
     .optional()
     .describe("The run's webhook (jetty.webhook_url) and each try at delivering it; never its secret"),
   artifacts: z.array(artifactSchema),
+  artifacts_dropped: z
+    .object({
+      count: z.number(),
+      bytes: z.number(),
+      files: z.array(
+        z.object({
+          path: z.string(),
+          size: z.number(),
+          reason: z.enum([
+            'file_too_large',
+            'total_too_large',
+            'too_many_files',
+            'unreadable',
+            'bad_name',
+            'listing_too_long',
+          ]),
+        }),
+      ),
+    })
+    .optional()
+    .describe(
+      'Files of results_dir not kept (over ARTIFACT_MAX_FILES, ARTIFACT_MAX_BYTES or ARTIFACT_MAX_FILE_BYTES, or unreadable): how many, their bytes, the largest 100. Absent when none.',
+    ),
   missing_outputs: z.array(z.string()),
   primary_outputs: z
     .array(z.string())

@@ -295,6 +295,8 @@ async function startWorkerSide(config: Config, ctx: WorkerSideContext) {
     tenancy: ctx.tenancy(workerRedis),
     uploads: ctx.uploads,
     uploadRetentionMs: config.retentionSec * 1000,
+    runRetentionMs: config.retentionSec * 1000,
+    artifactLimits: config.artifacts,
     serverProviderKeys: config.providerKeys,
     simulatedProvider: config.simulatedProvider,
     upstreams: config.upstreams,

@@ -7,6 +7,10 @@ import { PROVIDER_NAMES, type ProviderName } from '../runtimes/types.js';
  * The job catalog: the only place job shapes live. A payload is validated when it is enqueued and
  * again when a worker takes it (a worker of another version may be reading the queue).
  */
+
+/** SANDBOX_DISK's default: the writable space of one sandbox, all its mounts together. */
+export const DEFAULT_SANDBOX_DISK_BYTES = 1024 ** 3;
+
 /**
  * A secret the runbook declared: the variable read from the collection and set in the sandbox. One
  * with `provider` is a provider key the runbook's scripts use: the sandbox gets a per-run gateway
@@ -60,6 +64,8 @@ export const runJobSchema = z.object({
     cpus: z.number().positive(),
     memoryBytes: z.number().int().positive(),
     pids: z.number().int(),
+    /** Jobs queued before the disk limit existed get the default. */
+    diskBytes: z.number().int().positive().default(DEFAULT_SANDBOX_DISK_BYTES),
   }),
   network: z.enum(['none', 'bridge']),
   /**

@@ -3,6 +3,7 @@ import type { LimitHit } from '../events/limits.js';
 import {
   type AgentName,
   type ArtifactInfo,
+  type ArtifactsDropped,
   emptyUsage,
   type RetryReason,
   type RunError,
@@ -29,7 +30,7 @@ export interface RunBudgetRecord {
 export interface RunTimings {
   /** From the request to a worker taking the job. */
   queue_ms: number;
-  /** Creating and starting the sandbox container. */
+  /** Creating the sandbox, placing its files and starting the agent in it. */
   sandbox_start_ms: number | null;
   /** The agent CLI's own run: from its start to its exit. */
   agent_ms: number | null;
@@ -62,6 +63,8 @@ export interface RunRecord {
   error: RunError | null;
   exit_code: number | null;
   artifacts: ArtifactInfo[];
+  /** Files of results_dir the collection left out (over a limit, unreadable); absent when none. */
+  artifacts_dropped?: ArtifactsDropped;
   /** Required output files the run did not produce (set when it ends). */
   missing_outputs: string[];
   /** The runbook's `primary_outputs` (headline deliverables), relative to results_dir, first one first. */

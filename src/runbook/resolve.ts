@@ -324,16 +324,26 @@ function checkTimeout(value: unknown): number | undefined {
   return value;
 }
 
+/** Where results_dir may point: the sandbox's working tree, which the sandbox user owns. */
+export const RESULTS_ROOT = '/app';
+
 function checkResultsDir(value: string | undefined): string {
   if (value === undefined) return DEFAULT_RESULTS_DIR;
   const param = `${TEMPLATE_VARIABLES_PARAM}.results_dir`;
   const trimmed = value.trim().replace(/\/+$/, '');
-  if (!trimmed.startsWith('/') || trimmed === '' || trimmed.split('/').includes('..')) {
+  const segments = trimmed.split('/');
+  if (
+    !trimmed.startsWith(`${RESULTS_ROOT}/`) ||
+    segments.includes('..') ||
+    segments.includes('.') ||
+    trimmed.includes('\0')
+  ) {
     throw badRequest(
-      `\`${param}\` must be an absolute path inside the sandbox such as "${DEFAULT_RESULTS_DIR}" ` +
-        `(not the root, no \`..\`); ${got(value)}. Leave it out to use ${DEFAULT_RESULTS_DIR}.`,
+      `\`${param}\` must be a directory under ${RESULTS_ROOT} such as "${DEFAULT_RESULTS_DIR}" ` +
+        `(absolute, no \`.\` or \`..\`; only ${RESULTS_ROOT} is the run's to write and collect); ${got(value)}. ` +
+        `Leave it out to use ${DEFAULT_RESULTS_DIR}.`,
       param,
     );
   }
-  return trimmed;
+  return trimmed.replace(/\/{2,}/g, '/');
 }

@@ -1,19 +1,37 @@
-import { createHash } from 'node:crypto';
-import { mkdir, open } from 'node:fs/promises';
 import path from 'node:path';
-import { PassThrough, type Readable } from 'node:stream';
 import Dockerode from 'dockerode';
-import tar, { type Header } from 'tar-stream';
+import tar from 'tar-stream';
 import { AppError, badRequest, infraError } from '../errors.js';
 import type { SandboxFile } from '../runtimes/types.js';
+import { collectDirectory } from './docker-collect.js';
 import {
-  type CollectedArtifact,
+  dockerMessage,
+  dockerStatus,
+  runExec,
+  type StartedExec,
+  startExec,
+  toAppError,
+} from './docker-exec.js';
+import {
+  type CollectLimits,
+  type CollectResult,
   GATEWAY_MOUNT,
   type OwnedSandbox,
   type RunningSandbox,
   type SandboxDriver,
   type SandboxSpec,
 } from './driver.js';
+import {
+  checkSandboxPath,
+  HOLDER_UID,
+  SANDBOX_DIRS,
+  SANDBOX_GID,
+  SANDBOX_UID,
+  tmpfsMounts,
+} from './layout.js';
+
+export { contentType } from './docker-collect.js';
+export { SANDBOX_GID, SANDBOX_UID } from './layout.js';
 
 /**
  * Labels on every sandbox container. `jetty.deployment` scopes clean-up to one deployment (one Redis
@@ -29,18 +47,28 @@ export const SANDBOX_LABELS = {
   runId: 'jetty.run-id',
 } as const;
 
-/** The user every sandbox process runs as, whatever the image says (the images' `agent`). */
-export const SANDBOX_UID = 1000;
-export const SANDBOX_GID = 1000;
-
+const AGENT_USER = `${SANDBOX_UID}:${SANDBOX_GID}`;
+/** /dev/shm, a tmpfs of its own outside SANDBOX_DISK (Docker's usual size). */
+const SHM_BYTES = 64 * 1024 * 1024;
 const BUILD_COMMAND = 'bash docker/build-images.sh';
-const RUN_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,100}$/;
 /**
- * Output buffered per stream before the attach connection is paused. Docker sends frames of up to
- * 32 KiB: with the default 16 KiB every frame paused and resumed the connection, and a loud
- * sandbox was read ten times slower than Docker sends.
+ * The agent's process, in one exec: its stdin is the files' tar, exactly $1 bytes of it (GNU head
+ * never reads past what it was asked for), then the agent's own stdin. The engine's archive API
+ * cannot be used for the files: it writes beneath the tmpfs mounts, where nobody would see them;
+ * and one exec instead of two starts the agent sooner. tar makes missing parent directories
+ * itself, owned by the sandbox user; existing ones (a mount root such as /tmp) keep their owner
+ * and mode. After the command, what it left behind (the forwarder, background jobs) is killed and
+ * its exit code passed on: the run's processes end with the agent, as when the container was the
+ * agent, and its output ends at once instead of when the last straggler lets go of it.
  */
-const OUTPUT_BUFFER_BYTES = 1024 * 1024;
+const AGENT_SCRIPT = [
+  'head -c "$1" | tar -x -p -f - -C / || { echo "jetty-sandbox: could not place the run\'s files" >&2; exit 125; }',
+  'shift',
+  '"$@"; code=$?',
+  'kill -9 -1 2>/dev/null',
+  'exit $code',
+].join('\n');
+const RUN_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,100}$/;
 
 /** The subset of a pino logger the driver uses. Container env is never passed to it. */
 export interface DriverLogger {
@@ -57,17 +85,22 @@ export interface DockerSandboxDriverOptions {
   /** The worker process that starts the sandboxes (its gateway directory's name). */
   worker?: string;
   logger?: DriverLogger;
-  /** collect() refuses a directory holding more than this many bytes (default 1 GiB). */
-  maxCollectBytes?: number;
 }
 
+/**
+ * Sandboxes as Docker containers. The container is the run's environment: a read-only image,
+ * sized tmpfs mounts where the sandbox user writes, no network, no capabilities, and a
+ * do-nothing holder process of another user. Everything else is a process exec'd into it: the
+ * files going in (tar -x), the agent, stopping (kill -9 -1 as the sandbox user), the results
+ * coming out (find, tar -c). So the sandbox's writes never touch the host's disk, and its files
+ * can still be read after the agent has gone.
+ */
 export class DockerSandboxDriver implements SandboxDriver {
   private readonly docker: Dockerode;
   private readonly instance: string;
   private readonly deployment: DockerSandboxDriverOptions['deployment'];
   private readonly worker: string | undefined;
   private readonly logger: DriverLogger | undefined;
-  private readonly maxCollectBytes: number;
 
   constructor(opts: DockerSandboxDriverOptions) {
     this.docker = opts.docker ?? new Dockerode();
@@ -75,39 +108,28 @@ export class DockerSandboxDriver implements SandboxDriver {
     this.deployment = opts.deployment;
     this.worker = opts.worker;
     this.logger = opts.logger;
-    this.maxCollectBytes = opts.maxCollectBytes ?? 1024 ** 3;
   }
 
   async start(spec: SandboxSpec): Promise<RunningSandbox> {
-    if (!RUN_ID_PATTERN.test(spec.runId)) {
-      throw badRequest(`run id ${JSON.stringify(spec.runId)} cannot name a container`, 'run_id');
-    }
-    // A relative bind source would silently name a Docker volume instead of the socket directory.
-    if (!path.isAbsolute(spec.gatewaySocketDir)) {
-      throw badRequest(
-        `gatewaySocketDir must be an absolute host path, not ${spec.gatewaySocketDir}`,
-        'gatewaySocketDir',
-      );
-    }
-    for (const file of spec.files) checkSandboxPath(file.path);
+    checkSpec(spec);
+    const entrypoint = await this.entrypointOf(spec.image);
     const name = `jetty-run-${spec.runId}`;
     const container = await this.createReplacing(name, this.createOptions(name, spec));
     const log = { runId: spec.runId, container: container.id.slice(0, 12), image: spec.image };
     this.logger?.debug(log, 'sandbox created');
-
     try {
-      if (spec.files.length > 0) {
-        const archive = await buildFilesArchive(container, spec.files);
-        await container.putArchive(archive, { path: '/' });
-      }
-      // Attach before start so not one byte of output is missed; no TTY, so the stream is multiplexed.
-      const raw = await container.attach({ stream: true, stdout: true, stderr: true });
-      const stdout = new PassThrough({ highWaterMark: OUTPUT_BUFFER_BYTES });
-      const stderr = new PassThrough({ highWaterMark: OUTPUT_BUFFER_BYTES });
-      demultiplex(raw, stdout, stderr);
       await container.start();
+      const files = await filesArchive(spec.files);
+      const agent = await startExec(container, {
+        argv: ['sh', '-c', AGENT_SCRIPT, 'jetty-agent', String(files.length), ...entrypoint, ...spec.argv],
+        user: AGENT_USER,
+        workdir: '/app',
+        // The images' entrypoint feeds the CLI from this file: here, the exec's own stdin.
+        env: [...Object.entries(spec.env).map(([k, v]) => `${k}=${v}`), 'JETTY_STDIN_FILE=/dev/stdin'],
+        stdin: Buffer.concat([files, Buffer.from(spec.stdin ?? '')]),
+      });
       this.logger?.debug(log, 'sandbox started');
-      return new DockerSandbox(container, stdout, stderr, this.maxCollectBytes);
+      return new DockerSandbox(container, agent);
     } catch (err) {
       await container.remove({ force: true, v: true }).catch(() => undefined);
       throw toAppError(err, `could not start the sandbox of run ${spec.runId}`);
@@ -149,21 +171,33 @@ export class DockerSandboxDriver implements SandboxDriver {
     }
   }
 
+  /** The image's entrypoint, which the agent's command goes through as `docker run` would. */
+  private async entrypointOf(image: string): Promise<string[]> {
+    try {
+      const info = await this.docker.getImage(image).inspect();
+      const ep = info.Config?.Entrypoint as string[] | string | null | undefined;
+      return Array.isArray(ep) ? ep : typeof ep === 'string' && ep !== '' ? [ep] : [];
+    } catch (err) {
+      if (dockerStatus(err) === 404) throw imageMissing(image, err);
+      throw toAppError(err, `could not inspect the sandbox image ${image}`);
+    }
+  }
+
   private createOptions(name: string, spec: SandboxSpec): Dockerode.ContainerCreateOptions {
-    const env = Object.entries(spec.env).map(([key, value]) => `${key}=${value}`);
-    if (spec.stdinFile !== undefined) env.push(`JETTY_STDIN_FILE=${spec.stdinFile}`);
     return {
       name,
       Image: spec.image,
-      Cmd: spec.argv,
-      Env: env,
-      User: `${SANDBOX_UID}:${SANDBOX_GID}`,
-      WorkingDir: '/app',
+      // The holder: PID 1 is the engine's tiny init (it reaps what agent tools leave behind, which
+      // the pids limit counts), and its child sleeps, as a user the agent cannot signal.
+      Entrypoint: ['sleep'],
+      Cmd: ['infinity'],
+      User: `${HOLDER_UID}:${HOLDER_UID}`,
+      WorkingDir: '/',
       Tty: false,
       OpenStdin: false,
       AttachStdin: false,
-      AttachStdout: true,
-      AttachStderr: true,
+      AttachStdout: false,
+      AttachStderr: false,
       Labels: {
         [SANDBOX_LABELS.managed]: 'true',
         [SANDBOX_LABELS.instance]: this.instance,
@@ -184,10 +218,13 @@ export class DockerSandboxDriver implements SandboxDriver {
         CapDrop: ['ALL'],
         SecurityOpt: ['no-new-privileges'],
         NetworkMode: spec.network === 'bridge' ? 'bridge' : 'none',
+        ReadonlyRootfs: true,
+        Tmpfs: tmpfsMounts(spec.limits.diskBytes, spec.files),
         Binds: [`${spec.gatewaySocketDir}:${GATEWAY_MOUNT}:ro`],
-        // A tiny init as PID 1 reaps the zombies that agent tools leave; with a pids limit they count.
         Init: true,
-        LogConfig: { Type: 'json-file', Config: { 'max-size': '10m', 'max-file': '1' } },
+        // Set here rather than left to the engine's default, which an operator may have changed.
+        ShmSize: SHM_BYTES,
+        LogConfig: { Type: 'json-file', Config: { 'max-size': '1m', 'max-file': '1' } },
       },
     };
   }
@@ -203,16 +240,7 @@ export class DockerSandboxDriver implements SandboxDriver {
       } catch (err) {
         const status = dockerStatus(err);
         if (status === 404 && /no such image/i.test(dockerMessage(err))) {
-          throw new AppError(
-            `the sandbox image ${options.Image} is not on this Docker engine; build it with \`${BUILD_COMMAND}\``,
-            {
-              status: 500,
-              type: 'server_error',
-              code: 'sandbox_image_missing',
-              retryable: false,
-              cause: err,
-            },
-          );
+          throw imageMissing(options.Image ?? '', err);
         }
         if (status !== 409 || attempt >= 3) throw toAppError(err, `could not create the sandbox ${name}`);
         this.logger?.debug({ container: name }, 'removing the earlier sandbox of this run');
@@ -228,62 +256,42 @@ export class DockerSandboxDriver implements SandboxDriver {
 
 class DockerSandbox implements RunningSandbox {
   private killed = false;
-  private readonly exit: Promise<{ code: number } | { error: unknown }>;
 
   constructor(
     private readonly container: Dockerode.Container,
-    readonly stdout: PassThrough,
-    readonly stderr: PassThrough,
-    private readonly maxCollectBytes: number,
-  ) {
-    // Started now, so an exit is seen even if nobody waits yet; settled, so it never goes unhandled.
-    this.exit = container.wait().then(
-      (res: { StatusCode: number }) => ({ code: res.StatusCode }),
-      (error: unknown) => ({ error }),
-    );
-  }
+    private readonly agent: StartedExec,
+  ) {}
 
   get id(): string {
     return this.container.id;
   }
 
-  /** The exit code, or null when this handle killed the process (SIGKILL: 137). */
+  get stdout() {
+    return this.agent.stdout;
+  }
+
+  get stderr() {
+    return this.agent.stderr;
+  }
+
+  /** The exit code, or null when this handle killed the process (SIGKILL: 137) or the sandbox is gone. */
   async wait(): Promise<{ exitCode: number | null }> {
-    const res = await this.exit;
-    if ('error' in res) throw toAppError(res.error, `could not wait for sandbox ${this.id.slice(0, 12)}`);
-    return { exitCode: this.killed && res.code === 137 ? null : res.code };
+    let code: number | null;
+    try {
+      code = await this.agent.exit;
+    } catch (err) {
+      throw toAppError(err, `could not wait for sandbox ${this.id.slice(0, 12)}`);
+    }
+    return { exitCode: this.killed && code === 137 ? null : code };
   }
 
   async kill(): Promise<void> {
     this.killed = true;
-    try {
-      await this.container.kill({ signal: 'SIGKILL' });
-    } catch (err) {
-      // Already stopped (409) or already removed (404): the goal is reached.
-      const status = dockerStatus(err);
-      if (status === 409 || status === 404) return;
-      throw toAppError(err, `could not kill sandbox ${this.id.slice(0, 12)}`);
-    }
+    await stopAgentProcesses(this.container);
   }
 
-  async collect(dir: string, destDir: string): Promise<CollectedArtifact[]> {
-    const source = path.posix.normalize(dir).replace(/\/+$/, '');
-    if (!source.startsWith('/') || source === '') {
-      throw badRequest(`cannot collect ${JSON.stringify(dir)}: an absolute directory is needed`, 'dir');
-    }
-    let archive: Readable;
-    try {
-      // The engine's HTTP response: a Node Readable, whatever the typings say.
-      archive = (await this.container.getArchive({ path: source })) as Readable;
-    } catch (err) {
-      if (dockerStatus(err) === 404 && /could not find the file/i.test(dockerMessage(err))) return [];
-      throw toAppError(err, `could not read ${source} from sandbox ${this.id.slice(0, 12)}`);
-    }
-    try {
-      return await extractRegularFiles(archive, path.posix.basename(source), destDir, this.maxCollectBytes);
-    } catch (err) {
-      throw toAppError(err, `could not collect ${source} from sandbox ${this.id.slice(0, 12)}`);
-    }
+  async collect(dir: string, destDir: string, limits: CollectLimits): Promise<CollectResult> {
+    return collectDirectory(this.container, dir, destDir, limits);
   }
 
   async remove(): Promise<void> {
@@ -306,6 +314,32 @@ async function waitUntilGone(container: Dockerode.Container, ms: number): Promis
   }
 }
 
+/**
+ * Kills every process of the sandbox user (kill(-1) spares the caller and the holder, which is
+ * another user). A sandbox already gone or stopped has nothing left to kill. Should the engine
+ * refuse the exec, the whole container is killed instead: the agent must stop, even if its files
+ * are lost with it.
+ */
+async function stopAgentProcesses(container: Dockerode.Container): Promise<void> {
+  try {
+    const res = await runExec(container, {
+      argv: ['sh', '-c', 'kill -9 -1; kill -9 -1; true'],
+      user: AGENT_USER,
+    });
+    if (res.code === 0) return;
+  } catch (err) {
+    const status = dockerStatus(err);
+    if (status === 404 || status === 409) return;
+  }
+  try {
+    await container.kill({ signal: 'SIGKILL' });
+  } catch (err) {
+    const status = dockerStatus(err);
+    if (status === 404 || status === 409) return;
+    throw toAppError(err, `could not stop sandbox ${container.id.slice(0, 12)}`);
+  }
+}
+
 async function removeContainer(container: Dockerode.Container): Promise<void> {
   try {
     await container.remove({ force: true, v: true });
@@ -317,101 +351,27 @@ async function removeContainer(container: Dockerode.Container): Promise<void> {
   }
 }
 
-/** Splits Docker's multiplexed attach stream (8-byte frame headers) into stdout and stderr. */
-function demultiplex(source: NodeJS.ReadableStream, stdout: PassThrough, stderr: PassThrough): void {
-  let pending: Buffer = Buffer.alloc(0);
-  let blocked = 0;
-  source.on('data', (chunk: Buffer) => {
-    pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
-    let offset = 0;
-    while (pending.length - offset >= 8) {
-      const size = pending.readUInt32BE(offset + 4);
-      if (pending.length - offset - 8 < size) break;
-      const target = pending[offset] === 2 ? stderr : stdout;
-      if (!target.destroyed) target.write(pending.subarray(offset + 8, offset + 8 + size));
-      offset += 8 + size;
-    }
-    pending = pending.subarray(offset);
-    // Honour backpressure: a slow reader slows the container instead of growing our memory.
-    // Both streams must therefore be read (or resumed, or destroyed) by the caller.
-    for (const out of [stdout, stderr]) {
-      if (!out.writableNeedDrain || out.destroyed) continue;
-      if (blocked === 0) source.pause();
-      blocked += 1;
-      const free = () => {
-        out.off('drain', free);
-        out.off('close', free);
-        blocked -= 1;
-        if (blocked === 0) source.resume();
-      };
-      out.on('drain', free);
-      out.on('close', free);
-    }
-  });
-  let finished = false;
-  const finish = () => {
-    if (finished) return;
-    finished = true;
-    stdout.end();
-    stderr.end();
-  };
-  source.on('end', finish);
-  source.on('close', finish);
-  // A broken attach connection ends the output early; wait() still reports the exit code.
-  source.on('error', finish);
+function checkSpec(spec: SandboxSpec): void {
+  if (!RUN_ID_PATTERN.test(spec.runId)) {
+    throw badRequest(`run id ${JSON.stringify(spec.runId)} cannot name a container`, 'run_id');
+  }
+  // A relative bind source would silently name a Docker volume instead of the socket directory.
+  if (!path.isAbsolute(spec.gatewaySocketDir)) {
+    throw badRequest(
+      `gatewaySocketDir must be an absolute host path, not ${spec.gatewaySocketDir}`,
+      'gatewaySocketDir',
+    );
+  }
+  for (const file of spec.files) checkSandboxPath(file.path);
 }
 
-/** Normalised absolute path inside the sandbox, or a typed error. */
-function checkSandboxPath(p: string): string {
-  if (!p.startsWith('/') || p.split('/').some((seg) => seg === '..') || p.includes('\0')) {
-    throw badRequest(`sandbox file path ${JSON.stringify(p)} must be absolute and free of '..'`, 'files');
-  }
-  return path.posix.normalize(p);
-}
-
-/**
- * A tar of the files, owned by the sandbox user, to unpack at `/`. Missing parent directories get
- * entries of their own (also owned by the sandbox user: e.g. ~/.codex must stay writable); existing
- * ones get none, so their owner and mode (think /tmp) are left alone.
- */
-async function buildFilesArchive(container: Dockerode.Container, files: SandboxFile[]): Promise<Buffer> {
-  const exists = new Map<string, boolean>([['/', true]]);
-  const dirExists = async (dir: string): Promise<boolean> => {
-    let known = exists.get(dir);
-    if (known === undefined) {
-      try {
-        await container.infoArchive({ path: dir });
-        known = true;
-      } catch (err) {
-        if (dockerStatus(err) !== 404) throw err;
-        known = false;
-      }
-      exists.set(dir, known);
-    }
-    return known;
-  };
-
-  const missing = new Set<string>();
-  for (const file of files) {
-    const chain: string[] = [];
-    for (
-      let dir = path.posix.dirname(checkSandboxPath(file.path));
-      dir !== '/';
-      dir = path.posix.dirname(dir)
-    ) {
-      if (missing.has(dir) || (await dirExists(dir))) break;
-      chain.push(dir);
-    }
-    for (const dir of chain) missing.add(dir);
-  }
-
+/** The files and the layout's own directories, owned by the sandbox user, to unpack at `/`. */
+async function filesArchive(files: SandboxFile[]): Promise<Buffer> {
   const pack = tar.pack();
   const mtime = new Date();
   const owner = { uid: SANDBOX_UID, gid: SANDBOX_GID, mtime };
-  // Parents sort before their children, which is the order tar needs.
-  for (const dir of [...missing].sort()) {
+  for (const dir of SANDBOX_DIRS)
     pack.entry({ ...owner, name: `${dir.slice(1)}/`, type: 'directory', mode: 0o755 });
-  }
   for (const file of files) {
     const content = typeof file.content === 'string' ? Buffer.from(file.content) : file.content;
     const name = checkSandboxPath(file.path).slice(1);
@@ -423,130 +383,15 @@ async function buildFilesArchive(container: Dockerode.Container, files: SandboxF
   return Buffer.concat(chunks);
 }
 
-/**
- * Unpacks the regular files of a `docker cp`-style archive (entries start with `top/`) into
- * destDir. Anything else (links, devices, fifos, odd names) is skipped: the sandbox is not trusted.
- */
-async function extractRegularFiles(
-  archive: Readable,
-  top: string,
-  destDir: string,
-  maxBytes: number,
-): Promise<CollectedArtifact[]> {
-  const root = path.resolve(destDir);
-  await mkdir(root, { recursive: true });
-  const artifacts: CollectedArtifact[] = [];
-  let total = 0;
-  const extract = tar.extract();
-  archive.on('error', (err: Error) => extract.destroy(err));
-  archive.pipe(extract);
-  try {
-    for await (const entry of extract) {
-      const rel = regularFilePath(entry.header, top);
-      const localPath = rel === null ? null : path.join(root, ...rel.split('/'));
-      if (rel === null || localPath === null || !localPath.startsWith(root + path.sep)) {
-        entry.resume();
-        continue;
-      }
-      await mkdir(path.dirname(localPath), { recursive: true });
-      const hash = createHash('sha256');
-      let size = 0;
-      const file = await open(localPath, 'w');
-      try {
-        for await (const chunk of entry as AsyncIterable<Buffer>) {
-          size += chunk.length;
-          total += chunk.length;
-          if (total > maxBytes) {
-            throw new AppError(`the results are larger than ${maxBytes} bytes`, {
-              status: 500,
-              type: 'server_error',
-              code: 'artifacts_too_large',
-            });
-          }
-          hash.update(chunk);
-          await file.write(chunk);
-        }
-      } finally {
-        await file.close();
-      }
-      artifacts.push({
-        path: rel,
-        size,
-        sha256: hash.digest('hex'),
-        content_type: contentType(rel),
-        localPath,
-      });
-    }
-  } finally {
-    // On an early exit, stop reading from the engine.
-    if (!archive.readableEnded) archive.destroy();
-  }
-  return artifacts.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-}
-
-/** The path below `top` of a regular file entry, with forward slashes; null to skip the entry. */
-function regularFilePath(header: Header, top: string): string | null {
-  if (header.type !== 'file' && header.type !== 'contiguous-file') return null;
-  const name = header.name;
-  if (name.startsWith('/') || name.includes('\\') || name.includes('\0')) return null;
-  const segments = name.split('/').filter((seg) => seg !== '' && seg !== '.');
-  if (segments.length < 2 || segments[0] !== top || segments.includes('..')) return null;
-  return segments.slice(1).join('/');
-}
-
-const CONTENT_TYPES: Record<string, string> = {
-  txt: 'text/plain',
-  log: 'text/plain',
-  md: 'text/markdown',
-  csv: 'text/csv',
-  tsv: 'text/tab-separated-values',
-  html: 'text/html',
-  htm: 'text/html',
-  css: 'text/css',
-  js: 'text/javascript',
-  mjs: 'text/javascript',
-  ts: 'text/plain',
-  py: 'text/x-python',
-  sh: 'text/x-shellscript',
-  json: 'application/json',
-  jsonl: 'application/x-ndjson',
-  ndjson: 'application/x-ndjson',
-  xml: 'application/xml',
-  yaml: 'application/yaml',
-  yml: 'application/yaml',
-  pdf: 'application/pdf',
-  zip: 'application/zip',
-  gz: 'application/gzip',
-  tar: 'application/x-tar',
-  png: 'image/png',
-  jpg: 'image/jpeg',
-  jpeg: 'image/jpeg',
-  gif: 'image/gif',
-  webp: 'image/webp',
-  svg: 'image/svg+xml',
-  mp3: 'audio/mpeg',
-  wav: 'audio/wav',
-  mp4: 'video/mp4',
-};
-
-export function contentType(filePath: string): string {
-  const ext = path.posix.extname(filePath).slice(1).toLowerCase();
-  return CONTENT_TYPES[ext] ?? 'application/octet-stream';
-}
-
-function dockerStatus(err: unknown): number | undefined {
-  const status = (err as { statusCode?: unknown } | null)?.statusCode;
-  return typeof status === 'number' ? status : undefined;
-}
-
-/** Docker's own words when it sent any (dockerode's message also carries a generic prefix). */
-function dockerMessage(err: unknown): string {
-  const e = err as { json?: { message?: unknown }; message?: unknown } | null;
-  const message = e?.json?.message ?? e?.message;
-  return typeof message === 'string' ? message.trim() : String(err);
-}
-
-function toAppError(err: unknown, what: string): AppError {
-  if (err instanceof AppError) return err;
-  return infraError(`${what}: ${dockerMessage(err)}`, 'docker_error', err);
+function imageMissing(image: string, cause: unknown): AppError {
+  return new AppError(
+    `the sandbox image ${image} is not on this Docker engine; build it with \`${BUILD_COMMAND}\``,
+    {
+      status: 500,
+      type: 'server_error',
+      code: 'sandbox_image_missing',
+      retryable: false,
+      cause,
+    },
+  );
 }

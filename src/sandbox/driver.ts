@@ -1,11 +1,16 @@
 import type { Readable } from 'node:stream';
-import type { ArtifactInfo } from '../events/types.js';
+import type { ArtifactInfo, DroppedArtifact } from '../events/types.js';
 import type { SandboxFile } from '../runtimes/types.js';
 
 export interface SandboxLimits {
   cpus: number;
   memoryBytes: number;
   pids: number;
+  /**
+   * Bytes the sandbox may write, all places together (src/sandbox/layout.ts splits it across the
+   * writable mounts). Written bytes live in memory and count against `memoryBytes` too.
+   */
+  diskBytes: number;
 }
 
 export interface SandboxSpec {
@@ -13,8 +18,10 @@ export interface SandboxSpec {
   image: string;
   argv: string[];
   env: Record<string, string>;
+  /** Placed before the agent starts, owned by the sandbox user; only under the writable mounts. */
   files: SandboxFile[];
-  stdinFile?: string;
+  /** Piped to the agent's stdin, then closed (no stdin: it reads an empty one). */
+  stdin?: string | Buffer;
   limits: SandboxLimits;
   /** 'none' by default: the sandbox reaches models only through the gateway socket. */
   network: 'none' | 'bridge';
@@ -26,22 +33,40 @@ export interface SandboxSpec {
 export const GATEWAY_MOUNT = '/run/jetty';
 export const GATEWAY_SOCKET_NAME = 'gateway.sock';
 
+/** Bounds on what collect() copies out of a sandbox; what does not fit is reported, not copied. */
+export interface CollectLimits {
+  maxFiles: number;
+  maxBytes: number;
+  maxFileBytes: number;
+}
+
 export interface CollectedArtifact extends ArtifactInfo {
   /** Where the file now lives on the worker's disk. */
   localPath: string;
 }
 
+export interface CollectResult {
+  /** Sorted by path. */
+  artifacts: CollectedArtifact[];
+  /** Largest first; see src/sandbox/collect-plan.ts for the rule. */
+  dropped: DroppedArtifact[];
+}
+
+/** One run's sandbox with its agent process started in it. */
 export interface RunningSandbox {
   readonly id: string;
   readonly stdout: Readable;
   readonly stderr: Readable;
-  /** Resolves when the CLI process exits. */
+  /** Resolves when the agent process exits; exitCode is null when kill() ended it. */
   wait(): Promise<{ exitCode: number | null }>;
-  /** Stops the process now (SIGKILL after a short grace). Safe to call more than once. */
+  /** Kills every process of the sandbox user now (the sandbox itself stays). Safe to call more than once. */
   kill(): Promise<void>;
-  /** Copies `dir` out of the (running or stopped) sandbox into `destDir`. Missing dir: []. */
-  collect(dir: string, destDir: string): Promise<CollectedArtifact[]>;
-  /** Removes the container. Safe to call more than once. */
+  /**
+   * Copies the regular files under `dir` out of the sandbox into `destDir`, smallest first, within
+   * `limits`. Processes the agent left behind are stopped first. A missing dir: nothing collected.
+   */
+  collect(dir: string, destDir: string, limits: CollectLimits): Promise<CollectResult>;
+  /** Removes the sandbox and everything written in it. Safe to call more than once. */
   remove(): Promise<void>;
 }
 
@@ -53,8 +78,9 @@ export interface OwnedSandbox {
 
 export interface SandboxDriver {
   /**
-   * Creates the run's sandbox and starts it. Idempotent per run: an existing sandbox of the same
-   * run (a retried job) is removed first, so there is never a second one.
+   * Creates the run's sandbox, places its files and starts the agent in it. Idempotent per run:
+   * an existing sandbox of the same run (a retried job) is removed first, so there is never a
+   * second one.
    */
   start(spec: SandboxSpec): Promise<RunningSandbox>;
   /** Sandboxes this server instance owns (by label). */

@@ -1,11 +1,14 @@
+import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 
 /**
  * Where artifacts and finished trajectories live: a directory tree by default,
- * `<root>/runs/<runId>/artifacts/...` and `<root>/runs/<runId>/trajectory.json`.
+ * `<root>/runs/<runId>/artifacts/...` and `<root>/runs/<runId>/trajectory.json`. Artifacts are
+ * collected into `<root>/partial/` first and moved into place whole, so a reader never sees
+ * half a collection.
  */
 export class BlobStore {
   readonly root: string;
@@ -30,6 +33,49 @@ export class BlobStore {
     const full = path.resolve(base, relPath);
     if (full !== base && full.startsWith(base + path.sep)) return full;
     return null;
+  }
+
+  /** A new, empty directory to collect a run's artifacts into before commitArtifacts(). */
+  async stagingDir(runId: string): Promise<string> {
+    this.runDir(runId);
+    const dir = path.join(this.root, 'partial', `${runId}.${randomBytes(6).toString('hex')}`);
+    await mkdir(dir, { recursive: true });
+    return dir;
+  }
+
+  /** Makes a staging directory the run's artifacts, replacing any earlier attempt's. */
+  async commitArtifacts(runId: string, staging: string): Promise<void> {
+    const dest = this.artifactDir(runId);
+    await mkdir(path.dirname(dest), { recursive: true });
+    await rm(dest, { recursive: true, force: true });
+    await rename(staging, dest);
+  }
+
+  /**
+   * Removes the files of runs over: each run directory last changed more than `ageMs` ago, and
+   * each staging directory of a collection that never finished (its worker died). `isLive` says
+   * whether a run is still pending or running; its files are left alone. Returns what it removed.
+   */
+  async removeOlderThan(
+    ageMs: number,
+    isLive: (runId: string) => Promise<boolean>,
+    now = Date.now(),
+  ): Promise<{ runs: number; partial: number }> {
+    const removed = { runs: 0, partial: 0 };
+    const partialDir = path.join(this.root, 'partial');
+    for (const name of await readdir(partialDir).catch(() => [] as string[])) {
+      if (await isLive(name.split('.')[0] ?? '')) continue;
+      await rm(path.join(partialDir, name), { recursive: true, force: true });
+      removed.partial++;
+    }
+    const runsDir = path.join(this.root, 'runs');
+    for (const runId of await readdir(runsDir).catch(() => [] as string[])) {
+      const st = await stat(path.join(runsDir, runId)).catch(() => null);
+      if (!st || now - st.mtimeMs <= ageMs || (await isLive(runId))) continue;
+      await rm(path.join(runsDir, runId), { recursive: true, force: true });
+      removed.runs++;
+    }
+    return removed;
   }
 
   async openArtifact(runId: string, relPath: string): Promise<{ stream: Readable; size: number } | null> {

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { readFile, rm } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { type Job, UnrecoverableError, WaitingError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -28,7 +28,7 @@ import type { RunRecord, RunTimings } from '../queue/run-store.js';
 import { getRuntime } from '../runtimes/registry.js';
 import type { ProviderName, SandboxFile } from '../runtimes/types.js';
 import {
-  type CollectedArtifact,
+  type CollectLimits,
   GATEWAY_MOUNT,
   GATEWAY_SOCKET_NAME,
   type RunningSandbox,
@@ -37,6 +37,7 @@ import {
 import type { BlobStore } from '../storage/blob-store.js';
 import { providerKeyFor } from '../tenancy/provider-keys.js';
 import type { TenancyStore } from '../tenancy/store.js';
+import { type CollectedResults, collectResults } from './collect.js';
 import { watchGatewayFailures } from './gateway-failure.js';
 import { composePrompt } from './prompt.js';
 import { readOutput } from './read-output.js';
@@ -68,6 +69,10 @@ export interface WorkerDeps {
   uploads: UploadStore;
   /** Uploads older than this are removed (with the orphan sweep); the run retention by default. */
   uploadRetentionMs?: number;
+  /** Run files (artifacts, trajectory) of runs over for longer than this are removed, with the sweep. */
+  runRetentionMs?: number;
+  /** What is copied out of results_dir; the rest is reported as dropped. */
+  artifactLimits: CollectLimits;
   /** The server's own provider keys, for collections without theirs. */
   serverProviderKeys: Partial<Record<RealProvider, string>>;
   simulatedProvider: boolean;
@@ -171,11 +176,12 @@ export class RunWorker {
       this.sweepSandboxes().catch((err) => deps.logger.warn({ err }, 'sandbox sweep failed')),
     );
     const uploadsMs = deps.uploadRetentionMs;
-    if (uploadsMs !== undefined) {
-      this.every(deps.uploadSweepIntervalMs ?? 60_000, () =>
-        deps.uploads.removeOlderThan(uploadsMs).catch(() => undefined),
+    this.every(deps.uploadSweepIntervalMs ?? 60_000, async () => {
+      if (uploadsMs !== undefined) await deps.uploads.removeOlderThan(uploadsMs).catch(() => undefined);
+      await this.removeOldRunFiles().catch((err) =>
+        deps.logger.warn({ err }, 'removing old run files failed'),
       );
-    }
+    });
   }
 
   /** Runs `fn` every `ms`, never two at once; the timers end with stop(). */
@@ -232,6 +238,20 @@ export class RunWorker {
     if (rec?.status !== 'running') return true;
     // The worker that carries a run holds its job's lock from start to end (renewed by BullMQ).
     return (await this.deps.redis.exists(this.deps.keys.runJobLock(runId))) === 0;
+  }
+
+  /**
+   * Removes the run files in DATA_DIR of runs over for longer than the retention (Redis has let
+   * their records go by then), and what a collection cut short by a dead worker left behind.
+   */
+  async removeOldRunFiles(): Promise<{ runs: number; partial: number }> {
+    const { deps } = this;
+    const isLive = async (runId: string) => {
+      if (this.active.has(runId)) return true;
+      const status = (await deps.runs.get(runId))?.status;
+      return status === 'pending' || status === 'running';
+    };
+    return deps.blobs.removeOlderThan(deps.runRetentionMs ?? Number.POSITIVE_INFINITY, isLive);
   }
 
   private track<T>(p: Promise<T>): Promise<T> {
@@ -341,8 +361,7 @@ export class RunWorker {
     const scripts = await this.scriptRoutes(spec, sink, log, budget);
     const redactor = sink.redactor;
     const deadline = setTimeout(() => stop('timeout'), spec.timeoutSec * 1000);
-    const artifactDir = deps.blobs.artifactDir(runId);
-    let collected: CollectedArtifact[] = [];
+    let collected: CollectedResults = { artifacts: [], dropped: null, events: [] };
     let exitCode: number | null = null;
     let outcome: ReturnType<ReturnType<typeof runtime.createParser>['finish']>['outcome'] | undefined;
     try {
@@ -365,6 +384,8 @@ export class RunWorker {
         resultsDir: spec.resultsDir,
       });
       const assets = await this.assetFiles(spec);
+      // The prompt is piped to the CLI rather than written into the sandbox.
+      const stdin = invocation.files.find((f) => f.path === invocation.stdinFile);
       const tStart = Date.now();
       sandbox = await deps.driver.start({
         runId,
@@ -377,8 +398,8 @@ export class RunWorker {
           JETTY_GATEWAY_PORT: String(SANDBOX_GATEWAY_PORT),
           JETTY_GATEWAY_SOCKET: `${GATEWAY_MOUNT}/${GATEWAY_SOCKET_NAME}`,
         },
-        files: [...assets, ...invocation.files],
-        ...(invocation.stdinFile ? { stdinFile: invocation.stdinFile } : {}),
+        files: [...assets, ...invocation.files.filter((f) => f !== stdin)],
+        ...(stdin ? { stdin: stdin.content } : {}),
         limits: spec.limits,
         network: spec.network,
         gatewaySocketDir: deps.gatewaySocketDir,
@@ -421,8 +442,13 @@ export class RunWorker {
         // Results are collected whatever the ending: success, failure, timeout or cancel.
         const tCollect = Date.now();
         try {
-          await rm(artifactDir, { recursive: true, force: true });
-          collected = await sandbox.collect(spec.resultsDir, artifactDir);
+          collected = await collectResults({
+            sandbox,
+            runId,
+            resultsDir: spec.resultsDir,
+            blobs: deps.blobs,
+            limits: deps.artifactLimits,
+          });
         } catch (e) {
           log.warn({ err: e }, 'collecting results failed');
           sink.emit({
@@ -447,8 +473,9 @@ export class RunWorker {
       throw new WorkerShutdown();
     }
 
-    const artifacts = collected.map(({ localPath: _l, ...info }) => info);
+    const { artifacts } = collected;
     for (const info of artifacts) sink.emit({ type: 'artifact', data: info });
+    for (const ev of collected.events) sink.emit(ev);
     const have = new Set(artifacts.map((a) => path.posix.join(spec.resultsDir, a.path)));
     const missing = spec.requiredOutputs.filter((p) => !have.has(p));
     const endedAt = new Date();
@@ -530,6 +557,7 @@ export class RunWorker {
         duration_ms,
         usage: sink.totals(),
         artifacts,
+        ...(collected.dropped ? { artifacts_dropped: collected.dropped } : {}),
         missing_outputs: missing,
         // The pre-flight's (on the record since the run was queued), then this attempt's.
         warnings: [...(rec.warnings ?? []), ...sink.warnings()],

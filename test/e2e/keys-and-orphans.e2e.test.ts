@@ -189,7 +189,7 @@ describe('orphaned sandboxes', () => {
         argv: ['sleep', '300'],
         env: { JETTY_FORWARDER: '0' },
         files: [],
-        limits: { cpus: 0.5, memoryBytes: 128 * 1024 * 1024, pids: 64 },
+        limits: { cpus: 0.5, memoryBytes: 128 * 1024 * 1024, pids: 64, diskBytes: 64 * 1024 * 1024 },
         network: 'none',
         gatewaySocketDir: tmpdir(),
       });

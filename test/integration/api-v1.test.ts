@@ -1,12 +1,12 @@
 import { createHmac } from 'node:crypto';
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer, request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { JettyApiError, JettyAuthError, JettyClient, JettyNotFoundError } from '@jetty/sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Harness, startHarness, waitFor } from '../support/harness.js';
-import { claudeLines, ScriptedDriver } from '../support/scripted-driver.js';
+import { claudeLines, promptOf, ScriptedDriver } from '../support/scripted-driver.js';
 import { zipOf } from '../support/zip.js';
 
 // Jetty's /api/v1 on real Redis and a real server, driven by the real @jetty/sdk where it has a
@@ -39,7 +39,7 @@ let other: { collection: string; key: string; auth: Record<string, string> };
 const driver = new ScriptedDriver((spec) =>
   claudeLines({
     steps: 1,
-    delayMs: JSON.stringify(spec.files).includes('SLOW') ? 20_000 : 50,
+    delayMs: promptOf(spec).includes('SLOW') ? 20_000 : 50,
     text: 'report written',
   }),
 );
@@ -498,6 +498,26 @@ describe('files', () => {
     expect((await rawGet(`/v1/runs/${run.trajectory_id}/artifacts/hello.txt`)).status).toBe(200);
     // Percent-encoding that does not decode is refused before any route: a 400.
     expect((await h.fetch(`${h.url}/api/v1/file/${c()}/report/x/%ZZ`)).status).toBe(400);
+  });
+});
+
+describe('downloads serve only recorded artifacts', () => {
+  it("a file in the run's artifact directory that the run did not record is a 404 on both routes", async () => {
+    const [run] = ((await sdk.listTrajectories(c(), 'report', 1, 1)) as any).trajectories;
+    const id = run.trajectory_id as string;
+    // On disk beside a recorded artifact (left by an earlier attempt, or put there by anything else).
+    await writeFile(path.join(h.dataDir, 'blobs', 'runs', id, 'artifacts', 'unlisted.txt'), 'not recorded');
+    for (const p of [
+      `/v1/runs/${id}/artifacts/unlisted.txt`,
+      `/api/v1/file/${c()}/report/${id}/unlisted.txt`,
+    ]) {
+      const res = await rawGet(p);
+      expect(res.status, p).toBe(404);
+      expect(res.body, p).not.toContain('not recorded');
+    }
+    for (const p of [`/v1/runs/${id}/artifacts/hello.txt`, `/api/v1/file/${c()}/report/${id}/hello.txt`]) {
+      expect((await rawGet(p)).status, p).toBe(200);
+    }
   });
 });
 

@@ -215,6 +215,27 @@ const cases: Array<{
     says: /simulate/,
   },
   {
+    name: 'a results_dir outside /app',
+    body: runbookRequest(RUNBOOK, { jetty: { template_variables: { results_dir: '/usr' } } }),
+    status: 400,
+    param: 'jetty.template_variables.results_dir',
+    says: /must be a directory under \/app/,
+  },
+  {
+    name: 'more disk than the server allows',
+    body: runbookRequest(RUNBOOK, { jetty: { disk: '64g' } }),
+    status: 400,
+    param: 'jetty.disk',
+    says: /at most \d+ \(SANDBOX_MAX_DISK\)/,
+  },
+  {
+    name: 'a disk size that is not one',
+    body: runbookRequest(RUNBOOK, { jetty: { disk: 'lots' } }),
+    status: 400,
+    param: 'jetty.disk',
+    says: /at least 64m/,
+  },
+  {
     name: 'a body over the size limit',
     body: runbookRequest(`${RUNBOOK}${'x'.repeat(70 * 1024)}`),
     status: 413,

@@ -1,6 +1,8 @@
 import { Agent, request as httpRequest } from 'node:http';
+import path from 'node:path';
 import { JettyClient } from '@jetty/sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BlobStore } from '../../src/storage/blob-store.js';
 import { type Harness, runbookRequest, startHarness, waitFor } from '../support/harness.js';
 import { claudeLines, ScriptedDriver } from '../support/scripted-driver.js';
 import { readSse } from '../support/sse.js';
@@ -135,6 +137,9 @@ describe('Last-Event-ID', () => {
   it('resumes exactly after it on a finished run that Redis has let go (read from the blob store)', async () => {
     const { id, eventIds } = await finishedRun();
     expect(eventIds.length).toBeGreaterThan(4);
+    // The answer comes with the terminal event; the trajectory is written to the blob store just after.
+    const blobs = new BlobStore(path.join(h.dataDir, 'blobs'));
+    await waitFor(() => blobs.readTrajectory(id), 5000, 'the trajectory in the blob store');
     // What retention does to a run: its keys leave Redis; its trajectory stays in the blob store.
     const gone = await waitFor(
       async () => {

@@ -4,7 +4,7 @@ import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SandboxSpec } from '../../src/sandbox/driver.js';
 import { type Harness, startHarness } from '../support/harness.js';
-import { claudeLines, ScriptedDriver, type ScriptStep } from '../support/scripted-driver.js';
+import { claudeLines, promptOf, ScriptedDriver, type ScriptStep } from '../support/scripted-driver.js';
 
 // Runbooks in Jetty's published format, each submitted unchanged on both surfaces
 // (/v1/chat/completions and /api/v1/run): accepted or refused exactly as issue 12's rules say.
@@ -101,10 +101,6 @@ function sandboxOf(id: string): SandboxSpec {
   const spec = driver.started.find((s) => s.runId === id);
   if (!spec) throw new Error(`no sandbox started for ${id}`);
   return spec;
-}
-
-function promptOf(spec: SandboxSpec): string {
-  return spec.files.map((f) => String(f.content)).join('\n');
 }
 
 describe.each(SURFACES)('Jetty runbooks on %s', (_surface, submit, varsField) => {

@@ -1,6 +1,10 @@
+import { existsSync } from 'node:fs';
+import { mkdir, utimes } from 'node:fs/promises';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { SandboxSpec } from '../../src/sandbox/driver.js';
 import { type Harness, runbookRequest, startHarness, waitFor } from '../support/harness.js';
-import { claudeLines, ScriptedDriver } from '../support/scripted-driver.js';
+import { claudeLines, promptOf, ScriptedDriver } from '../support/scripted-driver.js';
 import { readSse } from '../support/sse.js';
 
 // The whole server on a real Redis and real BullMQ; only the sandbox is played back (see
@@ -9,8 +13,7 @@ const RUNBOOK = '---\nagent: claude-code\n---\n# Hello\nWrite {{results_dir}}/he
 
 let h: Harness;
 // A runbook that says SLOW plays a long run (30 steps, 200 ms apart), so a test can act mid-run.
-const isSlow = (spec: { files: { content: string | Buffer }[] }) =>
-  spec.files.some((f) => String(f.content).includes('SLOW'));
+const isSlow = (spec: SandboxSpec) => promptOf(spec).includes('SLOW');
 const driver = new ScriptedDriver((spec) =>
   isSlow(spec) ? claudeLines({ steps: 30, delayMs: 200 }) : claudeLines({ steps: 3, delayMs: 20 }),
 );
@@ -144,6 +147,34 @@ describe('a run through Redis and the queue', () => {
     // Partial results are still collected on cancel.
     expect((rec.artifacts as unknown[]).length).toBe(1);
     expect(driver.liveCount()).toBe(0);
+  });
+
+  it('the worker sweep removes the run files of runs over for longer than RETENTION_SEC', async () => {
+    const post = async (runbook: string, jetty: Record<string, unknown>) => {
+      const res = await h.postJson(
+        `${h.url}/v1/chat/completions`,
+        runbookRequest(runbook, { stream: false, jetty }),
+      );
+      return ((await res.json()) as { jetty_metadata: { trajectory_id: string } }).jetty_metadata
+        .trajectory_id;
+    };
+    const done = await post(RUNBOOK, { timeout_hint: 30 });
+    const running = await post(`${RUNBOOK}\nSLOW\n`, { timeout_hint: 0 });
+    await waitFor(async () => (await runJson(running)).sandbox_id, 10_000, 'the sandbox to start');
+    const blobs = path.join(h.dataDir, 'blobs');
+    // The running run has files of an earlier attempt; a dead worker left a staging dir behind.
+    await mkdir(path.join(blobs, 'runs', running, 'artifacts'), { recursive: true });
+    await mkdir(path.join(blobs, 'partial', `${done}.dead0worker`), { recursive: true });
+    const longAgo = new Date(Date.now() - 8 * 24 * 3600_000);
+    for (const id of [done, running]) await utimes(path.join(blobs, 'runs', id), longAgo, longAgo);
+
+    expect(await h.server.worker!.removeOldRunFiles()).toEqual({ runs: 1, partial: 1 });
+    expect(existsSync(path.join(blobs, 'runs', done))).toBe(false);
+    expect(existsSync(path.join(blobs, 'runs', running))).toBe(true);
+    expect(existsSync(path.join(blobs, 'partial', `${done}.dead0worker`))).toBe(false);
+    expect((await h.fetch(`${h.url}/v1/runs/${done}/artifacts/hello.txt`)).status).toBe(404);
+    await h.fetch(`${h.url}/v1/runs/${running}/cancel`, { method: 'POST' });
+    await waitFor(async () => (await runJson(running)).status === 'cancelled', 5_000, 'the cancel');
   });
 
   it('cancel of a finished run changes nothing', async () => {

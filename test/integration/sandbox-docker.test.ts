@@ -23,6 +23,10 @@ import {
  */
 const SKIP = process.env.JETTY_SKIP_DOCKER === '1';
 const IMAGE = 'jetty/runtime-claude-code:2.1.197';
+/** The sandboxes' writable space here: /app 32 MiB, /tmp 16, /home/agent 12, /var/tmp 4. */
+const DISK = 64 * 1024 ** 2;
+const MiB = 1024 ** 2;
+const LIMITS = { maxFiles: 100, maxBytes: 64 * MiB, maxFileBytes: 64 * MiB };
 const docker = new Dockerode();
 
 if (SKIP) console.warn('sandbox-docker: skipped because JETTY_SKIP_DOCKER=1 (no Docker checks ran)');
@@ -60,7 +64,7 @@ async function harness(): Promise<Harness> {
       argv: ['true'],
       env: {},
       files: [],
-      limits: { cpus: 1, memoryBytes: 512 * 1024 ** 2, pids: 256 },
+      limits: { cpus: 1, memoryBytes: 512 * 1024 ** 2, pids: 256, diskBytes: DISK },
       network: 'none',
       gatewaySocketDir: socketDir,
       ...over,
@@ -173,15 +177,15 @@ describe.skipIf(SKIP)('DockerSandboxDriver against the real engine and image', (
     expect(res.stdout.trim()).toBe('2.1.197 (Claude Code)');
   });
 
-  it('places files owned by the sandbox user and feeds one as stdin', async () => {
+  it('places files owned by the sandbox user and pipes stdin to the process', async () => {
     const h = await harness();
     const res = await run(h, {
       files: [
-        { path: '/app/.jetty/prompt.md', content: 'line one\nline two\n' },
+        { path: '/app/.jetty/prompt.md', content: 'the prompt file' },
         { path: '/home/agent/.config/tool/settings.json', content: Buffer.from('{"a":1}'), mode: 0o600 },
         { path: '/tmp/note.txt', content: 'n' },
       ],
-      stdinFile: '/app/.jetty/prompt.md',
+      stdin: 'line one\nline two\n',
       argv: [
         'bash',
         '-c',
@@ -234,7 +238,8 @@ describe.skipIf(SKIP)('DockerSandboxDriver against the real engine and image', (
       ]);
       expect(exitCode).toBe(0);
       const dest = await tempDir('jetty-collect-');
-      const artifacts = await sandbox.collect('/app/results', dest);
+      const { artifacts, dropped } = await sandbox.collect('/app/results', dest, LIMITS);
+      expect(dropped).toEqual([]);
       const sha = (s: string) => createHash('sha256').update(s).digest('hex');
       expect(artifacts.map(({ localPath: _, ...a }) => a)).toEqual([
         { path: 'empty.md', size: 0, sha256: sha(''), content_type: 'text/markdown' },
@@ -252,7 +257,161 @@ describe.skipIf(SKIP)('DockerSandboxDriver against the real engine and image', (
       const blob = await readFile(path.join(dest, 'sub', 'deeper', 'blob.bin'));
       expect(createHash('sha256').update(blob).digest('hex')).toBe(stdout.split(' ')[0]);
 
-      expect(await sandbox.collect('/app/not-there', await tempDir('jetty-collect-'))).toEqual([]);
+      expect(await sandbox.collect('/app/not-there', await tempDir('jetty-collect-'), LIMITS)).toEqual({
+        artifacts: [],
+        dropped: [],
+      });
+    } finally {
+      await sandbox.remove();
+    }
+  });
+
+  it('bounds what it writes: ENOSPC past each mount, the image read-only, nothing on the host disk', async () => {
+    const h = await harness();
+    // 256 MiB into each place the sandbox user can write, against a 64 MiB limit for all of them.
+    const script =
+      'for d in /tmp /app /app/results /home/agent /var/tmp /run/lock /dev/shm; do ' +
+      '  if err=$(dd if=/dev/zero of=$d/fill bs=1M count=256 2>&1); then echo "$d wrote"; ' +
+      '  else case "$err" in *"No space left on device"*) echo "$d ENOSPC";; *) echo "$err";; esac; fi; ' +
+      '  rm -f $d/fill; ' +
+      'done; ' +
+      'awk \'$2 == "/" { split($4, o, ","); print "/ " o[1] }\' /proc/mounts; ' +
+      "df -k /app /tmp /home/agent /var/tmp | awk 'NR > 1 { print $6, $2 }'";
+    const sandbox = await h.driver.start(h.spec({ argv: ['bash', '-c', script] }));
+    try {
+      const [stdout, , { exitCode }] = await Promise.all([
+        text(sandbox.stdout),
+        text(sandbox.stderr),
+        sandbox.wait(),
+      ]);
+      expect(exitCode).toBe(0);
+      expect(stdout.split('\n')).toEqual([
+        '/tmp ENOSPC',
+        '/app ENOSPC',
+        '/app/results ENOSPC',
+        '/home/agent ENOSPC',
+        '/var/tmp ENOSPC',
+        '/run/lock ENOSPC',
+        '/dev/shm ENOSPC',
+        '/ ro',
+        // The split of the 64 MiB (KiB): a half, a quarter, three sixteenths, a sixteenth.
+        '/app 32768',
+        '/tmp 16384',
+        '/home/agent 12288',
+        '/var/tmp 4096',
+        '',
+      ]);
+      // Nothing of it reached the container's writable layer on the host's disk.
+      const withSize = docker.getContainer(sandbox.id) as unknown as {
+        inspect(opts: { size: boolean }): Promise<{ SizeRw?: number }>;
+      };
+      const info = await withSize.inspect({ size: true });
+      expect(info.SizeRw ?? 0).toBeLessThan(1024 * 1024);
+    } finally {
+      await sandbox.remove();
+    }
+  });
+
+  it('kill() stops the agent, not the sandbox: what it wrote is still collected; the agent cannot stop it either', async () => {
+    const h = await harness();
+    // The agent kills every process it may (its own wrapper and forwarder too), then starts a
+    // runaway that fills the pids limit: kill() must still work, and the files stay readable.
+    const sandbox = await h.driver.start(
+      h.spec({
+        limits: { cpus: 1, memoryBytes: 256 * MiB, pids: 64, diskBytes: DISK },
+        argv: [
+          'bash',
+          '-c',
+          'echo kept > /app/results/a.txt; (sleep 1; kill -9 -1) & ' +
+            "setsid bash -c 'sleep 2; for i in $(seq 200); do sleep 600 & done; wait' & echo started; wait",
+        ],
+      }),
+    );
+    try {
+      await readUntil(sandbox.stdout, 'started');
+      sandbox.stdout.resume();
+      sandbox.stderr.resume();
+      // The agent's kill -9 -1 ended its own command: the exec is over, the sandbox is not.
+      expect((await sandbox.wait()).exitCode).toBe(137);
+      expect((await docker.getContainer(sandbox.id).inspect()).State.Running).toBe(true);
+      await new Promise((r) => setTimeout(r, 3000));
+      await sandbox.kill();
+      const { artifacts } = await sandbox.collect('/app/results', await tempDir('jetty-collect-'), LIMITS);
+      expect(artifacts.map((a) => [a.path, a.size])).toEqual([['a.txt', 5]]);
+    } finally {
+      await sandbox.remove();
+    }
+  });
+
+  it('collects smallest first within the limits and reports the rest, leaving no partial file', async () => {
+    const h = await harness();
+    const sandbox = await h.driver.start(
+      h.spec({
+        argv: [
+          'bash',
+          '-c',
+          'set -e; cd /app/results; head -c 1024 /dev/urandom > a.bin; head -c 2048 /dev/urandom > b.bin; ' +
+            'head -c 3145728 /dev/urandom > m.bin; head -c 3145728 /dev/urandom > z/m2.bin 2>/dev/null || ' +
+            '{ mkdir z; head -c 3145728 /dev/urandom > z/m2.bin; }; head -c 20971520 /dev/zero > big.bin; ' +
+            'echo secret > locked.txt; chmod 000 locked.txt',
+        ],
+      }),
+    );
+    try {
+      await Promise.all([text(sandbox.stdout), text(sandbox.stderr)]);
+      expect((await sandbox.wait()).exitCode).toBe(0);
+      const dest = await tempDir('jetty-collect-');
+      const res = await sandbox.collect('/app/results', dest, {
+        maxFiles: 10,
+        maxBytes: 4 * MiB,
+        maxFileBytes: 8 * MiB,
+      });
+      expect(res.artifacts.map((a) => a.path)).toEqual(['a.bin', 'b.bin', 'm.bin']);
+      expect(res.dropped).toEqual([
+        { path: 'big.bin', size: 20 * MiB, reason: 'file_too_large' },
+        { path: 'z/m2.bin', size: 3 * MiB, reason: 'total_too_large' },
+        { path: 'locked.txt', size: 7, reason: 'unreadable' },
+      ]);
+      // Exactly the kept files are on disk, whole.
+      const { readdir, stat } = await import('node:fs/promises');
+      expect((await readdir(dest, { recursive: true })).sort()).toEqual(['a.bin', 'b.bin', 'm.bin']);
+      for (const a of res.artifacts) expect((await stat(a.localPath)).size).toBe(a.size);
+
+      const few = await sandbox.collect('/app/results', await tempDir('jetty-collect-'), {
+        maxFiles: 2,
+        maxBytes: 64 * MiB,
+        maxFileBytes: 64 * MiB,
+      });
+      // locked.txt (7 bytes) takes one of the two places and cannot be read.
+      expect(few.artifacts.map((a) => a.path)).toEqual(['a.bin']);
+      expect(few.dropped.map((d) => [d.path, d.reason])).toEqual([
+        ['big.bin', 'too_many_files'],
+        ['m.bin', 'too_many_files'],
+        ['z/m2.bin', 'too_many_files'],
+        ['b.bin', 'too_many_files'],
+        ['locked.txt', 'unreadable'],
+      ]);
+    } finally {
+      await sandbox.remove();
+    }
+  });
+
+  it('pipes a large stdin intact and ends when the agent does, whatever it left running', async () => {
+    const h = await harness();
+    const input = Buffer.alloc(3 * MiB, 'abcdefghij');
+    const sandbox = await h.driver.start(
+      h.spec({ stdin: input, argv: ['bash', '-c', 'sha256sum; (sleep 600 &) ; exit 4'] }),
+    );
+    try {
+      const t0 = Date.now();
+      const [stdout, , { exitCode }] = await Promise.all([
+        text(sandbox.stdout),
+        text(sandbox.stderr),
+        sandbox.wait(),
+      ]);
+      expect(stdout.split(' ')[0]).toBe(createHash('sha256').update(input).digest('hex'));
+      expect(exitCode).toBe(4);
+      expect(Date.now() - t0).toBeLessThan(5000);
     } finally {
       await sandbox.remove();
     }
@@ -306,7 +465,7 @@ describe.skipIf(SKIP)('DockerSandboxDriver against the real engine and image', (
   it('confines the sandbox: no capabilities, no-new-privileges, no network, non-root, limits', async () => {
     const h = await harness();
     const spec = h.spec({
-      limits: { cpus: 0.5, memoryBytes: 256 * 1024 ** 2, pids: 64 },
+      limits: { cpus: 0.5, memoryBytes: 256 * 1024 ** 2, pids: 64, diskBytes: DISK },
       env: { SOME_TOKEN: 'per-run-token' },
       argv: [
         'bash',
@@ -319,7 +478,16 @@ describe.skipIf(SKIP)('DockerSandboxDriver against the real engine and image', (
     try {
       const info = await docker.getContainer(sandbox.id).inspect();
       expect(info.Name).toBe(`/jetty-run-${spec.runId}`);
-      expect(info.Config.User).toBe('1000:1000');
+      // The container's own process is the holder, of another user; the agent is exec'd as 1000.
+      expect(info.Config.User).toBe('65534:65534');
+      expect(info.HostConfig.ReadonlyRootfs).toBe(true);
+      expect(Object.keys(info.HostConfig.Tmpfs ?? {}).sort()).toEqual([
+        '/app',
+        '/home/agent',
+        '/run/lock',
+        '/tmp',
+        '/var/tmp',
+      ]);
       expect(info.Config.Labels).toMatchObject({
         'jetty.managed': 'true',
         'jetty.instance': h.instance,

@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bearer, type Harness, runbookRequest, startHarness } from '../support/harness.js';
 import { dumpRedis } from '../support/redis.js';
-import { claudeLines, ScriptedDriver } from '../support/scripted-driver.js';
+import { claudeLines, promptOf, ScriptedDriver } from '../support/scripted-driver.js';
 
 // Keys and collections over HTTP, on real Redis: who may call what, what another collection
 // sees (nothing: a 404 like a run that does not exist), and where provider keys and a runbook's
@@ -273,7 +273,7 @@ describe("a runbook's secrets", () => {
     expect(spec.env.UNDECLARED_THING).toBeUndefined();
     expect(Object.values(spec.env).join('\n')).not.toContain(`other-${CANARY}`);
     // The agent's prompt names the variable, not the value.
-    expect(JSON.stringify(spec.files ?? [])).toContain('$REPORT_TOKEN');
+    expect(promptOf(spec)).toContain('$REPORT_TOKEN');
     // The agent printed the value; every place the run is recorded has it redacted.
     expect(res.body.choices[0].message.content).toBe('token is [redacted:REPORT_TOKEN]');
     const places = {

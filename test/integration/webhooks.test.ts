@@ -12,7 +12,7 @@ import { startServer } from '../../src/main/compose.js';
 import { generateApiKey } from '../../src/tenancy/api-keys.js';
 import { bearer, type Harness, postJson, runbookRequest, startHarness, waitFor } from '../support/harness.js';
 import { dumpRedis, freePort, startRedis } from '../support/redis.js';
-import { claudeLines, ScriptedDriver } from '../support/scripted-driver.js';
+import { claudeLines, promptOf, ScriptedDriver } from '../support/scripted-driver.js';
 
 // Webhooks end to end: the whole server on a real Redis and BullMQ (only the sandbox is played
 // back), calling a real HTTP receiver on 127.0.0.1 that checks every signature with the secret.
@@ -99,7 +99,7 @@ function verify(headers: IncomingHttpHeaders, body: string): boolean {
 
 // SLOW plays a long run so a test can act mid-run; FAIL ends with claude's error result.
 const driver = new ScriptedDriver((spec) => {
-  const text = spec.files.map((f) => String(f.content)).join('\n');
+  const text = promptOf(spec);
   if (text.includes('SLOW')) return claudeLines({ steps: 30, delayMs: 200 });
   const lines = claudeLines({ steps: 2, delayMs: 10 });
   if (text.includes('FAIL')) {

@@ -3,7 +3,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import type {
-  CollectedArtifact,
+  CollectResult,
   OwnedSandbox,
   RunningSandbox,
   SandboxDriver,
@@ -69,6 +69,11 @@ function assistantText(text: string) {
   return { type: 'assistant', message: { id: 'mt', role: 'assistant', content: [{ type: 'text', text }] } };
 }
 
+/** The prompt the CLI was given (piped to its stdin). */
+export function promptOf(spec: SandboxSpec): string {
+  return spec.stdin === undefined ? '' : String(spec.stdin);
+}
+
 export class ScriptedDriver implements SandboxDriver {
   readonly started: SandboxSpec[] = [];
   private readonly live = new Map<string, { runId: string; kill: () => void }>();
@@ -128,13 +133,18 @@ export class ScriptedDriver implements SandboxDriver {
       stderr,
       wait: () => done,
       kill: async () => kill(),
-      async collect(_dir: string, destDir: string): Promise<CollectedArtifact[]> {
+      async collect(_dir: string, destDir: string): Promise<CollectResult> {
         const body = Buffer.from('hi\n');
         await mkdir(destDir, { recursive: true });
         const localPath = path.join(destDir, 'hello.txt');
         await writeFile(localPath, body);
         const sha256 = createHash('sha256').update(body).digest('hex');
-        return [{ path: 'hello.txt', size: body.length, sha256, content_type: 'text/plain', localPath }];
+        return {
+          artifacts: [
+            { path: 'hello.txt', size: body.length, sha256, content_type: 'text/plain', localPath },
+          ],
+          dropped: [],
+        };
       },
       async remove() {
         live.delete(id);

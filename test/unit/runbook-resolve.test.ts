@@ -202,6 +202,28 @@ describe('resolveRunbook', () => {
     expect(err.param).toBe('jetty.template_variables.results_dir');
   });
 
+  it('refuses a results_dir outside /app, naming the field and the allowed root', () => {
+    for (const dir of [
+      '/usr',
+      '/',
+      '/app',
+      '/application',
+      '/tmp/results',
+      '/app/../etc',
+      '/app/./x',
+      '/home/agent',
+    ]) {
+      const err = thrown(() =>
+        resolveRunbook(input({ jetty: { template_variables: { results_dir: dir } } })),
+      );
+      expect(err.status, dir).toBe(400);
+      expect(err.param, dir).toBe('jetty.template_variables.results_dir');
+      expect(err.message, dir).toContain('must be a directory under /app');
+    }
+    const ok = resolveRunbook(input({ jetty: { template_variables: { results_dir: '/app//deep/out/' } } }));
+    expect(ok.resultsDir).toBe('/app/deep/out');
+  });
+
   it('leaves a variable with no default as written and warns; only a (required) one is a 422', () => {
     const r = resolveRunbook(input({ runbookText: WEEKLY_REPORT }));
     expect(r.renderedBody).toContain("Summarise last week's sales for {{topic}}");

@@ -1,4 +1,4 @@
-import { mkdtemp, rm, utimes } from 'node:fs/promises';
+import { mkdtemp, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -71,5 +71,28 @@ describe('upload retention', () => {
     expect(await uploads.removeOlderThan(3600_000)).toBe(1);
     expect(await uploads.read('acme', old.upload_id, 'old.txt')).toBeNull();
     expect(String(await uploads.read('acme', fresh.upload_id, 'new.txt'))).toBe('content of new.txt');
+  });
+});
+
+describe('UploadStore.fileOf: the guard that keeps a path inside its upload', () => {
+  type Ids = { other: string; theirs: string };
+  it.each([
+    ["another upload's file", (ids: Ids) => `../${ids.other}/b.txt`],
+    ["another collection's upload", (ids: Ids) => `../../beta/${ids.theirs}/b.txt`],
+    ['the master key', () => '../../../master.key'],
+    ['an absolute path', () => '/etc/hostname'],
+    ['the upload directory itself', () => '.'],
+  ])('has, open and read refuse %s', async (_what, relOf) => {
+    const { root, uploads } = await store();
+    const mine = (await uploads.save('acme', files('a.txt')))!;
+    const other = (await uploads.save('acme', files('b.txt')))!;
+    const theirs = (await uploads.save('beta', files('b.txt')))!;
+    await writeFile(path.join(root, 'master.key'), 'KEY');
+    const rel = relOf({ other: other.upload_id, theirs: theirs.upload_id });
+    expect(await uploads.has('acme', mine.upload_id, rel)).toBe(false);
+    expect(await uploads.open('acme', mine.upload_id, rel)).toBeNull();
+    expect(await uploads.read('acme', mine.upload_id, rel)).toBeNull();
+    // The upload's own file is there.
+    expect(String(await uploads.read('acme', mine.upload_id, 'a.txt'))).toBe('content of a.txt');
   });
 });
