@@ -19,14 +19,20 @@ import { startRedis, type TestRedis } from '../support/redis.js';
 const docker = new Dockerode();
 const SERVER = path.resolve(import.meta.dirname, '../../dist/src/main/server.js');
 const MiB = 1024 * 1024;
+/**
+ * The agent's own stdout, as a tool's command reaches it: the sandbox's agent process is the shell
+ * whose $0 is `jetty-agent` (src/sandbox/docker-driver.ts); the bracket keeps this line from matching
+ * itself.
+ */
+const AGENT_OUT = "/proc/$(grep -la 'jetty-[a]gent' /proc/[0-9]*/cmdline | head -1 | cut -d/ -f3)/fd/1";
 const RUNBOOK = [
   '---',
   'agent: claude-code',
   '---',
   '# Floods its output',
   '```simulate',
-  "- run: head -c 1G /dev/zero | tr '\\0' x >/proc/1/fd/1; echo >/proc/1/fd/1; echo one",
-  `- run: yes '${'y'.repeat(99)}' | head -c 64M >/proc/1/fd/1; echo two`,
+  `- run: o=${AGENT_OUT}; head -c 1G /dev/zero | tr '\\0' x >$o; echo >$o; echo one`,
+  `- run: yes '${'y'.repeat(99)}' | head -c 64M >${AGENT_OUT}; echo two`,
   '- say: flooded',
   '```',
   '',

@@ -31,6 +31,12 @@ afterAll(async () => {
 
 // `xs N` prints N x's; each line ends with the secret, so it straddles the cut of a 4 KiB and of a
 // 16 KiB limit (the tool.result and log limits, before and after this change).
+/**
+ * The agent's own stderr, as a tool's command reaches it: the sandbox's agent process is the shell
+ * whose $0 is `jetty-agent` (src/sandbox/docker-driver.ts); the bracket keeps this line from matching
+ * itself.
+ */
+const AGENT_ERR = "/proc/$(grep -la 'jetty-[a]gent' /proc/[0-9]*/cmdline | head -1 | cut -d/ -f3)/fd/2";
 const XS = (n: number) => `head -c ${n} /dev/zero | tr '\\0' x`;
 const RUNBOOK = [
   '---',
@@ -42,7 +48,7 @@ const RUNBOOK = [
   '',
   '```simulate',
   `- run: ${XS(16_370)}; printf %s "$CANARY_TOKEN"`,
-  `- run: ( ${XS(4_090)}; printf '%s\\n' "$CANARY_TOKEN"; ${XS(16_370)}; printf '%s\\n' "$CANARY_TOKEN" ) >/proc/1/fd/2; echo logged`,
+  `- run: ( ${XS(4_090)}; printf '%s\\n' "$CANARY_TOKEN"; ${XS(16_370)}; printf '%s\\n' "$CANARY_TOKEN" ) >${AGENT_ERR}; echo logged`,
   '- say: done',
   '```',
   '',
