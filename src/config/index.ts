@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { DEFAULT_RUN_LIMITS, type RunLimits } from '../events/limits.js';
+import { DEFAULT_MAX_FOLLOWERS } from '../events/stream-store.js';
 import { AGENT_NAMES, type AgentName } from '../events/types.js';
 import { type AllowEntry, parseAllowList } from '../net/address-policy.js';
 import { type RealProvider, UPSTREAMS } from '../providers/upstreams.js';
@@ -140,6 +141,8 @@ const envSchema = z.object({
   SANDBOX_ALLOW_NETWORK: flag(false),
   SIMULATED_PROVIDER: flag(true),
   HEARTBEAT_MS: int(15_000, 100, 60_000),
+  // Event-stream clients one API process serves at once (SSE followers and waiting requests).
+  API_MAX_FOLLOWERS: int(DEFAULT_MAX_FOLLOWERS, 1, 1_000_000),
   WEBHOOK_CONCURRENCY: int(8, 1, 256),
   WEBHOOK_ATTEMPTS: int(JOBS.webhook.attempts, 1, 50),
   WEBHOOK_BACKOFF_MS: int(JOBS.webhook.backoff.delay, 10, 3_600_000),
@@ -244,6 +247,8 @@ export interface Config {
   budget: { maxCostUsd: number; maxTokens: number };
   simulatedProvider: boolean;
   heartbeatMs: number;
+  /** Event-stream followers one process holds at once; one more gets a 503 (too_many_followers). */
+  maxFollowers: number;
   /**
    * Webhook deliveries: how many at once per worker process, tries per delivery, the first backoff
    * (it doubles), each POST's time limit.
@@ -353,6 +358,7 @@ export function loadConfig(env: Record<string, string | undefined>, hostname = '
     },
     simulatedProvider: e.SIMULATED_PROVIDER,
     heartbeatMs: e.HEARTBEAT_MS,
+    maxFollowers: e.API_MAX_FOLLOWERS,
     webhooks: {
       concurrency: e.WEBHOOK_CONCURRENCY,
       attempts: e.WEBHOOK_ATTEMPTS,

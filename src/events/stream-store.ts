@@ -1,5 +1,8 @@
 import type { Redis } from 'ioredis';
-import { type EventType, isTerminalEvent, type NewEvent, type StoredEvent } from './types.js';
+import { decodeEntry, EventHub } from './event-hub.js';
+import { isTerminalEvent, type NewEvent, type StoredEvent } from './types.js';
+
+export { compareIds } from './event-hub.js';
 
 // XADD unless the stream already holds ARGV[1] entries (0: no cap). KEYS[1] = the stream;
 // ARGV[2..] = its field/value pairs. Returns the new id, or nil when refused.
@@ -8,6 +11,8 @@ local cap = tonumber(ARGV[1])
 if cap > 0 and redis.call('XLEN', KEYS[1]) >= cap then return false end
 return redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2))
 `;
+
+export const DEFAULT_MAX_FOLLOWERS = 20_000;
 
 /**
  * One Redis Stream per run. Entry ids are the SSE event ids, so a client that reconnects with
@@ -18,11 +23,17 @@ export class EventStreamStore {
    * @param maxEntries the last line of defence of a run's event limit: past it, an append is
    *   refused (null) unless the event is terminal or marked `always`. 0: no cap.
    */
+  private readonly hub: EventHub;
+
+  /** `maxFollowers`: followers this store serves at once (API_MAX_FOLLOWERS). */
   constructor(
     private readonly redis: Redis,
     private readonly keyOf: (runId: string) => string,
     private readonly maxEntries = 0,
-  ) {}
+    opts: { maxFollowers?: number } = {},
+  ) {
+    this.hub = new EventHub(redis, { maxFollowers: opts.maxFollowers ?? DEFAULT_MAX_FOLLOWERS });
+  }
 
   /**
    * The new event's id, or null when the stream is at its cap (the event is not stored).
@@ -46,13 +57,13 @@ export class EventStreamStore {
   async readAfter(runId: string, afterId: string, count = 1000): Promise<StoredEvent[]> {
     const start = afterId === '0' || afterId === '0-0' ? '-' : `(${afterId}`;
     const rows = await this.redis.xrange(this.keyOf(runId), start, '+', 'COUNT', count);
-    return rows.map(([id, fields]) => decode(id, fields));
+    return rows.map(([id, fields]) => decodeEntry(id, fields));
   }
 
   /** The run's latest event, or null when it has none. */
   async last(runId: string): Promise<StoredEvent | null> {
     const [row] = await this.redis.xrevrange(this.keyOf(runId), '+', '-', 'COUNT', 1);
-    return row ? decode(row[0], row[1]) : null;
+    return row ? decodeEntry(row[0], row[1]) : null;
   }
 
   async readAll(runId: string): Promise<StoredEvent[]> {
@@ -68,73 +79,31 @@ export class EventStreamStore {
 
   /**
    * Yields every event after `afterId` and then new ones as they come, until the terminal event
-   * or until `signal` aborts. Uses a dedicated connection (XREAD BLOCK holds it) that is closed
-   * when the follower ends, so an abandoned client leaves nothing open.
+   * or until `signal` aborts. All followers of this store share one Redis reader (EventHub), so a
+   * follower holds no connection of its own and leaves nothing open when it goes.
    */
-  async *follow(
-    runId: string,
-    afterId: string,
-    signal: AbortSignal,
-    blockMs = 5000,
-  ): AsyncGenerator<StoredEvent> {
-    if (signal.aborted) return;
-    let cursor = afterId === '' ? '0' : afterId;
-    // Patient even on the API's fail-fast connection: a stream under way waits out a Redis blip.
-    const conn = this.redis.duplicate({
-      lazyConnect: true,
-      maxRetriesPerRequest: null,
-      enableOfflineQueue: true,
-    });
-    // Failures surface through the commands below; the listener only keeps them off stderr.
-    conn.on('error', () => undefined);
-    const onAbort = () => conn.disconnect();
-    signal.addEventListener('abort', onAbort, { once: true });
-    try {
-      await conn.connect();
-      while (!signal.aborted) {
-        const res = (await conn.xread(
-          'COUNT',
-          500,
-          'BLOCK',
-          blockMs,
-          'STREAMS',
-          this.keyOf(runId),
-          cursor,
-        )) as [string, [string, string[]][]][] | null;
-        if (!res) continue;
-        for (const [, entries] of res) {
-          for (const [id, fields] of entries) {
-            cursor = id;
-            const ev = decode(id, fields);
-            yield ev;
-            if (isTerminalEvent(ev.type)) return;
-          }
-        }
-      }
-    } catch (err) {
-      if (!signal.aborted) throw err;
-    } finally {
-      signal.removeEventListener('abort', onAbort);
-      conn.disconnect();
-    }
+  follow(runId: string, afterId: string, signal: AbortSignal): AsyncGenerator<StoredEvent> {
+    return this.hub.follow(this.keyOf(runId), afterId, signal);
+  }
+
+  /** Throws the 503 a new follower would get when this process already holds its maximum. */
+  assertFollowerRoom(): void {
+    this.hub.assertRoom();
+  }
+
+  /** Followers held now, and the streams they follow. */
+  followStats(): { followers: number; streams: number } {
+    return { followers: this.hub.followers, streams: this.hub.streams };
+  }
+
+  /** Closes the shared reader's connections (their followers end). */
+  async close(): Promise<void> {
+    await this.hub.close();
   }
 
   async expire(runId: string, seconds: number): Promise<void> {
     await this.redis.expire(this.keyOf(runId), seconds);
   }
-}
-
-function decode(id: string, fields: string[]): StoredEvent {
-  const map: Record<string, string> = {};
-  for (let i = 0; i + 1 < fields.length; i += 2) map[fields[i]!] = fields[i + 1]!;
-  const ev = {
-    id,
-    type: map.type as EventType,
-    data: JSON.parse(map.data ?? '{}'),
-    ts: Number(map.ts ?? 0),
-  } as StoredEvent;
-  if (map.attempt !== undefined) ev.attempt = Number(map.attempt);
-  return ev;
 }
 
 /** A stream id is `<ms>-<seq>`; anything else in Last-Event-ID is rejected rather than misread. */

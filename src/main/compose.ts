@@ -93,7 +93,9 @@ export async function startServer(
       redis: r,
       keys,
       // The stream's own cap backs the worker's event limit (notices and the end pass it).
-      events: new EventStreamStore(r, (id) => keys.events(id), config.runLimits.maxEvents),
+      events: new EventStreamStore(r, (id) => keys.events(id), config.runLimits.maxEvents, {
+        maxFollowers: config.maxFollowers,
+      }),
       blobs,
       retentionSec: config.retentionSec,
       webhooks: { attempts: config.webhooks.attempts, backoffMs: config.webhooks.backoffMs },

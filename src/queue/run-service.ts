@@ -3,7 +3,7 @@ import { posix } from 'node:path';
 import { Job, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { badRequest, notFound } from '../errors.js';
-import type { EventStreamStore } from '../events/stream-store.js';
+import { compareIds, type EventStreamStore } from '../events/stream-store.js';
 import { isTerminalEvent, type NewEvent, type RunWarning, type StoredEvent } from '../events/types.js';
 import type { ProviderName } from '../runtimes/types.js';
 import type { BlobStore } from '../storage/blob-store.js';
@@ -508,8 +508,13 @@ export class RunService {
     yield* this.deps.events.follow(id, afterId, signal);
   }
 
+  /** Throws the 503 a new event follower would get when this process holds its maximum. */
+  assertFollowerRoom(): void {
+    this.deps.events.assertFollowerRoom();
+  }
+
   async close(): Promise<void> {
-    await Promise.all([this.queue.close(), this.webhookQueue.close()]);
+    await Promise.all([this.queue.close(), this.webhookQueue.close(), this.deps.events.close()]);
   }
 
   private inputKey(id: string): string {
@@ -526,11 +531,4 @@ function inputOf(job: RunJob, initParams: Record<string, unknown> | undefined): 
     primaryOutputs: job.primaryOutputs,
     ...(initParams ? { initParams } : {}),
   };
-}
-
-/** Orders Redis Stream ids (`ms-seq`). */
-export function compareIds(a: string, b: string): number {
-  const [am = 0, as = 0] = a.split('-').map(Number);
-  const [bm = 0, bs = 0] = b.split('-').map(Number);
-  return am === bm ? as - bs : am - bm;
 }

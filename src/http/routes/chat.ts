@@ -38,6 +38,7 @@ export function chatRoutes(app: FastifyInstance, deps: AppDeps, streams: OpenStr
           413: errorEnvelopeSchema,
           422: errorEnvelopeSchema,
           424: errorEnvelopeSchema.extend({ jetty_metadata: jettyMetadata }),
+          503: errorEnvelopeSchema,
         },
       },
     },
@@ -51,6 +52,8 @@ export function chatRoutes(app: FastifyInstance, deps: AppDeps, streams: OpenStr
         param: 'jetty.file_paths',
       });
       const plan = planRun(req.body, deps, ctx, { assets });
+      // Refused before the run exists: a client told to retry must not leave a run behind.
+      if (plan.stream || plan.timeoutHintSec > 0) deps.runs.assertFollowerRoom();
       const { record } = await deps.runs.create(plan.job, {
         collection: plan.collection,
         task: plan.task,

@@ -175,7 +175,7 @@ export function runRoutes(app: FastifyInstance, deps: AppDeps, streams: OpenStre
         params: runIdParams,
         querystring: z.object({ after: z.string().optional() }),
         headers: z.looseObject({ 'last-event-id': z.string().optional() }),
-        response: { 404: errorEnvelopeSchema },
+        response: { 404: errorEnvelopeSchema, 503: errorEnvelopeSchema },
       },
     },
     async (req, reply) => {
@@ -188,6 +188,7 @@ export function runRoutes(app: FastifyInstance, deps: AppDeps, streams: OpenStre
         );
       }
       await runs.checkResumePoint(rec.id, after);
+      runs.assertFollowerRoom();
       const sse = streams.start(reply, 200, { 'x-request-id': String(req.id) });
       try {
         for await (const ev of runs.follow(rec.id, after, sse.signal)) {
