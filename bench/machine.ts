@@ -13,6 +13,8 @@ export interface Machine {
   docker: string;
   node: string;
   os: string;
+  /** 1, 5 and 15 minute load averages when the figures were taken: other work on the machine. */
+  load: [number, number, number];
 }
 
 export async function describeMachine(): Promise<Machine> {
@@ -23,6 +25,7 @@ export async function describeMachine(): Promise<Machine> {
     docker: await dockerVersion(),
     node: process.version,
     os: `${os.type()} ${os.release()} (${os.arch()})`,
+    load: loadAverage(),
   };
 }
 
@@ -46,4 +49,18 @@ async function dockerVersion(): Promise<string> {
   } catch {
     return 'unknown (docker version failed)';
   }
+}
+
+export function loadAverage(): [number, number, number] {
+  const [a = 0, b = 0, c = 0] = os.loadavg();
+  return [a, b, c].map((n) => Math.round(n * 100) / 100) as [number, number, number];
+}
+
+/** One paragraph: when, on what, and how busy the machine was. */
+export function renderMachine(m: Machine, date: Date): string {
+  return (
+    `Measured ${date.toISOString()} on ${m.cores} cores (${m.cpuModel}), ${m.memoryGiB} GiB memory, ` +
+    `${m.os}; Docker ${m.docker}; Node ${m.node}; load average ${m.load.join(' / ')} (1 / 5 / 15 min). ` +
+    'The benchmark client runs on the same machine.'
+  );
 }

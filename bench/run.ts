@@ -10,6 +10,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+import { benchFollowers } from './followers.js';
 import { describeMachine } from './machine.js';
 import { type Phase, renderReport, type Sample, type ServerInfo } from './report.js';
 import { readSse } from './sse.js';
@@ -247,6 +248,18 @@ async function runPhase(
   return phase;
 }
 
+/** `--name N` from the command line, a positive whole number. */
+function flag(name: string): number | undefined {
+  const i = process.argv.indexOf(name);
+  if (i < 0) return undefined;
+  const n = Number(process.argv[i + 1]);
+  if (!Number.isInteger(n) || n < 1) {
+    console.error(`${name} needs a positive whole number, e.g. ${name} 1000`);
+    process.exit(2);
+  }
+  return n;
+}
+
 function progress(line: string): void {
   process.stderr.write(`bench: ${line}\n`);
 }
@@ -269,6 +282,28 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   auth = { authorization: `Bearer ${key}` };
+  await checkReady(cfg.BENCH_URL);
+  const followers = flag('--followers');
+  if (followers !== undefined) {
+    const runs = flag('--runs') ?? Math.max(1, Math.ceil(followers / 100));
+    const pidFile = path.join(root, 'data/run/api.pid');
+    const pid =
+      process.env.BENCH_API_PID || (existsSync(pidFile) ? (await readFile(pidFile, 'utf8')).trim() : '');
+    const out = await benchFollowers({
+      url: cfg.BENCH_URL,
+      auth,
+      followers,
+      runs,
+      redisUrl: process.env.BENCH_REDIS_URL || 'redis://127.0.0.1:6379',
+      apiPid: pid ? Number(pid) : null,
+    });
+    process.stdout.write(out.markdown);
+    const file = path.join(root, `bench/RESULTS-followers-${followers}.md`);
+    await writeFile(file, out.markdown);
+    progress(`wrote ${path.relative(process.cwd(), file) || file}`);
+    if (!out.ok) process.exit(1);
+    return;
+  }
   const runbook = await readFile(path.join(root, 'examples/hello.md'), 'utf8');
   await checkReady(cfg.BENCH_URL);
 

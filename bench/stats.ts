@@ -16,3 +16,10 @@ export function summarize(values: readonly number[]): Summary | null {
   const rank = (p: number) => sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)]!;
   return { n: sorted.length, p50: rank(50), p95: rank(95), min: sorted[0]!, max: sorted[sorted.length - 1]! };
 }
+
+/** Nearest-rank percentile `p` (0-100) of `values`; undefined when there are none. */
+export function percentile(values: readonly number[], p: number): number | undefined {
+  if (values.length === 0) return undefined;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)];
+}

@@ -1,4 +1,6 @@
+import { randomUUID } from 'node:crypto';
 import path from 'node:path';
+import type { Readable } from 'node:stream';
 import Dockerode from 'dockerode';
 import tar from 'tar-stream';
 import { AppError, badRequest, infraError } from '../errors.js';
@@ -13,13 +15,17 @@ import {
   toAppError,
 } from './docker-exec.js';
 import {
+  type AgentSpec,
   type CollectLimits,
   type CollectResult,
+  type EnvironmentSpec,
   GATEWAY_MOUNT,
   type OwnedSandbox,
+  type PreparedSandbox,
   type RunningSandbox,
   type SandboxDriver,
   type SandboxSpec,
+  type StartedAgent,
 } from './driver.js';
 import {
   checkSandboxPath,
@@ -29,6 +35,7 @@ import {
   SANDBOX_UID,
   tmpfsMounts,
 } from './layout.js';
+import { mergeLines } from './merge-lines.js';
 
 export { contentType } from './docker-collect.js';
 export { SANDBOX_GID, SANDBOX_UID } from './layout.js';
@@ -45,7 +52,26 @@ export const SANDBOX_LABELS = {
   keyPrefix: 'jetty.key-prefix',
   worker: 'jetty.worker',
   runId: 'jetty.run-id',
+  /** A warm pool's sandbox, with the name of the worker that keeps it (no run label). */
+  pool: 'jetty.pool',
 } as const;
+
+const RUN_NAME = /^\/?jetty-run-(.+)$/;
+const runContainerName = (runId: string) => `jetty-run-${runId}`;
+
+/**
+ * The gateway forwarder, started as its own process beside the agent (the image's entrypoint is
+ * told not to start one: JETTY_FORWARDER=0). It prints "ready" once it listens.
+ */
+const FORWARDER_ARGV = ['node', '/opt/jetty/forwarder.js'];
+const FORWARDER_READY_MS = 5_000;
+
+/** What the forwarder needs of the agent's environment: where to listen, where the gateway is. */
+function gatewayEnvOf(env: Record<string, string>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const k of ['JETTY_GATEWAY_PORT', 'JETTY_GATEWAY_SOCKET']) if (env[k] !== undefined) out[k] = env[k];
+  return out;
+}
 
 const AGENT_USER = `${SANDBOX_UID}:${SANDBOX_GID}`;
 /** /dev/shm, a tmpfs of its own outside SANDBOX_DISK (Docker's usual size). */
@@ -112,28 +138,44 @@ export class DockerSandboxDriver implements SandboxDriver {
 
   async start(spec: SandboxSpec): Promise<RunningSandbox> {
     checkSpec(spec);
+    const env = await this.prepareContainer({ ...spec, runId: spec.runId });
+    try {
+      // The forwarder and the CLI start together: no CLI reaches for its model before the
+      // forwarder (a Node script of a few ms) listens.
+      const forwarding = env.startForwarder(gatewayEnvOf(spec.env), { waitReady: false });
+      const [agent] = await Promise.all([
+        env.startAgent({ ...spec, ...(spec.stdin !== undefined ? { stdin: spec.stdin } : {}) }),
+        forwarding,
+      ]);
+      this.logger?.debug(env.log, 'sandbox started');
+      return agent.sandbox;
+    } catch (err) {
+      await env.remove().catch(() => undefined);
+      throw toAppError(err, `could not start the sandbox of run ${spec.runId}`);
+    }
+  }
+
+  async prepare(spec: EnvironmentSpec, pool: string): Promise<PreparedSandbox> {
+    if (spec.runId !== undefined) checkSpec({ ...spec, runId: spec.runId });
+    return this.prepareContainer(spec, pool);
+  }
+
+  /** Creates and starts the container: the holder only, no agent yet. */
+  private async prepareContainer(spec: EnvironmentSpec, pool?: string): Promise<PreparedDockerSandbox> {
     const entrypoint = await this.entrypointOf(spec.image);
-    const name = `jetty-run-${spec.runId}`;
-    const container = await this.createReplacing(name, this.createOptions(name, spec));
+    const name = spec.runId !== undefined ? runContainerName(spec.runId) : `jetty-warm-${randomUUID()}`;
+    const container = await this.createReplacing(name, this.createOptions(name, spec, pool));
     const log = { runId: spec.runId, container: container.id.slice(0, 12), image: spec.image };
     this.logger?.debug(log, 'sandbox created');
     try {
       await container.start();
-      const files = await filesArchive(spec.files);
-      const agent = await startExec(container, {
-        argv: ['sh', '-c', AGENT_SCRIPT, 'jetty-agent', String(files.length), ...entrypoint, ...spec.argv],
-        user: AGENT_USER,
-        workdir: '/app',
-        // The images' entrypoint feeds the CLI from this file: here, the exec's own stdin.
-        env: [...Object.entries(spec.env).map(([k, v]) => `${k}=${v}`), 'JETTY_STDIN_FILE=/dev/stdin'],
-        stdin: Buffer.concat([files, Buffer.from(spec.stdin ?? '')]),
-      });
-      this.logger?.debug(log, 'sandbox started');
-      return new DockerSandbox(container, agent);
     } catch (err) {
       await container.remove({ force: true, v: true }).catch(() => undefined);
-      throw toAppError(err, `could not start the sandbox of run ${spec.runId}`);
+      throw toAppError(err, `could not start the sandbox ${name}`);
     }
+    return new PreparedDockerSandbox(container, entrypoint, log, (runId) =>
+      this.renameReplacing(container, runContainerName(runId)),
+    );
   }
 
   async listOwned(): Promise<OwnedSandbox[]> {
@@ -149,11 +191,17 @@ export class DockerSandboxDriver implements SandboxDriver {
           ],
         },
       });
-      return containers.map((c) => ({
-        id: c.Id,
-        runId: c.Labels[SANDBOX_LABELS.runId] ?? '',
-        running: c.State === 'running',
-      }));
+      return containers.map((c) => {
+        // A warm sandbox carries no run label: a run that claims it renames it to its own name.
+        const named = c.Names?.map((n) => RUN_NAME.exec(n)?.[1]).find(Boolean);
+        const poolWorker = c.Labels[SANDBOX_LABELS.pool];
+        return {
+          id: c.Id,
+          runId: c.Labels[SANDBOX_LABELS.runId] ?? named ?? '',
+          running: c.State === 'running',
+          ...(poolWorker ? { poolWorker } : {}),
+        };
+      });
     } catch (err) {
       throw toAppError(err, 'could not list the sandbox containers');
     }
@@ -183,7 +231,27 @@ export class DockerSandboxDriver implements SandboxDriver {
     }
   }
 
-  private createOptions(name: string, spec: SandboxSpec): Dockerode.ContainerCreateOptions {
+  /** Renames a claimed warm sandbox to its run's name; an earlier attempt's sandbox goes first. */
+  private async renameReplacing(container: Dockerode.Container, name: string): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await container.rename({ name });
+        return;
+      } catch (err) {
+        if (dockerStatus(err) !== 409 || attempt >= 3)
+          throw toAppError(err, `could not rename a sandbox to ${name}`);
+        const earlier = this.docker.getContainer(name);
+        await removeContainer(earlier);
+        await waitUntilGone(earlier, REPLACE_WAIT_MS);
+      }
+    }
+  }
+
+  private createOptions(
+    name: string,
+    spec: EnvironmentSpec,
+    pool?: string,
+  ): Dockerode.ContainerCreateOptions {
     return {
       name,
       Image: spec.image,
@@ -201,7 +269,8 @@ export class DockerSandboxDriver implements SandboxDriver {
       Labels: {
         [SANDBOX_LABELS.managed]: 'true',
         [SANDBOX_LABELS.instance]: this.instance,
-        [SANDBOX_LABELS.runId]: spec.runId,
+        ...(spec.runId !== undefined ? { [SANDBOX_LABELS.runId]: spec.runId } : {}),
+        ...(pool !== undefined ? { [SANDBOX_LABELS.pool]: pool } : {}),
         ...(this.deployment
           ? {
               [SANDBOX_LABELS.deployment]: this.deployment.id,
@@ -254,13 +323,132 @@ export class DockerSandboxDriver implements SandboxDriver {
   }
 }
 
+/** A started container: the forwarder, the files and the agent go in one by one. */
+class PreparedDockerSandbox implements PreparedSandbox {
+  private forwarder: StartedExec | undefined;
+
+  constructor(
+    private readonly container: Dockerode.Container,
+    private readonly entrypoint: string[],
+    readonly log: { runId?: string; container: string; image: string },
+    private readonly bind: (runId: string) => Promise<void>,
+  ) {}
+
+  get id(): string {
+    return this.container.id;
+  }
+
+  async startForwarder(env: Record<string, string>, opts: { waitReady?: boolean } = {}): Promise<void> {
+    this.forwarder = await startExec(this.container, {
+      argv: FORWARDER_ARGV,
+      user: AGENT_USER,
+      env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
+    });
+    if (opts.waitReady === false) {
+      // Its stdout carries only "ready": drained, so it can never fill up.
+      this.forwarder.stdout.resume();
+      return;
+    }
+    await readyLine(this.forwarder);
+  }
+
+  async startAgent(spec: AgentSpec): Promise<StartedAgent> {
+    const files = await filesArchive(spec.files);
+    const env = [
+      ...Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
+      // The images' entrypoint feeds the CLI from this file: here, the exec's own stdin.
+      'JETTY_STDIN_FILE=/dev/stdin',
+      // The driver runs the forwarder itself (startForwarder), beside the agent.
+      'JETTY_FORWARDER=0',
+    ];
+    const argv = [
+      'sh',
+      '-c',
+      AGENT_SCRIPT,
+      'jetty-agent',
+      String(files.length),
+      ...this.entrypoint,
+      ...spec.argv,
+    ];
+    const base = { argv, user: AGENT_USER, workdir: '/app', env };
+    const agent = spec.holdStdin
+      ? await startExec(this.container, { ...base, keepStdinOpen: true })
+      : await startExec(this.container, {
+          ...base,
+          stdin: Buffer.concat([files, Buffer.from(spec.stdin ?? '')]),
+        });
+    // Held: the files go in now, the agent's own stdin when a run gives it.
+    if (spec.holdStdin) agent.input.write(files);
+    let exited = false;
+    void agent.exit.finally(() => {
+      exited = true;
+    });
+    const sandbox = new DockerSandbox(this.container, agent, this.forwarder);
+    return {
+      sandbox,
+      get exited() {
+        return exited;
+      },
+      giveInput: (data) => agent.input.end(data),
+    };
+  }
+
+  async placeFiles(files: SandboxFile[]): Promise<void> {
+    if (files.length === 0) return;
+    const archive = await filesArchive(files, { dirs: false });
+    const res = await runExec(this.container, {
+      argv: ['tar', '-x', '-p', '-f', '-', '-C', '/'],
+      user: AGENT_USER,
+      stdin: archive,
+    });
+    if (res.code !== 0) {
+      throw infraError(
+        `could not place the run's files in sandbox ${this.id.slice(0, 12)}: ${res.stderr.trim().slice(0, 300)}`,
+        'docker_error',
+      );
+    }
+  }
+
+  async bindToRun(runId: string): Promise<void> {
+    await this.bind(runId);
+  }
+
+  async remove(): Promise<void> {
+    await removeContainer(this.container);
+  }
+}
+
+/** Waits for the forwarder's "ready" line. */
+async function readyLine(proc: StartedExec): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      let seen = '';
+      timer = setTimeout(() => reject(new Error('the gateway forwarder did not start')), FORWARDER_READY_MS);
+      proc.stdout.on('data', (chunk: Buffer) => {
+        seen += chunk.toString('utf8');
+        if (seen.includes('ready\n')) resolve();
+      });
+      proc.stdout.on('end', () => reject(new Error('the gateway forwarder ended before it was ready')));
+    });
+  } finally {
+    clearTimeout(timer);
+    proc.stdout.resume();
+  }
+}
+
 class DockerSandbox implements RunningSandbox {
   private killed = false;
+  readonly stderr: Readable;
 
   constructor(
     private readonly container: Dockerode.Container,
     private readonly agent: StartedExec,
-  ) {}
+    forwarder?: StartedExec,
+  ) {
+    // The forwarder's complaints (a gateway it cannot reach) belong with the agent's stderr.
+    this.stderr = forwarder ? mergeLines(agent.stderr, forwarder.stderr) : agent.stderr;
+  }
 
   get id(): string {
     return this.container.id;
@@ -268,10 +456,6 @@ class DockerSandbox implements RunningSandbox {
 
   get stdout() {
     return this.agent.stdout;
-  }
-
-  get stderr() {
-    return this.agent.stderr;
   }
 
   /** The exit code, or null when this handle killed the process (SIGKILL: 137) or the sandbox is gone. */
@@ -351,7 +535,7 @@ async function removeContainer(container: Dockerode.Container): Promise<void> {
   }
 }
 
-function checkSpec(spec: SandboxSpec): void {
+function checkSpec(spec: Pick<SandboxSpec, 'runId' | 'gatewaySocketDir' | 'files'>): void {
   if (!RUN_ID_PATTERN.test(spec.runId)) {
     throw badRequest(`run id ${JSON.stringify(spec.runId)} cannot name a container`, 'run_id');
   }
@@ -365,13 +549,15 @@ function checkSpec(spec: SandboxSpec): void {
   for (const file of spec.files) checkSandboxPath(file.path);
 }
 
-/** The files and the layout's own directories, owned by the sandbox user, to unpack at `/`. */
-async function filesArchive(files: SandboxFile[]): Promise<Buffer> {
+/** The files (and the layout's own directories), owned by the sandbox user, to unpack at `/`. */
+async function filesArchive(files: SandboxFile[], opts: { dirs?: boolean } = {}): Promise<Buffer> {
   const pack = tar.pack();
   const mtime = new Date();
   const owner = { uid: SANDBOX_UID, gid: SANDBOX_GID, mtime };
-  for (const dir of SANDBOX_DIRS)
-    pack.entry({ ...owner, name: `${dir.slice(1)}/`, type: 'directory', mode: 0o755 });
+  if (opts.dirs !== false) {
+    for (const dir of SANDBOX_DIRS)
+      pack.entry({ ...owner, name: `${dir.slice(1)}/`, type: 'directory', mode: 0o755 });
+  }
   for (const file of files) {
     const content = typeof file.content === 'string' ? Buffer.from(file.content) : file.content;
     const name = checkSandboxPath(file.path).slice(1);

@@ -26,8 +26,8 @@ export interface StartedExec {
   stderr: PassThrough;
   /** The exit code once the process has ended; null when the sandbox went away first. */
   exit: Promise<number | null>;
-  /** The process's stdin, when it was kept open: end() it, with or without a last chunk. */
-  input: { end(data?: string | Buffer): void };
+  /** The process's stdin, when it was kept open: write to it, then end() it (with or without a last chunk). */
+  input: { write(data: string | Buffer): void; end(data?: string | Buffer): void };
   /** Closes the connection: the caller wants no more output (the process is not signalled). */
   detach(): void;
 }
@@ -64,7 +64,10 @@ export async function startExec(container: Dockerode.Container, opts: ExecOption
     stdout,
     stderr,
     exit,
-    input: { end: (data) => (data === undefined ? socket.end() : socket.end(data)) },
+    input: {
+      write: (data) => void socket.write(data),
+      end: (data) => (data === undefined ? socket.end() : socket.end(data)),
+    },
     detach: () => socket.destroy(),
   };
 }

@@ -72,8 +72,54 @@ export interface RunningSandbox {
 
 export interface OwnedSandbox {
   id: string;
+  /** The run it serves; '' for a warm sandbox no run has claimed yet. */
   runId: string;
   running: boolean;
+  /** A warm pool's sandbox: the worker that keeps it (claimed or not). */
+  poolWorker?: string;
+}
+
+/** A sandbox's environment, before any agent runs in it: what a container is made from. */
+export interface EnvironmentSpec {
+  /** The run it is made for; none for a warm sandbox (it is bound when a run claims it). */
+  runId?: string;
+  image: string;
+  limits: SandboxLimits;
+  network: 'none' | 'bridge';
+  gatewaySocketDir: string;
+  /** Only to size the writable mounts: the files placed in it later. */
+  files: SandboxFile[];
+}
+
+/** The agent's process: what runs, and its stdin (given now, or held open until a run gives it). */
+export interface AgentSpec {
+  argv: string[];
+  env: Record<string, string>;
+  files: SandboxFile[];
+  stdin?: string | Buffer;
+  /** Keep stdin open: the agent waits for it; StartedAgent.giveInput() writes and closes it. */
+  holdStdin?: boolean;
+}
+
+export interface StartedAgent {
+  sandbox: RunningSandbox;
+  /** The agent process has ended (a warm one that died while waiting is of no use). */
+  readonly exited: boolean;
+  /** Writes the held stdin and closes it. */
+  giveInput(data: string | Buffer): void;
+}
+
+/** A started container with no agent yet: the phases a warm pool drives one by one. */
+export interface PreparedSandbox {
+  readonly id: string;
+  /** Starts the gateway forwarder; resolves when it listens (or rejects when it cannot start). */
+  startForwarder(env: Record<string, string>): Promise<void>;
+  startAgent(spec: AgentSpec): Promise<StartedAgent>;
+  /** Places files (owned by the sandbox user) while the agent waits; only under the writable mounts. */
+  placeFiles(files: SandboxFile[]): Promise<void>;
+  /** Marks a warm sandbox as the run's, so that clean-up and a retried attempt find it as such. */
+  bindToRun(runId: string): Promise<void>;
+  remove(): Promise<void>;
 }
 
 export interface SandboxDriver {
@@ -89,4 +135,9 @@ export interface SandboxDriver {
   removeById(id: string): Promise<void>;
   /** Throws when the engine cannot be reached. */
   ping(): Promise<void>;
+  /**
+   * A started environment with no agent in it yet, for a warm pool (src/sandbox/warm-pool.ts).
+   * `pool`: the worker that keeps it. Drivers without it get no pool.
+   */
+  prepare?(spec: EnvironmentSpec, pool: string): Promise<PreparedSandbox>;
 }
