@@ -76,6 +76,9 @@ const optionalSecret = z
   .optional()
   .transform((v) => (v === undefined || v === '' ? undefined : v));
 
+/** Runtimes whose CLI starts measurably sooner when it is already waiting (docs/performance.md). */
+export const DEFAULT_WARM_RUNTIMES: readonly AgentName[] = ['claude-code'];
+
 const envSchema = z.object({
   HOST: z.string().default('127.0.0.1'),
   PORT: int(8080, 0, 65535),
@@ -104,6 +107,28 @@ const envSchema = z.object({
   MAX_JSON_DEPTH: int(64, 2, 1000),
   MAX_HEADER_BYTES: bytes('16k').refine((n) => n >= 1024 && n <= 1024 ** 2, 'must be from 1k to 1m'),
   DEFAULT_AGENT: z.enum(AGENT_NAMES as [AgentName, ...AgentName[]]).default('claude-code'),
+  // Warm sandboxes (docs/performance.md): per runtime and environment; 0 (size or memory) disables.
+  WARM_POOL_SIZE: int(2, 0, 64),
+  WARM_POOL_MEMORY: bytes('4g'),
+  WARM_POOL_IDLE_SEC: int(600, 0, 7 * 24 * 3600),
+  WARM_POOL_RUNTIMES: z
+    .string()
+    .default(DEFAULT_WARM_RUNTIMES.join(','))
+    .transform((v, ctx) => {
+      const names = v
+        .split(',')
+        .map((n) => n.trim())
+        .filter((n) => n !== '' && n !== 'none');
+      const bad = names.filter((n) => !AGENT_NAMES.includes(n as AgentName));
+      if (bad.length > 0) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `must be runtimes separated by commas, from ${AGENT_NAMES.join(', ')} (or none); got "${bad.join(', ')}"`,
+        });
+        return z.NEVER;
+      }
+      return names as AgentName[];
+    }),
   RUN_TIMEOUT_SEC: int(1200, 5, 24 * 3600),
   RUN_MAX_TIMEOUT_SEC: int(3600, 5, 24 * 3600),
   TIMEOUT_HINT_SEC: int(1200, 0, 24 * 3600),
@@ -204,6 +229,8 @@ export interface Config {
   instance: string;
   gatewaySocketDir: string;
   workerConcurrency: number;
+  /** Warm sandboxes per runtime and environment; size or memoryBytes 0: none. */
+  warmPool: { size: number; memoryBytes: number; idleSec: number; runtimes: AgentName[] };
   /** How long a worker's hold on a job lasts without renewal: a dead worker's run is picked up after it. */
   workerLockMs: number;
   /**
@@ -331,6 +358,12 @@ export function loadConfig(env: Record<string, string | undefined>, hostname = '
     instance: e.INSTANCE_NAME ?? hostname.replace(/[^A-Za-z0-9_.-]/g, '-'),
     gatewaySocketDir: e.GATEWAY_SOCKET_DIR ?? `${dataDir}/gateway`,
     workerConcurrency: e.WORKER_CONCURRENCY,
+    warmPool: {
+      size: e.WARM_POOL_SIZE,
+      memoryBytes: e.WARM_POOL_MEMORY,
+      idleSec: e.WARM_POOL_IDLE_SEC,
+      runtimes: e.WARM_POOL_RUNTIMES,
+    },
     workerLockMs: e.WORKER_LOCK_MS,
     workerHttp: { host: e.WORKER_HTTP_HOST, port: e.WORKER_HTTP_PORT },
     sandboxSweepMs: e.SANDBOX_SWEEP_MS,

@@ -86,7 +86,14 @@ export interface EventDataMap {
    */
   'run.retry': { attempt: number; reason: RetryReason; message: string };
   /** `worker`: the worker process that runs this attempt (its name in the worker's log and labels). */
-  'run.started': { sandbox_id: string; image: string; runtime_version: string; worker?: string };
+  'run.started': {
+    sandbox_id: string;
+    image: string;
+    runtime_version: string;
+    worker?: string;
+    /** The run took over a warm sandbox whose CLI was already waiting (src/sandbox/warm-pool.ts). */
+    warm?: boolean;
+  };
   'agent.message': { text: string; delta?: boolean; truncated?: boolean };
   'agent.reasoning': { text: string; truncated?: boolean };
   /** `input` is the cut JSON text of the input (a string) when it was over the run's text limit. */

@@ -304,6 +304,23 @@ async function startWorkerSide(config: Config, ctx: WorkerSideContext) {
     upstreams: config.upstreams,
     sweepIntervalMs: config.sandboxSweepMs,
     runLimits: config.runLimits,
+    warmPool: {
+      size: config.warmPool.size,
+      memoryBytes: config.warmPool.memoryBytes,
+      idleMs: config.warmPool.idleSec * 1000,
+      runtimes: config.warmPool.runtimes,
+      defaults: {
+        timeoutSec: config.runTimeoutSec,
+        limits: {
+          cpus: config.sandbox.cpus,
+          memoryBytes: config.sandbox.memoryBytes,
+          pids: config.sandbox.pids,
+          diskBytes: config.sandbox.diskBytes,
+        },
+        // The first warm sandboxes fit the provider runs are likeliest to use here.
+        provider: config.simulatedProvider ? 'simulated' : 'anthropic',
+      },
+    },
     logger: logger.child({ component: 'worker' }),
   });
   await worker.start();

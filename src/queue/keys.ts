@@ -30,6 +30,10 @@ export class RedisKeys {
   runJobLock(runId: string): string {
     return `${this.bullPrefix()}:${RUN_QUEUE}:${runId}:lock`;
   }
+  /** Set, with a short expiry, while the worker of this name lives: its warm sandboxes are not orphans. */
+  workerAlive(worker: string): string {
+    return `${this.prefix}:worker:${worker}:alive`;
+  }
   /** BullMQ's own prefix. */
   bullPrefix(): string {
     return `${this.prefix}:bull`;

@@ -63,6 +63,11 @@ function buildInvocation(spec: InvocationSpec): Invocation {
     argv: [
       'claude',
       '-p',
+      // The prompt as one stream-json user message: the CLI then starts up and waits for it as
+      // long as it takes (with plain text on stdin it gives up after 3 s), so a warm sandbox's
+      // CLI can be started before its run is known (src/sandbox/warm-pool.ts).
+      '--input-format',
+      'stream-json',
       '--output-format',
       'stream-json',
       '--verbose',
@@ -84,11 +89,16 @@ function buildInvocation(spec: InvocationSpec): Invocation {
       HOME: AGENT_HOME,
     },
     files: [
-      { path: CLAUDE_PROMPT_PATH, content: spec.prompt, mode: 0o644 },
+      { path: CLAUDE_PROMPT_PATH, content: userMessage(spec.prompt), mode: 0o644 },
       ...(mcp.length > 0 ? [{ path: CLAUDE_MCP_PATH, content: mcpConfig(mcp), mode: 0o600 }] : []),
     ],
     stdinFile: CLAUDE_PROMPT_PATH,
   };
+}
+
+/** The prompt as the one line of `--input-format stream-json` input: a user message. */
+export function userMessage(prompt: string): string {
+  return `${JSON.stringify({ type: 'user', message: { role: 'user', content: [{ type: 'text', text: prompt }] } })}\n`;
 }
 
 /**

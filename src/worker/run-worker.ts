@@ -6,7 +6,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { AppError, isAppError } from '../errors.js';
 import { DEFAULT_RUN_LIMITS, type RunLimits } from '../events/limits.js';
-import type { NewEvent, RetryReason, RunError, RunStatus, UsageTotals } from '../events/types.js';
+import type { AgentName, NewEvent, RetryReason, RunError, RunStatus, UsageTotals } from '../events/types.js';
 import { type BudgetExceeded, RunBudget } from '../gateway/budget.js';
 import type { GatewayRoute, ProviderGateway } from '../gateway/gateway.js';
 import type { UploadStore } from '../jetty/uploads.js';
@@ -25,15 +25,19 @@ import { closeRedis } from '../queue/redis-close.js';
 import { isRedisConnectionError } from '../queue/redis-outage.js';
 import type { RunService } from '../queue/run-service.js';
 import type { RunRecord, RunTimings } from '../queue/run-store.js';
+import { DEFAULT_RESULTS_DIR } from '../runbook/template.js';
 import { getRuntime } from '../runtimes/registry.js';
-import type { ProviderName, SandboxFile } from '../runtimes/types.js';
+import type { ProviderName, RuntimeAdapter, SandboxFile } from '../runtimes/types.js';
 import {
   type CollectLimits,
   GATEWAY_MOUNT,
   GATEWAY_SOCKET_NAME,
   type RunningSandbox,
   type SandboxDriver,
+  type SandboxLimits,
+  type SandboxSpec,
 } from '../sandbox/driver.js';
+import { WarmPool, type WarmSandbox } from '../sandbox/warm-pool.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import { providerKeyFor } from '../tenancy/provider-keys.js';
 import type { TenancyStore } from '../tenancy/store.js';
@@ -42,6 +46,7 @@ import { watchGatewayFailures } from './gateway-failure.js';
 import { composePrompt } from './prompt.js';
 import { readOutput } from './read-output.js';
 import { RunEventSink } from './run-events.js';
+import { buildSandboxSpec, shapeOf, WarmStarts } from './warm-start.js';
 
 /** Port the in-sandbox forwarder listens on (127.0.0.1 inside the sandbox only). */
 export const SANDBOX_GATEWAY_PORT = 4100;
@@ -87,6 +92,21 @@ export interface WorkerDeps {
   sweepIntervalMs?: number;
   /** How often expired uploads are removed (ms). */
   uploadSweepIntervalMs?: number;
+  /** Warm sandboxes (src/sandbox/warm-pool.ts); absent or size 0: every run starts cold. */
+  warmPool?: WarmPoolSettings;
+}
+
+export interface WarmPoolSettings {
+  /** Per runtime and environment (WARM_POOL_SIZE). */
+  size: number;
+  /** WARM_POOL_MEMORY, counted at each sandbox's memory limit. */
+  memoryBytes: number;
+  /** WARM_POOL_IDLE_SEC in ms; 0: never expire. */
+  idleMs: number;
+  /** WARM_POOL_RUNTIMES */
+  runtimes: readonly AgentName[];
+  /** The start of the first warm sandboxes: the server's defaults. */
+  defaults: { timeoutSec: number; limits: SandboxLimits; provider: ProviderName };
 }
 
 /**
@@ -118,7 +138,58 @@ export class RunWorker {
   /** Processor calls under way, so that stop() can wait for them. */
   private readonly inflight = new Set<Promise<unknown>>();
 
-  constructor(private readonly deps: WorkerDeps) {}
+  /** Warm sandboxes, when the settings and the driver allow them. */
+  private readonly pool: WarmPool | undefined;
+  private readonly warm: WarmStarts | undefined;
+  /** What every agent is told of the gateway: the forwarder's port and the socket it forwards to. */
+  private readonly gatewayEnv = {
+    JETTY_GATEWAY_PORT: String(SANDBOX_GATEWAY_PORT),
+    JETTY_GATEWAY_SOCKET: `${GATEWAY_MOUNT}/${GATEWAY_SOCKET_NAME}`,
+  };
+
+  constructor(private readonly deps: WorkerDeps) {
+    ({ pool: this.pool, warm: this.warm } = this.warmPoolOf(deps.warmPool));
+  }
+
+  private warmPoolOf(settings: WarmPoolSettings | undefined): { pool?: WarmPool; warm?: WarmStarts } {
+    const { deps } = this;
+    // The worker's name labels its warm sandboxes: without one, the sweep could not tell whose they are.
+    if (!settings || settings.size === 0 || settings.memoryBytes === 0) return {};
+    if (!deps.driver.prepare || !deps.workerName) return {};
+    let warm: WarmStarts | undefined;
+    const pool = new WarmPool({
+      driver: deps.driver,
+      worker: deps.workerName,
+      size: settings.size,
+      memoryBytes: settings.memoryBytes,
+      idleMs: settings.idleMs,
+      template: (key) => warm?.template(key) ?? null,
+      logger: deps.logger.child({ component: 'warm-pool' }),
+    });
+    warm = new WarmStarts({
+      pool,
+      runtimes: settings.runtimes,
+      initialShape: (runtime) => ({
+        model: runtime.defaultModel,
+        provider: runtime.providers.includes(settings.defaults.provider)
+          ? settings.defaults.provider
+          : (runtime.providers[0] ?? settings.defaults.provider),
+        timeoutSec: settings.defaults.timeoutSec,
+        resultsDir: DEFAULT_RESULTS_DIR,
+        limits: settings.defaults.limits,
+        network: 'none',
+      }),
+      gatewayEnv: this.gatewayEnv,
+      gatewayUrl: `http://127.0.0.1:${SANDBOX_GATEWAY_PORT}`,
+      gatewaySocketDir: deps.gatewaySocketDir,
+    });
+    return { pool, warm };
+  }
+
+  /** Warm sandboxes ready and starting, per runtime and environment. */
+  warmStats(): Record<string, { ready: number; starting: number }> {
+    return this.pool?.stats() ?? {};
+  }
 
   private get limits(): RunLimits {
     return this.deps.runLimits ?? DEFAULT_RUN_LIMITS;
@@ -126,6 +197,7 @@ export class RunWorker {
 
   async start(): Promise<void> {
     const { deps } = this;
+    await this.markAlive();
     await this.sweepSandboxes();
     this.subscriber = deps.redis.duplicate();
     // Connection trouble is logged once by the main connection; these reconnect on their own.
@@ -173,8 +245,11 @@ export class RunWorker {
         .catch((e) => deps.logger.error({ err: e, runId: job.id }, 'recording a lost run failed'));
     });
     this.every(deps.sweepIntervalMs ?? 5_000, () =>
-      this.sweepSandboxes().catch((err) => deps.logger.warn({ err }, 'sandbox sweep failed')),
+      this.markAlive()
+        .then(() => this.sweepSandboxes())
+        .catch((err) => deps.logger.warn({ err }, 'sandbox sweep failed')),
     );
+    this.warm?.prewarm();
     const uploadsMs = deps.uploadRetentionMs;
     this.every(deps.uploadSweepIntervalMs ?? 60_000, async () => {
       if (uploadsMs !== undefined) await deps.uploads.removeOlderThan(uploadsMs).catch(() => undefined);
@@ -210,6 +285,7 @@ export class RunWorker {
     for (const run of running) run.stop('shutdown');
     // Each stopped run puts its own job back before its processor returns (see process()).
     await Promise.race([Promise.allSettled([...this.inflight]), sleep(15_000)]);
+    await this.pool?.close();
     await this.worker?.close(true);
     if (this.subscriber) await closeRedis(this.subscriber);
     if (this.queueConnection) await closeRedis(this.queueConnection);
@@ -225,12 +301,34 @@ export class RunWorker {
     const owned = await this.deps.driver.listOwned();
     let removed = 0;
     for (const sb of owned) {
-      if (this.active.has(sb.runId) || !(await this.isOrphan(sb.runId))) continue;
+      if (this.active.has(sb.runId)) continue;
+      const orphan =
+        sb.runId === '' && sb.poolWorker !== undefined
+          ? await this.isOrphanWarm(sb.id, sb.poolWorker)
+          : await this.isOrphan(sb.runId);
+      if (!orphan) continue;
       this.deps.logger.info({ runId: sb.runId, sandbox: sb.id.slice(0, 12) }, 'removing an orphaned sandbox');
       await this.deps.driver.removeById(sb.id);
       removed++;
     }
     return removed;
+  }
+
+  /**
+   * A warm sandbox no run has claimed is an orphan when the worker keeping it is gone (its mark in
+   * Redis lapsed), or when it is this worker's and its pool does not hold it (left by an earlier
+   * life of the same name).
+   */
+  private async isOrphanWarm(id: string, poolWorker: string): Promise<boolean> {
+    if (poolWorker === this.deps.workerName) return !this.pool?.holds(id);
+    return (await this.deps.redis.exists(this.deps.keys.workerAlive(poolWorker))) === 0;
+  }
+
+  /** Marks this worker alive for a while (see isOrphanWarm); renewed with every sweep. */
+  private async markAlive(): Promise<void> {
+    if (!this.deps.workerName) return;
+    const ttlMs = Math.max(15_000, 3 * (this.deps.sweepIntervalMs ?? 5_000));
+    await this.deps.redis.set(this.deps.keys.workerAlive(this.deps.workerName), '1', 'PX', ttlMs);
   }
 
   private async isOrphan(runId: string): Promise<boolean> {
@@ -356,54 +454,27 @@ export class RunWorker {
       budgetTimer ??= setTimeout(() => stop('budget'), BUDGET_GRACE_MS);
     });
     const route = await this.route(spec, spec.provider, sink, log, 'gateway', budget);
-    const token = `jrt_${randomBytes(24).toString('hex')}`;
-    deps.gateway.register(token, { ...route, retryAfterMs: runtime.gatewayRetryAfterMs });
     const scripts = await this.scriptRoutes(spec, sink, log, budget);
     const redactor = sink.redactor;
     const deadline = setTimeout(() => stop('timeout'), spec.timeoutSec * 1000);
     let collected: CollectedResults = { artifacts: [], dropped: null, events: [] };
     let exitCode: number | null = null;
     let outcome: ReturnType<ReturnType<typeof runtime.createParser>['finish']>['outcome'] | undefined;
+    let token: string | undefined;
+    let warm: WarmSandbox | undefined;
     try {
       if (stopReason) throw new StopBeforeStart();
-      const invocation = runtime.buildInvocation({
-        runId,
-        prompt: composePrompt({
-          runbook: spec.runbook,
-          instruction: spec.instruction,
-          timeoutSec: spec.timeoutSec,
-          resultsDir: spec.resultsDir,
-        }),
-        model: spec.model,
-        provider: spec.provider,
-        gatewayUrl: `http://127.0.0.1:${SANDBOX_GATEWAY_PORT}`,
-        token,
-        deadlineSec: spec.timeoutSec,
-        mcpServers: spec.mcpServers,
-        workdir: '/app',
-        resultsDir: spec.resultsDir,
-      });
       const assets = await this.assetFiles(spec);
-      // The prompt is piped to the CLI rather than written into the sandbox.
-      const stdin = invocation.files.find((f) => f.path === invocation.stdinFile);
+      // A warm sandbox when one fits the run (src/worker/warm-start.ts); its token becomes the run's.
+      const plan = this.planSandbox(spec, runtime, { ...secrets.env, ...scripts.env }, assets);
+      ({ token, warm } = plan);
+      deps.gateway.register(token, { ...route, retryAfterMs: runtime.gatewayRetryAfterMs });
       const tStart = Date.now();
-      sandbox = await deps.driver.start({
-        runId,
-        image: runtime.image,
-        argv: invocation.argv,
-        env: {
-          ...secrets.env,
-          ...scripts.env,
-          ...invocation.env,
-          JETTY_GATEWAY_PORT: String(SANDBOX_GATEWAY_PORT),
-          JETTY_GATEWAY_SOCKET: `${GATEWAY_MOUNT}/${GATEWAY_SOCKET_NAME}`,
-        },
-        files: [...assets, ...invocation.files.filter((f) => f !== stdin)],
-        ...(stdin ? { stdin: stdin.content } : {}),
-        limits: spec.limits,
-        network: spec.network,
-        gatewaySocketDir: deps.gatewaySocketDir,
-      });
+      const started = this.warm
+        ? await this.warm.start(deps.driver, runId, plan.sandbox, warm)
+        : { sandbox: await deps.driver.start(plan.sandbox), kind: 'cold' as const };
+      warm = undefined;
+      sandbox = started.sandbox;
       const tRunning = Date.now();
       timings.sandbox_start_ms = tRunning - tStart;
       if (stopReason) void sandbox.kill();
@@ -419,6 +490,7 @@ export class RunWorker {
           image: runtime.image,
           runtime_version: runtime.cliVersion,
           ...(deps.workerName ? { worker: deps.workerName } : {}),
+          warm: started.kind === 'warm',
         },
       });
       await job.updateProgress({ sandbox_id: sandbox.id });
@@ -434,9 +506,10 @@ export class RunWorker {
     } catch (e) {
       if (!(e instanceof StopBeforeStart)) throw e;
     } finally {
+      if (warm) this.warm?.abandon(warm);
       clearTimeout(deadline);
       clearTimeout(budgetTimer);
-      deps.gateway.unregister(token);
+      if (token) deps.gateway.unregister(token);
       for (const t of scripts.tokens) deps.gateway.unregister(t);
       if (sandbox) {
         // Results are collected whatever the ending: success, failure, timeout or cancel.
@@ -622,6 +695,45 @@ export class RunWorker {
       const n = attempt ?? (await this.deps.runs.get(runId))?.attempt;
       await this.deps.runs.finish(runId, terminal, n);
     }
+  }
+
+  /** The run's sandbox start (and the warm sandbox it takes over, if one fits), with its gateway token. */
+  private planSandbox(
+    spec: RunJob,
+    runtime: RuntimeAdapter,
+    runEnv: Record<string, string>,
+    assets: SandboxFile[],
+  ): { sandbox: SandboxSpec; token: string; warm: WarmSandbox | undefined } {
+    const build = (token: string) =>
+      buildSandboxSpec({
+        runtime,
+        invocation: runtime.buildInvocation({
+          runId: spec.runId,
+          prompt: composePrompt({
+            runbook: spec.runbook,
+            instruction: spec.instruction,
+            timeoutSec: spec.timeoutSec,
+            resultsDir: spec.resultsDir,
+          }),
+          model: spec.model,
+          provider: spec.provider,
+          gatewayUrl: `http://127.0.0.1:${SANDBOX_GATEWAY_PORT}`,
+          token,
+          deadlineSec: spec.timeoutSec,
+          mcpServers: spec.mcpServers,
+          workdir: '/app',
+          resultsDir: spec.resultsDir,
+        }),
+        shape: shapeOf(spec),
+        runId: spec.runId,
+        gatewayEnv: this.gatewayEnv,
+        gatewaySocketDir: this.deps.gatewaySocketDir,
+        runEnv,
+        assets,
+      });
+    if (this.warm) return this.warm.plan(spec, runEnv, build);
+    const token = `jrt_${randomBytes(24).toString('hex')}`;
+    return { sandbox: build(token), token, warm: undefined };
   }
 
   /** The run's input files, read from the blob store (uploads, or earlier runs' artifacts). */

@@ -6,6 +6,7 @@ import Dockerode from 'dockerode';
 import OpenAI from 'openai';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type Harness, runbookRequest, startHarness, waitFor } from '../support/harness.js';
+import { containersOfRun, runSandboxesOf } from '../support/sandboxes.js';
 import { readSse } from '../support/sse.js';
 
 // End to end: the real server, a real Redis, the real Docker engine, the real claude CLI in its
@@ -19,10 +20,7 @@ beforeAll(async () => {
 
 afterEach(async () => {
   // No test may leave a sandbox behind.
-  const left = await docker.listContainers({
-    all: true,
-    filters: { label: [`jetty.instance=${h.instance}`] },
-  });
+  const left = await runSandboxesOf(docker, h.instance);
   for (const c of left) await docker.getContainer(c.Id).remove({ force: true });
   expect(left.map((c) => c.Names)).toEqual([]);
 });
@@ -76,7 +74,7 @@ async function getRun(id: string): Promise<Record<string, any>> {
 }
 
 async function containersOf(runId: string) {
-  return docker.listContainers({ all: true, filters: { label: [`jetty.run-id=${runId}`] } });
+  return containersOfRun(docker, runId);
 }
 
 describe('claude-code end to end', () => {

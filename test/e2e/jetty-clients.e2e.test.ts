@@ -15,6 +15,7 @@ import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import Dockerode from 'dockerode';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type Harness, startHarness, waitFor } from '../support/harness.js';
+import { runSandboxesOf } from '../support/sandboxes.js';
 
 // End to end through Jetty's own published clients: @jetty/sdk 0.4.0 and jetty-mcp-server 1.1.0
 // (over stdio, driven by the MCP SDK client) against /api/v1 of the real server, with a real
@@ -87,8 +88,7 @@ beforeAll(async () => {
 
 afterEach(async () => {
   // No run may leave a sandbox behind (allow the worker a moment to remove the last one).
-  const owned = () =>
-    docker.listContainers({ all: true, filters: { label: [`jetty.instance=${h.instance}`] } });
+  const owned = () => runSandboxesOf(docker, h.instance);
   await waitFor(async () => (await owned()).length === 0, 10_000, 'sandboxes to be removed').catch(
     () => undefined,
   );

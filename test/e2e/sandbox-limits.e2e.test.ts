@@ -3,6 +3,7 @@ import path from 'node:path';
 import Dockerode from 'dockerode';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type Harness, runbookRequest, startHarness, waitFor } from '../support/harness.js';
+import { containersOfRun, runSandboxesOf } from '../support/sandboxes.js';
 
 // The sandbox's disk limit and the artifact limits, end to end: the real server, Redis, the
 // Docker engine, the claude CLI in its image, and the simulated provider running real commands.
@@ -18,10 +19,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterEach(async () => {
-  const left = await docker.listContainers({
-    all: true,
-    filters: { label: [`jetty.instance=${h.instance}`] },
-  });
+  const left = await runSandboxesOf(docker, h.instance);
   for (const c of left) await docker.getContainer(c.Id).remove({ force: true });
   expect(left.map((c) => c.Names)).toEqual([]);
 });
@@ -70,7 +68,7 @@ describe('a sandbox that writes more than its limit', () => {
       120_000,
       'the second dd to end',
     );
-    const [box] = await docker.listContainers({ filters: { label: [`jetty.run-id=${id}`] } });
+    const [box] = await containersOfRun(docker, id);
     const withSize = docker.getContainer(box!.Id) as unknown as {
       inspect(o: { size: boolean }): Promise<{ SizeRw?: number }>;
     };

@@ -12,6 +12,7 @@ import { type Server, startServer } from '../../src/main/compose.js';
 import { generateApiKey } from '../../src/tenancy/api-keys.js';
 import { bearer, postJson, runbookRequest, waitFor } from '../support/harness.js';
 import { startRedis, type TestRedis } from '../support/redis.js';
+import { containersOfRun } from '../support/sandboxes.js';
 
 // Worker processes that stop mid-run: nothing is lost. One stopped with SIGTERM hands its run back
 // at once; one killed outright leaves it to be taken up when its lock lapses. Either way another
@@ -127,8 +128,7 @@ async function runEnds(runId: string): Promise<{ status: string }> {
   );
 }
 
-const sandboxesOf = (runId: string) =>
-  docker.listContainers({ all: true, filters: { label: [`jetty.run-id=${runId}`] } });
+const sandboxesOf = (runId: string) => containersOfRun(docker, runId);
 
 interface Ev {
   type: string;

@@ -100,6 +100,8 @@ export async function startHarness(
       await server.close();
       await redis.stop();
       await rm(dataDir, { recursive: true, force: true });
+      // A real engine: the worker's stop must have removed every sandbox, warm ones included.
+      if (!opts.driver) await expectNoContainers(instance);
     },
   };
 }
@@ -146,5 +148,21 @@ export async function waitFor<T>(
     if (v) return v;
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function expectNoContainers(instance: string): Promise<void> {
+  const { default: Dockerode } = await import('dockerode');
+  const docker = new Dockerode();
+  const left = await docker.listContainers({ all: true, filters: { label: [`jetty.instance=${instance}`] } });
+  for (const c of left)
+    await docker
+      .getContainer(c.Id)
+      .remove({ force: true })
+      .catch(() => undefined);
+  if (left.length > 0) {
+    throw new Error(
+      `the server left ${left.length} container(s) behind: ${left.map((c) => c.Names).join(', ')}`,
+    );
   }
 }

@@ -71,7 +71,16 @@ function assistantText(text: string) {
 
 /** The prompt the CLI was given (piped to its stdin). */
 export function promptOf(spec: SandboxSpec): string {
-  return spec.stdin === undefined ? '' : String(spec.stdin);
+  if (spec.stdin === undefined) return '';
+  const text = String(spec.stdin);
+  // claude-code reads its prompt as one stream-json user message: the text is what the agent sees.
+  try {
+    const msg = JSON.parse(text) as { type?: string; message?: { content?: { text?: string }[] } };
+    if (msg.type === 'user') return (msg.message?.content ?? []).map((c) => c.text ?? '').join('');
+  } catch {
+    // plain text
+  }
+  return text;
 }
 
 export class ScriptedDriver implements SandboxDriver {

@@ -55,6 +55,8 @@ describe('claude-code buildInvocation', () => {
     expect(claudeCodeAdapter.buildInvocation(spec()).argv).toEqual([
       'claude',
       '-p',
+      '--input-format',
+      'stream-json',
       '--output-format',
       'stream-json',
       '--verbose',
@@ -64,11 +66,13 @@ describe('claude-code buildInvocation', () => {
     ]);
   });
 
-  it('feeds the prompt on stdin from a file, never in argv', () => {
-    const s = spec({ prompt: `${'A very long runbook. '.repeat(10_000)}END` });
+  it('feeds the prompt on stdin from a file, as one stream-json user message, never in argv', () => {
+    const s = spec({ prompt: `${'A very long runbook. '.repeat(10_000)}END\nwith "quotes"` });
     const inv = claudeCodeAdapter.buildInvocation(s);
     expect(inv.stdinFile).toBe(CLAUDE_PROMPT_PATH);
-    expect(inv.files).toEqual([{ path: '/home/agent/.jetty/prompt.md', content: s.prompt, mode: 0o644 }]);
+    const line = `${JSON.stringify({ type: 'user', message: { role: 'user', content: [{ type: 'text', text: s.prompt }] } })}\n`;
+    expect(inv.files).toEqual([{ path: '/home/agent/.jetty/prompt.md', content: line, mode: 0o644 }]);
+    expect(String(inv.files[0]!.content).split('\n')).toHaveLength(2);
     expect(inv.argv.some((a) => a.includes('END'))).toBe(false);
   });
 

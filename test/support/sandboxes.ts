@@ -1,0 +1,28 @@
+import type Dockerode from 'dockerode';
+
+/** A warm pool's sandbox that no run has claimed (src/sandbox/warm-pool.ts): it is no run's. */
+export function isUnclaimedWarm(c: Dockerode.ContainerInfo): boolean {
+  return c.Labels['jetty.pool'] !== undefined && c.Names.some((n) => n.startsWith('/jetty-warm-'));
+}
+
+/**
+ * The run sandboxes of a server instance: every container it labelled, less the warm ones no run
+ * has claimed (the pool keeps those until the worker stops; the harness checks they go then).
+ */
+export async function runSandboxesOf(
+  docker: Dockerode,
+  instance: string,
+): Promise<Dockerode.ContainerInfo[]> {
+  const all = await docker.listContainers({ all: true, filters: { label: [`jetty.instance=${instance}`] } });
+  return all.filter((c) => !isUnclaimedWarm(c));
+}
+
+/** The sandbox of one run: labelled with it (a cold start), or renamed for it (a claimed warm one). */
+export async function containersOfRun(docker: Dockerode, runId: string): Promise<Dockerode.ContainerInfo[]> {
+  const [labelled, named] = await Promise.all([
+    docker.listContainers({ all: true, filters: { label: [`jetty.run-id=${runId}`] } }),
+    docker.listContainers({ all: true, filters: { name: [`^/jetty-run-${runId}$`] } }),
+  ]);
+  const seen = new Set(labelled.map((c) => c.Id));
+  return [...labelled, ...named.filter((c) => !seen.has(c.Id))];
+}
