@@ -69,6 +69,8 @@ export class WarmPool {
   private readonly unbound = new Set<string>();
   private readonly removing = new Set<Promise<unknown>>();
   private heldBytes = 0;
+  /** Keys the memory budget kept from being filled (said once each). */
+  private readonly overBudgetKeys = new Set<string>();
   private closed = false;
   private readonly timer: NodeJS.Timeout | undefined;
 
@@ -189,7 +191,10 @@ export class WarmPool {
     const template = this.opts.template(key);
     if (!template) return;
     const bytes = template.environment.limits.memoryBytes;
-    if (this.heldBytes + bytes > this.opts.memoryBytes) return;
+    if (this.heldBytes + bytes > this.opts.memoryBytes) {
+      this.overBudget(key, bytes);
+      return;
+    }
     // One at a time per key: a refill must not take the CPU from the runs under way all at once.
     this.starting.set(key, 1);
     this.heldBytes += bytes;
@@ -221,6 +226,16 @@ export class WarmPool {
         this.starting.set(key, 0);
         this.fill(key);
       });
+  }
+
+  /** Says once per key that WARM_POOL_MEMORY keeps it from being warm: runs of it start cold. */
+  private overBudget(key: string, bytes: number): void {
+    if (this.overBudgetKeys.has(key)) return;
+    this.overBudgetKeys.add(key);
+    this.opts.logger.warn(
+      { key, heldBytes: this.heldBytes, needBytes: bytes, memoryBytes: this.opts.memoryBytes },
+      'WARM_POOL_MEMORY is taken up by other warm sandboxes: runs of this key start cold (raise WARM_POOL_MEMORY, or list fewer WARM_POOL_RUNTIMES)',
+    );
   }
 
   private async startOne(key: string, t: WarmTemplate): Promise<WarmSandbox> {
