@@ -150,7 +150,8 @@ function buildInvocation(spec: InvocationSpec): Invocation {
       '--thinking',
       // A title given up front saves the title-generation model call (a side call on small_model).
       // opencode has no deadline flag: the deadline reaches it in the prompt (composePrompt).
-      `--title=Jetty run ${spec.runId}`,
+      // Without the run's id: a start that names no run can be made ahead of it (a warm sandbox).
+      '--title=Jetty run',
       // opencode's own log (errors such as an unknown model) on stderr instead of a file.
       '--print-logs',
       '--log-level=WARN',

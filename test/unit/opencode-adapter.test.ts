@@ -76,7 +76,7 @@ describe('opencode buildInvocation', () => {
       'json',
       '--auto',
       '--thinking',
-      '--title=Jetty run run_123',
+      '--title=Jetty run',
       '--print-logs',
       '--log-level=WARN',
     ]);

@@ -131,4 +131,17 @@ describe('warm starts', () => {
     const again = starts.plan(spec, {}, build(spec));
     expect(again.warm?.template).toBe(next);
   });
+
+  it('every runtime can have warm sandboxes: none names the run in how its CLI is started', () => {
+    const all = ['claude-code', 'codex', 'gemini-cli', 'opencode', 'hermes'] as const;
+    const starts = new WarmStarts({
+      pool: {} as WarmPool,
+      runtimes: all,
+      initialShape: () => SHAPE,
+      gatewayEnv,
+      gatewayUrl: 'http://127.0.0.1:4100',
+      gatewaySocketDir: '/tmp/gw',
+    });
+    expect(starts.runtimes.sort()).toEqual([...all].sort());
+  });
 });
