@@ -175,6 +175,8 @@ export const geminiCliAdapter: RuntimeAdapter = {
   providers: PROVIDERS,
   capabilities,
   defaultModel: DEFAULT_MODEL,
+  // Its stdin reader ends the prompt when nothing arrives within 500 ms (docs/performance.md).
+  waitsForPrompt: false,
   buildInvocation,
   createParser: () => new GeminiCliParser(),
 };

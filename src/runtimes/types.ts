@@ -93,6 +93,11 @@ export interface RuntimeAdapter {
   readonly gatewayRetryAfterMs?: number;
   /** MCP transports the CLI speaks, when it does not speak all of stdio, http and sse. */
   readonly mcpTransports?: readonly McpServer['transport'][];
+  /**
+   * false: the CLI gives up when its prompt is not on stdin at once, so it cannot be started
+   * before its run and wait (it never gets warm sandboxes, src/worker/warm-start.ts).
+   */
+  readonly waitsForPrompt?: boolean;
   readonly defaultModel: string;
   buildInvocation(spec: InvocationSpec): Invocation;
   createParser(): OutputParser;

@@ -44,14 +44,18 @@ export type StartKind = 'warm' | 'cold';
 
 export class WarmStarts {
   private readonly shapes = new Map<string, RunShape>();
-  /** The configured runtimes whose start does not depend on the run's id (else no run could match). */
+  /**
+   * The configured runtimes whose CLI can wait for its prompt and whose start does not depend on
+   * the run's id (else no run could match).
+   */
   private readonly poolable: Set<AgentName>;
 
   constructor(private readonly opts: WarmStartsOptions) {
     this.poolable = new Set(
       opts.runtimes.filter((name) => {
         const runtime = getRuntime(name);
-        return runtime !== undefined && !dependsOnRunId(runtime, opts.initialShape(runtime));
+        if (!runtime || runtime.waitsForPrompt === false) return false;
+        return !dependsOnRunId(runtime, opts.initialShape(runtime));
       }),
     );
   }
