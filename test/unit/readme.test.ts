@@ -51,7 +51,7 @@ describe('the README', () => {
     for (const b of blocks) expect(b.code.trim().length, `block at line ${b.line}`).toBeGreaterThan(0);
   });
 
-  it('links only to files that exist', async () => {
+  it('links only to files and headings that exist', async () => {
     // Pages other branches of this change set are writing; they exist once those are merged.
     const pending = new Set([
       'docs/environments.md',
@@ -62,22 +62,42 @@ describe('the README', () => {
       'docs/operations.md',
       'docs/conversations.md',
     ]);
-    const pages = [
-      'README.md',
-      ...(await readdir(path.join(ROOT, 'docs'))).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`),
-    ];
+    const docs = (await readdir(path.join(ROOT, 'docs'))).filter((f) => f.endsWith('.md'));
+    const pages = ['README.md', ...docs.map((f) => `docs/${f}`)];
     const broken: string[] = [];
     for (const page of pages) {
-      for (const m of (await read(page)).matchAll(/\]\(([^)#\s]+)(#[^)]*)?\)/g)) {
-        const target = m[1]!;
+      for (const m of (await read(page)).matchAll(/\]\(([^)#\s]*)(?:#([^)\s]*))?\)/g)) {
+        const [, target = '', anchor] = m;
         if (/^[a-z]+:/.test(target)) continue;
-        const rel = path.relative(ROOT, path.resolve(ROOT, path.dirname(page), target));
-        if (!existsSync(path.join(ROOT, rel)) && !pending.has(rel)) broken.push(`${page} → ${target}`);
+        const rel = target ? path.relative(ROOT, path.resolve(ROOT, path.dirname(page), target)) : page;
+        if (pending.has(rel)) continue;
+        if (!existsSync(path.join(ROOT, rel))) broken.push(`${page} → ${target}`);
+        else if (anchor && rel.endsWith('.md') && !headingAnchors(await read(rel)).has(anchor))
+          broken.push(`${page} → ${target}#${anchor}`);
       }
     }
     expect(broken).toEqual([]);
   });
 });
+
+/** The anchors GitHub gives a page's headings: lower case, punctuation dropped, spaces as hyphens. */
+function headingAnchors(markdown: string): Set<string> {
+  const anchors = new Set<string>();
+  let inFence = false;
+  for (const line of markdown.split('\n')) {
+    if (/^ {0,3}(```|~~~)/.test(line)) inFence = !inFence;
+    const m = inFence ? null : /^#{1,6} (.+)$/.exec(line);
+    if (m)
+      anchors.add(
+        m[1]!
+          .trim()
+          .toLowerCase()
+          .replace(/[^\p{L}\p{N} _-]/gu, '')
+          .replace(/ /g, '-'),
+      );
+  }
+  return anchors;
+}
 
 describe('the README examples matcher', () => {
   it('takes ids, numbers and … as the parts that vary, and nothing else', () => {
