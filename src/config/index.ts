@@ -191,6 +191,11 @@ const providerEnvSchema = z.object(
 
 export type RawEnv = z.input<typeof envSchema>;
 
+/** Every environment variable loadConfig reads: docs/configuration.md has a row for each (a test checks). */
+export function configVariableNames(): string[] {
+  return [...Object.keys(envSchema.shape), ...Object.keys(providerEnvSchema.shape)];
+}
+
 export interface Config {
   host: string;
   port: number;
