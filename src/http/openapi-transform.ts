@@ -17,6 +17,14 @@ const EVENT_STREAMS: Record<string, { description: string; alsoJson: boolean }> 
   },
 };
 
+/** Routes whose 200 is plain text. */
+const TEXT_RESPONSES: Record<string, { type: string; description: string }> = {
+  'GET /metrics': {
+    type: 'text/plain; version=0.0.4',
+    description: 'The Prometheus text exposition format (docs/operations.md lists the metrics).',
+  },
+};
+
 const WILDCARD_PARAM = {
   type: 'string',
   description: 'The rest of the path, slashes included (e.g. reports/summary.md).',
@@ -51,6 +59,13 @@ export function openApiTransform(arg: TransformArg): { schema: JsonObject; url: 
   const methods = Array.isArray(arg.route.method) ? arg.route.method : [arg.route.method];
   const stream = methods.map((m) => EVENT_STREAMS[`${m} ${arg.url}`]).find(Boolean);
   if (stream) schema.response = withEventStream((schema.response as JsonObject | undefined) ?? {}, stream);
+  const text = methods.map((m) => TEXT_RESPONSES[`${m} ${arg.url}`]).find(Boolean);
+  if (text) {
+    schema.response = {
+      ...((schema.response as JsonObject | undefined) ?? {}),
+      200: { description: text.description, content: { [text.type]: { schema: { type: 'string' } } } },
+    };
+  }
   return { schema, url };
 }
 

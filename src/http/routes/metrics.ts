@@ -26,7 +26,6 @@ export function metricsRoutes(app: FastifyInstance, metrics: Metrics, token: str
         summary:
           'Prometheus metrics of this process (text format); METRICS_TOKEN, when set, as a bearer token',
         tags: ['health'],
-        produces: ['text/plain'],
       },
     },
     async (req, reply) => {
