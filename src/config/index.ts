@@ -470,7 +470,7 @@ export function parseOrigins(v: string): { origins: string[] } | { error: string
     } catch {
       origin = undefined;
     }
-    if (origin !== item) {
+    if (origin !== item || item.includes('*')) {
       return {
         error: `"${item}" is not an origin: write scheme://host[:port] with no path or trailing slash, like https://app.example or http://localhost:3000, or * for any`,
       };
