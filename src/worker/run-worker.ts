@@ -634,7 +634,7 @@ export class RunWorker {
     const { moved } = await this.deps.runs.store.transition(runId, from, status, { ...extra, ...fields });
     if (moved) {
       const rec = await this.deps.runs.get(runId);
-      await this.deps.runs.finish(runId, terminal, attempt ?? rec?.attempt);
+      // Counted before the end is announced: whoever sees the run end sees it counted.
       if (rec && rec.agent !== 'passthrough') {
         const since = Date.parse(rec.started_at ?? rec.created_at);
         new RunMetrics(this.metrics, rec.agent, rec.provider).ended(
@@ -642,6 +642,7 @@ export class RunWorker {
           rec.duration_ms ?? Date.now() - since,
         );
       }
+      await this.deps.runs.finish(runId, terminal, attempt ?? rec?.attempt);
     }
   }
 

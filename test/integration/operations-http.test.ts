@@ -138,10 +138,10 @@ describe('/metrics on the API', () => {
     );
     expect([200, 202]).toContain(res.status);
     const m = await scrape(off.url);
-    expect(m.has('jetty_queue_jobs')).toBe(true);
-    expect(m.get('jetty_sse_streams_open')?.type).toBe('GAUGE');
-    expect(m.get('jetty_runs_started_total')?.type).toBe('COUNTER');
-    expect(m.get('process_cpu_user_seconds_total')).toBeDefined();
+    expect(m.types.get('jetty_queue_jobs')).toBe('gauge');
+    expect(m.types.get('jetty_sse_streams_open')).toBe('gauge');
+    expect(m.types.get('jetty_runs_started')).toBe('counter');
+    expect(m.types.get('process_cpu_user_seconds')).toBe('counter');
   });
 
   it('counts an open SSE stream while it is open, and not after', async () => {
