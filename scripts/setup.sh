@@ -6,8 +6,8 @@
 #   - node_modules (npm ci when missing or when package-lock.json changed), then the build
 #   - the sandbox images (docker/build-images.sh)
 #   --test (or JETTY_SETUP_TEST=1): also the Python `openai` client the test suite drives, the
-#     Python `prometheus-client` parser the metrics tests read /metrics with, and
-#     Debian's chromium for the web page's browser test (driven by playwright-core)
+#     Python `prometheus-client` parser the metrics tests read /metrics with, Docker Compose v2
+#     (scripts/compose.sh), and Debian's chromium for the web page's browser test (playwright-core)
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -131,6 +131,12 @@ if [ "$with_test_deps" = 1 ]; then
     PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
       "prometheus-client==$PY_PROMETHEUS_CLIENT_VERSION" || die "pip install prometheus-client==$PY_PROMETHEUS_CLIENT_VERSION failed"
   fi
+fi
+
+# --- Docker Compose v2 (the compose test) ----------------------------------------------------------
+# Built once from its Go module into a cache (the first build takes minutes: it fetches its modules).
+if [ "$with_test_deps" = 1 ]; then
+  bash scripts/compose.sh || die "Docker Compose could not be built (scripts/compose.sh)"
 fi
 
 # --- Sandbox images ----------------------------------------------------------------------------
