@@ -22,7 +22,7 @@ with_test_deps=${JETTY_SETUP_TEST:-0}
 for arg in "$@"; do
   case "$arg" in
     --test) with_test_deps=1 ;;
-    -h | --help) sed -n '2,9p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,10p' "$0"; exit 0 ;;
     *) echo "setup: unknown option $arg (try --help)" >&2; exit 2 ;;
   esac
 done
