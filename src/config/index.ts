@@ -166,6 +166,26 @@ const envSchema = z.object({
     (v) => v === undefined || v.length >= 32,
     'must be at least 32 characters (openssl rand -hex 32 makes one)',
   ),
+  /** Edges (docs/operations.md): browsers' origins, requests per key, /metrics, the dashboard. */
+  CORS_ORIGINS: z
+    .string()
+    .default('')
+    .transform((v, ctx) => {
+      const parsed = parseOrigins(v);
+      if ('error' in parsed) {
+        ctx.addIssue({ code: 'custom', message: parsed.error });
+        return z.NEVER;
+      }
+      return parsed.origins;
+    }),
+  RATE_LIMIT_MAX: int(600, 0, 1_000_000),
+  RATE_LIMIT_WINDOW_SEC: int(60, 1, 24 * 3600),
+  METRICS_TOKEN: optionalSecret.refine(
+    (v) => v === undefined || v.length >= 16,
+    'must be at least 16 characters (openssl rand -hex 32 makes one)',
+  ),
+  ADMIN_SESSION_TTL_SEC: int(8 * 3600, 60, 7 * 24 * 3600),
+  REDIS_STARTUP_WAIT_SEC: int(60, 0, 3600),
   MAX_UPLOAD_BYTES: bytes('25m'),
   MAX_UPLOAD_FILES: int(20, 1, 1000),
   /** The web page at /ui: the largest artifact it previews inline, and the timeline entries it keeps. */
@@ -271,6 +291,19 @@ export interface Config {
   bootstrap: { collection: string; apiKey: string | undefined } | undefined;
   /** The operator's token for creating collections over HTTP; undefined: only the CLI can. */
   adminToken: string | undefined;
+  /**
+   * Origins whose pages may call the API from a browser (CORS); empty: none, no CORS headers.
+   * `*` allows every origin (keys are sent as headers, never cookies, so no credentials mode).
+   */
+  corsOrigins: string[];
+  /** Requests per API key (or per address, without a key) per window; max 0: no limit. */
+  rateLimit: { max: number; windowSec: number };
+  /** A bearer token /metrics asks for; undefined: /metrics is open (it holds no tenant data). */
+  metricsToken: string | undefined;
+  /** How long a queue-dashboard sign-in (its HttpOnly cookie) lasts. */
+  adminSessionTtlSec: number;
+  /** How long a starting process waits for Redis to answer before it gives up naming REDIS_URL. */
+  redisStartupWaitSec: number;
   /** Uploads: bytes per file and files per request. */
   uploads: { maxFileBytes: number; maxFiles: number };
   ui: { previewMaxBytes: number; maxTimelineEvents: number };
@@ -371,6 +404,11 @@ export function loadConfig(env: Record<string, string | undefined>, hostname = '
       ? { collection: e.JETTY_BOOTSTRAP_COLLECTION, apiKey: e.JETTY_BOOTSTRAP_API_KEY }
       : undefined,
     adminToken: e.JETTY_ADMIN_TOKEN,
+    corsOrigins: e.CORS_ORIGINS,
+    rateLimit: { max: e.RATE_LIMIT_MAX, windowSec: e.RATE_LIMIT_WINDOW_SEC },
+    metricsToken: e.METRICS_TOKEN,
+    adminSessionTtlSec: e.ADMIN_SESSION_TTL_SEC,
+    redisStartupWaitSec: e.REDIS_STARTUP_WAIT_SEC,
     uploads: { maxFileBytes: e.MAX_UPLOAD_BYTES, maxFiles: e.MAX_UPLOAD_FILES },
     ui: { previewMaxBytes: e.UI_PREVIEW_MAX_BYTES, maxTimelineEvents: e.UI_MAX_TIMELINE_EVENTS },
     runLimits: {
@@ -416,4 +454,32 @@ export function parseBytes(v: string): number | null {
   const unit = (m[2] ?? '').toLowerCase();
   const mult = unit === 'k' ? 1024 : unit === 'm' ? 1024 ** 2 : unit === 'g' ? 1024 ** 3 : 1;
   return Math.round(n * mult);
+}
+
+/**
+ * CORS_ORIGINS: a comma-separated list of origins as browsers send them (`https://app.example`,
+ * `http://localhost:3000`), or `*`. A path, a trailing slash or a wildcard inside a name would never
+ * match a browser's Origin header, so they are refused here rather than ignored later.
+ */
+export function parseOrigins(v: string): { origins: string[] } | { error: string } {
+  const items = v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  if (items.length > 100) return { error: `lists ${items.length} origins; at most 100` };
+  for (const item of items) {
+    if (item === '*') continue;
+    let origin: string | undefined;
+    try {
+      origin = new URL(item).origin;
+    } catch {
+      origin = undefined;
+    }
+    if (origin !== item || item.includes('*')) {
+      return {
+        error: `"${item}" is not an origin: write scheme://host[:port] with no path or trailing slash, like https://app.example or http://localhost:3000, or * for any`,
+      };
+    }
+  }
+  return { origins: items.includes('*') ? ['*'] : items };
 }

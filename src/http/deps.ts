@@ -6,6 +6,7 @@ import type { RealProvider } from '../providers/upstreams.js';
 import type { RunService } from '../queue/run-service.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { TenancyStore } from '../tenancy/store.js';
+import type { OperationsDeps } from './operations.js';
 import type { UiSettings } from './ui-page.js';
 
 /** What buildApp needs. Everything is passed in: the app reads no environment and opens nothing. */
@@ -47,6 +48,8 @@ export interface AppDeps {
   simulatedProvider: boolean;
   /** A provider's base URL. */
   upstreamUrl: (provider: RealProvider) => string;
+  /** Metrics, CORS, the rate limit and the queue dashboard (src/http/operations.ts); absent: all off. */
+  operations?: OperationsDeps;
   /** Readiness of each dependency, for /readyz. */
   readiness: () => Promise<Record<string, boolean>>;
 }

@@ -1,5 +1,6 @@
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import type { Queue } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
@@ -15,11 +16,13 @@ import {
 import { buildApp } from '../http/app.js';
 import { TaskStore } from '../jetty/tasks.js';
 import { UploadStore } from '../jetty/uploads.js';
+import { Metrics, type QueueCounts } from '../metrics/registry.js';
 import { AddressPolicy } from '../net/address-policy.js';
 import { deploymentId } from '../queue/deployment.js';
 import { RedisKeys } from '../queue/keys.js';
 import { closeRedis } from '../queue/redis-close.js';
 import { RedisOutageLog } from '../queue/redis-outage.js';
+import { connectWaiting, redactRedisUrl } from '../queue/redis-wait.js';
 import { RunService } from '../queue/run-service.js';
 import { GATEWAY_SOCKET_NAME, type SandboxDriver } from '../sandbox/driver.js';
 import { BlobStore } from '../storage/blob-store.js';
@@ -54,7 +57,7 @@ export interface Server {
  */
 export async function startServer(
   config: Config,
-  opts: { role: Role; logger: Logger; driver?: SandboxDriver; listen?: boolean },
+  opts: { role: Role; logger: Logger; driver?: SandboxDriver; listen?: boolean; metrics?: Metrics },
 ): Promise<Server> {
   const { role, logger } = opts;
   // Two ways to wait for Redis: the API fails fast (while it is down, a request gets its 503 at
@@ -68,9 +71,20 @@ export async function startServer(
       lazyConnect: true,
     });
     outage.watch(r);
-    await r.connect();
+    // Started beside its Redis (docker compose), a process waits for it rather than exit at once.
+    await connectWaiting(r, {
+      url: config.redisUrl,
+      waitMs: config.redisStartupWaitSec * 1000,
+      onWait: (reason) =>
+        logger.warn(
+          { redis: redactRedisUrl(config.redisUrl), reason, wait_sec: config.redisStartupWaitSec },
+          'waiting for Redis (REDIS_URL) to answer',
+        ),
+    });
     return r;
   };
+  // One registry per process: served on the API port, or a worker-only process's health port.
+  const metrics = opts.metrics ?? new Metrics({ processMetrics: true });
   const redis = await connect(role === 'worker');
   // Before anything else uses Redis: a process with the wrong key must change nothing.
   const masterKey = await loadMasterKey(config.masterKey, config.dataDir, {
@@ -97,8 +111,10 @@ export async function startServer(
       blobs,
       retentionSec: config.retentionSec,
       webhooks: { attempts: config.webhooks.attempts, backoffMs: config.webhooks.backoffMs },
+      metrics,
     });
   const runs = services(redis);
+  const unwatchQueue = metrics.watchQueue('runs', () => queueCounts(runs.queue));
   const tenancy = (r: Redis) => new TenancyStore(r, config.keyPrefix, masterKey.key);
   const store = tenancy(redis);
   const uploads = new UploadStore(blobs.root, config.uploads);
@@ -123,10 +139,15 @@ export async function startServer(
         blobs,
         uploads,
         tenancy,
+        metrics,
       });
       ({ worker, driver, readiness, socketDir } = side);
       if (role === 'worker' && config.workerHttp.port !== 0) {
-        const http = await startWorkerHttp({ ...config.workerHttp, readiness: side.readiness });
+        const http = await startWorkerHttp({
+          ...config.workerHttp,
+          readiness: side.readiness,
+          metrics: { registry: metrics, token: config.metricsToken },
+        });
         workerUrl = http.url;
         closers.unshift(() => http.close());
         logger.info({ url: workerUrl }, 'worker health listening');
@@ -162,11 +183,19 @@ export async function startServer(
         upstreamUrl: (p) => config.upstreams[p],
         readiness: async () =>
           (readiness ? await readiness() : await checkReadiness({ redis: () => pingRedis(redis) })).checks,
+        operations: {
+          metrics,
+          metricsToken: config.metricsToken,
+          corsOrigins: config.corsOrigins,
+          rateLimit: { ...config.rateLimit, redis, keyPrefix: config.keyPrefix },
+          dashboard: { queues: [runs.queue, runs.webhookQueue], sessionTtlSec: config.adminSessionTtlSec },
+        },
       });
       if (opts.listen !== false) url = await app.listen({ host: config.host, port: config.port });
       closers.unshift(() => app!.close());
     }
     closers.push(
+      async () => unwatchQueue(),
       () => runs.close(),
       () => closeRedis(redis),
     );
@@ -231,6 +260,7 @@ interface WorkerSideContext {
   blobs: BlobStore;
   uploads: UploadStore;
   tenancy: (r: Redis) => TenancyStore;
+  metrics: Metrics;
   /** Added to in the order they must run at close (see startServer). */
   closers: Array<() => Promise<unknown>>;
 }
@@ -302,6 +332,7 @@ async function startWorkerSide(config: Config, ctx: WorkerSideContext) {
     upstreams: config.upstreams,
     sweepIntervalMs: config.sandboxSweepMs,
     runLimits: config.runLimits,
+    metrics: ctx.metrics,
     logger: logger.child({ component: 'worker' }),
   });
   await worker.start();
@@ -316,6 +347,12 @@ async function startWorkerSide(config: Config, ctx: WorkerSideContext) {
       gateway: () => probeHttpSocket(gateway.socketPath),
     });
   return { worker, driver, readiness, socketDir };
+}
+
+/** Waiting (prioritized ones too), active and delayed jobs of a queue, for jetty_queue_jobs. */
+async function queueCounts(queue: Queue): Promise<QueueCounts> {
+  const c = await queue.getJobCounts('waiting', 'prioritized', 'active', 'delayed');
+  return { waiting: (c.waiting ?? 0) + (c.prioritized ?? 0), active: c.active ?? 0, delayed: c.delayed ?? 0 };
 }
 
 function pingRedis(redis: Redis): Promise<string | null> {

@@ -5,6 +5,7 @@ import type { Redis } from 'ioredis';
 import { badRequest, notFound } from '../errors.js';
 import type { EventStreamStore } from '../events/stream-store.js';
 import { isTerminalEvent, type NewEvent, type RunWarning, type StoredEvent } from '../events/types.js';
+import type { Metrics } from '../metrics/registry.js';
 import type { ProviderName } from '../runtimes/types.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import { JOBS, type RunJob, webhookJobId } from './catalog.js';
@@ -83,6 +84,8 @@ export interface RunServiceDeps {
   retentionSec: number;
   /** Tries per webhook delivery and the first backoff (it doubles); the job catalog's by default. */
   webhooks?: { attempts: number; backoffMs: number };
+  /** Counts the runs cancelled before a worker took them (workers count the others' ends). */
+  metrics?: Metrics;
 }
 
 /** A path inside results_dir as the artifacts list names it (relative); one outside it stays absolute. */
@@ -109,7 +112,7 @@ export function newRunId(): string {
 export class RunService {
   readonly store: RunStore;
   readonly queue: Queue;
-  private readonly webhookQueue: Queue;
+  readonly webhookQueue: Queue;
 
   constructor(private readonly deps: RunServiceDeps) {
     this.store = new RunStore(deps.redis, deps.keys);
@@ -376,6 +379,13 @@ export class RunService {
         cancel_requested: true,
       });
       if (moved) {
+        if (rec.agent !== 'passthrough') {
+          this.deps.metrics?.runsEnded.inc({
+            runtime: rec.agent,
+            provider: rec.provider,
+            status: 'cancelled',
+          });
+        }
         await this.queue.remove(id).catch(() => undefined);
         await this.finish(id, {
           type: 'run.cancelled',

@@ -10,6 +10,7 @@ import type { NewEvent, RetryReason, RunError, RunStatus, UsageTotals } from '..
 import { type BudgetExceeded, RunBudget } from '../gateway/budget.js';
 import type { GatewayRoute, ProviderGateway } from '../gateway/gateway.js';
 import type { UploadStore } from '../jetty/uploads.js';
+import { Metrics } from '../metrics/registry.js';
 import { estimateCost, formatUsd, priceOf } from '../providers/prices.js';
 import { createSimulatedProvider } from '../providers/simulated/index.js';
 import {
@@ -42,6 +43,7 @@ import { watchGatewayFailures } from './gateway-failure.js';
 import { composePrompt } from './prompt.js';
 import { readOutput } from './read-output.js';
 import { RunEventSink } from './run-events.js';
+import { RunMetrics } from './run-metrics.js';
 
 /** Port the in-sandbox forwarder listens on (127.0.0.1 inside the sandbox only). */
 export const SANDBOX_GATEWAY_PORT = 4100;
@@ -52,6 +54,8 @@ export const SANDBOX_GATEWAY_PORT = 4100;
 export const BUDGET_GRACE_MS = 10_000;
 
 export interface WorkerDeps {
+  /** The process's instruments (src/metrics); absent: counted in a registry nobody serves. */
+  metrics?: Metrics;
   redis: Redis;
   keys: RedisKeys;
   runs: RunService;
@@ -118,7 +122,11 @@ export class RunWorker {
   /** Processor calls under way, so that stop() can wait for them. */
   private readonly inflight = new Set<Promise<unknown>>();
 
-  constructor(private readonly deps: WorkerDeps) {}
+  private readonly metrics: Metrics;
+
+  constructor(private readonly deps: WorkerDeps) {
+    this.metrics = deps.metrics ?? new Metrics();
+  }
 
   private get limits(): RunLimits {
     return this.deps.runLimits ?? DEFAULT_RUN_LIMITS;
@@ -320,6 +328,7 @@ export class RunWorker {
     if (!rec || rec.status === 'completed' || rec.status === 'failed' || rec.status === 'cancelled') return;
     const runtime = getRuntime(spec.agent);
     if (!runtime) throw new UnrecoverableError(`runtime ${spec.agent} is not installed on this worker`);
+    const measure = new RunMetrics(this.metrics, spec.agent, spec.provider);
 
     const startedAt = new Date();
     // Where the time went, for the run record and the benchmark: the server's overhead is all
@@ -406,6 +415,7 @@ export class RunWorker {
       });
       const tRunning = Date.now();
       timings.sandbox_start_ms = tRunning - tStart;
+      measure.sandboxStarted(timings.sandbox_start_ms);
       if (stopReason) void sandbox.kill();
       await deps.runs.store.update(runId, {
         sandbox_id: sandbox.id,
@@ -423,7 +433,10 @@ export class RunWorker {
       });
       await job.updateProgress({ sandbox_id: sandbox.id });
 
-      const parser = watchGatewayFailures(runtime.createParser());
+      const parser = measure.watchFirstOutput(
+        watchGatewayFailures(runtime.createParser()),
+        Date.parse(rec.created_at),
+      );
       const reading = readOutput(sandbox, parser, sink, this.limits.maxLineBytes);
       ({ exitCode } = await sandbox.wait());
       timings.agent_ms = Date.now() - tRunning;
@@ -449,6 +462,7 @@ export class RunWorker {
             blobs: deps.blobs,
             limits: deps.artifactLimits,
           });
+          measure.artifactsCollected(Date.now() - tCollect);
         } catch (e) {
           log.warn({ err: e }, 'collecting results failed');
           sink.emit({
@@ -619,8 +633,16 @@ export class RunWorker {
         : { ended_at: new Date().toISOString() };
     const { moved } = await this.deps.runs.store.transition(runId, from, status, { ...extra, ...fields });
     if (moved) {
-      const n = attempt ?? (await this.deps.runs.get(runId))?.attempt;
-      await this.deps.runs.finish(runId, terminal, n);
+      const rec = await this.deps.runs.get(runId);
+      // Counted before the end is announced: whoever sees the run end sees it counted.
+      if (rec && rec.agent !== 'passthrough') {
+        const since = Date.parse(rec.started_at ?? rec.created_at);
+        new RunMetrics(this.metrics, rec.agent, rec.provider).ended(
+          status,
+          rec.duration_ms ?? Date.now() - since,
+        );
+      }
+      await this.deps.runs.finish(runId, terminal, attempt ?? rec?.attempt);
     }
   }
 
@@ -720,6 +742,7 @@ export class RunWorker {
     const onUsage = (measured: Parameters<GatewayRoute['onUsage']>[0]) => {
       const u = { ...measured, source };
       const cost = estimateCost(u);
+      RunMetrics.gatewayUsage(this.metrics, provider, u, cost);
       sink.emit({
         type: 'usage',
         data: cost === undefined ? u : { ...u, cost_usd: cost, cost_estimated: true },

@@ -59,7 +59,6 @@ describe('the README', () => {
       'docs/evaluation.md',
       'docs/multi-host.md',
       'docs/performance.md',
-      'docs/operations.md',
       'docs/conversations.md',
     ]);
     const docs = (await readdir(path.join(ROOT, 'docs'))).filter((f) => f.endsWith('.md'));
