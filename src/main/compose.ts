@@ -1,9 +1,11 @@
 import { writeFile } from 'node:fs/promises';
+import { networkInterfaces } from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Config } from '../config/index.js';
+import { EgressProxy, type EgressProxyOptions } from '../egress/proxy.js';
 import { EventStreamStore } from '../events/stream-store.js';
 import { ProviderGateway } from '../gateway/gateway.js';
 import {
@@ -15,7 +17,7 @@ import {
 import { buildApp } from '../http/app.js';
 import { TaskStore } from '../jetty/tasks.js';
 import { UploadStore } from '../jetty/uploads.js';
-import { AddressPolicy } from '../net/address-policy.js';
+import { AddressPolicy, systemResolver } from '../net/address-policy.js';
 import { deploymentId } from '../queue/deployment.js';
 import { RedisKeys } from '../queue/keys.js';
 import { closeRedis } from '../queue/redis-close.js';
@@ -54,7 +56,14 @@ export interface Server {
  */
 export async function startServer(
   config: Config,
-  opts: { role: Role; logger: Logger; driver?: SandboxDriver; listen?: boolean },
+  opts: {
+    role: Role;
+    logger: Logger;
+    driver?: SandboxDriver;
+    listen?: boolean;
+    /** Tests only: how the egress proxy opens its connections (see WorkerSideContext). */
+    egressConnect?: EgressProxyOptions['connect'];
+  },
 ): Promise<Server> {
   const { role, logger } = opts;
   // Two ways to wait for Redis: the API fails fast (while it is down, a request gets its 503 at
@@ -123,6 +132,7 @@ export async function startServer(
         blobs,
         uploads,
         tenancy,
+        ...(opts.egressConnect ? { egressConnect: opts.egressConnect } : {}),
       });
       ({ worker, driver, readiness, socketDir } = side);
       if (role === 'worker' && config.workerHttp.port !== 0) {
@@ -155,6 +165,7 @@ export async function startServer(
           maxTimeoutSec: config.runMaxTimeoutSec,
           timeoutHintSec: config.timeoutHintSec,
           sandbox: config.sandbox,
+          egress: config.egress.policy,
           budget: config.budget,
         },
         serverProviderKeys: config.providerKeys,
@@ -195,12 +206,18 @@ export async function startServer(
  * This process's gateway, in a directory of its own under GATEWAY_SOCKET_DIR (see
  * src/gateway/socket-dir.ts); directories of workers that died are swept at start and every minute.
  */
-async function startGateway(config: Config, logger: Logger, closers: Array<() => Promise<unknown>>) {
+async function startGateway(
+  config: Config,
+  logger: Logger,
+  closers: Array<() => Promise<unknown>>,
+  egress: EgressProxy,
+) {
   const socketRoot = path.resolve(config.gatewaySocketDir);
   const socketDir = await claimSocketDir(socketRoot, config.instance, process.pid, GATEWAY_SOCKET_NAME);
   const gateway = new ProviderGateway(
     path.join(socketDir, GATEWAY_SOCKET_NAME),
     logger.child({ component: 'gateway' }),
+    egress,
   );
   closers.push(
     () => gateway.stop(),
@@ -233,6 +250,8 @@ interface WorkerSideContext {
   tenancy: (r: Redis) => TenancyStore;
   /** Added to in the order they must run at close (see startServer). */
   closers: Array<() => Promise<unknown>>;
+  /** Tests only: how the egress proxy opens its connections (a guard on where they go). */
+  egressConnect?: EgressProxyOptions['connect'];
 }
 
 /**
@@ -249,7 +268,15 @@ async function startWorkerSide(config: Config, ctx: WorkerSideContext) {
       () => workerRuns.close(),
       () => closeRedis(workerRedis),
     );
-  const { gateway, socketDir } = await startGateway(config, logger, closers);
+  // Sandboxes reach other hosts only through this proxy, behind the gateway's socket. Beside
+  // NETWORK_ALLOW_PRIVATE's ranges it refuses this host's own addresses (its public one included).
+  const egress = new EgressProxy({
+    addresses: new AddressPolicy(config.network.allowPrivate, systemResolver, ownAddresses),
+    limits: config.egress.limits,
+    logger: logger.child({ component: 'egress' }),
+    ...(ctx.egressConnect ? { connect: ctx.egressConnect } : {}),
+  });
+  const { gateway, socketDir } = await startGateway(config, logger, closers, egress);
 
   let driver = ctx.driver;
   // Loaded only where sandboxes run: an API-only process needs no Docker client.
@@ -288,6 +315,7 @@ async function startWorkerSide(config: Config, ctx: WorkerSideContext) {
     blobs: ctx.blobs,
     driver,
     gateway,
+    egress,
     gatewaySocketDir: socketDir,
     workerName: path.basename(socketDir),
     concurrency: config.workerConcurrency,
@@ -316,6 +344,11 @@ async function startWorkerSide(config: Config, ctx: WorkerSideContext) {
       gateway: () => probeHttpSocket(gateway.socketPath),
     });
   return { worker, driver, readiness, socketDir };
+}
+
+/** This host's addresses, read at each check (interfaces come and go). */
+function ownAddresses(): string[] {
+  return Object.values(networkInterfaces()).flatMap((list) => (list ?? []).map((i) => i.address));
 }
 
 function pingRedis(redis: Redis): Promise<string | null> {
