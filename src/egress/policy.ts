@@ -140,7 +140,7 @@ export function resolveRunEgress(input: RunEgressInput): RunEgress {
   if (cut !== null) {
     warnings.push({
       code: 'network_narrowed',
-      message: `The runbook's network asks for ${cut === 'open' ? 'open network' : `hosts outside this server's policy (${cut})`}, but ${ceilingName} is ${describePolicy(ceiling)}: the run gets ${describePolicy(policy)}, and connections beyond it are refused and recorded as net.connect events.`,
+      message: `The runbook’s network asks for ${cut === 'open' ? 'open network' : `hosts outside this server’s policy (${cut})`}, but ${ceilingName} is ${describePolicy(ceiling)}: the run gets ${describePolicy(policy)}, and connections beyond it are refused and recorded as net.connect events.`,
     });
   }
   return { policy, decidedBy: runbook.mode === 'none' ? 'the runbook’s network' : ceilingName, warnings };
