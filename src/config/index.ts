@@ -1,4 +1,7 @@
 import { z } from 'zod';
+import { DEFAULT_EGRESS_LIMITS, type EgressLimits, parsePorts } from '../egress/limits.js';
+import { parsePatterns } from '../egress/patterns.js';
+import { EGRESS_MODES, type EgressPolicy } from '../egress/policy.js';
 import { DEFAULT_RUN_LIMITS, type RunLimits } from '../events/limits.js';
 import { AGENT_NAMES, type AgentName } from '../events/types.js';
 import { type AllowEntry, parseAllowList } from '../net/address-policy.js';
@@ -137,7 +140,39 @@ const envSchema = z.object({
   ARTIFACT_MAX_FILES: int(1000, 1, 1_000_000),
   ARTIFACT_MAX_BYTES: bytes('512m'),
   ARTIFACT_MAX_FILE_BYTES: bytes('256m'),
-  SANDBOX_ALLOW_NETWORK: flag(false),
+  // Gone: sandboxes are always --network none now. Refused when set to true, naming what replaced it.
+  SANDBOX_ALLOW_NETWORK: flag(false).refine(
+    (v) => !v,
+    'is no longer supported: a sandbox never gets a network of its own; it reaches hosts through the audited egress proxy. Set EGRESS_POLICY=open (or allowlist with EGRESS_ALLOW) instead, and remove SANDBOX_ALLOW_NETWORK',
+  ),
+  EGRESS_POLICY: z.enum(EGRESS_MODES, { error: `must be one of ${EGRESS_MODES.join(', ')}` }).default('none'),
+  EGRESS_ALLOW: z
+    .string()
+    .default('')
+    .transform((v, ctx) => {
+      const parsed = parsePatterns(v.split(/[\s,]+/).filter(Boolean));
+      if ('error' in parsed) {
+        ctx.addIssue({ code: 'custom', message: parsed.error });
+        return z.NEVER;
+      }
+      return parsed.patterns;
+    }),
+  EGRESS_PORTS: z
+    .string()
+    .default('80,443')
+    .transform((v, ctx) => {
+      const parsed = parsePorts(v);
+      if ('error' in parsed) {
+        ctx.addIssue({ code: 'custom', message: parsed.error });
+        return z.NEVER;
+      }
+      return parsed.ports;
+    }),
+  EGRESS_MAX_CONNECTIONS: int(DEFAULT_EGRESS_LIMITS.maxConnections, 1, 1_000_000),
+  EGRESS_MAX_CONCURRENT: int(DEFAULT_EGRESS_LIMITS.maxConcurrent, 1, 4096),
+  EGRESS_IDLE_TIMEOUT_MS: int(DEFAULT_EGRESS_LIMITS.idleTimeoutMs, 1_000, 3_600_000),
+  EGRESS_CONNECT_TIMEOUT_MS: int(DEFAULT_EGRESS_LIMITS.connectTimeoutMs, 100, 120_000),
+  EGRESS_MAX_BYTES: bytes(String(DEFAULT_EGRESS_LIMITS.maxBytes), { min: '1m', max: '1024g' }),
   SIMULATED_PROVIDER: flag(true),
   HEARTBEAT_MS: int(15_000, 100, 60_000),
   WEBHOOK_CONCURRENCY: int(8, 1, 256),
@@ -258,8 +293,12 @@ export interface Config {
     pids: number;
     diskBytes: number;
     maxDiskBytes: number;
-    allowNetwork: boolean;
   };
+  /**
+   * The egress proxy: the operator's policy (every collection's default and ceiling) and the bounds
+   * on each run's connections.
+   */
+  egress: { policy: EgressPolicy; limits: EgressLimits };
   /** What a run's results_dir may give back: files, bytes in all, bytes per file. */
   artifacts: { maxFiles: number; maxBytes: number; maxFileBytes: number };
   /**
@@ -381,8 +420,8 @@ export function loadConfig(env: Record<string, string | undefined>, hostname = '
       pids: e.SANDBOX_PIDS,
       diskBytes: disk.diskBytes,
       maxDiskBytes: disk.maxDiskBytes,
-      allowNetwork: e.SANDBOX_ALLOW_NETWORK,
     },
+    egress: egressOf(e),
     budget: { maxCostUsd: e.RUN_MAX_COST_USD, maxTokens: e.RUN_MAX_TOKENS },
     artifacts: {
       maxFiles: e.ARTIFACT_MAX_FILES,
@@ -420,6 +459,34 @@ export function loadConfig(env: Record<string, string | undefined>, hostname = '
     },
     providerKeys,
     upstreams,
+  };
+}
+
+/** EGRESS_POLICY with EGRESS_ALLOW: a list only with `allowlist`, and never an empty one. */
+function egressOf(e: z.output<typeof envSchema>): Config['egress'] {
+  const fail = (line: string) => {
+    throw new ConfigError(`invalid configuration:\n  ${line}`);
+  };
+  if (e.EGRESS_POLICY === 'allowlist' && e.EGRESS_ALLOW.length === 0) {
+    fail(
+      'EGRESS_ALLOW: EGRESS_POLICY=allowlist needs at least one host pattern, such as pypi.org,*.pythonhosted.org',
+    );
+  }
+  if (e.EGRESS_POLICY !== 'allowlist' && e.EGRESS_ALLOW.length > 0) {
+    fail(
+      `EGRESS_ALLOW: is read only with EGRESS_POLICY=allowlist (it is ${e.EGRESS_POLICY}); set that, or remove EGRESS_ALLOW`,
+    );
+  }
+  return {
+    policy: { mode: e.EGRESS_POLICY, allow: e.EGRESS_POLICY === 'allowlist' ? e.EGRESS_ALLOW : [] },
+    limits: {
+      ports: e.EGRESS_PORTS,
+      maxConnections: e.EGRESS_MAX_CONNECTIONS,
+      maxConcurrent: e.EGRESS_MAX_CONCURRENT,
+      idleTimeoutMs: e.EGRESS_IDLE_TIMEOUT_MS,
+      connectTimeoutMs: e.EGRESS_CONNECT_TIMEOUT_MS,
+      maxBytes: e.EGRESS_MAX_BYTES,
+    },
   };
 }
 

@@ -1,4 +1,13 @@
-import type { ArtifactInfo, RunError, RunStatus, RunWarning, StoredEvent, UsageTotals } from './types.js';
+import { netConnectLine } from './display.js';
+import type {
+  ArtifactInfo,
+  NetworkSummary,
+  RunError,
+  RunStatus,
+  RunWarning,
+  StoredEvent,
+  UsageTotals,
+} from './types.js';
 
 /**
  * Maps run events to OpenAI `chat.completion.chunk` objects. The agent's own words become
@@ -32,6 +41,8 @@ export interface JettyMetadata {
   primary_outputs?: string[];
   /** Every `run.warning` of the run, in order. */
   warnings?: RunWarning[];
+  /** What the run did through the egress proxy: policy, connections, bytes, hosts. */
+  network?: NetworkSummary;
   error?: RunError;
 }
 
@@ -150,11 +161,19 @@ export class ChunkMapper {
           chunks: [this.chunk({ reasoning_content: `Warning: ${ev.data.message}\n` }, { jetty_event })],
           final: false,
         };
+      case 'net.connect':
+        return {
+          chunks: [this.chunk({ reasoning_content: `${netConnectLine(ev.data)}\n` }, { jetty_event })],
+          final: false,
+        };
       case 'run.completed':
-        return { chunks: [this.last('completed', ev.data.usage, jetty_event)], final: true };
+        return {
+          chunks: [this.last('completed', ev.data.usage, jetty_event, undefined, ev.data.network)],
+          final: true,
+        };
       case 'run.failed':
         return {
-          chunks: [this.last('failed', ev.data.usage, jetty_event, ev.data.error)],
+          chunks: [this.last('failed', ev.data.usage, jetty_event, ev.data.error, ev.data.network)],
           error: {
             message: ev.data.error.message,
             type: 'run_failed',
@@ -165,7 +184,7 @@ export class ChunkMapper {
         };
       case 'run.cancelled':
         return {
-          chunks: [this.last('cancelled', ev.data.usage, jetty_event)],
+          chunks: [this.last('cancelled', ev.data.usage, jetty_event, undefined, ev.data.network)],
           error: {
             message: `The run was cancelled: ${ev.data.reason}`,
             type: 'run_cancelled',
@@ -184,10 +203,12 @@ export class ChunkMapper {
     usage: UsageTotals,
     jetty_event: ChatCompletionChunk['jetty_event'],
     error?: RunError,
+    network?: NetworkSummary,
   ): ChatCompletionChunk {
     const meta: JettyMetadata = { trajectory_id: this.ctx.runId, status, artifacts: this.artifacts };
     if (this.ctx.primaryOutputs?.length) meta.primary_outputs = this.ctx.primaryOutputs;
     if (this.warnings.length) meta.warnings = this.warnings;
+    if (network) meta.network = network;
     if (error) meta.error = error;
     const c = this.chunk({}, { jetty_metadata: meta, jetty_event, usage: toChatUsage(usage) });
     c.choices[0]!.finish_reason = 'stop';

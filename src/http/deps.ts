@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { EgressPolicy } from '../egress/policy.js';
 import type { AgentName } from '../events/types.js';
 import type { TaskStore } from '../jetty/tasks.js';
 import type { UploadStore } from '../jetty/uploads.js';
@@ -38,8 +39,9 @@ export interface AppDeps {
       pids: number;
       diskBytes: number;
       maxDiskBytes: number;
-      allowNetwork: boolean;
     };
+    /** The operator's egress policy: every collection's default and ceiling (EGRESS_POLICY, EGRESS_ALLOW). */
+    egress: EgressPolicy;
     /** The operator's maximum budget of a run, and the budget of a run that names none. */
     budget: { maxCostUsd: number; maxTokens: number };
   };

@@ -1,4 +1,5 @@
 import { MIN_SANDBOX_DISK, parseBytes } from '../config/index.js';
+import type { CollectionEgress } from '../egress/policy.js';
 import { badRequest, notFound } from '../errors.js';
 import type { RunWarning } from '../events/types.js';
 import { routeModel } from '../providers/routing.js';
@@ -15,6 +16,7 @@ import { quoted } from '../tenancy/names.js';
 import { availableProviders } from '../tenancy/provider-keys.js';
 import { type BudgetContext, budgetContext, planBudget } from './budget-preflight.js';
 import type { AppDeps } from './deps.js';
+import { planEgress } from './egress-preflight.js';
 import type { ChatRequest } from './schemas.js';
 
 /** What the pre-flight knows of the caller's collection: its variable names and usable providers. */
@@ -24,20 +26,23 @@ export interface CollectionContext {
   providers: ReadonlySet<ProviderName>;
   /** Budget settings and today's spend, for the run's budget and the daily limit. */
   budget: BudgetContext;
+  /** The collection's egress setting (null policy: the operator's). */
+  egress: CollectionEgress;
 }
 
 /** Reads the collection's variable names (never values) and the providers it can use. */
 export async function collectionContext(deps: AppDeps, collection: string): Promise<CollectionContext> {
-  const [{ configured }, budget] = await Promise.all([
+  const [{ configured }, budget, egress] = await Promise.all([
     deps.tenancy.checkSecrets(collection, []),
     budgetContext(deps, collection),
+    deps.tenancy.getEgressSettings(collection),
   ]);
   const variables = new Set(configured);
   const providers = availableProviders(variables, {
     serverKeys: deps.serverProviderKeys,
     simulated: deps.simulatedProvider,
   });
-  return { collection, variables, providers, budget };
+  return { collection, variables, providers, budget, egress };
 }
 
 export interface PlannedRun {
@@ -160,12 +165,7 @@ export function planRun(
 
   const max = deps.defaults.sandbox;
   const cpus = Math.min(jetty.cpus ?? max.cpus, max.cpus);
-  if (jetty.network_enabled && !max.allowNetwork) {
-    throw badRequest(
-      'This server does not give sandboxes network access (SANDBOX_ALLOW_NETWORK is off); the agent reaches its model through the gateway anyway. Remove network_enabled.',
-      'jetty.network_enabled',
-    );
-  }
+  const egress = planEgress(resolved, jetty, deps.defaults.egress, ctx);
   const mcpServers = jetty.mcp_servers ?? [];
   if (mcpServers.length > 0 && !runtime.capabilities.mcp_servers) {
     throw badRequest(
@@ -184,9 +184,9 @@ export function planRun(
     );
   }
   const remote = mcpServers.find((m) => m.transport !== 'stdio');
-  if (remote && !jetty.network_enabled) {
+  if (remote && egress.policy.mode === 'none') {
     throw badRequest(
-      `The MCP server "${remote.name}" is remote (${remote.transport}), but the sandbox has no network. Set jetty.network_enabled (where the server allows it) or run the server inside the sandbox ({command, args}).`,
+      `The MCP server "${remote.name}" is remote (${remote.transport}), but this run's egress policy is none. Its collection's or the server's policy must let it reach that host (PATCH /v1/collection/settings, EGRESS_POLICY), or run the server inside the sandbox ({command, args}).`,
       'jetty.mcp_servers',
       'mcp_needs_network',
     );
@@ -218,7 +218,7 @@ export function planRun(
       assets: opts.assets ?? [],
       timeoutSec: resolved.timeoutSec,
       limits: { cpus, memoryBytes: max.memoryBytes, pids: max.pids, diskBytes: diskOf(jetty.disk, max) },
-      network: jetty.network_enabled ? 'bridge' : 'none',
+      egress: egress.policy,
       mcpServers,
       budget,
       webhook,
@@ -228,7 +228,7 @@ export function planRun(
     stream: body.stream === true,
     timeoutHintSec: jetty.timeout_hint ?? deps.defaults.timeoutHintSec,
     runtime,
-    warnings: [...resolved.warnings, ...route.warnings],
+    warnings: [...resolved.warnings, ...route.warnings, ...egress.warnings],
     initParams: initParamsOf(resolved, route, jetty),
   };
 }

@@ -52,7 +52,12 @@ export const jettyBlockSchema = z
       .describe(
         "The run's token budget: input + output tokens of all its model calls, as the gateway measures them. Default: the collection's default_max_tokens, else RUN_MAX_TOKENS",
       ),
-    network_enabled: z.boolean().optional(),
+    network_enabled: z
+      .boolean()
+      .optional()
+      .describe(
+        "false: the run gets no network. true or absent: the collection's egress policy (narrowed by the runbook's network frontmatter). The sandbox is always --network none; allowed hosts are reached through the worker's audited egress proxy",
+      ),
     mcp_servers: mcpServersSchema.optional(),
     cpus: z.number().positive().optional(),
     memory: z.union([z.string(), z.number()]).optional(),
@@ -108,6 +113,28 @@ export const artifactSchema = z.object({
   size: z.number(),
   sha256: z.string(),
   content_type: z.string(),
+});
+
+/** What a run did through the egress proxy (src/events/types.ts NetworkSummary). */
+export const networkSummarySchema = z.object({
+  policy: z.enum(['none', 'allowlist', 'open']),
+  allow: z.array(z.string()).optional(),
+  connections: z.number(),
+  allowed: z.number(),
+  refused: z.number(),
+  failed: z.number(),
+  bytes_up: z.number(),
+  bytes_down: z.number(),
+  hosts: z.array(
+    z.object({
+      host: z.string(),
+      connections: z.number(),
+      refused: z.number(),
+      bytes_up: z.number(),
+      bytes_down: z.number(),
+    }),
+  ),
+  hosts_omitted: z.number().optional(),
 });
 
 export const runRecordSchema = z.object({
@@ -212,6 +239,11 @@ export const runRecordSchema = z.object({
     .optional()
     .describe(
       "The run's budget (jetty.max_cost_usd, jetty.max_tokens or their defaults) and, once it ended, what the gateway measured against it: input + output tokens, and their cost at list prices",
+    ),
+  network: networkSummarySchema
+    .optional()
+    .describe(
+      'What the run did through the egress proxy (set when it ends): its policy, connections allowed, refused and failed, bytes each way, and the hosts (most connections first). Each connection is a net.connect event',
     ),
 });
 

@@ -1,10 +1,12 @@
 import { writeFile } from 'node:fs/promises';
+import { networkInterfaces } from 'node:os';
 import path from 'node:path';
 import type { Queue } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Config } from '../config/index.js';
+import { EgressProxy, type EgressProxyOptions } from '../egress/proxy.js';
 import { EventStreamStore } from '../events/stream-store.js';
 import { ProviderGateway } from '../gateway/gateway.js';
 import {
@@ -17,7 +19,7 @@ import { buildApp } from '../http/app.js';
 import { TaskStore } from '../jetty/tasks.js';
 import { UploadStore } from '../jetty/uploads.js';
 import { Metrics, type QueueCounts } from '../metrics/registry.js';
-import { AddressPolicy } from '../net/address-policy.js';
+import { AddressPolicy, systemResolver } from '../net/address-policy.js';
 import { deploymentId } from '../queue/deployment.js';
 import { RedisKeys } from '../queue/keys.js';
 import { closeRedis } from '../queue/redis-close.js';
@@ -57,7 +59,15 @@ export interface Server {
  */
 export async function startServer(
   config: Config,
-  opts: { role: Role; logger: Logger; driver?: SandboxDriver; listen?: boolean; metrics?: Metrics },
+  opts: {
+    role: Role;
+    logger: Logger;
+    driver?: SandboxDriver;
+    listen?: boolean;
+    metrics?: Metrics;
+    /** Tests only: how the egress proxy opens its connections (see WorkerSideContext). */
+    egressConnect?: EgressProxyOptions['connect'];
+  },
 ): Promise<Server> {
   const { role, logger } = opts;
   // Two ways to wait for Redis: the API fails fast (while it is down, a request gets its 503 at
@@ -140,6 +150,7 @@ export async function startServer(
         uploads,
         tenancy,
         metrics,
+        ...(opts.egressConnect ? { egressConnect: opts.egressConnect } : {}),
       });
       ({ worker, driver, readiness, socketDir } = side);
       if (role === 'worker' && config.workerHttp.port !== 0) {
@@ -176,6 +187,7 @@ export async function startServer(
           maxTimeoutSec: config.runMaxTimeoutSec,
           timeoutHintSec: config.timeoutHintSec,
           sandbox: config.sandbox,
+          egress: config.egress.policy,
           budget: config.budget,
         },
         serverProviderKeys: config.providerKeys,
@@ -224,12 +236,18 @@ export async function startServer(
  * This process's gateway, in a directory of its own under GATEWAY_SOCKET_DIR (see
  * src/gateway/socket-dir.ts); directories of workers that died are swept at start and every minute.
  */
-async function startGateway(config: Config, logger: Logger, closers: Array<() => Promise<unknown>>) {
+async function startGateway(
+  config: Config,
+  logger: Logger,
+  closers: Array<() => Promise<unknown>>,
+  egress: EgressProxy,
+) {
   const socketRoot = path.resolve(config.gatewaySocketDir);
   const socketDir = await claimSocketDir(socketRoot, config.instance, process.pid, GATEWAY_SOCKET_NAME);
   const gateway = new ProviderGateway(
     path.join(socketDir, GATEWAY_SOCKET_NAME),
     logger.child({ component: 'gateway' }),
+    egress,
   );
   closers.push(
     () => gateway.stop(),
@@ -263,6 +281,8 @@ interface WorkerSideContext {
   metrics: Metrics;
   /** Added to in the order they must run at close (see startServer). */
   closers: Array<() => Promise<unknown>>;
+  /** Tests only: how the egress proxy opens its connections (a guard on where they go). */
+  egressConnect?: EgressProxyOptions['connect'];
 }
 
 /**
@@ -279,7 +299,15 @@ async function startWorkerSide(config: Config, ctx: WorkerSideContext) {
       () => workerRuns.close(),
       () => closeRedis(workerRedis),
     );
-  const { gateway, socketDir } = await startGateway(config, logger, closers);
+  // Sandboxes reach other hosts only through this proxy, behind the gateway's socket. Beside
+  // NETWORK_ALLOW_PRIVATE's ranges it refuses this host's own addresses (its public one included).
+  const egress = new EgressProxy({
+    addresses: new AddressPolicy(config.network.allowPrivate, systemResolver, ownAddresses),
+    limits: config.egress.limits,
+    logger: logger.child({ component: 'egress' }),
+    ...(ctx.egressConnect ? { connect: ctx.egressConnect } : {}),
+  });
+  const { gateway, socketDir } = await startGateway(config, logger, closers, egress);
 
   let driver = ctx.driver;
   // Loaded only where sandboxes run: an API-only process needs no Docker client.
@@ -318,6 +346,7 @@ async function startWorkerSide(config: Config, ctx: WorkerSideContext) {
     blobs: ctx.blobs,
     driver,
     gateway,
+    egress,
     gatewaySocketDir: socketDir,
     workerName: path.basename(socketDir),
     concurrency: config.workerConcurrency,
@@ -353,6 +382,11 @@ async function startWorkerSide(config: Config, ctx: WorkerSideContext) {
 async function queueCounts(queue: Queue): Promise<QueueCounts> {
   const c = await queue.getJobCounts('waiting', 'prioritized', 'active', 'delayed');
   return { waiting: (c.waiting ?? 0) + (c.prioritized ?? 0), active: c.active ?? 0, delayed: c.delayed ?? 0 };
+}
+
+/** This host's addresses, read at each check (interfaces come and go). */
+function ownAddresses(): string[] {
+  return Object.values(networkInterfaces()).flatMap((list) => (list ?? []).map((i) => i.address));
 }
 
 function pingRedis(redis: Redis): Promise<string | null> {

@@ -90,7 +90,11 @@ async function answer(
   const url = (req.url ?? '/').split('?')[0];
   const served = metrics ? 'GET /healthz, GET /readyz and GET /metrics' : 'GET /healthz and GET /readyz';
   if (req.method !== 'GET' && req.method !== 'HEAD') {
-    return send(res, 405, envelope(`${req.method} is not served here; use ${served}`, 'invalid_request_error', 'not_found'));
+    return send(
+      res,
+      405,
+      envelope(`${req.method} is not served here; use ${served}`, 'invalid_request_error', 'not_found'),
+    );
   }
   if (url === '/metrics' && metrics) return sendMetrics(req, res, metrics);
   if (url === '/healthz') return send(res, 200, { status: 'ok' });
@@ -103,7 +107,11 @@ async function answer(
       ok ? { status: 'ready', checks: r.checks } : { status: 'not_ready', ...r },
     );
   }
-  return send(res, 404, envelope(`${url} is not served by a worker; it serves ${served}`, 'invalid_request_error', 'not_found'));
+  return send(
+    res,
+    404,
+    envelope(`${url} is not served by a worker; it serves ${served}`, 'invalid_request_error', 'not_found'),
+  );
 }
 
 async function sendMetrics(req: IncomingMessage, res: ServerResponse, metrics: WorkerMetrics): Promise<void> {

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { egressPolicySchema } from '../egress/policy.js';
 import { AGENT_NAMES, type AgentName } from '../events/types.js';
 import { mcpServerSchema } from '../runtimes/mcp.js';
 import { PROVIDER_NAMES, type ProviderName } from '../runtimes/types.js';
@@ -67,7 +68,11 @@ export const runJobSchema = z.object({
     /** Jobs queued before the disk limit existed get the default. */
     diskBytes: z.number().int().positive().default(DEFAULT_SANDBOX_DISK_BYTES),
   }),
-  network: z.enum(['none', 'bridge']),
+  /**
+   * Which hosts the run may reach through the egress proxy, resolved at the pre-flight from the
+   * operator's, the collection's and the runbook's policies. Jobs of older servers get none.
+   */
+  egress: egressPolicySchema.default({ mode: 'none', allow: [] }),
   /**
    * What the run may spend, enforced at the gateway: USD at list prices, and input + output
    * tokens; null: no cap of that kind. Absent in jobs queued by older servers.

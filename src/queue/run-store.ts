@@ -5,6 +5,7 @@ import {
   type ArtifactInfo,
   type ArtifactsDropped,
   emptyUsage,
+  type NetworkSummary,
   type RetryReason,
   type RunError,
   type RunStatus,
@@ -82,6 +83,8 @@ export interface RunRecord {
   retry_reason?: RetryReason;
   /** Absent on passthrough calls and on runs queued by older servers. */
   budget?: RunBudgetRecord;
+  /** What the run did through the egress proxy; set when it ends. */
+  network?: NetworkSummary;
 }
 
 // Moves status only from an allowed one, atomically, and writes the other fields with it.

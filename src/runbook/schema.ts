@@ -3,6 +3,7 @@
  * user. Keys we do not know (`origin`, provenance blocks, future keys) are kept as given.
  */
 import { z } from 'zod';
+import { runbookNetworkSchema } from '../egress/policy.js';
 import { AGENT_NAMES } from '../events/types.js';
 import { PROVIDER_NAMES } from '../runtimes/types.js';
 
@@ -51,6 +52,8 @@ export const frontmatterSchema = z.looseObject({
     )
     .optional(),
   timeout_sec: z.int().positive().optional(),
+  /** Hosts the run may reach through the egress proxy; it narrows the collection's policy. */
+  network: runbookNetworkSchema.optional(),
 });
 
 export type RunbookFrontmatter = z.output<typeof frontmatterSchema>;
@@ -75,6 +78,8 @@ export const FRONTMATTER_FORMS: Readonly<Record<string, string>> = {
   secrets:
     'must be a mapping of NAME: {env: ENV_VAR_NAME (default NAME), description: "...", required: true}',
   timeout_sec: 'must be a positive whole number of seconds',
+  network:
+    'must be none, open, true, or a list of host patterns such as ["pypi.org", "*.pythonhosted.org"] (a name, *.name for the names under it, or an IP address)',
 };
 
 const SECRET_FIELD_FORMS: Readonly<Record<string, string>> = {

@@ -217,7 +217,9 @@ export class DockerSandboxDriver implements SandboxDriver {
         PidsLimit: spec.limits.pids,
         CapDrop: ['ALL'],
         SecurityOpt: ['no-new-privileges'],
-        NetworkMode: spec.network === 'bridge' ? 'bridge' : 'none',
+        // Always: models and (where the run's policy allows) other hosts are reached through the
+        // worker's gateway socket, so nothing leaves the sandbox unchecked or unrecorded.
+        NetworkMode: 'none',
         ReadonlyRootfs: true,
         Tmpfs: tmpfsMounts(spec.limits.diskBytes, spec.files),
         Binds: [`${spec.gatewaySocketDir}:${GATEWAY_MOUNT}:ro`],

@@ -23,8 +23,6 @@ export interface SandboxSpec {
   /** Piped to the agent's stdin, then closed (no stdin: it reads an empty one). */
   stdin?: string | Buffer;
   limits: SandboxLimits;
-  /** 'none' by default: the sandbox reaches models only through the gateway socket. */
-  network: 'none' | 'bridge';
   /** Host directory holding the gateway's unix socket; mounted read-only at GATEWAY_MOUNT. */
   gatewaySocketDir: string;
 }

@@ -4,9 +4,21 @@ import path from 'node:path';
 import { type Job, UnrecoverableError, WaitingError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import { NO_EGRESS } from '../egress/policy.js';
+import type { EgressProxy } from '../egress/proxy.js';
+import { noNetworkSummary } from '../egress/run-traffic.js';
+import { sandboxProxyEnv } from '../egress/sandbox-env.js';
 import { AppError, isAppError } from '../errors.js';
 import { DEFAULT_RUN_LIMITS, type RunLimits } from '../events/limits.js';
-import type { NewEvent, RetryReason, RunError, RunStatus, UsageTotals } from '../events/types.js';
+import type {
+  NetConnectData,
+  NetworkSummary,
+  NewEvent,
+  RetryReason,
+  RunError,
+  RunStatus,
+  UsageTotals,
+} from '../events/types.js';
 import { type BudgetExceeded, RunBudget } from '../gateway/budget.js';
 import type { GatewayRoute, ProviderGateway } from '../gateway/gateway.js';
 import type { UploadStore } from '../jetty/uploads.js';
@@ -62,6 +74,8 @@ export interface WorkerDeps {
   blobs: BlobStore;
   driver: SandboxDriver;
   gateway: ProviderGateway;
+  /** The egress proxy behind the gateway's socket; without one, every run has no network. */
+  egress?: EgressProxy;
   gatewaySocketDir: string;
   /** This worker process's name (its gateway directory's), shown in run.started. */
   workerName?: string;
@@ -368,6 +382,8 @@ export class RunWorker {
     const token = `jrt_${randomBytes(24).toString('hex')}`;
     deps.gateway.register(token, { ...route, retryAfterMs: runtime.gatewayRetryAfterMs });
     const scripts = await this.scriptRoutes(spec, sink, log, budget);
+    const egress = this.openEgress(spec, sink);
+    let network: NetworkSummary | undefined;
     const redactor = sink.redactor;
     const deadline = setTimeout(() => stop('timeout'), spec.timeoutSec * 1000);
     let collected: CollectedResults = { artifacts: [], dropped: null, events: [] };
@@ -404,13 +420,13 @@ export class RunWorker {
           ...secrets.env,
           ...scripts.env,
           ...invocation.env,
+          ...egress.env,
           JETTY_GATEWAY_PORT: String(SANDBOX_GATEWAY_PORT),
           JETTY_GATEWAY_SOCKET: `${GATEWAY_MOUNT}/${GATEWAY_SOCKET_NAME}`,
         },
         files: [...assets, ...invocation.files.filter((f) => f !== stdin)],
         ...(stdin ? { stdin: stdin.content } : {}),
         limits: spec.limits,
-        network: spec.network,
         gatewaySocketDir: deps.gatewaySocketDir,
       });
       const tRunning = Date.now();
@@ -451,6 +467,8 @@ export class RunWorker {
       clearTimeout(budgetTimer);
       deps.gateway.unregister(token);
       for (const t of scripts.tokens) deps.gateway.unregister(t);
+      // The agent is done: its connections still open are cut and recorded now.
+      network = egress.close();
       if (sandbox) {
         // Results are collected whatever the ending: success, failure, timeout or cancel.
         const tCollect = Date.now();
@@ -560,7 +578,7 @@ export class RunWorker {
     }
     await sink.flush();
     // What the record keeps is what the stream keeps: redacted, and cut to the same limits.
-    const ended = sink.shape(terminal);
+    const ended = sink.shape(withNetwork(terminal, network));
     await this.end(
       runId,
       ['running'],
@@ -578,6 +596,7 @@ export class RunWorker {
         limits_hit: sink.limitsHit,
         timings,
         ...(route.budget ? { budget: budgetRecord(route.budget) } : {}),
+        ...(network ? { network } : {}),
         exit_code: exitCode,
         final_text: outcome ? sink.shapeMessage(outcome.finalText) : null,
         error: ended.type === 'run.failed' ? ended.data.error : null,
@@ -585,6 +604,32 @@ export class RunWorker {
       attempt,
     );
     log.info({ status, duration_ms, exitCode, artifacts: artifacts.length }, 'run ended');
+  }
+
+  /**
+   * The run's hold on the egress proxy: the sandbox's proxy variables (none when its policy is
+   * none: nothing in the sandbox then even knows of a proxy), and, at the end, what it did.
+   */
+  private openEgress(
+    spec: RunJob,
+    sink: RunEventSink,
+  ): { env: Record<string, string>; close: () => NetworkSummary } {
+    const proxy = this.deps.egress;
+    if (!proxy || spec.egress.mode === 'none') {
+      const summary = noNetworkSummary(proxy ? spec.egress : NO_EGRESS);
+      return { env: {}, close: () => summary };
+    }
+    const session = proxy.open(spec.runId, spec.egress, (ev) => {
+      // jetty_egress_connections_total: 'failed' is a connection the policy allowed that did not open.
+      if (ev.type === 'net.connect') {
+        const outcome = (ev.data as NetConnectData).outcome;
+        this.metrics.egressConnections.inc({ outcome: outcome === 'refused' ? 'refused' : 'allowed' });
+      }
+      sink.emit(ev);
+    });
+    // A live credential while the run goes on: kept out of its events like a secret.
+    sink.addRedactions({ JETTY_EGRESS_TOKEN: session.token });
+    return { env: sandboxProxyEnv(session.token, SANDBOX_GATEWAY_PORT), close: () => session.close() };
   }
 
   /**
@@ -850,6 +895,15 @@ function budgetRecord(b: RunBudget): NonNullable<RunRecord['budget']> {
     spent_cost_usd: Math.round(spent.costUsd * 1e6) / 1e6,
     exceeded: b.exceeded !== null,
   };
+}
+
+/** The run's network summary on its terminal event (and so in the final jetty_metadata). */
+function withNetwork(terminal: NewEvent, network: NetworkSummary | undefined): NewEvent {
+  if (!network) return terminal;
+  if (terminal.type === 'run.completed') return { ...terminal, data: { ...terminal.data, network } };
+  if (terminal.type === 'run.failed') return { ...terminal, data: { ...terminal.data, network } };
+  if (terminal.type === 'run.cancelled') return { ...terminal, data: { ...terminal.data, network } };
+  return terminal;
 }
 
 class StopBeforeStart extends Error {}

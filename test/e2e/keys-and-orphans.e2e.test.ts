@@ -190,7 +190,6 @@ describe('orphaned sandboxes', () => {
         env: { JETTY_FORWARDER: '0' },
         files: [],
         limits: { cpus: 0.5, memoryBytes: 128 * 1024 * 1024, pids: 64, diskBytes: 64 * 1024 * 1024 },
-        network: 'none',
         gatewaySocketDir: tmpdir(),
       });
     // Two runs still `running`: one whose job's lock a live worker holds, one whose lock is gone.

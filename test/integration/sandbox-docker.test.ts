@@ -65,7 +65,6 @@ async function harness(): Promise<Harness> {
       env: {},
       files: [],
       limits: { cpus: 1, memoryBytes: 512 * 1024 ** 2, pids: 256, diskBytes: DISK },
-      network: 'none',
       gatewaySocketDir: socketDir,
       ...over,
     }),
