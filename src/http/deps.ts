@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { EnvironmentStore } from '../environments/store.js';
 import type { AgentName } from '../events/types.js';
 import type { TaskStore } from '../jetty/tasks.js';
 import type { UploadStore } from '../jetty/uploads.js';
@@ -17,6 +18,8 @@ export interface AppDeps {
   adminToken: string | undefined;
   uploads: UploadStore;
   tasks: TaskStore;
+  /** What workers found of the snapshots' images (GET /v1/snapshots); absent: names only. */
+  environments?: Pick<EnvironmentStore, 'listSnapshots'>;
   logger?: Logger;
   heartbeatMs: number;
   maxBodyBytes: number;
@@ -37,7 +40,13 @@ export interface AppDeps {
       pids: number;
       diskBytes: number;
       maxDiskBytes: number;
+      /** What a run may ask for with cpus and memory. */
+      maxCpus: number;
+      maxMemoryBytes: number;
       allowNetwork: boolean;
+      /** Snapshot names this server serves (lean always among them). */
+      snapshots: string[];
+      allowCustomImages: boolean;
     };
     /** The operator's maximum budget of a run, and the budget of a run that names none. */
     budget: { maxCostUsd: number; maxTokens: number };

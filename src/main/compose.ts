@@ -4,6 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Config } from '../config/index.js';
+import { EnvironmentStore } from '../environments/store.js';
 import { EventStreamStore } from '../events/stream-store.js';
 import { ProviderGateway } from '../gateway/gateway.js';
 import {
@@ -21,12 +22,14 @@ import { RedisKeys } from '../queue/keys.js';
 import { closeRedis } from '../queue/redis-close.js';
 import { RedisOutageLog } from '../queue/redis-outage.js';
 import { RunService } from '../queue/run-service.js';
+import { listRuntimes } from '../runtimes/registry.js';
 import { GATEWAY_SOCKET_NAME, type SandboxDriver } from '../sandbox/driver.js';
 import { BlobStore } from '../storage/blob-store.js';
 import { ensureBootstrap } from '../tenancy/bootstrap.js';
 import { loadMasterKey, masterKeyCheckKey } from '../tenancy/master-key-file.js';
 import { TenancyStore } from '../tenancy/store.js';
 import { WebhookWorker } from '../webhooks/delivery-worker.js';
+import { WorkerEnvironments } from '../worker/environment.js';
 import { RunWorker } from '../worker/run-worker.js';
 import { checkReadiness, type Readiness, startWorkerHttp } from './worker-http.js';
 
@@ -143,6 +146,11 @@ export async function startServer(
         adminToken: config.adminToken,
         uploads,
         tasks: new TaskStore(redis, config.keyPrefix),
+        environments: new EnvironmentStore(
+          redis,
+          new RedisKeys(config.keyPrefix),
+          config.environmentProbeTtlSec,
+        ),
         logger,
         heartbeatMs: config.heartbeatMs,
         maxBodyBytes: config.maxBodyBytes,
@@ -281,6 +289,11 @@ async function startWorkerSide(config: Config, ctx: WorkerSideContext) {
   });
   await webhooks.start();
   closers.unshift(() => webhooks.stop());
+  const environments = new WorkerEnvironments(
+    driver,
+    new EnvironmentStore(workerRedis, keys, config.environmentProbeTtlSec),
+    config.environmentProbeMaxBytes,
+  );
   const worker = new RunWorker({
     redis: workerRedis,
     keys,
@@ -302,10 +315,16 @@ async function startWorkerSide(config: Config, ctx: WorkerSideContext) {
     upstreams: config.upstreams,
     sweepIntervalMs: config.sandboxSweepMs,
     runLimits: config.runLimits,
+    environments,
     logger: logger.child({ component: 'worker' }),
   });
   await worker.start();
   closers.unshift(() => worker.stop());
+  // In the background: what this engine has of each snapshot, for GET /v1/snapshots (and, with
+  // ENVIRONMENT_SURVEY, each runtime probed on each snapshot once).
+  void environments
+    .reportSnapshots(config.sandbox.snapshots, listRuntimes(), config.environmentSurvey)
+    .catch((err) => logger.warn({ err }, 'reporting the snapshots failed'));
   logger.info({ concurrency: config.workerConcurrency, socket: gateway.socketPath }, 'worker started');
   const sandboxDriver = driver;
   const readiness = () =>

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { DEFAULT_SNAPSHOT, snapshotByName } from '../environments/snapshots.js';
 import { AGENT_NAMES, type AgentName } from '../events/types.js';
 import { mcpServerSchema } from '../runtimes/mcp.js';
 import { PROVIDER_NAMES, type ProviderName } from '../runtimes/types.js';
@@ -68,6 +69,15 @@ export const runJobSchema = z.object({
     diskBytes: z.number().int().positive().default(DEFAULT_SANDBOX_DISK_BYTES),
   }),
   network: z.enum(['none', 'bridge']),
+  /**
+   * The run's environment: a snapshot's image, or the image the run named itself (snapshot null).
+   * Jobs queued before environments existed get the lean default.
+   */
+  environment: z
+    .object({ snapshot: z.string().nullable(), image: z.string().min(1) })
+    .default({ snapshot: DEFAULT_SNAPSHOT, image: snapshotByName(DEFAULT_SNAPSHOT)!.image }),
+  /** Commands the runbook calls (src/environments/commands.ts), for the environment check. */
+  commands: z.array(z.string()).default([]),
   /**
    * What the run may spend, enforced at the gateway: USD at list prices, and input + output
    * tokens; null: no cap of that kind. Absent in jobs queued by older servers.

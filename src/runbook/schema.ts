@@ -51,6 +51,10 @@ export const frontmatterSchema = z.looseObject({
     )
     .optional(),
   timeout_sec: z.int().positive().optional(),
+  // The sandbox's resources, as in `jetty` (which wins); checked against the server's maxima.
+  cpus: z.number().positive().optional(),
+  memory: z.union([nonEmptyString, z.number().int().positive()]).optional(),
+  disk: z.union([nonEmptyString, z.number().int().positive()]).optional(),
 });
 
 export type RunbookFrontmatter = z.output<typeof frontmatterSchema>;
@@ -75,6 +79,9 @@ export const FRONTMATTER_FORMS: Readonly<Record<string, string>> = {
   secrets:
     'must be a mapping of NAME: {env: ENV_VAR_NAME (default NAME), description: "...", required: true}',
   timeout_sec: 'must be a positive whole number of seconds',
+  cpus: 'must be a positive number of CPUs such as 2',
+  memory: 'must be a size such as "4g" or "512m", or a number of bytes',
+  disk: 'must be a size such as "2g" or "512m", or a number of bytes',
 };
 
 const SECRET_FIELD_FORMS: Readonly<Record<string, string>> = {
