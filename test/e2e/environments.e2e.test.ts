@@ -116,7 +116,11 @@ function toolsRunbook(extra: string[] = []): string {
     '    git --version > git.txt 2>&1',
     '    curl --version > curl.txt 2>&1',
     // Each extra check is a step of its own: a tool call each, none waiting for the others.
-    ...extra.flatMap((cmd) => ['- run: |', '    cd {{results_dir}}', ...cmd.split('\n').map((l) => `    ${l}`)]),
+    ...extra.flatMap((cmd) => [
+      '- run: |',
+      '    cd {{results_dir}}',
+      ...cmd.split('\n').map((l) => `    ${l}`),
+    ]),
     '- say: done',
     '```',
     '',
