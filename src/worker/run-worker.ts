@@ -388,10 +388,11 @@ export class RunWorker {
         resultsDir: spec.resultsDir,
       });
       const assets = await this.assetFiles(spec);
+      // The sandbox's start includes finding its environment (probed once per image).
+      const tStart = Date.now();
       await this.checkEnvironment(spec, runtime.image, sink);
       // The prompt is piped to the CLI rather than written into the sandbox.
       const stdin = invocation.files.find((f) => f.path === invocation.stdinFile);
-      const tStart = Date.now();
       sandbox = await deps.driver.start({
         runId,
         image: spec.environment.image,
