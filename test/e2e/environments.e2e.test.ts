@@ -141,14 +141,25 @@ const OFFICE = [
   'pdftotext -v > pdftotext.txt 2>&1',
 ];
 
-/** A local page loaded by headless Chromium, from Python's Playwright and from Node's. */
+/**
+ * A local page loaded by headless Chromium, from Python's Playwright and from Node's. Each answer
+ * is moved into place when its command ends. codex's exec_command hands a command still running
+ * after 10 s back to the model (it keeps running in the background); the run would then end
+ * before a browser that starts slowly on a loaded machine had answered, so short steps follow
+ * that wait (up to 9 s each, under codex's 10 s) until both answers are there.
+ */
 const BROWSER = [
   `printf '<html><head><title>jetty-page</title></head><body>hi</body></html>' > /app/page.html`,
   `python3 -c 'from playwright.sync_api import sync_playwright` +
     `\nwith sync_playwright() as p:` +
     `\n    b = p.chromium.launch()` +
-    `\n    pg = b.new_page(); pg.goto("file:///app/page.html"); print("python", pg.title()); b.close()' > browser-python.txt 2>&1`,
-  `node -e 'const { chromium } = require("playwright"); (async () => { const b = await chromium.launch(); const p = await b.newPage(); await p.goto("file:///app/page.html"); console.log("node", await p.title()); await b.close(); })()' > browser-node.txt 2>&1`,
+    `\n    pg = b.new_page(); pg.goto("file:///app/page.html"); print("python", pg.title()); b.close()' > bp.tmp 2>&1; mv bp.tmp browser-python.txt`,
+  `node -e 'const { chromium } = require("playwright"); (async () => { const b = await chromium.launch(); const p = await b.newPage(); await p.goto("file:///app/page.html"); console.log("node", await p.title()); await b.close(); })()' > bn.tmp 2>&1; mv bn.tmp browser-node.txt`,
+  ...Array.from(
+    { length: 8 },
+    () =>
+      'for i in $(seq 18); do [ -e browser-python.txt ] && [ -e browser-node.txt ] && break; sleep 0.5; done',
+  ),
 ];
 
 const SNAPSHOT_CASES: { snapshot: string; extra: string[]; check?: (runId: string) => Promise<void> }[] = [
