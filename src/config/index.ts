@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { DEFAULT_EGRESS_LIMITS, type EgressLimits, parsePorts } from '../egress/limits.js';
 import { parsePatterns } from '../egress/patterns.js';
 import { EGRESS_MODES, type EgressPolicy } from '../egress/policy.js';
+import { DEFAULT_SNAPSHOT, SNAPSHOT_NAMES } from '../environments/snapshots.js';
 import { DEFAULT_RUN_LIMITS, type RunLimits } from '../events/limits.js';
 import { AGENT_NAMES, type AgentName } from '../events/types.js';
 import { type AllowEntry, parseAllowList } from '../net/address-policy.js';
@@ -123,6 +124,30 @@ const envSchema = z.object({
       return n;
     }),
   SANDBOX_MEMORY: bytes('2g'),
+  SANDBOX_MAX_CPUS: z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v === '') return undefined;
+      const n = Number(v);
+      if (!(n > 0 && n <= 256)) {
+        ctx.addIssue({ code: 'custom', message: `must be a number of CPUs from 0.1 to 256; got "${v}"` });
+        return z.NEVER;
+      }
+      return n;
+    }),
+  SANDBOX_MAX_MEMORY: z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v === '') return undefined;
+      const n = parseBytes(v);
+      if (n === null) {
+        ctx.addIssue({ code: 'custom', message: `must be a size like 512m, 8g or 1048576; got "${v}"` });
+        return z.NEVER;
+      }
+      return n;
+    }),
   SANDBOX_PIDS: int(512, 16, 65536),
   SANDBOX_DISK: bytes(String(DEFAULT_SANDBOX_DISK_BYTES)),
   SANDBOX_MAX_DISK: z
@@ -173,6 +198,29 @@ const envSchema = z.object({
   EGRESS_IDLE_TIMEOUT_MS: int(DEFAULT_EGRESS_LIMITS.idleTimeoutMs, 1_000, 3_600_000),
   EGRESS_CONNECT_TIMEOUT_MS: int(DEFAULT_EGRESS_LIMITS.connectTimeoutMs, 100, 120_000),
   EGRESS_MAX_BYTES: bytes(String(DEFAULT_EGRESS_LIMITS.maxBytes), { min: '1m', max: '1024g' }),
+  SANDBOX_SNAPSHOTS: z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v.trim() === '') return undefined;
+      const names = v
+        .split(',')
+        .map((n) => n.trim())
+        .filter(Boolean);
+      const unknown = names.filter((n) => !SNAPSHOT_NAMES.includes(n));
+      if (unknown.length > 0) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `unknown snapshot ${unknown.join(', ')}; the snapshots are ${SNAPSHOT_NAMES.join(', ')}`,
+        });
+        return z.NEVER;
+      }
+      return names;
+    }),
+  SANDBOX_ALLOW_CUSTOM_IMAGES: flag(true),
+  ENVIRONMENT_PROBE_TTL_SEC: int(7 * 24 * 3600, 60, 365 * 24 * 3600),
+  ENVIRONMENT_PROBE_MAX_BYTES: bytes('1m', { min: '4k', max: '64m' }),
+  ENVIRONMENT_SURVEY: flag(true),
   SIMULATED_PROVIDER: flag(true),
   HEARTBEAT_MS: int(15_000, 100, 60_000),
   WEBHOOK_CONCURRENCY: int(8, 1, 256),
@@ -293,7 +341,20 @@ export interface Config {
     pids: number;
     diskBytes: number;
     maxDiskBytes: number;
+    /** What a run may ask for with `cpus` and `memory` (SANDBOX_MAX_CPUS, SANDBOX_MAX_MEMORY). */
+    maxCpus: number;
+    maxMemoryBytes: number;
+    /** The snapshots this server serves (SANDBOX_SNAPSHOTS); lean, the default, always. */
+    snapshots: string[];
+    /** Whether a run may name its own image (SANDBOX_ALLOW_CUSTOM_IMAGES). */
+    allowCustomImages: boolean;
   };
+  /** How long a worker trusts what it learnt of an environment image (ENVIRONMENT_PROBE_TTL_SEC). */
+  environmentProbeTtlSec: number;
+  /** Bytes of a probe's output read at most (ENVIRONMENT_PROBE_MAX_BYTES); past it the command list is partial. */
+  environmentProbeMaxBytes: number;
+  /** Whether a starting worker probes every runtime on every snapshot once (ENVIRONMENT_SURVEY). */
+  environmentSurvey: boolean;
   /**
    * The egress proxy: the operator's policy (every collection's default and ceiling) and the bounds
    * on each run's connections.
@@ -420,7 +481,14 @@ export function loadConfig(env: Record<string, string | undefined>, hostname = '
       pids: e.SANDBOX_PIDS,
       diskBytes: disk.diskBytes,
       maxDiskBytes: disk.maxDiskBytes,
+      maxCpus: e.SANDBOX_MAX_CPUS ?? e.SANDBOX_CPUS,
+      maxMemoryBytes: disk.maxMemoryBytes,
+      snapshots: servedSnapshots(e.SANDBOX_SNAPSHOTS),
+      allowCustomImages: e.SANDBOX_ALLOW_CUSTOM_IMAGES,
     },
+    environmentProbeTtlSec: e.ENVIRONMENT_PROBE_TTL_SEC,
+    environmentProbeMaxBytes: e.ENVIRONMENT_PROBE_MAX_BYTES,
+    environmentSurvey: e.ENVIRONMENT_SURVEY,
     egress: egressOf(e),
     budget: { maxCostUsd: e.RUN_MAX_COST_USD, maxTokens: e.RUN_MAX_TOKENS },
     artifacts: {
@@ -497,21 +565,40 @@ export const MIN_SANDBOX_DISK = 64 * 1024 ** 2;
  * The sandbox's writable space is tmpfs, charged to its memory: a limit past the memory limit
  * would end in the agent being killed for memory instead of a "disk full" it can handle.
  */
-function checkDisk(e: z.output<typeof envSchema>): { diskBytes: number; maxDiskBytes: number } {
+function checkDisk(e: z.output<typeof envSchema>): {
+  diskBytes: number;
+  maxDiskBytes: number;
+  maxMemoryBytes: number;
+} {
   const diskBytes = e.SANDBOX_DISK;
   const maxDiskBytes = e.SANDBOX_MAX_DISK ?? diskBytes;
+  const maxMemoryBytes = e.SANDBOX_MAX_MEMORY ?? e.SANDBOX_MEMORY;
   const fail = (line: string) => {
     throw new ConfigError(`invalid configuration:\n  ${line}`);
   };
   if (diskBytes < MIN_SANDBOX_DISK) fail(`SANDBOX_DISK: must be at least 64m; got ${diskBytes} bytes`);
   if (maxDiskBytes < diskBytes) fail('SANDBOX_MAX_DISK: must not be below SANDBOX_DISK');
-  if (maxDiskBytes > e.SANDBOX_MEMORY) {
-    const name = e.SANDBOX_MAX_DISK === undefined ? 'SANDBOX_DISK' : 'SANDBOX_MAX_DISK';
+  if (maxMemoryBytes < e.SANDBOX_MEMORY) fail('SANDBOX_MAX_MEMORY: must not be below SANDBOX_MEMORY');
+  if (e.SANDBOX_MAX_CPUS !== undefined && e.SANDBOX_MAX_CPUS < e.SANDBOX_CPUS) {
+    fail('SANDBOX_MAX_CPUS: must not be below SANDBOX_CPUS');
+  }
+  if (diskBytes > e.SANDBOX_MEMORY) {
     fail(
-      `${name}: must not exceed SANDBOX_MEMORY (${e.SANDBOX_MEMORY} bytes): the sandbox's files live in memory and count against it; raise SANDBOX_MEMORY too`,
+      `SANDBOX_DISK: must not exceed SANDBOX_MEMORY (${e.SANDBOX_MEMORY} bytes): the sandbox's files live in memory and count against it; raise SANDBOX_MEMORY too`,
     );
   }
-  return { diskBytes, maxDiskBytes };
+  if (maxDiskBytes > maxMemoryBytes) {
+    fail(
+      `SANDBOX_MAX_DISK: must not exceed SANDBOX_MAX_MEMORY (${maxMemoryBytes} bytes): the sandbox's files live in memory and count against it; raise SANDBOX_MAX_MEMORY too`,
+    );
+  }
+  return { diskBytes, maxDiskBytes, maxMemoryBytes };
+}
+
+/** The served snapshots: those named (lean, the default, always among them), else all. */
+function servedSnapshots(names: string[] | undefined): string[] {
+  if (!names) return [...SNAPSHOT_NAMES];
+  return SNAPSHOT_NAMES.filter((n) => n === DEFAULT_SNAPSHOT || names.includes(n));
 }
 
 export function parseBytes(v: string): number | null {

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { EgressPolicy } from '../egress/policy.js';
+import type { EnvironmentStore } from '../environments/store.js';
 import type { AgentName } from '../events/types.js';
 import type { TaskStore } from '../jetty/tasks.js';
 import type { UploadStore } from '../jetty/uploads.js';
@@ -19,6 +20,8 @@ export interface AppDeps {
   adminToken: string | undefined;
   uploads: UploadStore;
   tasks: TaskStore;
+  /** What workers found of the snapshots' images (GET /v1/snapshots); absent: names only. */
+  environments?: Pick<EnvironmentStore, 'listSnapshots'>;
   logger?: Logger;
   heartbeatMs: number;
   maxBodyBytes: number;
@@ -39,6 +42,12 @@ export interface AppDeps {
       pids: number;
       diskBytes: number;
       maxDiskBytes: number;
+      /** What a run may ask for with cpus and memory. */
+      maxCpus: number;
+      maxMemoryBytes: number;
+      /** Snapshot names this server serves (lean always among them). */
+      snapshots: string[];
+      allowCustomImages: boolean;
     };
     /** The operator's egress policy: every collection's default and ceiling (EGRESS_POLICY, EGRESS_ALLOW). */
     egress: EgressPolicy;

@@ -1,4 +1,3 @@
-import { MIN_SANDBOX_DISK, parseBytes } from '../config/index.js';
 import type { CollectionEgress } from '../egress/policy.js';
 import { badRequest, notFound } from '../errors.js';
 import type { RunWarning } from '../events/types.js';
@@ -17,6 +16,7 @@ import { availableProviders } from '../tenancy/provider-keys.js';
 import { type BudgetContext, budgetContext, planBudget } from './budget-preflight.js';
 import type { AppDeps } from './deps.js';
 import { planEgress } from './egress-preflight.js';
+import { planEnvironment, plannedCommands, planResources } from './environment-preflight.js';
 import type { ChatRequest } from './schemas.js';
 
 /** What the pre-flight knows of the caller's collection: its variable names and usable providers. */
@@ -164,7 +164,8 @@ export function planRun(
   }
 
   const max = deps.defaults.sandbox;
-  const cpus = Math.min(jetty.cpus ?? max.cpus, max.cpus);
+  const limits = planResources(jetty, resolved.frontmatter, max, sysIndex);
+  const environment = planEnvironment(jetty, resolved.frontmatter, max, sysIndex);
   const egress = planEgress(resolved, jetty, deps.defaults.egress, ctx);
   const mcpServers = jetty.mcp_servers ?? [];
   if (mcpServers.length > 0 && !runtime.capabilities.mcp_servers) {
@@ -217,8 +218,10 @@ export function planRun(
       secrets,
       assets: opts.assets ?? [],
       timeoutSec: resolved.timeoutSec,
-      limits: { cpus, memoryBytes: max.memoryBytes, pids: max.pids, diskBytes: diskOf(jetty.disk, max) },
+      limits,
       egress: egress.policy,
+      environment,
+      commands: plannedCommands(resolved.renderedRunbook),
       mcpServers,
       budget,
       webhook,
@@ -229,7 +232,7 @@ export function planRun(
     timeoutHintSec: jetty.timeout_hint ?? deps.defaults.timeoutHintSec,
     runtime,
     warnings: [...resolved.warnings, ...route.warnings, ...egress.warnings],
-    initParams: initParamsOf(resolved, route, jetty),
+    initParams: initParamsOf(resolved, route, jetty, environment),
   };
 }
 
@@ -238,40 +241,18 @@ function initParamsOf(
   resolved: ResolvedRunbook,
   route: { provider: ProviderName; model: string },
   jetty: NonNullable<ChatRequest['jetty']>,
+  environment: NewRun['environment'],
 ): Record<string, unknown> {
-  const fm = resolved.frontmatter;
   return {
     agent: resolved.agent,
     model: route.model,
     model_provider: route.provider,
-    snapshot: typeof jetty.snapshot === 'string' ? jetty.snapshot : (fm.snapshot ?? null),
-    ...(fm.image ? { image: fm.image } : {}),
+    snapshot: environment.snapshot,
+    ...(environment.snapshot === null ? { image: environment.image } : {}),
     vars: resolved.templateVariables,
     file_paths: jetty.file_paths ?? [],
     timeout_sec: resolved.timeoutSec,
   };
-}
-
-/** The run's writable space: the server's default, or what jetty.disk asks for up to the maximum. */
-function diskOf(
-  value: string | number | undefined,
-  max: { diskBytes: number; maxDiskBytes: number },
-): number {
-  if (value === undefined) return max.diskBytes;
-  const n = typeof value === 'number' ? value : parseBytes(value);
-  if (n === null || !Number.isSafeInteger(n) || n < MIN_SANDBOX_DISK) {
-    throw badRequest(
-      `\`jetty.disk\` must be a size of at least 64m, such as "2g", "512m" or a number of bytes; got ${JSON.stringify(value)}.`,
-      'jetty.disk',
-    );
-  }
-  if (n > max.maxDiskBytes) {
-    throw badRequest(
-      `\`jetty.disk\` asks for ${n} bytes; this server allows at most ${max.maxDiskBytes} (SANDBOX_MAX_DISK). Ask for less or leave it out (default ${max.diskBytes}).`,
-      'jetty.disk',
-    );
-  }
-  return n;
 }
 
 /** Variables a sandbox sets for itself; a secret may not replace them. */

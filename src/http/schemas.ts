@@ -59,8 +59,31 @@ export const jettyBlockSchema = z
         "false: the run gets no network. true or absent: the collection's egress policy (narrowed by the runbook's network frontmatter). The sandbox is always --network none; allowed hosts are reached through the worker's audited egress proxy",
       ),
     mcp_servers: mcpServersSchema.optional(),
-    cpus: z.number().positive().optional(),
-    memory: z.union([z.string(), z.number()]).optional(),
+    snapshot: z
+      .string({ error: 'must be a snapshot name such as "python312-uv"' })
+      .max(128)
+      .optional()
+      .describe(
+        "The run's environment by name (GET /v1/snapshots lists them); default lean. Wins over the frontmatter's",
+      ),
+    image: z
+      .string({ error: 'must be an image reference such as "acme/runner:1.2"' })
+      .max(256)
+      .optional()
+      .describe(
+        "The run's environment as an image on the worker's Docker engine (any glibc Linux image with /bin/sh); wins over snapshot",
+      ),
+    cpus: z
+      .number()
+      .positive()
+      .optional()
+      .describe("The sandbox's CPUs, e.g. 2; up to the server's SANDBOX_MAX_CPUS"),
+    memory: z
+      .union([z.string().max(32), z.number().int().positive()])
+      .optional()
+      .describe(
+        'The sandbox\'s memory, e.g. "4g" (its files count against it); up to the server\'s SANDBOX_MAX_MEMORY',
+      ),
     disk: z
       .union([z.string().max(32), z.number().int().positive()])
       .optional()

@@ -7,6 +7,7 @@ import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Config } from '../config/index.js';
 import { EgressProxy, type EgressProxyOptions } from '../egress/proxy.js';
+import { EnvironmentStore } from '../environments/store.js';
 import { EventStreamStore } from '../events/stream-store.js';
 import { ProviderGateway } from '../gateway/gateway.js';
 import {
@@ -26,12 +27,14 @@ import { closeRedis } from '../queue/redis-close.js';
 import { RedisOutageLog } from '../queue/redis-outage.js';
 import { connectWaiting, redactRedisUrl } from '../queue/redis-wait.js';
 import { RunService } from '../queue/run-service.js';
+import { listRuntimes } from '../runtimes/registry.js';
 import { GATEWAY_SOCKET_NAME, type SandboxDriver } from '../sandbox/driver.js';
 import { BlobStore } from '../storage/blob-store.js';
 import { ensureBootstrap } from '../tenancy/bootstrap.js';
 import { loadMasterKey, masterKeyCheckKey } from '../tenancy/master-key-file.js';
 import { TenancyStore } from '../tenancy/store.js';
 import { WebhookWorker } from '../webhooks/delivery-worker.js';
+import { WorkerEnvironments } from '../worker/environment.js';
 import { RunWorker } from '../worker/run-worker.js';
 import { checkReadiness, type Readiness, startWorkerHttp } from './worker-http.js';
 
@@ -175,6 +178,11 @@ export async function startServer(
         adminToken: config.adminToken,
         uploads,
         tasks: new TaskStore(redis, config.keyPrefix),
+        environments: new EnvironmentStore(
+          redis,
+          new RedisKeys(config.keyPrefix),
+          config.environmentProbeTtlSec,
+        ),
         logger,
         heartbeatMs: config.heartbeatMs,
         maxBodyBytes: config.maxBodyBytes,
@@ -339,6 +347,11 @@ async function startWorkerSide(config: Config, ctx: WorkerSideContext) {
   });
   await webhooks.start();
   closers.unshift(() => webhooks.stop());
+  const environments = new WorkerEnvironments(
+    driver,
+    new EnvironmentStore(workerRedis, keys, config.environmentProbeTtlSec),
+    config.environmentProbeMaxBytes,
+  );
   const worker = new RunWorker({
     redis: workerRedis,
     keys,
@@ -362,10 +375,16 @@ async function startWorkerSide(config: Config, ctx: WorkerSideContext) {
     sweepIntervalMs: config.sandboxSweepMs,
     runLimits: config.runLimits,
     metrics: ctx.metrics,
+    environments,
     logger: logger.child({ component: 'worker' }),
   });
   await worker.start();
   closers.unshift(() => worker.stop());
+  // In the background: what this engine has of each snapshot, for GET /v1/snapshots (and, with
+  // ENVIRONMENT_SURVEY, each runtime probed on each snapshot once).
+  void environments
+    .reportSnapshots(config.sandbox.snapshots, listRuntimes(), config.environmentSurvey)
+    .catch((err) => logger.warn({ err }, 'reporting the snapshots failed'));
   logger.info({ concurrency: config.workerConcurrency, socket: gateway.socketPath }, 'worker started');
   const sandboxDriver = driver;
   const readiness = () =>

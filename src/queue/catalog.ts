@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { egressPolicySchema } from '../egress/policy.js';
+import { DEFAULT_SNAPSHOT, snapshotByName } from '../environments/snapshots.js';
 import { AGENT_NAMES, type AgentName } from '../events/types.js';
 import { mcpServerSchema } from '../runtimes/mcp.js';
 import { PROVIDER_NAMES, type ProviderName } from '../runtimes/types.js';
@@ -73,6 +74,15 @@ export const runJobSchema = z.object({
    * operator's, the collection's and the runbook's policies. Jobs of older servers get none.
    */
   egress: egressPolicySchema.default({ mode: 'none', allow: [] }),
+  /**
+   * The run's environment: a snapshot's image, or the image the run named itself (snapshot null).
+   * Jobs queued before environments existed get the lean default.
+   */
+  environment: z
+    .object({ snapshot: z.string().nullable(), image: z.string().min(1) })
+    .default({ snapshot: DEFAULT_SNAPSHOT, image: snapshotByName(DEFAULT_SNAPSHOT)!.image }),
+  /** Commands the runbook calls (src/environments/commands.ts), for the environment check. */
+  commands: z.array(z.string()).default([]),
   /**
    * What the run may spend, enforced at the gateway: USD at list prices, and input + output
    * tokens; null: no cap of that kind. Absent in jobs queued by older servers.

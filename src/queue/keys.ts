@@ -30,6 +30,14 @@ export class RedisKeys {
   runJobLock(runId: string): string {
     return `${this.bullPrefix()}:${RUN_QUEUE}:${runId}:lock`;
   }
+  /** What a worker learnt of an environment image with an agent layer mounted (JSON, expires). */
+  environmentProbe(imageId: string, layer: string): string {
+    return `${this.prefix}:env:probe:${imageId}:${layer}`;
+  }
+  /** Hash of snapshot name → what a worker found of its image (JSON), for GET /v1/snapshots. */
+  environmentSnapshots(): string {
+    return `${this.prefix}:env:snapshots`;
+  }
   /** BullMQ's own prefix. */
   bullPrefix(): string {
     return `${this.prefix}:bull`;

@@ -54,6 +54,10 @@ export const frontmatterSchema = z.looseObject({
   timeout_sec: z.int().positive().optional(),
   /** Hosts the run may reach through the egress proxy; it narrows the collection's policy. */
   network: runbookNetworkSchema.optional(),
+  // The sandbox's resources, as in `jetty` (which wins); checked against the server's maxima.
+  cpus: z.number().positive().optional(),
+  memory: z.union([nonEmptyString, z.number().int().positive()]).optional(),
+  disk: z.union([nonEmptyString, z.number().int().positive()]).optional(),
 });
 
 export type RunbookFrontmatter = z.output<typeof frontmatterSchema>;
@@ -80,6 +84,9 @@ export const FRONTMATTER_FORMS: Readonly<Record<string, string>> = {
   timeout_sec: 'must be a positive whole number of seconds',
   network:
     'must be none, open, true, or a list of host patterns such as ["pypi.org", "*.pythonhosted.org"] (a name, *.name for the names under it, or an IP address)',
+  cpus: 'must be a positive number of CPUs such as 2',
+  memory: 'must be a size such as "4g" or "512m", or a number of bytes',
+  disk: 'must be a size such as "2g" or "512m", or a number of bytes',
 };
 
 const SECRET_FIELD_FORMS: Readonly<Record<string, string>> = {

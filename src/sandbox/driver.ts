@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import type { EnvironmentReport } from '../environments/probe.js';
 import type { ArtifactInfo, DroppedArtifact } from '../events/types.js';
 import type { SandboxFile } from '../runtimes/types.js';
 
@@ -15,7 +16,10 @@ export interface SandboxLimits {
 
 export interface SandboxSpec {
   runId: string;
+  /** The environment: the image the sandbox is made of (a snapshot's, or the run's own). */
   image: string;
+  /** The runtime's agent layer image (docker/agents/<runtime>/), mounted read-only at /opt/jetty. */
+  agentImage: string;
   argv: string[];
   env: Record<string, string>;
   /** Placed before the agent starts, owned by the sandbox user; only under the writable mounts. */
@@ -87,4 +91,17 @@ export interface SandboxDriver {
   removeById(id: string): Promise<void>;
   /** Throws when the engine cannot be reached. */
   ping(): Promise<void>;
+  /**
+   * Environments (drivers that do not have them skip the environment check). The engine's id of
+   * an environment image: a missing one is a 400 naming it.
+   */
+  environmentId?(image: string): Promise<string>;
+  /** The agent layer's volume, made ready for use (a missing layer image is a typed error). */
+  agentLayer?(agentImage: string): Promise<string>;
+  /** Probes an environment image with an agent layer mounted (src/environments/probe.ts). */
+  describeEnvironment?(image: string, agentImage: string, maxOutputBytes: number): Promise<EnvironmentReport>;
+  /** Size and labels of an image; null when the engine does not have it. */
+  imageInfo?(
+    image: string,
+  ): Promise<{ id: string; sizeBytes: number; labels: Record<string, string> } | null>;
 }

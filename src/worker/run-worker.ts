@@ -8,6 +8,7 @@ import { NO_EGRESS } from '../egress/policy.js';
 import type { EgressProxy } from '../egress/proxy.js';
 import { noNetworkSummary } from '../egress/run-traffic.js';
 import { sandboxProxyEnv } from '../egress/sandbox-env.js';
+import { environmentWarnings } from '../environments/check.js';
 import { AppError, isAppError } from '../errors.js';
 import { DEFAULT_RUN_LIMITS, type RunLimits } from '../events/limits.js';
 import type {
@@ -51,6 +52,7 @@ import type { BlobStore } from '../storage/blob-store.js';
 import { providerKeyFor } from '../tenancy/provider-keys.js';
 import type { TenancyStore } from '../tenancy/store.js';
 import { type CollectedResults, collectResults } from './collect.js';
+import type { WorkerEnvironments } from './environment.js';
 import { watchGatewayFailures } from './gateway-failure.js';
 import { composePrompt } from './prompt.js';
 import { readOutput } from './read-output.js';
@@ -105,6 +107,8 @@ export interface WorkerDeps {
   sweepIntervalMs?: number;
   /** How often expired uploads are removed (ms). */
   uploadSweepIntervalMs?: number;
+  /** Environment images: found, probed, checked before each agent starts (none: no check). */
+  environments?: WorkerEnvironments;
 }
 
 /**
@@ -409,12 +413,15 @@ export class RunWorker {
         resultsDir: spec.resultsDir,
       });
       const assets = await this.assetFiles(spec);
+      // The sandbox's start includes finding its environment (probed once per image).
+      const tStart = Date.now();
+      await this.checkEnvironment(spec, runtime.image, sink);
       // The prompt is piped to the CLI rather than written into the sandbox.
       const stdin = invocation.files.find((f) => f.path === invocation.stdinFile);
-      const tStart = Date.now();
       sandbox = await deps.driver.start({
         runId,
-        image: runtime.image,
+        image: spec.environment.image,
+        agentImage: runtime.image,
         argv: invocation.argv,
         env: {
           ...secrets.env,
@@ -435,14 +442,14 @@ export class RunWorker {
       if (stopReason) void sandbox.kill();
       await deps.runs.store.update(runId, {
         sandbox_id: sandbox.id,
-        image: runtime.image,
+        image: spec.environment.image,
         runtime_version: runtime.cliVersion,
       });
       sink.emit({
         type: 'run.started',
         data: {
           sandbox_id: sandbox.id,
-          image: runtime.image,
+          image: spec.environment.image,
           runtime_version: runtime.cliVersion,
           ...(deps.workerName ? { worker: deps.workerName } : {}),
         },
@@ -692,6 +699,16 @@ export class RunWorker {
   }
 
   /** The run's input files, read from the blob store (uploads, or earlier runs' artifacts). */
+  /**
+   * The environment check: the image is on this engine and can host the agent (else the run fails,
+   * saying why), and what the runbook calls that it lacks is one warning, before the agent starts.
+   */
+  private async checkEnvironment(spec: RunJob, agentImage: string, sink: RunEventSink): Promise<void> {
+    const report = await this.deps.environments?.prepare(spec.environment.image, agentImage);
+    if (!report) return;
+    for (const w of environmentWarnings(report, spec)) sink.emit({ type: 'run.warning', data: w });
+  }
+
   private async assetFiles(spec: RunJob): Promise<SandboxFile[]> {
     const out: SandboxFile[] = [];
     for (const a of spec.assets) {

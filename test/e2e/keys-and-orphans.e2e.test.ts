@@ -185,7 +185,8 @@ describe('orphaned sandboxes', () => {
         deployment: { id: dep, keyPrefix: h.instance },
       }).start({
         runId,
-        image: 'jetty/runtime-claude-code:2.1.197',
+        image: 'jetty/env-lean:1',
+        agentImage: 'jetty/agent-claude-code:2.1.197',
         argv: ['sleep', '300'],
         env: { JETTY_FORWARDER: '0' },
         files: [],

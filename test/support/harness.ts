@@ -59,6 +59,8 @@ export async function startHarness(
     HEARTBEAT_MS: '1000',
     JETTY_BOOTSTRAP_COLLECTION: collection,
     JETTY_BOOTSTRAP_API_KEY: key,
+    // Probing every runtime on every snapshot at start costs each test file seconds of CPU.
+    ENVIRONMENT_SURVEY: 'false',
     ...opts.env,
   });
   const logger = opts.logFile
