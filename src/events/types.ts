@@ -21,9 +21,10 @@ export interface UsageData {
   /**
    * Who measured it: the agent CLI's own report, or the provider gateway reading the response.
    * `script`: the gateway, for a call the runbook's own scripts made with a provider key declared
-   * as a secret (counted in the run's totals on top of the agent's).
+   * as a secret (counted in the run's totals on top of the agent's). `judge`: the gateway, for the
+   * judge model that scored a rubric runbook's outputs (also on top of the agent's).
    */
-  source: 'agent' | 'gateway' | 'script';
+  source: 'agent' | 'gateway' | 'script' | 'judge';
 }
 
 export interface RunError {
