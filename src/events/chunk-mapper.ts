@@ -1,3 +1,4 @@
+import type { Evaluation } from '../evaluation/record.js';
 import type { ArtifactInfo, RunError, RunStatus, RunWarning, StoredEvent, UsageTotals } from './types.js';
 
 /**
@@ -33,6 +34,8 @@ export interface JettyMetadata {
   /** Every `run.warning` of the run, in order. */
   warnings?: RunWarning[];
   error?: RunError;
+  /** How the run scored against its runbook: `passed`, `score`, and how it was decided. */
+  evaluation?: Evaluation;
 }
 
 export interface ChatCompletionChunk {
@@ -151,10 +154,19 @@ export class ChunkMapper {
           final: false,
         };
       case 'run.completed':
-        return { chunks: [this.last('completed', ev.data.usage, jetty_event)], final: true };
+        return {
+          chunks: [
+            ...this.scored(ev.data.evaluation),
+            this.last('completed', ev.data.usage, jetty_event, undefined, ev.data.evaluation),
+          ],
+          final: true,
+        };
       case 'run.failed':
         return {
-          chunks: [this.last('failed', ev.data.usage, jetty_event, ev.data.error)],
+          chunks: [
+            ...this.scored(ev.data.evaluation),
+            this.last('failed', ev.data.usage, jetty_event, ev.data.error, ev.data.evaluation),
+          ],
           error: {
             message: ev.data.error.message,
             type: 'run_failed',
@@ -179,16 +191,31 @@ export class ChunkMapper {
     }
   }
 
+  /** One line of thinking with the run's score, before the last chunk. */
+  private scored(evaluation: Evaluation | undefined): ChatCompletionChunk[] {
+    if (!evaluation) return [];
+    const verdict =
+      evaluation.passed === null ? evaluation.status : evaluation.passed ? 'passed' : 'not passed';
+    return [
+      this.chunk(
+        { reasoning_content: `Evaluation (${evaluation.kind}): ${verdict}. ${evaluation.summary}\n` },
+        {},
+      ),
+    ];
+  }
+
   private last(
     status: RunStatus,
     usage: UsageTotals,
     jetty_event: ChatCompletionChunk['jetty_event'],
     error?: RunError,
+    evaluation?: Evaluation,
   ): ChatCompletionChunk {
     const meta: JettyMetadata = { trajectory_id: this.ctx.runId, status, artifacts: this.artifacts };
     if (this.ctx.primaryOutputs?.length) meta.primary_outputs = this.ctx.primaryOutputs;
     if (this.warnings.length) meta.warnings = this.warnings;
     if (error) meta.error = error;
+    if (evaluation) meta.evaluation = evaluation;
     const c = this.chunk({}, { jetty_metadata: meta, jetty_event, usage: toChatUsage(usage) });
     c.choices[0]!.finish_reason = 'stop';
     return c;

@@ -2,6 +2,8 @@
  * The event vocabulary: one for every runtime. Runtime adapters produce the agent-side events;
  * the worker adds the lifecycle ones. Nothing downstream knows which CLI ran.
  */
+import type { Evaluation } from '../evaluation/record.js';
+
 export type AgentName = 'claude-code' | 'codex' | 'gemini-cli' | 'opencode' | 'hermes';
 export const AGENT_NAMES: readonly AgentName[] = ['claude-code', 'codex', 'gemini-cli', 'opencode', 'hermes'];
 
@@ -97,11 +99,13 @@ export interface EventDataMap {
   log: { stream: 'stderr' | 'system'; line: string; truncated?: boolean };
   artifact: ArtifactInfo;
   'run.warning': RunWarning;
+  /** `evaluation`: how the run scored against its runbook (absent when it declares none). */
   'run.completed': {
     final_text: string;
     exit_code: number | null;
     usage: UsageTotals;
     duration_ms: number;
+    evaluation?: Evaluation;
     truncated?: boolean;
   };
   'run.failed': {
@@ -110,6 +114,7 @@ export interface EventDataMap {
     final_text?: string;
     usage: UsageTotals;
     duration_ms: number;
+    evaluation?: Evaluation;
     truncated?: boolean;
   };
   'run.cancelled': { reason: string; usage: UsageTotals; duration_ms: number };

@@ -15,6 +15,7 @@ import { quoted } from '../tenancy/names.js';
 import { availableProviders } from '../tenancy/provider-keys.js';
 import { type BudgetContext, budgetContext, planBudget } from './budget-preflight.js';
 import type { AppDeps } from './deps.js';
+import { planRunEvaluation } from './evaluation-preflight.js';
 import type { ChatRequest } from './schemas.js';
 
 /** What the pre-flight knows of the caller's collection: its variable names and usable providers. */
@@ -197,6 +198,14 @@ export function planRun(
     sysIndex,
     runProvider: provider,
   });
+  const evaluation = planRunEvaluation({
+    resolved,
+    jetty,
+    run: { model: route.model, provider },
+    available: ctx.providers,
+    judge: deps.defaults.evaluation?.judge,
+    sysIndex,
+  });
   const instruction = body.messages
     .filter((_, i) => i !== sysIndex)
     .filter((m) => m.role === 'user')
@@ -222,13 +231,14 @@ export function planRun(
       mcpServers,
       budget,
       webhook,
+      evaluation: evaluation.spec,
     },
     collection: ctx.collection,
     task: jetty.task ?? null,
     stream: body.stream === true,
     timeoutHintSec: jetty.timeout_hint ?? deps.defaults.timeoutHintSec,
     runtime,
-    warnings: [...resolved.warnings, ...route.warnings],
+    warnings: [...resolved.warnings, ...route.warnings, ...evaluation.warnings],
     initParams: initParamsOf(resolved, route, jetty),
   };
 }

@@ -156,6 +156,8 @@ export async function startServer(
           timeoutHintSec: config.timeoutHintSec,
           sandbox: config.sandbox,
           budget: config.budget,
+          evaluation: { judge: config.evaluation.judge, regradeWaitSec: config.evaluation.regradeWaitSec },
+          experiments: config.experiments,
         },
         serverProviderKeys: config.providerKeys,
         simulatedProvider: config.simulatedProvider,
@@ -302,6 +304,7 @@ async function startWorkerSide(config: Config, ctx: WorkerSideContext) {
     upstreams: config.upstreams,
     sweepIntervalMs: config.sandboxSweepMs,
     runLimits: config.runLimits,
+    evaluation: config.evaluation,
     logger: logger.child({ component: 'worker' }),
   });
   await worker.start();

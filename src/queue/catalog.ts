@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { evaluationSpecSchema } from '../evaluation/types.js';
 import { AGENT_NAMES, type AgentName } from '../events/types.js';
 import { mcpServerSchema } from '../runtimes/mcp.js';
 import { PROVIDER_NAMES, type ProviderName } from '../runtimes/types.js';
@@ -80,6 +81,10 @@ export const runJobSchema = z.object({
     .default({ maxCostUsd: null, maxTokens: null }),
   /** Normalized MCP servers (src/runtimes/mcp.ts); absent in jobs queued by older servers. */
   mcpServers: z.array(mcpServerSchema).default([]),
+  /** How the run is scored when the agent ends (src/evaluation); null: the runbook declares no evaluation. */
+  evaluation: evaluationSpecSchema.nullable().default(null),
+  /** Labels the run is created with (an experiment's id and variant). */
+  labels: z.record(z.string(), z.string()).default({}),
 });
 
 export type RunJob = z.infer<typeof runJobSchema>;

@@ -18,7 +18,8 @@ export interface WebhookTarget {
 }
 
 /** What a request asks for: the run's job, and the webhook to call when the run ends. */
-export type NewRun = Omit<RunJob, 'runId'> & { webhook?: WebhookTarget | undefined };
+export type NewRun = Omit<RunJob, 'runId' | 'evaluation' | 'labels'> &
+  Partial<Pick<RunJob, 'evaluation' | 'labels'>> & { webhook?: WebhookTarget | undefined };
 
 /** One try at delivering a run's webhook, as the run record shows it. */
 export interface WebhookDelivery {
@@ -67,6 +68,8 @@ export interface Trajectory {
   /** A runbook run's input, or a passthrough call's request. */
   input:
     | (Pick<RunJob, 'runbook' | 'instruction' | 'resultsDir' | 'requiredOutputs' | 'primaryOutputs'> & {
+        /** How the run is scored (absent for runs queued before evaluation existed). */
+        evaluation?: RunJob['evaluation'];
         /** For runs started through /api/v1: the submitted init_params (secret_params never). */
         initParams?: Record<string, unknown>;
       })
@@ -194,6 +197,7 @@ export class RunService {
       }),
       primary_outputs: job.primaryOutputs.map((p) => relativeToResults(p, job.resultsDir)),
       warnings: meta.warnings ?? [],
+      labels: payload.labels,
       ...(delivery ? { webhook: { url: delivery.url, state: 'pending' as const, deliveries: [] } } : {}),
       budget: {
         max_cost_usd: payload.budget.maxCostUsd,
@@ -262,7 +266,14 @@ export class RunService {
       (await this.store.get(id)) ?? (await this.deps.blobs.readTrajectory<Trajectory>(id))?.run ?? null;
     if (rec && collection !== undefined && rec.collection !== collection) return null;
     // A trajectory stored before these fields existed reads as having none.
-    return rec ? { ...rec, primary_outputs: rec.primary_outputs ?? [], warnings: rec.warnings ?? [] } : null;
+    return rec
+      ? {
+          ...rec,
+          primary_outputs: rec.primary_outputs ?? [],
+          warnings: rec.warnings ?? [],
+          evaluation: rec.evaluation ?? null,
+        }
+      : null;
   }
 
   async require(id: string, collection?: string): Promise<RunView> {
@@ -281,6 +292,10 @@ export class RunService {
     cursor?: number;
     status?: string;
     task?: string;
+    /** Only runs whose evaluation passed (true) or did not (false: failed, or scored nothing). */
+    passed?: boolean;
+    /** Only the runs of this experiment. */
+    experiment?: string;
   }): Promise<{
     data: RunRecord[];
     next_cursor: string | null;
@@ -301,7 +316,11 @@ export class RunService {
         if (!rec) continue;
         if (opts.status && rec.status !== opts.status) continue;
         if (opts.task && rec.task !== opts.task) continue;
-        out.push(rec);
+        if (opts.passed !== undefined && !passedMatches(rec, opts.passed)) continue;
+        if (opts.experiment !== undefined && rec.labels?.experiment !== opts.experiment) continue;
+        // A page lists the current evaluation; the history is on the run's own record.
+        const { evaluations: _history, ...listed } = rec;
+        out.push(listed);
       }
       if (ids.length < opts.limit * 2) {
         if (out.length < opts.limit) cursor = undefined;
@@ -524,8 +543,19 @@ function inputOf(job: RunJob, initParams: Record<string, unknown> | undefined): 
     resultsDir: job.resultsDir,
     requiredOutputs: job.requiredOutputs,
     primaryOutputs: job.primaryOutputs,
+    evaluation: job.evaluation,
     ...(initParams ? { initParams } : {}),
   };
+}
+
+/**
+ * `passed=true`: the evaluation passed. `passed=false`: it was made and did not pass (failed,
+ * missing, or in error). Runs without an evaluation match neither.
+ */
+function passedMatches(rec: RunRecord, passed: boolean): boolean {
+  const e = rec.evaluation;
+  if (!e) return false;
+  return passed ? e.passed === true : e.passed !== true;
 }
 
 /** Orders Redis Stream ids (`ms-seq`). */

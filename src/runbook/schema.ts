@@ -51,6 +51,10 @@ export const frontmatterSchema = z.looseObject({
     )
     .optional(),
   timeout_sec: z.int().positive().optional(),
+  // Who scores a rubric runbook, and whether a failed score fails the run (docs/evaluation.md).
+  judge_model: nonEmptyString.optional(),
+  judge_provider: providerNameSchema.optional(),
+  require_pass: z.boolean().optional(),
 });
 
 export type RunbookFrontmatter = z.output<typeof frontmatterSchema>;
@@ -75,6 +79,10 @@ export const FRONTMATTER_FORMS: Readonly<Record<string, string>> = {
   secrets:
     'must be a mapping of NAME: {env: ENV_VAR_NAME (default NAME), description: "...", required: true}',
   timeout_sec: 'must be a positive whole number of seconds',
+  judge_model:
+    'must be a non-empty model slug such as "claude-sonnet-4-6": the model that scores a rubric runbook',
+  judge_provider: `must be one of ${PROVIDER_NAMES.join(', ')}`,
+  require_pass: 'must be true or false',
 };
 
 const SECRET_FIELD_FORMS: Readonly<Record<string, string>> = {

@@ -159,6 +159,7 @@ function metadataOf(rec: RunRecord) {
     ...(rec.primary_outputs?.length ? { primary_outputs: rec.primary_outputs } : {}),
     ...(rec.warnings?.length ? { warnings: rec.warnings } : {}),
     ...(rec.error ? { error: rec.error } : {}),
+    ...(rec.evaluation ? { evaluation: rec.evaluation } : {}),
   };
 }
 
