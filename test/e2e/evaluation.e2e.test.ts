@@ -1,0 +1,267 @@
+import Dockerode from 'dockerode';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { type Harness, runbookRequest, startHarness } from '../support/harness.js';
+import { readSse } from '../support/sse.js';
+
+// Every run is scored against its runbook: the real claude CLI in a real sandbox does what the
+// simulated model scripts, then the worker runs the runbook's verification script in that same
+// sandbox, or has the (simulated) judge score the outputs through the gateway.
+const docker = new Dockerode();
+let h: Harness;
+
+beforeAll(async () => {
+  h = await startHarness();
+}, 120_000);
+afterEach(async () => {
+  const left = await docker.listContainers({ all: true, filters: { label: [`jetty.instance=${h.instance}`] } });
+  for (const c of left) await docker.getContainer(c.Id).remove({ force: true });
+  expect(left).toEqual([]);
+});
+afterAll(async () => {
+  await h?.stop();
+});
+
+interface Rec {
+  id: string;
+  status: string;
+  error: { code: string; message: string } | null;
+  warnings: { code: string; message: string }[];
+  usage: { input_tokens: number; output_tokens: number };
+  evaluation: any;
+  evaluations?: any[];
+}
+
+/** A programmatic runbook: its script checks brief.md and extra.md; the agent writes what `writes` says. */
+function programmatic(opts: { writes: string[]; reportPassed: boolean; frontmatter?: string[] }): string {
+  const files = opts.writes.map((f) => `printf 'some text\\n' > {{results_dir}}/${f}`).join(' && ');
+  return [
+    '---',
+    'evaluation: programmatic',
+    ...(opts.frontmatter ?? []),
+    '---',
+    '# Brief — Agent Runbook',
+    '',
+    '## Objective',
+    '',
+    'Write brief.md and extra.md.',
+    '',
+    '## REQUIRED OUTPUT FILES',
+    '',
+    '| File | Description |',
+    '|---|---|',
+    '| `{{results_dir}}/brief.md` | the brief |',
+    '| `{{results_dir}}/validation_report.json` | the report |',
+    '',
+    '## Step 8: Final Checklist (MANDATORY — do not skip)',
+    '',
+    '### Verification Script',
+    '',
+    '```bash',
+    'echo "=== FINAL OUTPUT VERIFICATION ==="',
+    'for f in brief.md extra.md; do',
+    '  if [ -s "{{results_dir}}/$f" ]; then echo "PASS: $f ($(wc -c < "{{results_dir}}/$f") bytes)"; else echo "FAIL: $f is missing or empty"; fi',
+    'done',
+    '```',
+    '',
+    '```simulate',
+    '- run: |',
+    `    mkdir -p {{results_dir}} && ${files}`,
+    `    printf '{"overall_passed": ${opts.reportPassed}, "results": {"pass": 2, "partial": 0, "fail": 0}}' > {{results_dir}}/validation_report.json`,
+    '- say: Wrote the files and my report.',
+    '```',
+    '',
+  ].join('\n');
+}
+
+/** A rubric runbook with three criteria; the simulated judge says what `judge` lists. */
+function rubric(judge: string[], frontmatter: string[] = []): string {
+  return [
+    '---',
+    'evaluation: rubric',
+    'primary_outputs: [poem.md]',
+    ...frontmatter,
+    '---',
+    '# Poem — Agent Runbook',
+    '',
+    '## Objective',
+    '',
+    'Write a short poem about the sea to poem.md.',
+    '',
+    '## REQUIRED OUTPUT FILES',
+    '',
+    '| File | Description |',
+    '|---|---|',
+    '| `{{results_dir}}/poem.md` | the poem |',
+    '',
+    '## Step 4: Evaluate Against Rubric',
+    '',
+    '| # | Criterion | 5 (Excellent) | 3 (Acceptable) | 1 (Poor) |',
+    '|---|---|---|---|---|',
+    '| 1 | Imagery | vivid | some | none |',
+    '| 2 | Rhyme | every line | most lines | none |',
+    '| 3 | Length | 8-12 lines | 4-16 lines | other |',
+    '',
+    '**Pass threshold: overall average >= 4.0, no individual criterion below 3.**',
+    '',
+    '```simulate',
+    "- run: mkdir -p {{results_dir}} && printf 'The sea, the sea\\nwide and free\\n' > {{results_dir}}/poem.md",
+    '- say: The poem is written.',
+    '```',
+    '',
+    '```simulate-judge',
+    ...judge,
+    '```',
+    '',
+  ].join('\n');
+}
+
+async function runToEnd(runbook: string, jetty: Record<string, unknown> = {}): Promise<Rec> {
+  const res = await h.postJson(`${h.url}/v1/chat/completions`, runbookRequest(runbook, { stream: false, jetty }));
+  const body = (await res.json()) as { jetty_metadata?: { trajectory_id: string }; error?: { message: string } };
+  const id = body.jetty_metadata?.trajectory_id;
+  if (!id) throw new Error(`no run: ${res.status} ${JSON.stringify(body)}`);
+  return (await (await h.fetch(`${h.url}/v1/runs/${id}`)).json()) as Rec;
+}
+
+describe('programmatic evaluation: the server runs the verification script itself', () => {
+  it('fails a run whose agent reports a pass when the script finds a file missing; both are recorded, with a warning', async () => {
+    const rec = await runToEnd(programmatic({ writes: ['brief.md'], reportPassed: true }));
+    expect(rec.status).toBe('completed');
+    const e = rec.evaluation;
+    expect(e).toMatchObject({
+      kind: 'programmatic',
+      status: 'scored',
+      passed: false,
+      source: 'verification_script',
+      results: { pass: 1, partial: 0, fail: 1 },
+      score: 0.5,
+      disagreement: true,
+      agent_report: { overall_passed: true, results: { pass: 2, partial: 0, fail: 0 } },
+    });
+    expect(e.verification).toMatchObject({ exit_code: 0, timed_out: false });
+    expect(e.verification.output).toContain('FAIL: extra.md is missing or empty');
+    expect(e.stages.map((s: { name: string; passed: boolean }) => [s.name, s.passed])).toEqual([
+      ['brief.md (10 bytes)', true],
+      ['extra.md is missing or empty', false],
+    ]);
+    const warning = rec.warnings.find((w) => w.code === 'evaluation_disagreement');
+    expect(warning?.message).toContain('overall_passed: true');
+    expect(rec.evaluations).toHaveLength(1);
+  }, 90_000);
+
+  it('passes a run whose agent reports a failure when the script passes', async () => {
+    const rec = await runToEnd(programmatic({ writes: ['brief.md', 'extra.md'], reportPassed: false }));
+    expect(rec.evaluation).toMatchObject({
+      passed: true,
+      score: 1,
+      results: { pass: 2, partial: 0, fail: 0 },
+      disagreement: true,
+      agent_report: { overall_passed: false },
+    });
+    expect(rec.warnings.map((w) => w.code)).toContain('evaluation_disagreement');
+  }, 90_000);
+
+  it('under require_pass, ends a failed evaluation as failed/evaluation_failed, with the evaluation in the final chunk', async () => {
+    const res = await h.postJson(
+      `${h.url}/v1/chat/completions`,
+      runbookRequest(programmatic({ writes: ['brief.md'], reportPassed: true }), { jetty: { require_pass: true } }),
+    );
+    const chunks: any[] = [];
+    for await (const ev of readSse(res.body!)) {
+      if (ev.comment !== undefined) continue;
+      if (ev.data === '[DONE]') break;
+      chunks.push(JSON.parse(ev.data));
+    }
+    const last = chunks.filter((c) => c.choices?.[0]?.finish_reason === 'stop').at(-1);
+    expect(last.jetty_metadata.status).toBe('failed');
+    expect(last.jetty_metadata.evaluation).toMatchObject({ passed: false, kind: 'programmatic' });
+    expect(last.jetty_metadata.error.code).toBe('evaluation_failed');
+    expect(chunks.some((c) => c.error?.code === 'evaluation_failed')).toBe(true);
+    const rec = (await (await h.fetch(`${h.url}/v1/runs/${last.jetty_metadata.trajectory_id}`)).json()) as Rec;
+    expect(rec.status).toBe('failed');
+    expect(rec.error?.message).toContain('require_pass');
+  }, 90_000);
+
+  it('marks an evaluation it cannot make as missing, with a warning, never as a pass', async () => {
+    const runbook = [
+      '---',
+      'evaluation: programmatic',
+      '---',
+      '# Nothing to check',
+      '',
+      '```simulate',
+      '- say: done',
+      '```',
+      '',
+    ].join('\n');
+    const rec = await runToEnd(runbook);
+    expect(rec.status).toBe('completed');
+    expect(rec.evaluation).toMatchObject({ status: 'missing', passed: null, source: 'none' });
+    expect(rec.warnings.find((w) => w.code === 'evaluation_missing')?.message).toContain('no verification script');
+  }, 90_000);
+
+  it('lists runs by their evaluation: ?passed=false and ?passed=true', async () => {
+    const failing = await runToEnd(programmatic({ writes: ['brief.md'], reportPassed: true }));
+    const passing = await runToEnd(programmatic({ writes: ['brief.md', 'extra.md'], reportPassed: true }));
+    const ids = async (q: string) =>
+      ((await (await h.fetch(`${h.url}/v1/runs?limit=100&${q}`)).json()) as { data: Rec[] }).data.map((r) => r.id);
+    const notPassed = await ids('passed=false');
+    expect(notPassed).toContain(failing.id);
+    expect(notPassed).not.toContain(passing.id);
+    const passed = await ids('passed=true');
+    expect(passed).toContain(passing.id);
+    expect(passed).not.toContain(failing.id);
+  }, 120_000);
+});
+
+describe('rubric evaluation: an independent judge through the gateway', () => {
+  it('passes at or above the threshold; the judge’s usage is recorded apart and counted in the run’s', async () => {
+    const rec = await runToEnd(rubric(['1: 5 vivid', '2: 4', '3: 4']), { judge_model: 'claude-opus-4-1' });
+    const e = rec.evaluation;
+    expect(e).toMatchObject({
+      kind: 'rubric',
+      passed: true,
+      score: 4.33,
+      source: 'judge',
+      judge_model: 'claude-opus-4-1',
+      judge_provider: 'simulated',
+      threshold: { average: 4, min_criterion: 3 },
+      rubric_scores: { imagery: { score: 5, notes: 'vivid' }, rhyme: { score: 4 }, length: { score: 4 } },
+    });
+    expect(e.judge_usage.input_tokens).toBeGreaterThan(0);
+    expect(e.judge_usage.output_tokens).toBeGreaterThan(0);
+    const traj = (await (await h.fetch(`${h.url}/v1/runs/${rec.id}/trajectory`)).json()) as {
+      events: { type: string; data: any }[];
+    };
+    const judgeUsage = traj.events.filter((ev) => ev.type === 'usage' && ev.data.source === 'judge');
+    expect(judgeUsage).toHaveLength(1);
+    expect(judgeUsage[0]!.data).toMatchObject({ input_tokens: e.judge_usage.input_tokens, model: 'claude-opus-4-1' });
+    const agentIn = traj.events
+      .filter((ev) => ev.type === 'usage' && ev.data.source === 'gateway')
+      .reduce((n, ev) => n + ev.data.input_tokens, 0);
+    expect(rec.usage.input_tokens).toBe(agentIn + e.judge_usage.input_tokens);
+  }, 90_000);
+
+  it('fails below the average, and with one criterion under its minimum even when the average clears', async () => {
+    const low = await runToEnd(rubric(['1: 4', '2: 3', '3: 4']), { judge_model: 'claude-opus-4-1' });
+    expect(low.evaluation).toMatchObject({ passed: false, score: 3.67 });
+    expect(low.evaluation.summary).toContain('below 4');
+    const oneLow = await runToEnd(rubric(['1: 5', '2: 5', '3: 2 far too short']), { judge_model: 'claude-opus-4-1' });
+    expect(oneLow.evaluation).toMatchObject({ passed: false, score: 4, results: { pass: 2, partial: 0, fail: 1 } });
+    expect(oneLow.evaluation.summary).toContain('Length scored 2 (below the minimum of 3)');
+  }, 120_000);
+
+  it('records a judge that skips a criterion as an error, not a score', async () => {
+    const rec = await runToEnd(rubric(['1: 5', '2: 5']), { judge_model: 'claude-opus-4-1' });
+    expect(rec.evaluation).toMatchObject({ status: 'error', passed: null });
+    expect(rec.evaluation.summary).toContain('did not score criterion 3 (Length)');
+    expect(rec.warnings.map((w) => w.code)).toContain('evaluation_error');
+  }, 90_000);
+
+  it('warns when the judge is the agent’s own model', async () => {
+    const rec = await runToEnd(rubric(['1: 5', '2: 5', '3: 5']));
+    expect(rec.evaluation.judge_model).toBe('claude-sonnet-4-6');
+    expect(rec.warnings.map((w) => w.code)).toContain('judge_is_agent_model');
+  }, 90_000);
+});
+
