@@ -153,19 +153,8 @@ function resolveJudge(input: PlanEvaluationInput, warnings: RunWarning[]): Judge
     providerField(input.jetty.judge_provider, 'jetty.judge_provider') ??
     providerField(input.frontmatter.judge_provider, `${fmParam}.judge_provider`) ??
     input.defaults.provider;
-  const provider = named ?? (input.run.provider === 'simulated' ? 'simulated' : pickProvider(model, input));
-  if (!provider || !input.available.has(provider)) {
-    const wanted =
-      provider ??
-      providersOfForm(model)
-        .filter((p) => JUDGE_PROVIDERS.includes(p))
-        .join(' or ');
-    throw badRequest(
-      `The runbook is scored by a judge model (evaluation: rubric), and its judge ${model} (from ${modelParam}) needs a key for ${wanted || 'a provider that serves it'}, which this collection cannot use. Add that provider's key to the collection, or name a judge it can call with \`jetty.judge_model\` (and \`jetty.judge_provider\`).`,
-      modelParam === 'JUDGE_MODEL' ? 'jetty.judge_model' : modelParam,
-      'judge_unavailable',
-    );
-  }
+  const provider = chooseJudgeProvider(model, named, input.run.provider, input.available);
+  if (!provider) throw judgeUnavailable(model, modelParam);
   const slug = formFor(model, provider) ?? model;
   if (sameModel(slug, input.run.model)) {
     warnings.push({
@@ -176,12 +165,46 @@ function resolveJudge(input: PlanEvaluationInput, warnings: RunWarning[]): Judge
   return { model: slug, provider, from };
 }
 
-function pickProvider(model: string, input: PlanEvaluationInput): ProviderName | undefined {
+/**
+ * The provider a judge model is called on: the one named, else (for a simulated run) the simulated
+ * one, else the run's own when it serves the model, else the model's own. undefined: none of
+ * those is one the collection can use.
+ */
+export function chooseJudgeProvider(
+  model: string,
+  named: ProviderName | undefined,
+  runProvider: ProviderName,
+  available: ReadonlySet<ProviderName>,
+): ProviderName | undefined {
   const usable = (p: ProviderName) =>
-    JUDGE_PROVIDERS.includes(p) && input.available.has(p) && formFor(model, p) !== null;
-  if (input.run.provider !== 'simulated' && usable(input.run.provider)) return input.run.provider;
-  const own = providersOfForm(model).filter((p) => JUDGE_PROVIDERS.includes(p));
-  return own.find(usable) ?? own[0];
+    JUDGE_PROVIDERS.includes(p) && available.has(p) && formFor(model, p) !== null;
+  if (named) return available.has(named) ? named : undefined;
+  if (runProvider === 'simulated') return available.has('simulated') ? 'simulated' : undefined;
+  if (usable(runProvider)) return runProvider;
+  return providersOfForm(model).find(usable);
+}
+
+export function judgeUnavailable(model: string, param: string): Error {
+  const wanted = providersOfForm(model)
+    .filter((p) => JUDGE_PROVIDERS.includes(p))
+    .join(' or ');
+  return badRequest(
+    `The runbook is scored by a judge model (evaluation: rubric), and its judge ${model} (from ${param}) needs a key for ${wanted || 'a provider that serves it'}, which this collection cannot use. Add that provider's key to the collection, or name a judge it can call with \`judge_model\` (and \`judge_provider\`).`,
+    param === 'JUDGE_MODEL' ? 'jetty.judge_model' : param,
+    'judge_unavailable',
+  );
+}
+
+/** A judge for a re-grade: another model (and provider), checked as a run's judge is. */
+export function regradeJudge(opts: {
+  model: string;
+  provider: ProviderName | undefined;
+  runProvider: ProviderName;
+  available: ReadonlySet<ProviderName>;
+}): JudgeSpec {
+  const provider = chooseJudgeProvider(opts.model, opts.provider, opts.runProvider, opts.available);
+  if (!provider) throw judgeUnavailable(opts.model, 'judge_model');
+  return { model: formFor(opts.model, provider) ?? opts.model, provider, from: 'regrade' };
 }
 
 function sameModel(a: string, b: string): boolean {

@@ -27,6 +27,7 @@ import { ensureBootstrap } from '../tenancy/bootstrap.js';
 import { loadMasterKey, masterKeyCheckKey } from '../tenancy/master-key-file.js';
 import { TenancyStore } from '../tenancy/store.js';
 import { WebhookWorker } from '../webhooks/delivery-worker.js';
+import { RegradeWorker } from '../worker/regrade-worker.js';
 import { RunWorker } from '../worker/run-worker.js';
 import { checkReadiness, type Readiness, startWorkerHttp } from './worker-http.js';
 
@@ -309,6 +310,22 @@ async function startWorkerSide(config: Config, ctx: WorkerSideContext) {
   });
   await worker.start();
   closers.unshift(() => worker.stop());
+  // Re-grades need this worker's gateway (the judge is behind it), so they are done here too.
+  const regrades = new RegradeWorker({
+    redis: workerRedis,
+    keys,
+    runs: workerRuns,
+    gateway,
+    blobs: ctx.blobs,
+    tenancy: ctx.tenancy(workerRedis),
+    serverProviderKeys: config.providerKeys,
+    simulatedProvider: config.simulatedProvider,
+    upstreams: config.upstreams,
+    settings: config.evaluation,
+    logger: logger.child({ component: 'regrade' }),
+  });
+  await regrades.start();
+  closers.unshift(() => regrades.stop());
   logger.info({ concurrency: config.workerConcurrency, socket: gateway.socketPath }, 'worker started');
   const sandboxDriver = driver;
   const readiness = () =>

@@ -38,3 +38,5 @@ export class RedisKeys {
 
 export const RUN_QUEUE = 'runs';
 export const WEBHOOK_QUEUE = 'webhooks';
+/** Re-grades of ended runs (POST /v1/runs/{id}/evaluate), done by a worker: the judge is behind its gateway. */
+export const EVALUATE_QUEUE = 'evaluations';

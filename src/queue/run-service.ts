@@ -3,12 +3,14 @@ import { posix } from 'node:path';
 import { Job, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { badRequest, notFound } from '../errors.js';
+import { withEvaluation } from '../evaluation/history.js';
+import type { Evaluation } from '../evaluation/record.js';
 import type { EventStreamStore } from '../events/stream-store.js';
 import { isTerminalEvent, type NewEvent, type RunWarning, type StoredEvent } from '../events/types.js';
 import type { ProviderName } from '../runtimes/types.js';
 import type { BlobStore } from '../storage/blob-store.js';
-import { JOBS, type RunJob, webhookJobId } from './catalog.js';
-import { type RedisKeys, RUN_QUEUE, WEBHOOK_QUEUE } from './keys.js';
+import { type EvaluateJob, JOBS, type RunJob, webhookJobId } from './catalog.js';
+import { EVALUATE_QUEUE, type RedisKeys, RUN_QUEUE, WEBHOOK_QUEUE } from './keys.js';
 import { type RunRecord, RunStore } from './run-store.js';
 
 /** Where a run's end is POSTed. The secret goes into the delivery job and nowhere else. */
@@ -113,6 +115,7 @@ export class RunService {
   readonly store: RunStore;
   readonly queue: Queue;
   private readonly webhookQueue: Queue;
+  readonly evaluateQueue: Queue;
 
   constructor(private readonly deps: RunServiceDeps) {
     this.store = new RunStore(deps.redis, deps.keys);
@@ -137,9 +140,20 @@ export class RunService {
         removeOnFail: true,
       },
     });
+    this.evaluateQueue = new Queue(EVALUATE_QUEUE, {
+      connection: deps.redis,
+      prefix: deps.keys.bullPrefix(),
+      defaultJobOptions: {
+        attempts: JOBS.evaluate.attempts,
+        backoff: JOBS.evaluate.backoff,
+        removeOnComplete: { age: 3600, count: 1000 },
+        removeOnFail: { age: 24 * 3600, count: 1000 },
+      },
+    });
     // Connection trouble is logged once by the connection's owner; unheard, BullMQ prints it.
     this.queue.on('error', () => undefined);
     this.webhookQueue.on('error', () => undefined);
+    this.evaluateQueue.on('error', () => undefined);
   }
 
   get events(): EventStreamStore {
@@ -527,8 +541,35 @@ export class RunService {
     yield* this.deps.events.follow(id, afterId, signal);
   }
 
+  /**
+   * Queues a re-grade of an ended run (a worker does it: the judge is behind its gateway). The job
+   * id names the evaluation it makes, so asking twice before it is done queues it once.
+   */
+  async requestEvaluation(job: EvaluateJob): Promise<void> {
+    const payload = JOBS.evaluate.schema.parse(job);
+    await this.evaluateQueue.add(JOBS.evaluate.name, payload, {
+      jobId: `evaluate-${job.runId}-${job.number}`,
+    });
+  }
+
+  /**
+   * Records a re-grade: it becomes the run's evaluation, joins its history, and its judge's usage
+   * joins the run's. Written to Redis while the run is there, and into the stored trajectory.
+   */
+  async recordEvaluation(id: string, evaluation: Evaluation, maxHistory: number): Promise<void> {
+    const rec = await this.get(id);
+    if (!rec) return;
+    const fields = withEvaluation(rec, evaluation, maxHistory);
+    const key = this.deps.keys.run(id);
+    for (const [k, v] of Object.entries(fields)) {
+      await this.deps.redis.eval(SET_IF_EXISTS, 1, key, k, JSON.stringify(v));
+    }
+    const traj = await this.deps.blobs.readTrajectory<Trajectory>(id);
+    if (traj) await this.deps.blobs.writeTrajectory(id, { ...traj, run: { ...traj.run, ...fields } });
+  }
+
   async close(): Promise<void> {
-    await Promise.all([this.queue.close(), this.webhookQueue.close()]);
+    await Promise.all([this.queue.close(), this.webhookQueue.close(), this.evaluateQueue.close()]);
   }
 
   private inputKey(id: string): string {

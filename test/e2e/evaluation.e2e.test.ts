@@ -13,7 +13,10 @@ beforeAll(async () => {
   h = await startHarness();
 }, 120_000);
 afterEach(async () => {
-  const left = await docker.listContainers({ all: true, filters: { label: [`jetty.instance=${h.instance}`] } });
+  const left = await docker.listContainers({
+    all: true,
+    filters: { label: [`jetty.instance=${h.instance}`] },
+  });
   for (const c of left) await docker.getContainer(c.Id).remove({ force: true });
   expect(left).toEqual([]);
 });
@@ -116,8 +119,14 @@ function rubric(judge: string[], frontmatter: string[] = []): string {
 }
 
 async function runToEnd(runbook: string, jetty: Record<string, unknown> = {}): Promise<Rec> {
-  const res = await h.postJson(`${h.url}/v1/chat/completions`, runbookRequest(runbook, { stream: false, jetty }));
-  const body = (await res.json()) as { jetty_metadata?: { trajectory_id: string }; error?: { message: string } };
+  const res = await h.postJson(
+    `${h.url}/v1/chat/completions`,
+    runbookRequest(runbook, { stream: false, jetty }),
+  );
+  const body = (await res.json()) as {
+    jetty_metadata?: { trajectory_id: string };
+    error?: { message: string };
+  };
   const id = body.jetty_metadata?.trajectory_id;
   if (!id) throw new Error(`no run: ${res.status} ${JSON.stringify(body)}`);
   return (await (await h.fetch(`${h.url}/v1/runs/${id}`)).json()) as Rec;
@@ -164,7 +173,9 @@ describe('programmatic evaluation: the server runs the verification script itsel
   it('under require_pass, ends a failed evaluation as failed/evaluation_failed, with the evaluation in the final chunk', async () => {
     const res = await h.postJson(
       `${h.url}/v1/chat/completions`,
-      runbookRequest(programmatic({ writes: ['brief.md'], reportPassed: true }), { jetty: { require_pass: true } }),
+      runbookRequest(programmatic({ writes: ['brief.md'], reportPassed: true }), {
+        jetty: { require_pass: true },
+      }),
     );
     const chunks: any[] = [];
     for await (const ev of readSse(res.body!)) {
@@ -177,7 +188,9 @@ describe('programmatic evaluation: the server runs the verification script itsel
     expect(last.jetty_metadata.evaluation).toMatchObject({ passed: false, kind: 'programmatic' });
     expect(last.jetty_metadata.error.code).toBe('evaluation_failed');
     expect(chunks.some((c) => c.error?.code === 'evaluation_failed')).toBe(true);
-    const rec = (await (await h.fetch(`${h.url}/v1/runs/${last.jetty_metadata.trajectory_id}`)).json()) as Rec;
+    const rec = (await (
+      await h.fetch(`${h.url}/v1/runs/${last.jetty_metadata.trajectory_id}`)
+    ).json()) as Rec;
     expect(rec.status).toBe('failed');
     expect(rec.error?.message).toContain('require_pass');
   }, 90_000);
@@ -197,14 +210,18 @@ describe('programmatic evaluation: the server runs the verification script itsel
     const rec = await runToEnd(runbook);
     expect(rec.status).toBe('completed');
     expect(rec.evaluation).toMatchObject({ status: 'missing', passed: null, source: 'none' });
-    expect(rec.warnings.find((w) => w.code === 'evaluation_missing')?.message).toContain('no verification script');
+    expect(rec.warnings.find((w) => w.code === 'evaluation_missing')?.message).toContain(
+      'no verification script',
+    );
   }, 90_000);
 
   it('lists runs by their evaluation: ?passed=false and ?passed=true', async () => {
     const failing = await runToEnd(programmatic({ writes: ['brief.md'], reportPassed: true }));
     const passing = await runToEnd(programmatic({ writes: ['brief.md', 'extra.md'], reportPassed: true }));
     const ids = async (q: string) =>
-      ((await (await h.fetch(`${h.url}/v1/runs?limit=100&${q}`)).json()) as { data: Rec[] }).data.map((r) => r.id);
+      ((await (await h.fetch(`${h.url}/v1/runs?limit=100&${q}`)).json()) as { data: Rec[] }).data.map(
+        (r) => r.id,
+      );
     const notPassed = await ids('passed=false');
     expect(notPassed).toContain(failing.id);
     expect(notPassed).not.toContain(passing.id);
@@ -235,7 +252,10 @@ describe('rubric evaluation: an independent judge through the gateway', () => {
     };
     const judgeUsage = traj.events.filter((ev) => ev.type === 'usage' && ev.data.source === 'judge');
     expect(judgeUsage).toHaveLength(1);
-    expect(judgeUsage[0]!.data).toMatchObject({ input_tokens: e.judge_usage.input_tokens, model: 'claude-opus-4-1' });
+    expect(judgeUsage[0]!.data).toMatchObject({
+      input_tokens: e.judge_usage.input_tokens,
+      model: 'claude-opus-4-1',
+    });
     const agentIn = traj.events
       .filter((ev) => ev.type === 'usage' && ev.data.source === 'gateway')
       .reduce((n, ev) => n + ev.data.input_tokens, 0);
@@ -246,8 +266,14 @@ describe('rubric evaluation: an independent judge through the gateway', () => {
     const low = await runToEnd(rubric(['1: 4', '2: 3', '3: 4']), { judge_model: 'claude-opus-4-1' });
     expect(low.evaluation).toMatchObject({ passed: false, score: 3.67 });
     expect(low.evaluation.summary).toContain('below 4');
-    const oneLow = await runToEnd(rubric(['1: 5', '2: 5', '3: 2 far too short']), { judge_model: 'claude-opus-4-1' });
-    expect(oneLow.evaluation).toMatchObject({ passed: false, score: 4, results: { pass: 2, partial: 0, fail: 1 } });
+    const oneLow = await runToEnd(rubric(['1: 5', '2: 5', '3: 2 far too short']), {
+      judge_model: 'claude-opus-4-1',
+    });
+    expect(oneLow.evaluation).toMatchObject({
+      passed: false,
+      score: 4,
+      results: { pass: 2, partial: 0, fail: 1 },
+    });
     expect(oneLow.evaluation.summary).toContain('Length scored 2 (below the minimum of 3)');
   }, 120_000);
 
@@ -265,3 +291,71 @@ describe('rubric evaluation: an independent judge through the gateway', () => {
   }, 90_000);
 });
 
+describe('re-grading an ended run from its stored files', () => {
+  const regrade = async (id: string, body: Record<string, unknown>) =>
+    h.postJson(`${h.url}/v1/runs/${id}/evaluate`, body);
+
+  it('re-grades a rubric run with another threshold and another judge; each evaluation is kept, the newest current', async () => {
+    const rec = await runToEnd(rubric(['1: 4', '2: 3', '3: 4']), { judge_model: 'claude-opus-4-1' });
+    expect(rec.evaluation).toMatchObject({ passed: false, score: 3.67, number: 1, trigger: 'run' });
+    const res = await regrade(rec.id, {
+      threshold: { average: 3.5, min_criterion: 3 },
+      judge_model: 'gpt-5.5',
+    });
+    expect(res.status).toBe(200);
+    const after = (await res.json()) as Rec;
+    expect(after.evaluation).toMatchObject({
+      passed: true,
+      score: 3.67,
+      number: 2,
+      trigger: 'regrade',
+      threshold: { average: 3.5, min_criterion: 3 },
+      judge_model: 'gpt-5.5',
+      judge_provider: 'simulated',
+    });
+    // The judge was asked again: its usage joins the run's.
+    expect(after.evaluation.judge_usage.input_tokens).toBeGreaterThan(0);
+    expect(after.usage.input_tokens).toBe(rec.usage.input_tokens + after.evaluation.judge_usage.input_tokens);
+    const stored = (await (await h.fetch(`${h.url}/v1/runs/${rec.id}`)).json()) as Rec;
+    expect(stored.evaluations?.map((e) => [e.number, e.passed])).toEqual([
+      [1, false],
+      [2, true],
+    ]);
+    expect(stored.evaluation.number).toBe(2);
+    // The filter follows the current evaluation.
+    const passed = (
+      (await (await h.fetch(`${h.url}/v1/runs?limit=100&passed=true`)).json()) as { data: Rec[] }
+    ).data;
+    expect(passed.map((r) => r.id)).toContain(rec.id);
+  }, 120_000);
+
+  it('re-checks a programmatic run’s files and carries its script run over; refuses rubric-only fields', async () => {
+    const rec = await runToEnd(programmatic({ writes: ['brief.md'], reportPassed: true }));
+    const res = await regrade(rec.id, {});
+    expect(res.status).toBe(200);
+    const after = (await res.json()) as Rec;
+    expect(after.evaluation).toMatchObject({
+      passed: false,
+      number: 2,
+      trigger: 'regrade',
+      judge_usage: null,
+    });
+    expect(after.evaluation.verification).toMatchObject({ carried_over: true, exit_code: 0 });
+    expect(after.evaluation.verification.output).toContain('FAIL: extra.md');
+    expect(after.usage.input_tokens).toBe(rec.usage.input_tokens);
+    const bad = await regrade(rec.id, { threshold: { average: 3, min_criterion: 2 } });
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { error: { code: string; param: string } }).error).toMatchObject({
+      code: 'not_rubric',
+      param: 'threshold',
+    });
+  }, 120_000);
+
+  it('answers 404 for an unknown run and 400 for a run with no evaluation', async () => {
+    expect((await regrade('nosuchrun', {})).status).toBe(404);
+    const plain = await runToEnd(['```simulate', '- say: hi', '```', ''].join('\n'));
+    const res = await regrade(plain.id, {});
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe('no_evaluation');
+  }, 90_000);
+});

@@ -3,8 +3,13 @@ import { planEvaluation } from '../../src/evaluation/plan.js';
 import { decideProgrammatic, tallyOutput } from '../../src/evaluation/programmatic.js';
 import { parseValidationReport } from '../../src/evaluation/report.js';
 import { decideRubric, JudgeAnswerError, parseJudgeAnswer } from '../../src/evaluation/rubric.js';
-import { objectiveOf, passThreshold, rubricCriteria, verificationScript } from '../../src/evaluation/runbook.js';
-import { parseJudgeScript, scriptedAnswer, SimulateJudgeError } from '../../src/providers/simulated/judge.js';
+import {
+  objectiveOf,
+  passThreshold,
+  rubricCriteria,
+  verificationScript,
+} from '../../src/evaluation/runbook.js';
+import { parseJudgeScript, SimulateJudgeError, scriptedAnswer } from '../../src/providers/simulated/judge.js';
 import type { ProviderName } from '../../src/runtimes/types.js';
 
 const PROGRAMMATIC_BODY = `# Brief — Agent Runbook
@@ -126,22 +131,30 @@ describe('rubric decisions', () => {
   const criteria = rubricCriteria(RUBRIC_BODY);
 
   it('reads the judge answer by number or name, and refuses one that skips a criterion or scores out of range', () => {
-    const text = '```json\n{"scores":[{"criterion":1,"score":5,"notes":"vivid"},{"criterion":"Rhyme","score":"4"},{"criterion":"length","score":3}]}\n```';
+    const text =
+      '```json\n{"scores":[{"criterion":1,"score":5,"notes":"vivid"},{"criterion":"Rhyme","score":"4"},{"criterion":"length","score":3}]}\n```';
     const scores = parseJudgeAnswer(text, criteria);
     expect(Object.fromEntries(Object.entries(scores).map(([k, v]) => [k, v.score]))).toEqual({
       imagery: 5,
       rhyme: 4,
       length: 3,
     });
-    expect(() => parseJudgeAnswer('{"scores":[{"criterion":1,"score":5}]}', criteria)).toThrow(/did not score criterion 2 \(Rhyme\)/);
-    expect(() => parseJudgeAnswer('{"scores":[{"criterion":1,"score":9}]}', criteria)).toThrow(JudgeAnswerError);
+    expect(() => parseJudgeAnswer('{"scores":[{"criterion":1,"score":5}]}', criteria)).toThrow(
+      /did not score criterion 2 \(Rhyme\)/,
+    );
+    expect(() => parseJudgeAnswer('{"scores":[{"criterion":1,"score":9}]}', criteria)).toThrow(
+      JudgeAnswerError,
+    );
     expect(() => parseJudgeAnswer('I think it is good', criteria)).toThrow(/without a JSON object/);
   });
 
   it('passes on the average and the minimum, and names what failed', () => {
     const score = (n: number, s: number) => ({ score: s, notes: '', name: `c${n}`, number: n });
     const t = { average: 4, min_criterion: 3 };
-    expect(decideRubric({ a: score(1, 5), b: score(2, 4), c: score(3, 4) }, t)).toMatchObject({ passed: true, score: 4.33 });
+    expect(decideRubric({ a: score(1, 5), b: score(2, 4), c: score(3, 4) }, t)).toMatchObject({
+      passed: true,
+      score: 4.33,
+    });
     const lowAverage = decideRubric({ a: score(1, 4), b: score(2, 3), c: score(3, 4) }, t);
     expect(lowAverage).toMatchObject({ passed: false, score: 3.67 });
     expect(lowAverage.summary).toContain('below 4');
@@ -162,11 +175,15 @@ describe('the simulated judge script', () => {
       { criterion: 1, score: 5, notes: 'vivid' },
       { criterion: 2, score: 2, notes: 'Simulated judge: scripted 2.' },
     ]);
-    expect(JSON.parse(scriptedAnswer(null, criteria)).scores.map((s: { score: number }) => s.score)).toEqual([4, 4, 4]);
+    expect(JSON.parse(scriptedAnswer(null, criteria)).scores.map((s: { score: number }) => s.score)).toEqual([
+      4, 4, 4,
+    ]);
   });
 
   it('refuses a malformed block naming the line', () => {
-    expect(() => parseJudgeScript('x\n```simulate-judge\n1: 7\n```')).toThrow(/line 3: a score is a whole number from 1 to 5/);
+    expect(() => parseJudgeScript('x\n```simulate-judge\n1: 7\n```')).toThrow(
+      /line 3: a score is a whole number from 1 to 5/,
+    );
     expect(() => parseJudgeScript('```simulate-judge\nlooks good\n```')).toThrow(SimulateJudgeError);
     expect(parseJudgeScript('```simulate-judge\nfail: 503\n```')?.failStatus).toBe(503);
   });
@@ -175,10 +192,20 @@ describe('the simulated judge script', () => {
 describe('the agent report', () => {
   it('reads Jetty’s shape leniently and says why it could not', () => {
     const r = parseValidationReport(
-      Buffer.from(JSON.stringify({ overall_passed: true, results: { pass: 3, partial: 0, fail: 0 }, stages: [{ name: 's', passed: true }] })),
+      Buffer.from(
+        JSON.stringify({
+          overall_passed: true,
+          results: { pass: 3, partial: 0, fail: 0 },
+          stages: [{ name: 's', passed: true }],
+        }),
+      ),
       1000,
     );
-    expect(r).toMatchObject({ overall_passed: true, results: { pass: 3, partial: 0, fail: 0 }, problem: null });
+    expect(r).toMatchObject({
+      overall_passed: true,
+      results: { pass: 3, partial: 0, fail: 0 },
+      problem: null,
+    });
     expect(parseValidationReport(Buffer.from('{nope'), 1000).problem).toContain('not valid JSON');
     expect(parseValidationReport(Buffer.alloc(2000), 1000).problem).toContain('EVALUATION_MAX_REPORT_BYTES');
     expect(parseValidationReport(null, 1000).problem).toContain('no validation_report.json');
@@ -219,7 +246,10 @@ describe('planning an evaluation', () => {
   });
 
   it('makes a simulated run’s judge simulated, and refuses require_pass without an evaluation', () => {
-    const sim = plan({ run: { model: 'claude-sonnet-4-6', provider: 'simulated' }, available: new Set<ProviderName>(['simulated']) });
+    const sim = plan({
+      run: { model: 'claude-sonnet-4-6', provider: 'simulated' },
+      available: new Set<ProviderName>(['simulated']),
+    });
     expect(sim.spec?.judge?.provider).toBe('simulated');
     expect(() => plan({ frontmatter: {}, jetty: { require_pass: true } })).toThrow(/require_pass/);
     expect(plan({ frontmatter: {} }).spec).toBeNull();
