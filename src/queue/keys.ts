@@ -30,6 +30,10 @@ export class RedisKeys {
   runJobLock(runId: string): string {
     return `${this.bullPrefix()}:${RUN_QUEUE}:${runId}:lock`;
   }
+  /** An A/B experiment's record (JSON): its variants and its runs' ids. */
+  experiment(id: string): string {
+    return `${this.prefix}:experiment:${id}`;
+  }
   /** BullMQ's own prefix. */
   bullPrefix(): string {
     return `${this.prefix}:bull`;

@@ -10,6 +10,7 @@ import { isTerminalEvent, type NewEvent, type RunWarning, type StoredEvent } fro
 import type { ProviderName } from '../runtimes/types.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import { type EvaluateJob, JOBS, type RunJob, webhookJobId } from './catalog.js';
+import { ExperimentStore } from './experiment-store.js';
 import { EVALUATE_QUEUE, type RedisKeys, RUN_QUEUE, WEBHOOK_QUEUE } from './keys.js';
 import { type RunRecord, RunStore } from './run-store.js';
 
@@ -116,9 +117,12 @@ export class RunService {
   readonly queue: Queue;
   private readonly webhookQueue: Queue;
   readonly evaluateQueue: Queue;
+  /** A/B experiments (their runs are ordinary runs, labelled with the experiment and variant). */
+  readonly experiments: ExperimentStore;
 
   constructor(private readonly deps: RunServiceDeps) {
     this.store = new RunStore(deps.redis, deps.keys);
+    this.experiments = new ExperimentStore(deps.redis, deps.keys);
     this.queue = new Queue(RUN_QUEUE, {
       connection: deps.redis,
       prefix: deps.keys.bullPrefix(),

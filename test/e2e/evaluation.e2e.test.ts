@@ -1,3 +1,4 @@
+import { JettyClient } from '@jetty/sdk';
 import Dockerode from 'dockerode';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type Harness, runbookRequest, startHarness } from '../support/harness.js';
@@ -357,5 +358,29 @@ describe('re-grading an ended run from its stored files', () => {
     const res = await regrade(plain.id, {});
     expect(res.status).toBe(400);
     expect(((await res.json()) as { error: { code: string } }).error.code).toBe('no_evaluation');
+  }, 90_000);
+});
+
+describe('the Jetty SDK reads the evaluation from /api/v1', () => {
+  it('getTrajectory carries it in the run step’s outputs and as eval labels', async () => {
+    const rec = await runToEnd(rubric(['1: 5 vivid', '2: 4', '3: 2 too short']), {
+      judge_model: 'claude-opus-4-1',
+      task: 'poem',
+    });
+    const sdk = new JettyClient({ apiUrl: h.url, token: h.key });
+    const t = await sdk.getTrajectory(h.collection, 'poem', rec.id);
+    const out = t.steps.run!.outputs as { evaluation: any };
+    expect(out.evaluation).toMatchObject({
+      kind: 'rubric',
+      passed: false,
+      score: 3.67,
+      judge_model: 'claude-opus-4-1',
+    });
+    expect(out.evaluation.rubric_scores.length).toMatchObject({ score: 2, notes: 'too short' });
+    const label = (k: string) => t.labels.filter((l) => l.key === k).at(-1)?.value;
+    expect(label('eval.pass')).toBe('false');
+    expect(label('eval.grade')).toBe('3.67');
+    expect(label('score.length')).toBe('2');
+    expect(label('eval.judge')).toBe('claude-opus-4-1');
   }, 90_000);
 });

@@ -1,0 +1,241 @@
+/**
+ * A/B experiments (docs/evaluation.md): the same runbook on several variants (agent, model,
+ * provider, jetty fields) × repeats, every run graded by the same grader, and per-variant figures
+ * computed from the runs' records. Collection-scoped like runs.
+ */
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { notFound } from '../../errors.js';
+import { TERMINAL_STATUSES } from '../../events/types.js';
+import { type RunFacts, type VariantFigures, variantFigures } from '../../experiments/figures.js';
+import { resolveAssets } from '../../jetty/assets.js';
+import { type ExperimentRecord, newExperimentId } from '../../queue/experiment-store.js';
+import { collectionOf } from '../auth.js';
+import type { AppDeps } from '../deps.js';
+import { checkExperimentSize, experimentRequestSchema, planExperiment } from '../experiment-plan.js';
+import { collectionContext } from '../preflight.js';
+import { errorEnvelopeSchema } from '../schemas.js';
+import type { OpenStreams } from '../streams.js';
+
+const DEFAULT_BOUNDS = { maxRuns: 60, maxVariants: 10 };
+/** How often the progress stream looks at the runs again. */
+const PROGRESS_POLL_MS = 1000;
+
+const idParams = z.object({ id: z.string().max(64) });
+
+const variantFiguresSchema = z.looseObject({
+  name: z.string(),
+  agent: z.string(),
+  model: z.string(),
+  provider: z.string(),
+  runs: z.number(),
+  completed: z.number(),
+  ended: z.number(),
+  passed: z.number(),
+  pass_rate: z.number().nullable(),
+  pass_rate_ci: z.tuple([z.number(), z.number()]).nullable(),
+  mean_score: z.number().nullable(),
+  median_duration_ms: z.number().nullable(),
+  mean_cost_usd: z.number().nullable(),
+  tokens: z.number(),
+  mean_tokens: z.number().nullable(),
+  run_ids: z.array(z.string()),
+});
+
+const experimentViewSchema = z.looseObject({
+  id: z.string(),
+  object: z.literal('experiment'),
+  status: z.enum(['running', 'completed', 'cancelled']),
+  created_at: z.string(),
+  repeats: z.number(),
+  grader: z.looseObject({
+    kind: z.string().nullable(),
+    judge_model: z.string().nullable(),
+    judge_provider: z.string().nullable(),
+  }),
+  variants: z.array(variantFiguresSchema),
+});
+
+type ExperimentView = z.infer<typeof experimentViewSchema>;
+
+export function experimentRoutes(app: FastifyInstance, deps: AppDeps, streams: OpenStreams): void {
+  const r = app.withTypeProvider<ZodTypeProvider>();
+  const bounds = deps.defaults.experiments ?? DEFAULT_BOUNDS;
+
+  r.post(
+    '/v1/experiments',
+    {
+      schema: {
+        summary: 'Start an A/B experiment: a runbook on each variant × repeats, graded by one grader',
+        tags: ['experiments'],
+        body: experimentRequestSchema,
+        response: { 201: experimentViewSchema, 400: errorEnvelopeSchema, 404: errorEnvelopeSchema },
+      },
+    },
+    async (req, reply) => {
+      const body = req.body;
+      checkExperimentSize(body, bounds);
+      const ctx = await collectionContext(deps, collectionOf(req));
+      const assets = await resolveAssets(body.file_paths ?? [], {
+        collection: ctx.collection,
+        runs: deps.runs,
+        uploads: deps.uploads,
+        param: 'file_paths',
+      });
+      const planned = planExperiment(body, deps, ctx, assets);
+      const exp: ExperimentRecord = {
+        id: newExperimentId(),
+        object: 'experiment',
+        collection: ctx.collection,
+        created_at: new Date().toISOString(),
+        cancelled_at: null,
+        repeats: body.repeats,
+        variants: planned.variants.map(({ name, plan }) => ({
+          name,
+          agent: plan.job.agent,
+          model: plan.job.model,
+          provider: plan.job.provider,
+        })),
+        grader: planned.grader,
+        runs: [],
+      };
+      await deps.runs.experiments.save(exp);
+      // Repeat by repeat, so every variant moves forward together through the queue.
+      for (let i = 0; i < body.repeats; i++) {
+        for (const { name, plan } of planned.variants) {
+          const { record } = await deps.runs.create(
+            { ...plan.job, labels: { ...plan.job.labels, experiment: exp.id, variant: name } },
+            {
+              collection: plan.collection,
+              task: plan.task,
+              initParams: plan.initParams,
+              warnings: plan.warnings,
+            },
+          );
+          exp.runs.push({ id: record.id, variant: name });
+        }
+        await deps.runs.experiments.save(exp);
+      }
+      req.log.info({ experiment: exp.id, runs: exp.runs.length }, 'experiment queued');
+      reply.code(201);
+      return view(deps, exp);
+    },
+  );
+
+  r.get(
+    '/v1/experiments/:id',
+    {
+      schema: {
+        summary: "An experiment's figures per variant, computed from its runs' records",
+        tags: ['experiments'],
+        params: idParams,
+        response: { 200: experimentViewSchema, 404: errorEnvelopeSchema },
+      },
+    },
+    async (req) => view(deps, await requireExperiment(deps, req.params.id, collectionOf(req))),
+  );
+
+  r.post(
+    '/v1/experiments/:id/cancel',
+    {
+      schema: {
+        summary: 'Cancel what is left of an experiment: its runs not yet ended are cancelled',
+        tags: ['experiments'],
+        params: idParams,
+        response: { 200: experimentViewSchema, 404: errorEnvelopeSchema },
+      },
+    },
+    async (req) => {
+      const exp = await requireExperiment(deps, req.params.id, collectionOf(req));
+      if (!exp.cancelled_at) {
+        exp.cancelled_at = new Date().toISOString();
+        await deps.runs.experiments.save(exp);
+      }
+      for (const { id } of exp.runs) {
+        const rec = await deps.runs.get(id);
+        if (rec && !TERMINAL_STATUSES.includes(rec.status)) await deps.runs.cancel(id, exp.collection);
+      }
+      return view(deps, exp);
+    },
+  );
+
+  r.get(
+    '/v1/experiments/:id/events',
+    {
+      schema: {
+        summary: 'Server-sent progress of an experiment: an `experiment` event each time a figure changes',
+        description:
+          'Each event is the whole GET /v1/experiments/{id} answer. The stream ends after the one whose status is completed or cancelled.',
+        tags: ['experiments'],
+        params: idParams,
+        response: { 404: errorEnvelopeSchema },
+      },
+    },
+    async (req, reply) => {
+      const exp = await requireExperiment(deps, req.params.id, collectionOf(req));
+      const sse = streams.start(reply, 200, { 'x-request-id': String(req.id) });
+      try {
+        let last = '';
+        for (let n = 0; !sse.signal.aborted; n++) {
+          const current = await deps.runs.experiments.get(exp.id, exp.collection);
+          if (!current) break;
+          const v = await view(deps, current);
+          const text = JSON.stringify(v);
+          if (text !== last) await sse.send({ id: String(n), event: 'experiment', data: text });
+          last = text;
+          if (v.status !== 'running') break;
+          await sleep(PROGRESS_POLL_MS, sse.signal);
+        }
+      } catch (err) {
+        req.log.error({ err, experiment: exp.id }, 'experiment stream failed');
+      } finally {
+        sse.end();
+      }
+    },
+  );
+}
+
+async function requireExperiment(deps: AppDeps, id: string, collection: string): Promise<ExperimentRecord> {
+  const exp = await deps.runs.experiments.get(id, collection);
+  if (!exp) throw notFound(`No experiment ${id} in this collection. POST /v1/experiments starts one.`);
+  return exp;
+}
+
+/** The experiment with each variant's figures, from its runs' records as they are now. */
+async function view(deps: AppDeps, exp: ExperimentRecord): Promise<ExperimentView> {
+  const records = await Promise.all(exp.runs.map(async (r) => ({ ...r, rec: await deps.runs.get(r.id) })));
+  const variants = exp.variants.map((v) => {
+    const mine = records.filter((r) => r.variant === v.name);
+    const facts: RunFacts[] = mine.flatMap((r) => (r.rec ? [r.rec as RunFacts] : []));
+    const figures: VariantFigures = variantFigures(v.name, facts);
+    // Runs still to be queued (a POST under way) count as runs too.
+    return { ...v, ...figures, runs: exp.repeats, run_ids: mine.map((r) => r.id) };
+  });
+  const allEnded =
+    exp.runs.length === exp.variants.length * exp.repeats &&
+    records.every((r) => r.rec && TERMINAL_STATUSES.includes(r.rec.status));
+  return {
+    id: exp.id,
+    object: 'experiment',
+    status: exp.cancelled_at ? 'cancelled' : allEnded ? 'completed' : 'running',
+    created_at: exp.created_at,
+    repeats: exp.repeats,
+    grader: exp.grader,
+    variants,
+  };
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((res) => {
+    const t = setTimeout(res, ms);
+    signal.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(t);
+        res();
+      },
+      { once: true },
+    );
+  });
+}
