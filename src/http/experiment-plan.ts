@@ -88,6 +88,14 @@ function chatRequestOf(body: ExperimentRequest, v: Variant, i: number): ChatRequ
       `variants[${i}].${extra[0]}`,
     );
   }
+  const judgeField = ['judge_model', 'judge_provider'].find((k) => jetty && k in jetty);
+  if (judgeField) {
+    throw badRequest(
+      `An experiment has one grader for every variant: set ${judgeField} on the experiment, not in variants[${i}].jetty.`,
+      `variants[${i}].jetty.${judgeField}`,
+      'one_grader',
+    );
+  }
   const merged = {
     ...body.jetty,
     ...(body.judge_model ? { judge_model: body.judge_model } : {}),
@@ -137,7 +145,7 @@ export function planExperiment(
     try {
       return { name, plan: planRun(chatRequestOf(body, v, i), deps, ctx, { assets }) };
     } catch (err) {
-      if (err instanceof AppError && err.status === 400 && !err.message.startsWith('variants[')) {
+      if (err instanceof AppError && err.status === 400 && !err.param?.startsWith('variants[')) {
         throw badRequest(
           `variants[${i}] (${name}): ${err.message}`,
           `variants[${i}]`,

@@ -1,6 +1,8 @@
 /**
- * Experiments in Redis: one JSON value per experiment (its variants, the ids of its runs, and
- * whether it was cancelled). Figures are not kept: they are computed from the runs' records.
+ * Experiments in Redis: what was asked (one JSON value), the ids of its runs (a list, appended as
+ * they are queued) and when it was cancelled (set once). Kept apart so that a cancel arriving while
+ * the runs are still being queued is never overwritten, and no run queued then escapes it.
+ * Figures are not kept: they are computed from the runs' records.
  */
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
@@ -31,6 +33,8 @@ export interface ExperimentRecord {
   runs: { id: string; variant: string }[];
 }
 
+export type NewExperiment = Omit<ExperimentRecord, 'cancelled_at' | 'runs'>;
+
 export function newExperimentId(): string {
   return `exp_${randomBytes(9).toString('base64url')}`;
 }
@@ -41,16 +45,41 @@ export class ExperimentStore {
     private readonly keys: RedisKeys,
   ) {}
 
-  async save(rec: ExperimentRecord): Promise<void> {
-    await this.redis.set(this.keys.experiment(rec.id), JSON.stringify(rec));
+  async create(exp: NewExperiment): Promise<void> {
+    await this.redis.set(this.keys.experiment(exp.id), JSON.stringify(exp));
+  }
+
+  async addRun(id: string, run: { id: string; variant: string }): Promise<void> {
+    await this.redis.rpush(`${this.keys.experiment(id)}:runs`, JSON.stringify(run));
+  }
+
+  /** Marks it cancelled (the first time counts); returns when. */
+  async cancel(id: string): Promise<string> {
+    const key = `${this.keys.experiment(id)}:cancelled`;
+    await this.redis.set(key, new Date().toISOString(), 'NX');
+    return (await this.redis.get(key))!;
+  }
+
+  async cancelledAt(id: string): Promise<string | null> {
+    return this.redis.get(`${this.keys.experiment(id)}:cancelled`);
   }
 
   /** null when there is none, or it belongs to another collection (the same 404 either way). */
   async get(id: string, collection: string): Promise<ExperimentRecord | null> {
     if (!/^[A-Za-z0-9_-]{1,64}$/.test(id)) return null;
-    const raw = await this.redis.get(this.keys.experiment(id));
+    const key = this.keys.experiment(id);
+    const [raw, runs, cancelled] = await Promise.all([
+      this.redis.get(key),
+      this.redis.lrange(`${key}:runs`, 0, -1),
+      this.redis.get(`${key}:cancelled`),
+    ]);
     if (!raw) return null;
-    const rec = JSON.parse(raw) as ExperimentRecord;
-    return rec.collection === collection ? rec : null;
+    const exp = JSON.parse(raw) as NewExperiment;
+    if (exp.collection !== collection) return null;
+    return {
+      ...exp,
+      cancelled_at: cancelled,
+      runs: runs.map((r) => JSON.parse(r) as ExperimentRecord['runs'][number]),
+    };
   }
 }

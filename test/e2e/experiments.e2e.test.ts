@@ -211,5 +211,17 @@ describe('A/B experiments', () => {
     const err = ((await res.json()) as { error: { code: string; param: string; message: string } }).error;
     expect(err).toMatchObject({ code: 'experiment_too_large', param: 'repeats' });
     expect(err.message).toContain('EXPERIMENT_MAX_RUNS=60');
+    // One grader: a variant cannot bring its own judge.
+    const judged = await h.postJson(`${h.url}/v1/experiments`, {
+      runbook: RUNBOOK,
+      variants: [{ agent: 'claude-code' }, { agent: 'codex', jetty: { judge_model: 'gpt-5.5' } }],
+    });
+    expect(judged.status).toBe(400);
+    expect(((await judged.json()) as { error: { code: string; param: string } }).error).toMatchObject({
+      code: 'one_grader',
+      param: 'variants[1].jetty.judge_model',
+    });
+    const runs = await getJson<{ data: unknown[] }>('/v1/runs?limit=100&experiment=none');
+    expect(runs.data).toEqual([]);
   });
 });

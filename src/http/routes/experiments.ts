@@ -10,10 +10,15 @@ import { notFound } from '../../errors.js';
 import { TERMINAL_STATUSES } from '../../events/types.js';
 import { type RunFacts, type VariantFigures, variantFigures } from '../../experiments/figures.js';
 import { resolveAssets } from '../../jetty/assets.js';
-import { type ExperimentRecord, newExperimentId } from '../../queue/experiment-store.js';
+import { type ExperimentRecord, type NewExperiment, newExperimentId } from '../../queue/experiment-store.js';
 import { collectionOf } from '../auth.js';
 import type { AppDeps } from '../deps.js';
-import { checkExperimentSize, experimentRequestSchema, planExperiment } from '../experiment-plan.js';
+import {
+  checkExperimentSize,
+  experimentRequestSchema,
+  type PlannedExperiment,
+  planExperiment,
+} from '../experiment-plan.js';
 import { collectionContext } from '../preflight.js';
 import { errorEnvelopeSchema } from '../schemas.js';
 import type { OpenStreams } from '../streams.js';
@@ -84,12 +89,11 @@ export function experimentRoutes(app: FastifyInstance, deps: AppDeps, streams: O
         param: 'file_paths',
       });
       const planned = planExperiment(body, deps, ctx, assets);
-      const exp: ExperimentRecord = {
+      const exp: NewExperiment = {
         id: newExperimentId(),
         object: 'experiment',
         collection: ctx.collection,
         created_at: new Date().toISOString(),
-        cancelled_at: null,
         repeats: body.repeats,
         variants: planned.variants.map(({ name, plan }) => ({
           name,
@@ -98,28 +102,11 @@ export function experimentRoutes(app: FastifyInstance, deps: AppDeps, streams: O
           provider: plan.job.provider,
         })),
         grader: planned.grader,
-        runs: [],
       };
-      await deps.runs.experiments.save(exp);
-      // Repeat by repeat, so every variant moves forward together through the queue.
-      for (let i = 0; i < body.repeats; i++) {
-        for (const { name, plan } of planned.variants) {
-          const { record } = await deps.runs.create(
-            { ...plan.job, labels: { ...plan.job.labels, experiment: exp.id, variant: name } },
-            {
-              collection: plan.collection,
-              task: plan.task,
-              initParams: plan.initParams,
-              warnings: plan.warnings,
-            },
-          );
-          exp.runs.push({ id: record.id, variant: name });
-        }
-        await deps.runs.experiments.save(exp);
-      }
-      req.log.info({ experiment: exp.id, runs: exp.runs.length }, 'experiment queued');
+      const queued = await queueRuns(deps, exp, planned);
+      req.log.info({ experiment: exp.id, runs: queued }, 'experiment queued');
       reply.code(201);
-      return view(deps, exp);
+      return view(deps, (await deps.runs.experiments.get(exp.id, exp.collection))!);
     },
   );
 
@@ -147,15 +134,11 @@ export function experimentRoutes(app: FastifyInstance, deps: AppDeps, streams: O
       },
     },
     async (req) => {
-      const exp = await requireExperiment(deps, req.params.id, collectionOf(req));
-      if (!exp.cancelled_at) {
-        exp.cancelled_at = new Date().toISOString();
-        await deps.runs.experiments.save(exp);
-      }
-      for (const { id } of exp.runs) {
-        const rec = await deps.runs.get(id);
-        if (rec && !TERMINAL_STATUSES.includes(rec.status)) await deps.runs.cancel(id, exp.collection);
-      }
+      const found = await requireExperiment(deps, req.params.id, collectionOf(req));
+      // Flag first, then read the runs: a run queued after this read sees the flag (queueRuns).
+      await deps.runs.experiments.cancel(found.id);
+      const exp = (await deps.runs.experiments.get(found.id, found.collection))!;
+      for (const { id } of exp.runs) await cancelIfRunning(deps, id, exp.collection);
       return view(deps, exp);
     },
   );
@@ -196,6 +179,40 @@ export function experimentRoutes(app: FastifyInstance, deps: AppDeps, streams: O
   );
 }
 
+/**
+ * Queues every run, repeat by repeat so the variants move forward together. A cancel arriving
+ * meanwhile stops it: no more are queued, and one queued just as the cancel read the list is
+ * cancelled here. Returns how many were queued.
+ */
+async function queueRuns(deps: AppDeps, exp: NewExperiment, planned: PlannedExperiment): Promise<number> {
+  await deps.runs.experiments.create(exp);
+  let queued = 0;
+  for (let i = 0; i < exp.repeats; i++) {
+    for (const { name, plan } of planned.variants) {
+      if (await deps.runs.experiments.cancelledAt(exp.id)) return queued;
+      const { record } = await deps.runs.create(
+        { ...plan.job, labels: { ...plan.job.labels, experiment: exp.id, variant: name } },
+        {
+          collection: plan.collection,
+          task: plan.task,
+          initParams: plan.initParams,
+          warnings: plan.warnings,
+        },
+      );
+      await deps.runs.experiments.addRun(exp.id, { id: record.id, variant: name });
+      queued++;
+      if (await deps.runs.experiments.cancelledAt(exp.id))
+        await cancelIfRunning(deps, record.id, exp.collection);
+    }
+  }
+  return queued;
+}
+
+async function cancelIfRunning(deps: AppDeps, id: string, collection: string): Promise<void> {
+  const rec = await deps.runs.get(id);
+  if (rec && !TERMINAL_STATUSES.includes(rec.status)) await deps.runs.cancel(id, collection);
+}
+
 async function requireExperiment(deps: AppDeps, id: string, collection: string): Promise<ExperimentRecord> {
   const exp = await deps.runs.experiments.get(id, collection);
   if (!exp) throw notFound(`No experiment ${id} in this collection. POST /v1/experiments starts one.`);
@@ -209,8 +226,13 @@ async function view(deps: AppDeps, exp: ExperimentRecord): Promise<ExperimentVie
     const mine = records.filter((r) => r.variant === v.name);
     const facts: RunFacts[] = mine.flatMap((r) => (r.rec ? [r.rec as RunFacts] : []));
     const figures: VariantFigures = variantFigures(v.name, facts);
-    // Runs still to be queued (a POST under way) count as runs too.
-    return { ...v, ...figures, runs: exp.repeats, run_ids: mine.map((r) => r.id) };
+    // Runs still to be queued (a POST under way) count as runs too; once cancelled, only those queued.
+    return {
+      ...v,
+      ...figures,
+      runs: exp.cancelled_at ? mine.length : exp.repeats,
+      run_ids: mine.map((r) => r.id),
+    };
   });
   const allEnded =
     exp.runs.length === exp.variants.length * exp.repeats &&
