@@ -29,7 +29,13 @@ const variantSchema = z.looseObject({
 
 export const experimentRequestSchema = z
   .object({
-    runbook: z.string().min(1).describe('The runbook (markdown, with its frontmatter)'),
+    runbook: z.string().min(1).optional().describe('The runbook (markdown, with its frontmatter); or `task`'),
+    task: z
+      .string()
+      .min(1)
+      .max(128)
+      .optional()
+      .describe("A task of the collection (/api/v1/tasks): its workflow's runbook and init_params"),
     instruction: z
       .string()
       .max(10_000)
@@ -43,7 +49,11 @@ export const experimentRequestSchema = z
     variants: z.array(variantSchema).min(1),
     repeats: z.number().int().min(1).default(1),
   })
-  .strict();
+  .strict()
+  .refine((b) => (b.runbook === undefined) !== (b.task === undefined), {
+    message: 'give either runbook (the runbook text) or task (a task of the collection), not both',
+    path: ['runbook'],
+  });
 
 export type ExperimentRequest = z.infer<typeof experimentRequestSchema>;
 type Variant = z.infer<typeof variantSchema>;
@@ -79,7 +89,26 @@ export function variantName(v: Variant, i: number): string {
   return v.name ?? (v.agent ? `${v.agent}${v.model ? `:${v.model}` : ''}` : (v.model ?? `variant-${i + 1}`));
 }
 
-function chatRequestOf(body: ExperimentRequest, v: Variant, i: number): ChatRequest {
+/** The request every variant starts from, for a runbook given as text (a task's comes from its workflow). */
+export function runbookBase(body: ExperimentRequest & { runbook: string }): ChatRequest {
+  return {
+    messages: [
+      { role: 'system', content: body.runbook },
+      { role: 'user', content: body.instruction ?? 'Execute the runbook.' },
+    ],
+    jetty: {
+      runbook: true,
+      ...(body.template_variables ? { template_variables: body.template_variables } : {}),
+      ...(body.file_paths ? { file_paths: body.file_paths } : {}),
+    },
+  } as ChatRequest;
+}
+
+function definedOnly(o: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
+}
+
+function variantRequest(base: ChatRequest, body: ExperimentRequest, v: Variant, i: number): ChatRequest {
   const { name: _n, agent, model, model_provider, snapshot, jetty, ...rest } = v;
   const extra = Object.keys(rest);
   if (extra.length) {
@@ -97,13 +126,12 @@ function chatRequestOf(body: ExperimentRequest, v: Variant, i: number): ChatRequ
     );
   }
   const merged = {
+    ...definedOnly(base.jetty ?? {}),
     ...body.jetty,
     ...(body.judge_model ? { judge_model: body.judge_model } : {}),
     ...(body.judge_provider ? { judge_provider: body.judge_provider } : {}),
     ...jetty,
     runbook: true,
-    ...(body.template_variables ? { template_variables: body.template_variables } : {}),
-    ...(body.file_paths ? { file_paths: body.file_paths } : {}),
     ...(agent ? { agent } : {}),
     ...(model_provider ? { model_provider } : {}),
     ...(snapshot ? { snapshot } : {}),
@@ -114,18 +142,12 @@ function chatRequestOf(body: ExperimentRequest, v: Variant, i: number): ChatRequ
     const field = issue.path.join('.');
     throw badRequest(`variants[${i}]: jetty.${field} ${issue.message}`, `variants[${i}].${field}`);
   }
-  return {
-    ...(model ? { model } : {}),
-    messages: [
-      { role: 'system', content: body.runbook },
-      { role: 'user', content: body.instruction ?? 'Execute the runbook.' },
-    ],
-    jetty: parsed.data,
-  } as ChatRequest;
+  return { ...base, ...(model ? { model } : {}), jetty: parsed.data } as ChatRequest;
 }
 
 /** Every variant planned (a mistake in one is a 400 naming it, before any run is queued). */
 export function planExperiment(
+  base: ChatRequest,
   body: ExperimentRequest,
   deps: AppDeps,
   ctx: CollectionContext,
@@ -143,7 +165,7 @@ export function planExperiment(
     }
     names.add(name);
     try {
-      return { name, plan: planRun(chatRequestOf(body, v, i), deps, ctx, { assets }) };
+      return { name, plan: planRun(variantRequest(base, body, v, i), deps, ctx, { assets }) };
     } catch (err) {
       if (err instanceof AppError && err.status === 400 && !err.param?.startsWith('variants[')) {
         throw badRequest(

@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { JettyClient } from '@jetty/sdk';
 import Dockerode from 'dockerode';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type Harness, startHarness } from '../support/harness.js';
@@ -200,6 +201,38 @@ describe('A/B experiments', () => {
     const foreign = await fetch(`${h.url}/v1/experiments/${exp.id}`, { headers: other.auth });
     expect(foreign.status).toBe(404);
   }, 600_000);
+
+  it('runs a task’s runbook: its runs are that task’s, graded and counted the same way', async () => {
+    const sdk = new JettyClient({ apiUrl: h.url, token: h.key });
+    await sdk.createTask(h.collection, 'ab-task', {
+      steps: ['run'],
+      step_configs: { run: { activity: 'runbook' } },
+      init_params: { instruction: RUNBOOK },
+    });
+    const res = await h.postJson(`${h.url}/v1/experiments`, {
+      task: 'ab-task',
+      variants: [{ agent: 'claude-code' }, { agent: 'codex' }],
+      repeats: 1,
+    });
+    expect(res.status).toBe(201);
+    const { id } = (await res.json()) as Experiment;
+    let exp: Experiment;
+    for (;;) {
+      exp = await getJson<Experiment>(`/v1/experiments/${id}`);
+      if (exp.status !== 'running') break;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    expect(exp.status).toBe('completed');
+    expect(exp.variants.map((v) => [v.name, v.passed])).toEqual([
+      ['claude-code', 0],
+      ['codex', 1],
+    ]);
+    const runId = exp.variants[1]!.run_ids[0]!;
+    expect((await getJson<any>(`/v1/runs/${runId}`)).task).toBe('ab-task');
+    const t = await sdk.getTrajectory(h.collection, 'ab-task', runId);
+    expect(t.labels.find((l) => l.key === 'eval.pass')?.value).toBe('true');
+    expect(t.labels.find((l) => l.key === 'experiment')?.value).toBe(id);
+  }, 300_000);
 
   it('refuses an experiment over EXPERIMENT_MAX_RUNS, naming the setting, before queueing anything', async () => {
     const res = await h.postJson(`${h.url}/v1/experiments`, {

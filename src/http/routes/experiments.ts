@@ -10,17 +10,20 @@ import { notFound } from '../../errors.js';
 import { TERMINAL_STATUSES } from '../../events/types.js';
 import { type RunFacts, type VariantFigures, variantFigures } from '../../experiments/figures.js';
 import { resolveAssets } from '../../jetty/assets.js';
+import { asInitParamsError, chatRequestOf, mergeInitParams } from '../../jetty/workflow.js';
 import { type ExperimentRecord, type NewExperiment, newExperimentId } from '../../queue/experiment-store.js';
 import { collectionOf } from '../auth.js';
 import type { AppDeps } from '../deps.js';
 import {
   checkExperimentSize,
+  type ExperimentRequest,
   experimentRequestSchema,
   type PlannedExperiment,
   planExperiment,
+  runbookBase,
 } from '../experiment-plan.js';
 import { collectionContext } from '../preflight.js';
-import { errorEnvelopeSchema } from '../schemas.js';
+import { type ChatRequest, errorEnvelopeSchema } from '../schemas.js';
 import type { OpenStreams } from '../streams.js';
 
 const DEFAULT_BOUNDS = { maxRuns: 60, maxVariants: 10 };
@@ -82,13 +85,15 @@ export function experimentRoutes(app: FastifyInstance, deps: AppDeps, streams: O
       const body = req.body;
       checkExperimentSize(body, bounds);
       const ctx = await collectionContext(deps, collectionOf(req));
-      const assets = await resolveAssets(body.file_paths ?? [], {
+      const base = await baseRequest(deps, body, ctx.collection);
+      const filePaths = (base.jetty?.file_paths as unknown[] | undefined) ?? [];
+      const assets = await resolveAssets(filePaths, {
         collection: ctx.collection,
         runs: deps.runs,
         uploads: deps.uploads,
         param: 'file_paths',
       });
-      const planned = planExperiment(body, deps, ctx, assets);
+      const planned = planExperiment(base, body, deps, ctx, assets);
       const exp: NewExperiment = {
         id: newExperimentId(),
         object: 'experiment',
@@ -177,6 +182,26 @@ export function experimentRoutes(app: FastifyInstance, deps: AppDeps, streams: O
       }
     },
   );
+}
+
+/** The request every variant starts from: the runbook given, or the task's workflow (its runs are that task's). */
+async function baseRequest(deps: AppDeps, body: ExperimentRequest, collection: string): Promise<ChatRequest> {
+  if (body.runbook !== undefined) return runbookBase({ ...body, runbook: body.runbook });
+  const task = await deps.tasks.get(collection, body.task!);
+  const submitted = {
+    ...(body.template_variables ? { vars: body.template_variables } : {}),
+    ...(body.file_paths ? { file_paths: body.file_paths } : {}),
+  };
+  const init = mergeInitParams(task.workflow, submitted);
+  try {
+    return chatRequestOf(task.workflow, init, {
+      collection,
+      task: task.name,
+      allowNetwork: deps.defaults.sandbox.allowNetwork,
+    });
+  } catch (err) {
+    throw asInitParamsError(err);
+  }
 }
 
 /**
