@@ -1,3 +1,4 @@
+import { createServer } from 'node:http';
 import { JettyClient } from '@jetty/sdk';
 import Dockerode from 'dockerode';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -10,8 +11,9 @@ import { readSse } from '../support/sse.js';
 const docker = new Dockerode();
 let h: Harness;
 
+// Webhooks are POSTed to a receiver on loopback, which they may reach only when the operator says so.
 beforeAll(async () => {
-  h = await startHarness();
+  h = await startHarness({ env: { NETWORK_ALLOW_PRIVATE: '127.0.0.1' } });
 }, 120_000);
 afterEach(async () => {
   const left = await docker.listContainers({
@@ -382,5 +384,35 @@ describe('the Jetty SDK reads the evaluation from /api/v1', () => {
     expect(label('eval.grade')).toBe('3.67');
     expect(label('score.length')).toBe('2');
     expect(label('eval.judge')).toBe('claude-opus-4-1');
+  }, 90_000);
+});
+
+describe('webhooks carry the evaluation', () => {
+  it('the trajectory POSTed when the run ends has the evaluation and its eval labels', async () => {
+    const bodies: string[] = [];
+    const receiver = createServer((req, res) => {
+      let b = '';
+      req.on('data', (c: Buffer) => (b += c.toString()));
+      req.on('end', () => {
+        bodies.push(b);
+        res.writeHead(200).end('ok');
+      });
+    });
+    await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+    const port = (receiver.address() as { port: number }).port;
+    try {
+      const rec = await runToEnd(programmatic({ writes: ['brief.md'], reportPassed: true }), {
+        webhook_url: `http://127.0.0.1:${port}/hook`,
+      });
+      const deadline = Date.now() + 30_000;
+      while (bodies.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+      // The body is the run's Jetty trajectory.
+      const traj = JSON.parse(bodies[0]!);
+      expect(traj.trajectory_id).toBe(rec.id);
+      expect(traj.evaluation).toMatchObject({ kind: 'programmatic', passed: false, disagreement: true });
+      expect(traj.labels.find((l: { key: string }) => l.key === 'eval.pass')?.value).toBe('false');
+    } finally {
+      receiver.close();
+    }
   }, 90_000);
 });
