@@ -354,6 +354,46 @@ describe('re-grading an ended run from its stored files', () => {
     });
   }, 120_000);
 
+  it('answers 202 past wait_sec, and the evaluation is recorded after; 409 while the run is going on', async () => {
+    const rec = await runToEnd(programmatic({ writes: ['brief.md', 'extra.md'], reportPassed: true }));
+    const res = await regrade(rec.id, { wait_sec: 0 });
+    expect(res.status).toBe(202);
+    expect(await res.json()).toMatchObject({ id: rec.id, status: 'queued', evaluation_number: 2 });
+    const deadline = Date.now() + 30_000;
+    let now: Rec;
+    do {
+      now = (await (await h.fetch(`${h.url}/v1/runs/${rec.id}`)).json()) as Rec;
+      if (now.evaluation.number === 2) break;
+      await new Promise((r) => setTimeout(r, 200));
+    } while (Date.now() < deadline);
+    expect(now.evaluation).toMatchObject({ number: 2, passed: true, trigger: 'regrade' });
+
+    const slow = programmatic({ writes: ['brief.md'], reportPassed: true }).replace(
+      '```simulate\n- run: |\n',
+      '```simulate\n- run: sleep 30\n- run: |\n',
+    );
+    const started = await h.postJson(
+      `${h.url}/v1/chat/completions`,
+      runbookRequest(slow, { stream: false, jetty: { timeout_hint: 0 } }),
+    );
+    const id = ((await started.json()) as { jetty_metadata: { trajectory_id: string } }).jetty_metadata
+      .trajectory_id;
+    try {
+      const busy = await regrade(id, {});
+      expect(busy.status).toBe(409);
+      expect(((await busy.json()) as { error: { code: string } }).error.code).toBe('run_not_ended');
+    } finally {
+      await h.postJson(`${h.url}/v1/runs/${id}/cancel`, {});
+      // Its sandbox is removed once the run has ended cancelled.
+      const until = Date.now() + 30_000;
+      while (Date.now() < until) {
+        const r = (await (await h.fetch(`${h.url}/v1/runs/${id}`)).json()) as Rec;
+        if (r.status === 'cancelled') break;
+        await new Promise((res) => setTimeout(res, 200));
+      }
+    }
+  }, 120_000);
+
   it('answers 404 for an unknown run and 400 for a run with no evaluation', async () => {
     expect((await regrade('nosuchrun', {})).status).toBe(404);
     const plain = await runToEnd(['```simulate', '- say: hi', '```', ''].join('\n'));

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { table } from '../../src/cli/commands/ab.js';
+import { parseVariant, table } from '../../src/cli/commands/ab.js';
 import { median, type RunFacts, variantFigures, wilsonInterval } from '../../src/experiments/figures.js';
 
 const usage = (i: number, o: number, cost: number | null) => ({
@@ -70,5 +70,23 @@ describe('experiment figures', () => {
     });
     expect(lines[0]).toMatch(/^variant\s+ended\s+passed\s+pass rate \(95% CI\)/);
     expect(lines[2]).toMatch(/^codex\s+1\/1\s+1\s+100% \[21%, 100%\]\s+1\s+1\.0s\s+\$0\.0100\s+15$/);
+  });
+});
+
+describe('jetty ab --variant', () => {
+  it('reads AGENT, AGENT:MODEL and AGENT:MODEL@PROVIDER, and refuses anything else as a usage error', () => {
+    expect(parseVariant('claude-code')).toEqual({ name: 'claude-code', agent: 'claude-code' });
+    expect(parseVariant('codex:gpt-5.5')).toEqual({
+      name: 'codex:gpt-5.5',
+      agent: 'codex',
+      model: 'gpt-5.5',
+    });
+    expect(parseVariant('opencode:anthropic/claude-sonnet-4.6@openrouter')).toEqual({
+      name: 'opencode:anthropic/claude-sonnet-4.6@openrouter',
+      agent: 'opencode',
+      model: 'anthropic/claude-sonnet-4.6',
+      model_provider: 'openrouter',
+    });
+    expect(() => parseVariant('Codex gpt')).toThrow(/--variant takes AGENT/);
   });
 });
