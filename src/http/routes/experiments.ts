@@ -7,6 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { notFound } from '../../errors.js';
+import type { SseStream } from '../../events/sse.js';
 import { TERMINAL_STATUSES } from '../../events/types.js';
 import { type RunFacts, type VariantFigures, variantFigures } from '../../experiments/figures.js';
 import { resolveAssets } from '../../jetty/assets.js';
@@ -82,33 +83,7 @@ export function experimentRoutes(app: FastifyInstance, deps: AppDeps, streams: O
       },
     },
     async (req, reply) => {
-      const body = req.body;
-      checkExperimentSize(body, bounds);
-      const ctx = await collectionContext(deps, collectionOf(req));
-      const base = await baseRequest(deps, body, ctx.collection);
-      const filePaths = (base.jetty?.file_paths as unknown[] | undefined) ?? [];
-      const assets = await resolveAssets(filePaths, {
-        collection: ctx.collection,
-        runs: deps.runs,
-        uploads: deps.uploads,
-        param: 'file_paths',
-      });
-      const planned = planExperiment(base, body, deps, ctx, assets);
-      const exp: NewExperiment = {
-        id: newExperimentId(),
-        object: 'experiment',
-        collection: ctx.collection,
-        created_at: new Date().toISOString(),
-        repeats: body.repeats,
-        variants: planned.variants.map(({ name, plan }) => ({
-          name,
-          agent: plan.job.agent,
-          model: plan.job.model,
-          provider: plan.job.provider,
-        })),
-        grader: planned.grader,
-      };
-      const queued = await queueRuns(deps, exp, planned);
+      const { exp, queued } = await startExperiment(deps, req.body, collectionOf(req), bounds);
       req.log.info({ experiment: exp.id, runs: queued }, 'experiment queued');
       reply.code(201);
       return view(deps, (await deps.runs.experiments.get(exp.id, exp.collection))!);
@@ -164,17 +139,7 @@ export function experimentRoutes(app: FastifyInstance, deps: AppDeps, streams: O
       const exp = await requireExperiment(deps, req.params.id, collectionOf(req));
       const sse = streams.start(reply, 200, { 'x-request-id': String(req.id) });
       try {
-        let last = '';
-        for (let n = 0; !sse.signal.aborted; n++) {
-          const current = await deps.runs.experiments.get(exp.id, exp.collection);
-          if (!current) break;
-          const v = await view(deps, current);
-          const text = JSON.stringify(v);
-          if (text !== last) await sse.send({ id: String(n), event: 'experiment', data: text });
-          last = text;
-          if (v.status !== 'running') break;
-          await sleep(PROGRESS_POLL_MS, sse.signal);
-        }
+        await streamProgress(deps, exp, sse);
       } catch (err) {
         req.log.error({ err, experiment: exp.id }, 'experiment stream failed');
       } finally {
@@ -182,6 +147,56 @@ export function experimentRoutes(app: FastifyInstance, deps: AppDeps, streams: O
       }
     },
   );
+}
+
+/** Plans every variant (nothing is queued when one is wrong), then queues the runs. */
+async function startExperiment(
+  deps: AppDeps,
+  body: ExperimentRequest,
+  collection: string,
+  bounds: { maxRuns: number; maxVariants: number },
+): Promise<{ exp: NewExperiment; queued: number }> {
+  checkExperimentSize(body, bounds);
+  const ctx = await collectionContext(deps, collection);
+  const base = await baseRequest(deps, body, ctx.collection);
+  const filePaths = (base.jetty?.file_paths as unknown[] | undefined) ?? [];
+  const assets = await resolveAssets(filePaths, {
+    collection: ctx.collection,
+    runs: deps.runs,
+    uploads: deps.uploads,
+    param: 'file_paths',
+  });
+  const planned = planExperiment(base, body, deps, ctx, assets);
+  const exp: NewExperiment = {
+    id: newExperimentId(),
+    object: 'experiment',
+    collection: ctx.collection,
+    created_at: new Date().toISOString(),
+    repeats: body.repeats,
+    variants: planned.variants.map(({ name, plan }) => ({
+      name,
+      agent: plan.job.agent,
+      model: plan.job.model,
+      provider: plan.job.provider,
+    })),
+    grader: planned.grader,
+  };
+  return { exp, queued: await queueRuns(deps, exp, planned) };
+}
+
+/** Sends the experiment each time it changes, until it is no longer running or the client leaves. */
+async function streamProgress(deps: AppDeps, exp: ExperimentRecord, sse: SseStream): Promise<void> {
+  let last = '';
+  for (let n = 0; !sse.signal.aborted; n++) {
+    const current = await deps.runs.experiments.get(exp.id, exp.collection);
+    if (!current) return;
+    const v = await view(deps, current);
+    const text = JSON.stringify(v);
+    if (text !== last) await sse.send({ id: String(n), event: 'experiment', data: text });
+    last = text;
+    if (v.status !== 'running') return;
+    await sleep(PROGRESS_POLL_MS, sse.signal);
+  }
 }
 
 /** The request every variant starts from: the runbook given, or the task's workflow (its runs are that task's). */
