@@ -40,23 +40,27 @@ export function newExperimentId(): string {
 }
 
 export class ExperimentStore {
+  /** Each key lives `retentionSec` from the experiment's start (RETENTION_SEC, as ended runs do in Redis). */
   constructor(
     private readonly redis: Redis,
     private readonly keys: RedisKeys,
+    private readonly retentionSec: number,
   ) {}
 
   async create(exp: NewExperiment): Promise<void> {
-    await this.redis.set(this.keys.experiment(exp.id), JSON.stringify(exp));
+    await this.redis.set(this.keys.experiment(exp.id), JSON.stringify(exp), 'EX', this.retentionSec);
   }
 
   async addRun(id: string, run: { id: string; variant: string }): Promise<void> {
-    await this.redis.rpush(`${this.keys.experiment(id)}:runs`, JSON.stringify(run));
+    const key = `${this.keys.experiment(id)}:runs`;
+    await this.redis.multi().rpush(key, JSON.stringify(run)).expire(key, this.retentionSec).exec();
   }
 
   /** Marks it cancelled (the first time counts); returns when. */
   async cancel(id: string): Promise<string> {
     const key = `${this.keys.experiment(id)}:cancelled`;
-    await this.redis.set(key, new Date().toISOString(), 'NX');
+    const ttl = await this.redis.ttl(this.keys.experiment(id));
+    await this.redis.set(key, new Date().toISOString(), 'EX', Math.max(ttl, 60), 'NX');
     return (await this.redis.get(key))!;
   }
 

@@ -122,7 +122,7 @@ export class RunService {
 
   constructor(private readonly deps: RunServiceDeps) {
     this.store = new RunStore(deps.redis, deps.keys);
-    this.experiments = new ExperimentStore(deps.redis, deps.keys);
+    this.experiments = new ExperimentStore(deps.redis, deps.keys, deps.retentionSec);
     this.queue = new Queue(RUN_QUEUE, {
       connection: deps.redis,
       prefix: deps.keys.bullPrefix(),
