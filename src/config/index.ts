@@ -3,11 +3,13 @@ import { DEFAULT_EGRESS_LIMITS, type EgressLimits, parsePorts } from '../egress/
 import { parsePatterns } from '../egress/patterns.js';
 import { EGRESS_MODES, type EgressPolicy } from '../egress/policy.js';
 import { DEFAULT_SNAPSHOT, SNAPSHOT_NAMES } from '../environments/snapshots.js';
+import { JUDGE_PROVIDERS } from '../evaluation/types.js';
 import { DEFAULT_RUN_LIMITS, type RunLimits } from '../events/limits.js';
 import { AGENT_NAMES, type AgentName } from '../events/types.js';
 import { type AllowEntry, parseAllowList } from '../net/address-policy.js';
 import { type RealProvider, UPSTREAMS } from '../providers/upstreams.js';
 import { DEFAULT_SANDBOX_DISK_BYTES, JOBS } from '../queue/catalog.js';
+import type { ProviderName } from '../runtimes/types.js';
 
 /**
  * Server configuration, parsed once at start-up from environment variables. A bad value stops the
@@ -280,6 +282,27 @@ const envSchema = z.object({
   RUN_MAX_MESSAGE_BYTES: bytes(String(DEFAULT_RUN_LIMITS.maxMessageBytes), { min: '1k', max: '64m' }),
   RUN_MAX_EVENTS: int(DEFAULT_RUN_LIMITS.maxEvents, 100, 10_000_000),
   RUN_MAX_STREAM_BYTES: bytes(String(DEFAULT_RUN_LIMITS.maxStreamBytes), { min: '64k', max: '4g' }),
+  // Evaluation (docs/evaluation.md): the verification script, the agent's report, the judge.
+  EVALUATION_SCRIPT_TIMEOUT_SEC: int(60, 1, 3600),
+  EVALUATION_MAX_OUTPUT_BYTES: bytes('16k', { min: '1k', max: '16m' }),
+  EVALUATION_MAX_REPORT_BYTES: bytes('1m', { min: '1k', max: '64m' }),
+  EVALUATION_MAX_HISTORY: int(20, 2, 1000),
+  JUDGE_MODEL: z
+    .string()
+    .trim()
+    .min(1, 'must be a model slug such as claude-sonnet-4-6')
+    .default('claude-sonnet-4-6'),
+  JUDGE_PROVIDER: z
+    .enum(JUDGE_PROVIDERS as [ProviderName, ...ProviderName[]], {
+      error: `must be one of ${JUDGE_PROVIDERS.join(', ')} (or unset: the judge model's own provider)`,
+    })
+    .optional()
+    .or(z.literal('').transform(() => undefined)),
+  JUDGE_TIMEOUT_SEC: int(120, 5, 3600),
+  JUDGE_MAX_INPUT_BYTES: bytes('200k', { min: '1k', max: '16m' }),
+  REGRADE_WAIT_SEC: int(60, 0, 600),
+  EXPERIMENT_MAX_RUNS: int(60, 1, 10_000),
+  EXPERIMENT_MAX_VARIANTS: int(10, 1, 100),
 });
 
 // Provider keys and upstream URLs, one pair per provider (src/providers/upstreams.ts names them).
@@ -416,6 +439,19 @@ export interface Config {
   providerKeys: Partial<Record<RealProvider, string>>;
   /** Base URL of each real provider. */
   upstreams: Record<RealProvider, string>;
+  /** How runs are scored (EVALUATION_*, JUDGE_*): bounds, the default judge, re-grade waits. */
+  evaluation: {
+    scriptTimeoutMs: number;
+    maxOutputBytes: number;
+    maxReportBytes: number;
+    maxHistory: number;
+    judgeTimeoutMs: number;
+    judgeMaxInputBytes: number;
+    judge: { model: string; provider: ProviderName | undefined };
+    regradeWaitSec: number;
+  };
+  /** A/B experiments: runs (variants × repeats) and variants one may have at most. */
+  experiments: { maxRuns: number; maxVariants: number };
 }
 
 export class ConfigError extends Error {
@@ -527,6 +563,17 @@ export function loadConfig(env: Record<string, string | undefined>, hostname = '
     },
     providerKeys,
     upstreams,
+    evaluation: {
+      scriptTimeoutMs: e.EVALUATION_SCRIPT_TIMEOUT_SEC * 1000,
+      maxOutputBytes: e.EVALUATION_MAX_OUTPUT_BYTES,
+      maxReportBytes: e.EVALUATION_MAX_REPORT_BYTES,
+      maxHistory: e.EVALUATION_MAX_HISTORY,
+      judgeTimeoutMs: e.JUDGE_TIMEOUT_SEC * 1000,
+      judgeMaxInputBytes: e.JUDGE_MAX_INPUT_BYTES,
+      judge: { model: e.JUDGE_MODEL, provider: e.JUDGE_PROVIDER },
+      regradeWaitSec: e.REGRADE_WAIT_SEC,
+    },
+    experiments: { maxRuns: e.EXPERIMENT_MAX_RUNS, maxVariants: e.EXPERIMENT_MAX_VARIANTS },
   };
 }
 

@@ -111,8 +111,9 @@ export function evaluationSummary(evaluation: unknown, max = 200): string {
   const e = evaluation as Record<string, unknown>;
   const parts: string[] = [];
   const verdict = e.verdict ?? e.status ?? e.result;
-  if (typeof verdict === 'string') parts.push(verdict);
-  else if (typeof e.passed === 'boolean') parts.push(e.passed ? 'passed' : 'not passed');
+  // `passed` decides; `status` says more only when there is no verdict (missing, error).
+  if (typeof e.passed === 'boolean') parts.push(e.passed ? 'passed' : 'not passed');
+  else if (typeof verdict === 'string') parts.push(verdict);
   else if (typeof e.success === 'boolean') parts.push(e.success ? 'passed' : 'not passed');
   if (typeof e.score === 'number') parts.push(`score ${e.score}`);
   const said = e.summary ?? e.reason ?? e.message;

@@ -2,6 +2,8 @@
  * The event vocabulary: one for every runtime. Runtime adapters produce the agent-side events;
  * the worker adds the lifecycle ones. Nothing downstream knows which CLI ran.
  */
+import type { Evaluation } from '../evaluation/record.js';
+
 export type AgentName = 'claude-code' | 'codex' | 'gemini-cli' | 'opencode' | 'hermes';
 export const AGENT_NAMES: readonly AgentName[] = ['claude-code', 'codex', 'gemini-cli', 'opencode', 'hermes'];
 
@@ -21,9 +23,10 @@ export interface UsageData {
   /**
    * Who measured it: the agent CLI's own report, or the provider gateway reading the response.
    * `script`: the gateway, for a call the runbook's own scripts made with a provider key declared
-   * as a secret (counted in the run's totals on top of the agent's).
+   * as a secret (counted in the run's totals on top of the agent's). `judge`: the gateway, for the
+   * judge model that scored a rubric runbook's outputs (also on top of the agent's).
    */
-  source: 'agent' | 'gateway' | 'script';
+  source: 'agent' | 'gateway' | 'script' | 'judge';
 }
 
 export interface RunError {
@@ -148,11 +151,13 @@ export interface EventDataMap {
   artifact: ArtifactInfo;
   'run.warning': RunWarning;
   'net.connect': NetConnectData;
+  /** `evaluation`: how the run scored against its runbook (absent when it declares none). */
   'run.completed': {
     final_text: string;
     exit_code: number | null;
     usage: UsageTotals;
     duration_ms: number;
+    evaluation?: Evaluation;
     truncated?: boolean;
     network?: NetworkSummary;
   };
@@ -162,6 +167,7 @@ export interface EventDataMap {
     final_text?: string;
     usage: UsageTotals;
     duration_ms: number;
+    evaluation?: Evaluation;
     truncated?: boolean;
     network?: NetworkSummary;
   };

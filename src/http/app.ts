@@ -16,6 +16,8 @@ import { apiV1CollectionRoutes } from './routes/api-v1-collections.js';
 import { apiV1RunRoutes } from './routes/api-v1-runs.js';
 import { chatRoutes } from './routes/chat.js';
 import { collectionSettingsRoutes } from './routes/collection-settings.js';
+import { evaluateRoutes } from './routes/evaluate.js';
+import { experimentRoutes } from './routes/experiments.js';
 import { keyRoutes } from './routes/keys.js';
 import { metaRoutes } from './routes/meta.js';
 import { runRoutes } from './routes/runs.js';
@@ -135,6 +137,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   streams.register(app);
   metaRoutes(app, deps);
   runRoutes(app, deps, streams);
+  evaluateRoutes(app, deps);
+  experimentRoutes(app, deps, streams);
   chatRoutes(app, deps, streams);
   keyRoutes(app, deps);
   collectionSettingsRoutes(app, deps);

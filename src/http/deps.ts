@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { EgressPolicy } from '../egress/policy.js';
 import type { EnvironmentStore } from '../environments/store.js';
+import type { JudgeDefaults } from '../evaluation/plan.js';
 import type { AgentName } from '../events/types.js';
 import type { TaskStore } from '../jetty/tasks.js';
 import type { UploadStore } from '../jetty/uploads.js';
@@ -53,6 +54,10 @@ export interface AppDeps {
     egress: EgressPolicy;
     /** The operator's maximum budget of a run, and the budget of a run that names none. */
     budget: { maxCostUsd: number; maxTokens: number };
+    /** The judge of rubric runbooks that name none (JUDGE_MODEL, JUDGE_PROVIDER), and re-grade waits. */
+    evaluation?: { judge: JudgeDefaults; regradeWaitSec: number };
+    /** A/B experiments' bounds (EXPERIMENT_MAX_RUNS, EXPERIMENT_MAX_VARIANTS). */
+    experiments?: { maxRuns: number; maxVariants: number };
   };
   /** Provider keys the server itself holds (shared by every collection without its own). */
   serverProviderKeys: Partial<Record<RealProvider, string>>;

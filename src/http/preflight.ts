@@ -17,6 +17,7 @@ import { type BudgetContext, budgetContext, planBudget } from './budget-prefligh
 import type { AppDeps } from './deps.js';
 import { planEgress } from './egress-preflight.js';
 import { planEnvironment, plannedCommands, planResources } from './environment-preflight.js';
+import { planRunEvaluation } from './evaluation-preflight.js';
 import type { ChatRequest } from './schemas.js';
 
 /** What the pre-flight knows of the caller's collection: its variable names and usable providers. */
@@ -198,6 +199,14 @@ export function planRun(
     sysIndex,
     runProvider: provider,
   });
+  const evaluation = planRunEvaluation({
+    resolved,
+    jetty,
+    run: { model: route.model, provider },
+    available: ctx.providers,
+    judge: deps.defaults.evaluation?.judge,
+    sysIndex,
+  });
   const instruction = body.messages
     .filter((_, i) => i !== sysIndex)
     .filter((m) => m.role === 'user')
@@ -225,13 +234,14 @@ export function planRun(
       mcpServers,
       budget,
       webhook,
+      evaluation: evaluation.spec,
     },
     collection: ctx.collection,
     task: jetty.task ?? null,
     stream: body.stream === true,
     timeoutHintSec: jetty.timeout_hint ?? deps.defaults.timeoutHintSec,
     runtime,
-    warnings: [...resolved.warnings, ...route.warnings, ...egress.warnings],
+    warnings: [...resolved.warnings, ...route.warnings, ...egress.warnings, ...evaluation.warnings],
     initParams: initParamsOf(resolved, route, jetty, environment),
   };
 }

@@ -58,6 +58,23 @@ export const jettyBlockSchema = z
       .describe(
         "false: the run gets no network. true or absent: the collection's egress policy (narrowed by the runbook's network frontmatter). The sandbox is always --network none; allowed hosts are reached through the worker's audited egress proxy",
       ),
+    judge_model: z
+      .string({ error: 'must be a model slug' })
+      .min(1)
+      .max(200)
+      .optional()
+      .describe(
+        "The model that scores a rubric runbook's outputs (never silently the agent's own). Default: the runbook's judge_model, else JUDGE_MODEL",
+      ),
+    judge_provider: providerEnum
+      .optional()
+      .describe(
+        "The judge's provider. Default: the runbook's judge_provider, else JUDGE_PROVIDER, else the judge model's own",
+      ),
+    require_pass: z
+      .boolean({ error: 'must be true or false' })
+      .optional()
+      .describe('true: a run whose evaluation does not pass ends `failed` with code evaluation_failed'),
     mcp_servers: mcpServersSchema.optional(),
     snapshot: z
       .string({ error: 'must be a snapshot name such as "python312-uv"' })
@@ -159,6 +176,66 @@ export const networkSummarySchema = z.object({
   ),
   hosts_omitted: z.number().optional(),
 });
+const resultsSchema = z.object({ pass: z.number(), partial: z.number(), fail: z.number() });
+const stageSchema = z.object({ name: z.string(), passed: z.boolean(), message: z.string() });
+
+/** A run's evaluation (docs/evaluation.md). */
+export const evaluationSchema = z
+  .object({
+    kind: z.enum(['programmatic', 'rubric']),
+    status: z
+      .enum(['scored', 'missing', 'error'])
+      .describe('scored: decided; missing: the runbook gives no way to score it; error: scoring failed'),
+    passed: z.boolean().nullable().describe('The verdict; null when it could not be scored'),
+    score: z
+      .number()
+      .nullable()
+      .describe('programmatic: share of checks passed (0-1); rubric: average of the criteria (1-5)'),
+    max_score: z.number(),
+    results: resultsSchema,
+    stages: z.array(stageSchema),
+    rubric_scores: z
+      .record(
+        z.string(),
+        z.object({ score: z.number(), notes: z.string(), name: z.string(), number: z.number() }),
+      )
+      .nullable(),
+    threshold: z.object({ average: z.number(), min_criterion: z.number() }).nullable(),
+    source: z.enum(['verification_script', 'required_outputs', 'judge', 'none']),
+    summary: z.string(),
+    verification: z
+      .object({
+        exit_code: z.number().nullable(),
+        timed_out: z.boolean(),
+        duration_ms: z.number(),
+        output: z.string(),
+        stderr: z.string(),
+        truncated: z.boolean(),
+        carried_over: z.boolean().optional(),
+      })
+      .nullable()
+      .describe("The verification script's run, as the server ran it in the sandbox"),
+    judge_model: z.string().nullable(),
+    judge_provider: z.string().nullable(),
+    judge_usage: usageTotals.nullable().describe("The judge's tokens and cost (also in the run's usage)"),
+    agent_report: z
+      .object({
+        overall_passed: z.boolean().nullable(),
+        results: resultsSchema.nullable(),
+        overall_score: z.number().nullable(),
+        stages: z.array(stageSchema),
+        rubric_scores: z.record(z.string(), z.object({ score: z.number(), notes: z.string() })).nullable(),
+        problem: z.string().nullable(),
+      })
+      .nullable()
+      .describe("The agent's own validation_report.json, as read"),
+    disagreement: z.boolean().describe("The agent's report says the opposite of the server's decision"),
+    evaluated_at: z.string(),
+    duration_ms: z.number(),
+    number: z.number(),
+    trigger: z.enum(['run', 'regrade']),
+  })
+  .describe("How the run scored against its runbook's own definition of success");
 
 export const runRecordSchema = z.object({
   id: z.string(),
@@ -246,6 +323,7 @@ export const runRecordSchema = z.object({
       sandbox_start_ms: z.number().nullable(),
       agent_ms: z.number().nullable(),
       collect_ms: z.number().nullable(),
+      evaluate_ms: z.number().nullable().optional(),
     })
     .nullable()
     .describe(
@@ -268,6 +346,11 @@ export const runRecordSchema = z.object({
     .describe(
       'What the run did through the egress proxy (set when it ends): its policy, connections allowed, refused and failed, bytes each way, and the hosts (most connections first). Each connection is a net.connect event',
     ),
+  evaluation: evaluationSchema.nullable().default(null),
+  evaluations: z
+    .array(evaluationSchema)
+    .optional()
+    .describe('Every evaluation kept (EVALUATION_MAX_HISTORY), oldest first; on GET /v1/runs/{id} only'),
 });
 
 export const runIdParams = z.object({ id: z.string().min(1).max(64) });

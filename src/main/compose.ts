@@ -35,6 +35,7 @@ import { loadMasterKey, masterKeyCheckKey } from '../tenancy/master-key-file.js'
 import { TenancyStore } from '../tenancy/store.js';
 import { WebhookWorker } from '../webhooks/delivery-worker.js';
 import { WorkerEnvironments } from '../worker/environment.js';
+import { RegradeWorker } from '../worker/regrade-worker.js';
 import { RunWorker } from '../worker/run-worker.js';
 import { checkReadiness, type Readiness, startWorkerHttp } from './worker-http.js';
 
@@ -197,6 +198,8 @@ export async function startServer(
           sandbox: config.sandbox,
           egress: config.egress.policy,
           budget: config.budget,
+          evaluation: { judge: config.evaluation.judge, regradeWaitSec: config.evaluation.regradeWaitSec },
+          experiments: config.experiments,
         },
         serverProviderKeys: config.providerKeys,
         simulatedProvider: config.simulatedProvider,
@@ -376,6 +379,7 @@ async function startWorkerSide(config: Config, ctx: WorkerSideContext) {
     runLimits: config.runLimits,
     metrics: ctx.metrics,
     environments,
+    evaluation: config.evaluation,
     logger: logger.child({ component: 'worker' }),
   });
   await worker.start();
@@ -385,6 +389,22 @@ async function startWorkerSide(config: Config, ctx: WorkerSideContext) {
   void environments
     .reportSnapshots(config.sandbox.snapshots, listRuntimes(), config.environmentSurvey)
     .catch((err) => logger.warn({ err }, 'reporting the snapshots failed'));
+  // Re-grades need this worker's gateway (the judge is behind it), so they are done here too.
+  const regrades = new RegradeWorker({
+    redis: workerRedis,
+    keys,
+    runs: workerRuns,
+    gateway,
+    blobs: ctx.blobs,
+    tenancy: ctx.tenancy(workerRedis),
+    serverProviderKeys: config.providerKeys,
+    simulatedProvider: config.simulatedProvider,
+    upstreams: config.upstreams,
+    settings: config.evaluation,
+    logger: logger.child({ component: 'regrade' }),
+  });
+  await regrades.start();
+  closers.unshift(() => regrades.stop());
   logger.info({ concurrency: config.workerConcurrency, socket: gateway.socketPath }, 'worker started');
   const sandboxDriver = driver;
   const readiness = () =>

@@ -38,6 +38,10 @@ export class RedisKeys {
   environmentSnapshots(): string {
     return `${this.prefix}:env:snapshots`;
   }
+  /** An A/B experiment's record (JSON): its variants and its runs' ids. */
+  experiment(id: string): string {
+    return `${this.prefix}:experiment:${id}`;
+  }
   /** BullMQ's own prefix. */
   bullPrefix(): string {
     return `${this.prefix}:bull`;
@@ -46,3 +50,5 @@ export class RedisKeys {
 
 export const RUN_QUEUE = 'runs';
 export const WEBHOOK_QUEUE = 'webhooks';
+/** Re-grades of ended runs (POST /v1/runs/{id}/evaluate), done by a worker: the judge is behind its gateway. */
+export const EVALUATE_QUEUE = 'evaluations';

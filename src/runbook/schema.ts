@@ -58,6 +58,10 @@ export const frontmatterSchema = z.looseObject({
   cpus: z.number().positive().optional(),
   memory: z.union([nonEmptyString, z.number().int().positive()]).optional(),
   disk: z.union([nonEmptyString, z.number().int().positive()]).optional(),
+  // Who scores a rubric runbook, and whether a failed score fails the run (docs/evaluation.md).
+  judge_model: nonEmptyString.optional(),
+  judge_provider: providerNameSchema.optional(),
+  require_pass: z.boolean().optional(),
 });
 
 export type RunbookFrontmatter = z.output<typeof frontmatterSchema>;
@@ -87,6 +91,10 @@ export const FRONTMATTER_FORMS: Readonly<Record<string, string>> = {
   cpus: 'must be a positive number of CPUs such as 2',
   memory: 'must be a size such as "4g" or "512m", or a number of bytes',
   disk: 'must be a size such as "2g" or "512m", or a number of bytes',
+  judge_model:
+    'must be a non-empty model slug such as "claude-sonnet-4-6": the model that scores a rubric runbook',
+  judge_provider: `must be one of ${PROVIDER_NAMES.join(', ')}`,
+  require_pass: 'must be true or false',
 };
 
 const SECRET_FIELD_FORMS: Readonly<Record<string, string>> = {

@@ -17,6 +17,7 @@ import { collectDirectory } from './docker-collect.js';
 import {
   dockerMessage,
   dockerStatus,
+  readBounded,
   runExec,
   type StartedExec,
   startExec,
@@ -25,6 +26,8 @@ import {
 import {
   type CollectLimits,
   type CollectResult,
+  type ExecLimits,
+  type ExecResult,
   GATEWAY_MOUNT,
   type OwnedSandbox,
   type RunningSandbox,
@@ -407,6 +410,42 @@ class DockerSandbox implements RunningSandbox {
 
   async collect(dir: string, destDir: string, limits: CollectLimits): Promise<CollectResult> {
     return collectDirectory(this.container, dir, destDir, limits);
+  }
+
+  async exec(argv: string[], limits: ExecLimits): Promise<ExecResult> {
+    const started = Date.now();
+    let timedOut = false;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const proc = await startExec(this.container, {
+        argv,
+        user: AGENT_USER,
+        workdir: limits.workdir ?? '/app',
+        env: Object.entries(limits.env ?? {}).map(([k, v]) => `${k}=${v}`),
+      });
+      // Past the limit every process of the sandbox user goes, the command's children with it.
+      timer = setTimeout(() => {
+        timedOut = true;
+        void stopAgentProcesses(this.container).catch(() => undefined);
+      }, limits.timeoutMs);
+      const [out, err] = await Promise.all([
+        readBounded(proc.stdout, limits.maxOutput),
+        readBounded(proc.stderr, limits.maxOutput),
+      ]);
+      const code = await proc.exit;
+      return {
+        exitCode: timedOut ? null : code,
+        stdout: out.text,
+        stderr: err.text,
+        timedOut,
+        truncated: out.size > limits.maxOutput || err.size > limits.maxOutput,
+        durationMs: Date.now() - started,
+      };
+    } catch (err) {
+      throw toAppError(err, `could not run a command in sandbox ${this.id.slice(0, 12)}`);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   async remove(): Promise<void> {

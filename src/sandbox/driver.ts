@@ -54,6 +54,27 @@ export interface CollectResult {
   dropped: DroppedArtifact[];
 }
 
+/** What exec() may take and give back: a time limit and a bound on the output it keeps. */
+export interface ExecLimits {
+  timeoutMs: number;
+  /** Bytes of stdout and of stderr kept (each); the rest is read and counted, not kept. */
+  maxOutput: number;
+  env?: Record<string, string>;
+  /** Defaults to /app. */
+  workdir?: string;
+}
+
+export interface ExecResult {
+  /** null when the process was stopped at its time limit, or the sandbox went away. */
+  exitCode: number | null;
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+  /** Output past maxOutput was left out (of either stream). */
+  truncated: boolean;
+  durationMs: number;
+}
+
 /** One run's sandbox with its agent process started in it. */
 export interface RunningSandbox {
   readonly id: string;
@@ -68,6 +89,12 @@ export interface RunningSandbox {
    * `limits`. Processes the agent left behind are stopped first. A missing dir: nothing collected.
    */
   collect(dir: string, destDir: string, limits: CollectLimits): Promise<CollectResult>;
+  /**
+   * Runs one more process in the sandbox as the sandbox user, after the agent has ended (the
+   * server's own checks: a runbook's verification script). Past `timeoutMs` every process of the
+   * sandbox user is killed and `timedOut` is set.
+   */
+  exec(argv: string[], limits: ExecLimits): Promise<ExecResult>;
   /** Removes the sandbox and everything written in it. Safe to call more than once. */
   remove(): Promise<void>;
 }

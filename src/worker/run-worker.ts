@@ -10,6 +10,7 @@ import { noNetworkSummary } from '../egress/run-traffic.js';
 import { sandboxProxyEnv } from '../egress/sandbox-env.js';
 import { environmentWarnings } from '../environments/check.js';
 import { AppError, isAppError } from '../errors.js';
+import type { Evaluation } from '../evaluation/types.js';
 import { DEFAULT_RUN_LIMITS, type RunLimits } from '../events/limits.js';
 import type {
   NetConnectData,
@@ -53,6 +54,8 @@ import { providerKeyFor } from '../tenancy/provider-keys.js';
 import type { TenancyStore } from '../tenancy/store.js';
 import { type CollectedResults, collectResults } from './collect.js';
 import type { WorkerEnvironments } from './environment.js';
+import { DEFAULT_EVALUATION_SETTINGS, type EvaluationSettings, runEvaluation } from './evaluate-step.js';
+import { applyRequirePass, evaluationWarnings, failedEvaluation } from './evaluation-outcome.js';
 import { watchGatewayFailures } from './gateway-failure.js';
 import { composePrompt } from './prompt.js';
 import { readOutput } from './read-output.js';
@@ -109,6 +112,8 @@ export interface WorkerDeps {
   uploadSweepIntervalMs?: number;
   /** Environment images: found, probed, checked before each agent starts (none: no check). */
   environments?: WorkerEnvironments;
+  /** The evaluation step's bounds (EVALUATION_*, JUDGE_*); DEFAULT_EVALUATION_SETTINGS when not given. */
+  evaluation?: EvaluationSettings;
 }
 
 /**
@@ -365,9 +370,12 @@ export class RunWorker {
     // Cancel may have been asked for while the job waited.
     let stopReason: StopReason | undefined;
     let sandbox: RunningSandbox | undefined;
+    // Cancel (or the worker's stop) also ends an evaluation under way.
+    const evaluating = new AbortController();
     const stop = (reason: StopReason) => {
       if (stopReason) return;
       stopReason = reason;
+      evaluating.abort();
       log.info({ reason }, 'stopping run');
       void sandbox?.kill().catch(() => undefined);
     };
@@ -393,6 +401,7 @@ export class RunWorker {
     let collected: CollectedResults = { artifacts: [], dropped: null, events: [] };
     let exitCode: number | null = null;
     let outcome: ReturnType<ReturnType<typeof runtime.createParser>['finish']>['outcome'] | undefined;
+    let evaluation: Evaluation | null = null;
     try {
       if (stopReason) throw new StopBeforeStart();
       const invocation = runtime.buildInvocation({
@@ -495,8 +504,14 @@ export class RunWorker {
             data: { stream: 'system', line: `Collecting ${spec.resultsDir} failed: ${(e as Error).message}` },
           });
         }
+        // Scored after collecting (the artifacts are the agent's work, not the script's), before removal.
+        if (outcome && stopReason !== 'cancelled' && stopReason !== 'shutdown' && spec.evaluation) {
+          const tEvaluate = Date.now();
+          evaluation = await this.evaluateStep(spec, sandbox, collected, sink, log, evaluating.signal);
+          timings.evaluate_ms = Date.now() - tEvaluate;
+        }
         await sandbox.remove().catch((e) => log.warn({ err: e }, 'removing the sandbox failed'));
-        timings.collect_ms = Date.now() - tCollect;
+        timings.collect_ms = Date.now() - tCollect - (timings.evaluate_ms ?? 0);
       }
       this.active.delete(runId);
     }
@@ -522,6 +537,7 @@ export class RunWorker {
 
     let status: RunStatus;
     let terminal: NewEvent;
+    if (stopReason === 'cancelled') evaluation = null;
     if (stopReason === 'cancelled') {
       status = 'cancelled';
       terminal = {
@@ -583,6 +599,13 @@ export class RunWorker {
         },
       };
     }
+    if (evaluation) {
+      for (const w of evaluationWarnings(evaluation)) sink.emit({ type: 'run.warning', data: w });
+      if (terminal.type === 'run.completed' || terminal.type === 'run.failed') {
+        terminal = { ...terminal, data: { ...terminal.data, evaluation } } as NewEvent;
+      }
+      ({ status, terminal } = applyRequirePass(spec.evaluation, evaluation, status, terminal));
+    }
     await sink.flush();
     // What the record keeps is what the stream keeps: redacted, and cut to the same limits.
     const ended = sink.shape(withNetwork(terminal, network));
@@ -607,6 +630,7 @@ export class RunWorker {
         exit_code: exitCode,
         final_text: outcome ? sink.shapeMessage(outcome.finalText) : null,
         error: ended.type === 'run.failed' ? ended.data.error : null,
+        ...(evaluation ? { evaluation, evaluations: [evaluation] } : {}),
       }),
       attempt,
     );
@@ -637,6 +661,56 @@ export class RunWorker {
     // A live credential while the run goes on: kept out of its events like a secret.
     sink.addRedactions({ JETTY_EGRESS_TOKEN: session.token });
     return { env: sandboxProxyEnv(session.token, SANDBOX_GATEWAY_PORT), close: () => session.close() };
+  }
+
+  /**
+   * Scores the run in its sandbox (the verification script) and from its collected files (the
+   * agent's report, the judge's input). A step that fails records an evaluation in error; it never
+   * fails the run itself. null: cancelled meanwhile.
+   */
+  private async evaluateStep(
+    spec: RunJob,
+    sandbox: RunningSandbox,
+    collected: CollectedResults,
+    sink: RunEventSink,
+    log: Logger,
+    signal: AbortSignal,
+  ): Promise<Evaluation | null> {
+    const evalSpec = spec.evaluation!;
+    const how =
+      evalSpec.kind === 'rubric'
+        ? `the judge ${evalSpec.judge?.model}`
+        : evalSpec.verificationScript
+          ? 'its verification script'
+          : 'its required output files';
+    sink.emit({
+      type: 'log',
+      data: { stream: 'system', line: `Evaluating the run (${evalSpec.kind}): ${how}.` },
+    });
+    const { deps } = this;
+    try {
+      return await runEvaluation(
+        { ...deps, settings: deps.evaluation ?? DEFAULT_EVALUATION_SETTINGS },
+        {
+          runId: spec.runId,
+          collection: spec.collection,
+          spec: evalSpec,
+          runbook: spec.runbook,
+          artifacts: collected.artifacts,
+          sandbox,
+          previous: null,
+          number: 1,
+          trigger: 'run',
+          redactor: sink.redactor,
+          onUsage: (u) => sink.emit({ type: 'usage', data: u }),
+          signal,
+        },
+      );
+    } catch (err) {
+      if (signal.aborted) return null;
+      log.warn({ err }, 'evaluating the run failed');
+      return failedEvaluation(evalSpec, `${(err as Error).message}.`, 1);
+    }
   }
 
   /**

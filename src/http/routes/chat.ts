@@ -160,6 +160,7 @@ function metadataOf(rec: RunRecord) {
     ...(rec.warnings?.length ? { warnings: rec.warnings } : {}),
     ...(rec.network ? { network: rec.network } : {}),
     ...(rec.error ? { error: rec.error } : {}),
+    ...(rec.evaluation ? { evaluation: rec.evaluation } : {}),
   };
 }
 
