@@ -1,14 +1,24 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import Dockerode from 'dockerode';
 import tar from 'tar-stream';
+import { type EnvironmentReport, parseProbeOutput } from '../environments/probe.js';
 import { AppError, badRequest, infraError } from '../errors.js';
 import type { SandboxFile } from '../runtimes/types.js';
+import {
+  AGENT_MOUNT,
+  AgentVolumes,
+  LAYER_ENTRYPOINT,
+  LAYER_PROBE,
+  LAYER_SHELL,
+  LAYER_TOOLS,
+} from './agent-volume.js';
 import { collectDirectory } from './docker-collect.js';
 import {
   dockerMessage,
   dockerStatus,
+  readBounded,
   runExec,
   type StartedExec,
   startExec,
@@ -19,6 +29,8 @@ import {
   type CollectLimits,
   type CollectResult,
   type EnvironmentSpec,
+  type ExecLimits,
+  type ExecResult,
   GATEWAY_MOUNT,
   type OwnedSandbox,
   type PreparedSandbox,
@@ -63,7 +75,7 @@ const runContainerName = (runId: string) => `jetty-run-${runId}`;
  * The gateway forwarder, started as its own process beside the agent (the image's entrypoint is
  * told not to start one: JETTY_FORWARDER=0). It prints "ready" once it listens.
  */
-const FORWARDER_ARGV = ['node', '/opt/jetty/forwarder.js'];
+const FORWARDER_ARGV = [`${AGENT_MOUNT}/bin/node`, `${AGENT_MOUNT}/forwarder.js`];
 const FORWARDER_READY_MS = 5_000;
 
 /** What the forwarder needs of the agent's environment: where to listen, where the gateway is. */
@@ -88,7 +100,7 @@ const BUILD_COMMAND = 'bash docker/build-images.sh';
  * agent, and its output ends at once instead of when the last straggler lets go of it.
  */
 const AGENT_SCRIPT = [
-  'head -c "$1" | tar -x -p -f - -C / || { echo "jetty-sandbox: could not place the run\'s files" >&2; exit 125; }',
+  `${LAYER_TOOLS}/head -c "$1" | ${LAYER_TOOLS}/tar -x -p -f - -C / || { echo "jetty-sandbox: could not place the run's files" >&2; exit 125; }`,
   'shift',
   '"$@"; code=$?',
   'kill -9 -1 2>/dev/null',
@@ -127,15 +139,18 @@ export class DockerSandboxDriver implements SandboxDriver {
   private readonly deployment: DockerSandboxDriverOptions['deployment'];
   private readonly worker: string | undefined;
   private readonly logger: DriverLogger | undefined;
+  private readonly volumes: AgentVolumes;
 
   constructor(opts: DockerSandboxDriverOptions) {
     this.docker = opts.docker ?? new Dockerode();
+    this.volumes = new AgentVolumes(this.docker);
     this.instance = opts.instance;
     this.deployment = opts.deployment;
     this.worker = opts.worker;
     this.logger = opts.logger;
   }
 
+  /** The phases: the agent layer's volume, the container (the environment), the agent in it. */
   async start(spec: SandboxSpec): Promise<RunningSandbox> {
     checkSpec(spec);
     const env = await this.prepareContainer({ ...spec, runId: spec.runId });
@@ -160,11 +175,11 @@ export class DockerSandboxDriver implements SandboxDriver {
     return this.prepareContainer(spec, pool);
   }
 
-  /** Creates and starts the container: the holder only, no agent yet. */
+  /** The agent layer's volume, then the container (the environment with its holder): no agent yet. */
   private async prepareContainer(spec: EnvironmentSpec, pool?: string): Promise<PreparedDockerSandbox> {
-    const entrypoint = await this.entrypointOf(spec.image);
+    const volume = await this.volumes.volumeFor(spec.agentImage);
     const name = spec.runId !== undefined ? runContainerName(spec.runId) : `jetty-warm-${randomUUID()}`;
-    const container = await this.createReplacing(name, this.createOptions(name, spec, pool));
+    const container = await this.createReplacing(name, this.createOptions(name, spec, volume, pool));
     const log = { runId: spec.runId, container: container.id.slice(0, 12), image: spec.image };
     this.logger?.debug(log, 'sandbox created');
     try {
@@ -173,9 +188,88 @@ export class DockerSandboxDriver implements SandboxDriver {
       await container.remove({ force: true, v: true }).catch(() => undefined);
       throw toAppError(err, `could not start the sandbox ${name}`);
     }
-    return new PreparedDockerSandbox(container, entrypoint, log, (runId) =>
+    return new PreparedDockerSandbox(container, log, (runId) =>
       this.renameReplacing(container, runContainerName(runId)),
     );
+  }
+
+  /**
+   * What an environment image is with an agent layer mounted: whether it can host the agent, and
+   * the commands it has. One short-lived container (no network, the sandbox's own limits), one
+   * exec of the layer's probe as the sandbox user. A missing image is a typed error naming it.
+   */
+  async describeEnvironment(
+    image: string,
+    agentImage: string,
+    maxOutputBytes: number,
+  ): Promise<EnvironmentReport> {
+    const imageId = await this.environmentId(image);
+    const layer = await this.volumes.volumeFor(agentImage);
+    const name = `jetty-probe-${randomBytes(6).toString('hex')}`;
+    const base = this.createOptions(name, PROBE_SPEC(image), layer);
+    // Not a run's sandbox (the sweep does not know it): it ends and removes itself within a
+    // minute, even when this worker dies mid-probe.
+    const options: Dockerode.ContainerCreateOptions = {
+      ...base,
+      Cmd: ['sleep', '60'],
+      Labels: { 'jetty.probe': 'true', [SANDBOX_LABELS.instance]: this.instance },
+      HostConfig: { ...base.HostConfig, Binds: [], AutoRemove: true },
+    };
+    let container: Dockerode.Container;
+    try {
+      container = await this.docker.createContainer(options);
+    } catch (err) {
+      throw toAppError(err, `could not create a probe of the image ${image}`);
+    }
+    try {
+      await container.start();
+      const res = await runExec(container, { argv: [...LAYER_PROBE], user: AGENT_USER }, maxOutputBytes + 1);
+      // probe.sh always says which glibc it found: without that line, the probe itself failed.
+      if (res.code !== 0 || !/^glibc /m.test(res.stdout)) {
+        throw infraError(
+          `the probe of the image ${image} failed (exit ${res.code}): ${res.stderr.trim().slice(0, 300)}`,
+          'environment_probe_failed',
+        );
+      }
+      const cut = Buffer.byteLength(res.stdout) > maxOutputBytes;
+      const facts = parseProbeOutput(cut ? res.stdout.slice(0, maxOutputBytes) : res.stdout, cut);
+      return { image, imageId, layer, ...facts, probedAt: new Date().toISOString() };
+    } catch (err) {
+      throw toAppError(err, `could not probe the image ${image}`);
+    } finally {
+      await removeContainer(container);
+    }
+  }
+
+  /** The engine's id of an environment image; a missing one is a 400 naming it (the run named it). */
+  async environmentId(image: string): Promise<string> {
+    try {
+      return (await this.docker.getImage(image).inspect()).Id;
+    } catch (err) {
+      if (dockerStatus(err) === 404) throw environmentMissing(image, err);
+      throw toAppError(err, `could not inspect the image ${image}`);
+    }
+  }
+
+  async agentLayer(agentImage: string): Promise<string> {
+    return this.volumes.volumeFor(agentImage);
+  }
+
+  /** Size and labels of an image, or null when the engine does not have it. */
+  async imageInfo(
+    image: string,
+  ): Promise<{ id: string; sizeBytes: number; labels: Record<string, string> } | null> {
+    try {
+      const info = await this.docker.getImage(image).inspect();
+      return {
+        id: info.Id,
+        sizeBytes: info.Size,
+        labels: (info.Config?.Labels as Record<string, string> | null) ?? {},
+      };
+    } catch (err) {
+      if (dockerStatus(err) === 404) return null;
+      throw toAppError(err, `could not inspect the image ${image}`);
+    }
   }
 
   async listOwned(): Promise<OwnedSandbox[]> {
@@ -219,18 +313,6 @@ export class DockerSandboxDriver implements SandboxDriver {
     }
   }
 
-  /** The image's entrypoint, which the agent's command goes through as `docker run` would. */
-  private async entrypointOf(image: string): Promise<string[]> {
-    try {
-      const info = await this.docker.getImage(image).inspect();
-      const ep = info.Config?.Entrypoint as string[] | string | null | undefined;
-      return Array.isArray(ep) ? ep : typeof ep === 'string' && ep !== '' ? [ep] : [];
-    } catch (err) {
-      if (dockerStatus(err) === 404) throw imageMissing(image, err);
-      throw toAppError(err, `could not inspect the sandbox image ${image}`);
-    }
-  }
-
   /** Renames a claimed warm sandbox to its run's name; an earlier attempt's sandbox goes first. */
   private async renameReplacing(container: Dockerode.Container, name: string): Promise<void> {
     for (let attempt = 1; ; attempt++) {
@@ -249,16 +331,19 @@ export class DockerSandboxDriver implements SandboxDriver {
 
   private createOptions(
     name: string,
-    spec: EnvironmentSpec,
+    spec: Pick<EnvironmentSpec, 'image' | 'runId' | 'limits' | 'gatewaySocketDir' | 'files'>,
+    volume: string,
     pool?: string,
   ): Dockerode.ContainerCreateOptions {
     return {
       name,
       Image: spec.image,
       // The holder: PID 1 is the engine's tiny init (it reaps what agent tools leave behind, which
-      // the pids limit counts), and its child sleeps, as a user the agent cannot signal.
-      Entrypoint: ['sleep'],
-      Cmd: ['infinity'],
+      // the pids limit counts), and its child sleeps, as a user the agent cannot signal. The
+      // layer's static busybox, so that any image can hold a sandbox.
+      Entrypoint: [LAYER_SHELL[0]],
+      Cmd: ['sleep', 'infinity'],
+      Env: [],
       User: `${HOLDER_UID}:${HOLDER_UID}`,
       WorkingDir: '/',
       Tty: false,
@@ -286,10 +371,13 @@ export class DockerSandboxDriver implements SandboxDriver {
         PidsLimit: spec.limits.pids,
         CapDrop: ['ALL'],
         SecurityOpt: ['no-new-privileges'],
-        NetworkMode: spec.network === 'bridge' ? 'bridge' : 'none',
+        // Always: models and (where the run's policy allows) other hosts are reached through the
+        // worker's gateway socket, so nothing leaves the sandbox unchecked or unrecorded.
+        NetworkMode: 'none',
         ReadonlyRootfs: true,
         Tmpfs: tmpfsMounts(spec.limits.diskBytes, spec.files),
         Binds: [`${spec.gatewaySocketDir}:${GATEWAY_MOUNT}:ro`],
+        Mounts: [{ Type: 'volume', Source: volume, Target: AGENT_MOUNT, ReadOnly: true }],
         Init: true,
         // Set here rather than left to the engine's default, which an operator may have changed.
         ShmSize: SHM_BYTES,
@@ -325,11 +413,11 @@ export class DockerSandboxDriver implements SandboxDriver {
 
 /** A started container: the forwarder, the files and the agent go in one by one. */
 class PreparedDockerSandbox implements PreparedSandbox {
-  private forwarder: StartedExec | undefined;
+  /** The forwarder's exec, set as soon as it is asked for (it may still be starting). */
+  private forwarder: Promise<StartedExec> | undefined;
 
   constructor(
     private readonly container: Dockerode.Container,
-    private readonly entrypoint: string[],
     readonly log: { runId?: string; container: string; image: string },
     private readonly bind: (runId: string) => Promise<void>,
   ) {}
@@ -339,35 +427,36 @@ class PreparedDockerSandbox implements PreparedSandbox {
   }
 
   async startForwarder(env: Record<string, string>, opts: { waitReady?: boolean } = {}): Promise<void> {
-    this.forwarder = await startExec(this.container, {
+    this.forwarder = startExec(this.container, {
       argv: FORWARDER_ARGV,
       user: AGENT_USER,
       env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
     });
+    const forwarder = await this.forwarder;
     if (opts.waitReady === false) {
       // Its stdout carries only "ready": drained, so it can never fill up.
-      this.forwarder.stdout.resume();
+      forwarder.stdout.resume();
       return;
     }
-    await readyLine(this.forwarder);
+    await readyLine(forwarder);
   }
 
   async startAgent(spec: AgentSpec): Promise<StartedAgent> {
     const files = await filesArchive(spec.files);
     const env = [
       ...Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
-      // The images' entrypoint feeds the CLI from this file: here, the exec's own stdin.
+      // The layer's entrypoint feeds the CLI from this file: here, the exec's own stdin.
       'JETTY_STDIN_FILE=/dev/stdin',
       // The driver runs the forwarder itself (startForwarder), beside the agent.
       'JETTY_FORWARDER=0',
     ];
     const argv = [
-      'sh',
+      ...LAYER_SHELL,
       '-c',
       AGENT_SCRIPT,
       'jetty-agent',
       String(files.length),
-      ...this.entrypoint,
+      ...LAYER_ENTRYPOINT,
       ...spec.argv,
     ];
     const base = { argv, user: AGENT_USER, workdir: '/app', env };
@@ -383,7 +472,10 @@ class PreparedDockerSandbox implements PreparedSandbox {
     void agent.exit.finally(() => {
       exited = true;
     });
-    const sandbox = new DockerSandbox(this.container, agent, this.forwarder);
+    // The forwarder's stderr joins the agent's (it says when the gateway cannot be reached), so
+    // the agent's sandbox is made once the forwarder's exec exists, even when both start together.
+    const forwarder = await this.forwarder?.catch(() => undefined);
+    const sandbox = new DockerSandbox(this.container, agent, forwarder);
     return {
       sandbox,
       get exited() {
@@ -397,7 +489,7 @@ class PreparedDockerSandbox implements PreparedSandbox {
     if (files.length === 0) return;
     const archive = await filesArchive(files, { dirs: false });
     const res = await runExec(this.container, {
-      argv: ['tar', '-x', '-p', '-f', '-', '-C', '/'],
+      argv: [`${LAYER_TOOLS}/tar`, '-x', '-p', '-f', '-', '-C', '/'],
       user: AGENT_USER,
       stdin: archive,
     });
@@ -478,6 +570,42 @@ class DockerSandbox implements RunningSandbox {
     return collectDirectory(this.container, dir, destDir, limits);
   }
 
+  async exec(argv: string[], limits: ExecLimits): Promise<ExecResult> {
+    const started = Date.now();
+    let timedOut = false;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const proc = await startExec(this.container, {
+        argv,
+        user: AGENT_USER,
+        workdir: limits.workdir ?? '/app',
+        env: Object.entries(limits.env ?? {}).map(([k, v]) => `${k}=${v}`),
+      });
+      // Past the limit every process of the sandbox user goes, the command's children with it.
+      timer = setTimeout(() => {
+        timedOut = true;
+        void stopAgentProcesses(this.container).catch(() => undefined);
+      }, limits.timeoutMs);
+      const [out, err] = await Promise.all([
+        readBounded(proc.stdout, limits.maxOutput),
+        readBounded(proc.stderr, limits.maxOutput),
+      ]);
+      const code = await proc.exit;
+      return {
+        exitCode: timedOut ? null : code,
+        stdout: out.text,
+        stderr: err.text,
+        timedOut,
+        truncated: out.size > limits.maxOutput || err.size > limits.maxOutput,
+        durationMs: Date.now() - started,
+      };
+    } catch (err) {
+      throw toAppError(err, `could not run a command in sandbox ${this.id.slice(0, 12)}`);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   async remove(): Promise<void> {
     await removeContainer(this.container);
   }
@@ -507,7 +635,7 @@ async function waitUntilGone(container: Dockerode.Container, ms: number): Promis
 async function stopAgentProcesses(container: Dockerode.Container): Promise<void> {
   try {
     const res = await runExec(container, {
-      argv: ['sh', '-c', 'kill -9 -1; kill -9 -1; true'],
+      argv: [...LAYER_SHELL, '-c', 'kill -9 -1; kill -9 -1; true'],
       user: AGENT_USER,
     });
     if (res.code === 0) return;
@@ -567,6 +695,24 @@ async function filesArchive(files: SandboxFile[], opts: { dirs?: boolean } = {})
   const chunks: Buffer[] = [];
   for await (const chunk of pack) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks);
+}
+
+/** The probe's container: the sandbox's shape with small limits, no files, no run. */
+function PROBE_SPEC(image: string) {
+  return {
+    image,
+    runId: 'probe',
+    limits: { cpus: 1, memoryBytes: 256 * 1024 * 1024, pids: 64, diskBytes: 64 * 1024 * 1024 },
+    gatewaySocketDir: '',
+    files: [],
+  };
+}
+
+function environmentMissing(image: string, cause: unknown): AppError {
+  return new AppError(
+    `The image ${image} is not on this worker's Docker engine. Build or pull it there first (\`docker image ls ${image}\` shows it when it is), or run with a snapshot instead (GET /v1/snapshots).`,
+    { status: 400, type: 'invalid_request_error', code: 'image_not_found', retryable: false, cause },
+  );
 }
 
 function imageMissing(image: string, cause: unknown): AppError {

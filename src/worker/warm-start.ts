@@ -9,13 +9,14 @@ import type { WarmPool, WarmSandbox, WarmTemplate } from '../sandbox/warm-pool.j
 /**
  * Which runs start on a warm sandbox, and what a warm sandbox of each pool key is started with.
  *
- * A pool key is a runtime and its environment image. A warm sandbox is started from a *shape*
- * (model, provider, deadline, results_dir, limits, network) with a gateway token of its own; a run
- * takes one over only when everything it would start a cold sandbox with is the same once its
- * token is the warm one's: the same CLI command line, environment variables and config files, the
- * same image, limits and network. Anything else (secrets or script keys in the environment, MCP
- * servers, another model, input files) starts the run cold, and the pool learns the run's shape so
- * that the next warm sandboxes fit such runs.
+ * A pool key is a runtime and its environment image (a snapshot's, or one the run named). A warm
+ * sandbox is started from a *shape* (model, provider, deadline, results_dir, limits) with a gateway
+ * token of its own; a run takes one over only when everything it would start a cold sandbox with is
+ * the same once its token is the warm one's: the same CLI command line, environment variables and
+ * config files, the same environment image, agent layer and limits. Anything else (secrets, script
+ * keys or egress proxy variables in the environment, MCP servers, another model, input files)
+ * starts the run cold, and the pool learns the run's shape so that the next warm sandboxes fit
+ * such runs.
  */
 
 export interface RunShape {
@@ -24,7 +25,6 @@ export interface RunShape {
   timeoutSec: number;
   resultsDir: string;
   limits: SandboxLimits;
-  network: 'none' | 'bridge';
 }
 
 export interface WarmStartsOptions {
@@ -33,6 +33,8 @@ export interface WarmStartsOptions {
   runtimes: readonly AgentName[];
   /** The shape of the first warm sandboxes, before any run was seen. */
   initialShape(runtime: RuntimeAdapter): RunShape;
+  /** The environment image of the first warm sandboxes (the default snapshot's). */
+  defaultEnvironment: string;
   /** The agent's environment variables beside the CLI's own (the gateway's port and socket). */
   gatewayEnv: Record<string, string>;
   gatewayUrl: string;
@@ -69,7 +71,7 @@ export class WarmStarts {
   prewarm(): void {
     for (const name of this.poolable) {
       const runtime = getRuntime(name);
-      if (runtime) this.opts.pool.want(keyOf(runtime));
+      if (runtime) this.opts.pool.want(keyOf(runtime, this.opts.defaultEnvironment));
     }
   }
 
@@ -77,7 +79,7 @@ export class WarmStarts {
    * How the run's sandbox will start. `build` makes the run's cold start with a given gateway
    * token. A warm sandbox is taken when the run's start, with the warm sandbox's token, is the same
    * as the warm one's; only runs whose environment holds nothing of their own (no secrets, no script
-   * keys) and that bring no input files are candidates. A warm sandbox that does not fit is removed
+   * keys, no egress proxy credentials) and that bring no input files are candidates. A warm sandbox that does not fit is removed
    * and its key's pool turns to this run's shape; the run then gets a token of its own.
    */
   plan(
@@ -125,13 +127,14 @@ export class WarmStarts {
     const runtime = getRuntime(spec.agent);
     if (!runtime || !this.poolable.has(spec.agent)) return undefined;
     if (Object.keys(runEnv).length > 0 || spec.assets.length > 0) return undefined;
-    return this.opts.pool.take(keyOf(runtime));
+    return this.opts.pool.take(keyOf(runtime, spec.environment.image));
   }
 
   /** The template of a new warm sandbox of `key`, from its shape, with a fresh token. */
   template(key: string): WarmTemplate | null {
-    const runtime = runtimeOfKey(key);
-    if (!runtime) return null;
+    const parsed = parseKey(key);
+    if (!parsed) return null;
+    const { runtime, environment } = parsed;
     const shape = this.shapes.get(key) ?? this.opts.initialShape(runtime);
     const token = newToken();
     let invocation: Invocation;
@@ -157,6 +160,7 @@ export class WarmStarts {
       invocation,
       shape,
       runId: 'warm',
+      environment,
       gatewayEnv: this.opts.gatewayEnv,
       gatewaySocketDir: this.opts.gatewaySocketDir,
       runEnv: {},
@@ -165,8 +169,8 @@ export class WarmStarts {
     return {
       environment: {
         image: spec.image,
+        agentImage: spec.agentImage,
         limits: spec.limits,
-        network: spec.network,
         gatewaySocketDir: spec.gatewaySocketDir,
         files: spec.files,
       },
@@ -181,7 +185,7 @@ export class WarmStarts {
   private learn(spec: RunJob): void {
     const runtime = getRuntime(spec.agent);
     if (!runtime) return;
-    const key = keyOf(runtime);
+    const key = keyOf(runtime, spec.environment.image);
     this.shapes.set(key, shapeOf(spec));
     const next = this.template(key);
     if (next) this.opts.pool.retire(key, next.signature);
@@ -194,9 +198,11 @@ export function buildSandboxSpec(o: {
   invocation: Invocation;
   shape: RunShape;
   runId: string;
+  /** The environment image (the agent layer is the runtime's image, mounted in it). */
+  environment: string;
   gatewayEnv: Record<string, string>;
   gatewaySocketDir: string;
-  /** The run's own variables: its secrets, its scripts' gateway keys. */
+  /** The run's own variables: its secrets, its scripts' gateway keys, its egress proxy's. */
   runEnv: Record<string, string>;
   assets: SandboxFile[];
 }): SandboxSpec {
@@ -205,13 +211,13 @@ export function buildSandboxSpec(o: {
   const stdin = invocation.files.find((f) => f.path === invocation.stdinFile);
   return {
     runId: o.runId,
-    image: o.runtime.image,
+    image: o.environment,
+    agentImage: o.runtime.image,
     argv: invocation.argv,
     env: { ...o.runEnv, ...invocation.env, ...o.gatewayEnv },
     files: [...o.assets, ...invocation.files.filter((f) => f !== stdin)],
     ...(stdin ? { stdin: stdin.content } : {}),
     limits: o.shape.limits,
-    network: o.shape.network,
     gatewaySocketDir: o.gatewaySocketDir,
   };
 }
@@ -244,15 +250,16 @@ function dependsOnRunId(runtime: RuntimeAdapter, shape: RunShape): boolean {
   }
 }
 
-/** The pool key of a runtime: its name and the environment image it runs in. */
-export function keyOf(runtime: RuntimeAdapter): string {
-  return `${runtime.name}@${runtime.image}`;
+/** The pool key: a runtime's name and the environment image it runs in. */
+export function keyOf(runtime: RuntimeAdapter, environment: string): string {
+  return `${runtime.name}@${environment}`;
 }
 
-function runtimeOfKey(key: string): RuntimeAdapter | undefined {
-  const name = key.slice(0, key.indexOf('@'));
-  const runtime = getRuntime(name as AgentName);
-  return runtime && keyOf(runtime) === key ? runtime : undefined;
+function parseKey(key: string): { runtime: RuntimeAdapter; environment: string } | undefined {
+  const at = key.indexOf('@');
+  if (at <= 0 || at === key.length - 1) return undefined;
+  const runtime = getRuntime(key.slice(0, at) as AgentName);
+  return runtime ? { runtime, environment: key.slice(at + 1) } : undefined;
 }
 
 export function shapeOf(spec: RunJob): RunShape {
@@ -262,7 +269,6 @@ export function shapeOf(spec: RunJob): RunShape {
     timeoutSec: spec.timeoutSec,
     resultsDir: spec.resultsDir,
     limits: spec.limits,
-    network: spec.network,
   };
 }
 
@@ -282,7 +288,7 @@ export function signatureOf(spec: SandboxSpec, token: string): string {
   ]);
   const env = Object.entries(spec.env).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   const { cpus, memoryBytes, pids, diskBytes } = spec.limits;
-  const parts = [spec.image, spec.argv, env, files, [cpus, memoryBytes, pids, diskBytes], spec.network];
+  const parts = [spec.image, spec.agentImage, spec.argv, env, files, [cpus, memoryBytes, pids, diskBytes]];
   return digest(untoken(JSON.stringify(parts)));
 }
 

@@ -9,9 +9,9 @@ const GIB = 1024 ** 3;
 function template(memoryBytes: number): WarmTemplate {
   return {
     environment: {
-      image: 'jetty/runtime-x:1',
+      image: 'jetty/env-x:1',
+      agentImage: 'jetty/agent-x:1',
       limits: { cpus: 1, memoryBytes, pids: 64, diskBytes: GIB },
-      network: 'none',
       gatewaySocketDir: '/tmp/gw',
       files: [],
     },

@@ -15,8 +15,8 @@ const SHAPE: RunShape = {
   timeoutSec: 600,
   resultsDir: '/app/results',
   limits: LIMITS,
-  network: 'none',
 };
+const LEAN = 'jetty/env-lean:1';
 const gatewayEnv = { JETTY_GATEWAY_PORT: '4100', JETTY_GATEWAY_SOCKET: '/run/jetty-gateway/gateway.sock' };
 
 function job(over: Partial<Record<string, unknown>> = {}) {
@@ -32,18 +32,22 @@ function job(over: Partial<Record<string, unknown>> = {}) {
     requiredOutputs: [],
     timeoutSec: SHAPE.timeoutSec,
     limits: LIMITS,
-    network: 'none',
+    environment: { snapshot: 'lean', image: LEAN },
     ...over,
   });
 }
 
 function setup() {
-  const calls = { retired: [] as string[], discarded: 0 };
+  const calls = { retired: [] as string[], discarded: 0, taken: [] as string[] };
   const ready: WarmSandbox[] = [];
   let starts!: WarmStarts;
   const pool = {
     want: () => undefined,
-    take: () => ready.shift(),
+    take: (key: string) => {
+      calls.taken.push(key);
+      const i = ready.findIndex((w) => w.key === key);
+      return i < 0 ? undefined : ready.splice(i, 1)[0];
+    },
     discard: () => {
       calls.discarded++;
     },
@@ -53,13 +57,14 @@ function setup() {
     pool,
     runtimes: ['claude-code'],
     initialShape: () => SHAPE,
+    defaultEnvironment: LEAN,
     gatewayEnv,
     gatewayUrl: 'http://127.0.0.1:4100',
     gatewaySocketDir: '/tmp/gw',
   });
-  const addWarm = () => {
-    const template = starts.template(keyOf(claude)) as WarmTemplate;
-    ready.push({ key: keyOf(claude), template } as WarmSandbox);
+  const addWarm = (environment = LEAN) => {
+    const template = starts.template(keyOf(claude, environment)) as WarmTemplate;
+    ready.push({ key: keyOf(claude, environment), template } as WarmSandbox);
     return template;
   };
   const build =
@@ -81,6 +86,7 @@ function setup() {
         }),
         shape: shapeOf(spec),
         runId: spec.runId,
+        environment: spec.environment.image,
         gatewayEnv,
         gatewaySocketDir: '/tmp/gw',
         runEnv: {},
@@ -115,6 +121,29 @@ describe('warm starts', () => {
     expect(plan.warm).toBeUndefined();
   });
 
+  it('a run whose egress policy gives it proxy variables never takes one', () => {
+    const { starts, addWarm, build } = setup();
+    addWarm();
+    const spec = job();
+    const plan = starts.plan(spec, { HTTPS_PROXY: 'http://jetty:egress-token@127.0.0.1:4100' }, build(spec));
+    expect(plan.warm).toBeUndefined();
+  });
+
+  it("the pool is kept per runtime and environment image: a run takes only its own image's", () => {
+    const { starts, calls, addWarm, build } = setup();
+    const lean = addWarm();
+    const other = addWarm('jetty/env-python312-uv:1');
+    expect(other.environment.image).toBe('jetty/env-python312-uv:1');
+    expect(other.environment.agentImage).toBe(claude.image);
+    expect(other.signature).not.toBe(lean.signature);
+    const spec = job({ environment: { snapshot: 'python312-uv', image: 'jetty/env-python312-uv:1' } });
+    const plan = starts.plan(spec, {}, build(spec));
+    expect(calls.taken).toEqual([keyOf(claude, 'jetty/env-python312-uv:1')]);
+    expect(plan.warm?.template).toBe(other);
+    expect(plan.sandbox.image).toBe('jetty/env-python312-uv:1');
+    expect(plan.sandbox.agentImage).toBe(claude.image);
+  });
+
   it('a run on another model starts cold and turns the pool to a shape the next warm sandbox carries', () => {
     const { starts, calls, addWarm, build } = setup();
     const old = addWarm();
@@ -138,6 +167,7 @@ describe('warm starts', () => {
       pool: {} as WarmPool,
       runtimes: all,
       initialShape: () => SHAPE,
+      defaultEnvironment: LEAN,
       gatewayEnv,
       gatewayUrl: 'http://127.0.0.1:4100',
       gatewaySocketDir: '/tmp/gw',
