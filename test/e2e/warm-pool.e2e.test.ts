@@ -123,6 +123,29 @@ describe('warm sandboxes', () => {
     await h.setEnv({ DEPLOY_TOKEN: null });
   }, 150_000);
 
+  it('keeps a pool per environment image: the first run in another snapshot starts cold, the next is warm', async () => {
+    const image = 'jetty/env-python312-uv:1';
+    const inUv = HELLO.replace('agent: claude-code', 'agent: claude-code\nsnapshot: python312-uv');
+    await warmReady();
+    const a = await runToEnd(runbookRequest(inUv));
+    expect(a.events.at(-1)?.type).toBe('run.completed');
+    expect(started(a.events).warm).toBe(false);
+    await waitFor(
+      async () => (h.server.worker!.warmStats()[`claude-code@${image}`]?.ready ?? 0) > 0,
+      60_000,
+      'a warm sandbox of python312-uv',
+    );
+    const uv = (await warmOf(h.instance)).find((c) => c.Image === image);
+    expect(uv).toBeDefined();
+    const b = await runToEnd(runbookRequest(inUv));
+    expect(b.events.at(-1)?.type).toBe('run.completed');
+    expect(started(b.events)).toMatchObject({ warm: true, sandbox_id: uv!.Id });
+    const rec = (await (await h.fetch(`${h.url}/v1/runs/${b.runId}`)).json()) as { image: string };
+    expect(rec.image).toBe(image);
+    // The default snapshot's pool is untouched by runs of another image.
+    expect(h.server.worker!.warmStats()['claude-code@jetty/env-lean:1']?.ready).toBe(1);
+  }, 150_000);
+
   it('a run on another model starts cold; the pool turns to that model and the next such run is warm', async () => {
     await warmReady();
     const other = { model: 'claude-haiku-4-5' };
@@ -187,6 +210,8 @@ describe('a worker that dies with warm sandboxes', () => {
         WORKER_HTTP_PORT: '0',
         WARM_POOL_SIZE: '1',
         WARM_POOL_RUNTIMES: 'claude-code',
+        // Its start-up survey would leave probe containers behind when it is killed.
+        ENVIRONMENT_SURVEY: 'false',
       },
       stdio: ['ignore', fd, fd],
     });
