@@ -4,7 +4,16 @@
  */
 import { z } from 'zod';
 import type { Turn, TurnPlan } from './plan.js';
-import { estimateTokens, scriptedFailMessage, splitForStreaming, totalPauseMs, turnAt } from './plan.js';
+import {
+  estimateTokens,
+  isUserText,
+  positionOf,
+  scriptedFailMessage,
+  splitForStreaming,
+  type TurnPosition,
+  totalPauseMs,
+  turnAt,
+} from './plan.js';
 import type { Protocol, RouteHandler } from './protocol.js';
 import { jsonResponse, readRequestAs, sseFrame, streamFrom } from './protocol.js';
 import { sleep } from './sleep.js';
@@ -99,17 +108,25 @@ function readMessagesRequest(request: Request): Promise<MessagesRequest | Respon
   return readRequestAs(request, MessagesRequest, 'Messages', anthropicError);
 }
 
-/** Tool results already in the conversation: the turn this request is in. */
-export function countToolResults(messages: MessagesRequest['messages']): number {
-  let n = 0;
+/** Which user message this request answers, and the tool results since it: the turn it is in. */
+export function positionOfMessages(messages: MessagesRequest['messages']): TurnPosition {
+  return positionOf(messageKinds(messages));
+}
+
+function* messageKinds(messages: MessagesRequest['messages']): Generator<'user' | 'tool_result' | 'other'> {
   for (const message of messages) {
-    if (message.role !== 'user' || !Array.isArray(message.content)) continue;
-    for (const block of message.content) {
-      if (typeof block === 'object' && block !== null && (block as { type?: unknown }).type === 'tool_result')
-        n++;
+    if (message.role !== 'user') continue;
+    if (!Array.isArray(message.content)) {
+      if (isUserText(message.content)) yield 'user';
+      continue;
     }
+    const blocks = message.content.filter(
+      (b): b is { type?: unknown; text?: unknown } => typeof b === 'object' && b !== null,
+    );
+    const results = blocks.filter((b) => b.type === 'tool_result').length;
+    if (results > 0) for (let i = 0; i < results; i++) yield 'tool_result';
+    else if (blocks.some((b) => b.type === 'text' && isUserText(b.text))) yield 'user';
   }
-  return n;
 }
 
 function inputTokens(body: MessagesRequest): number {
@@ -125,7 +142,8 @@ async function handleCountTokens(request: Request): Promise<Response> {
 async function handleMessages(request: Request, plan: TurnPlan): Promise<Response> {
   const body = await readMessagesRequest(request);
   if (body instanceof Response) return body;
-  const toolResults = countToolResults(body.messages);
+  const at = positionOfMessages(body.messages);
+  const toolResults = at.toolResults;
   const model = body.model ?? DEFAULT_MODEL;
   const tools: OfferedTool[] = (body.tools ?? []).map((t) => ({ name: t.name, schema: t.input_schema }));
 
@@ -135,7 +153,7 @@ async function handleMessages(request: Request, plan: TurnPlan): Promise<Respons
     return body.stream === true ? streamAnswer(answer, request.signal) : messageAnswer(answer);
   }
 
-  const turn = turnAt(plan, toolResults);
+  const turn = turnAt(plan, at);
   const headers = { 'request-id': `req_sim_${turn.index}` };
   await sleep(turn.delayMs, request.signal);
   if (turn.failStatus !== null) {

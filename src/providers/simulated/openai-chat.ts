@@ -11,7 +11,16 @@ import { z } from 'zod';
 import { encodeSse } from '../../events/sse.js';
 import { openaiError } from './openai-errors.js';
 import type { Turn, TurnPlan } from './plan.js';
-import { estimateTokens, scriptedFailMessage, splitForStreaming, totalPauseMs, turnAt } from './plan.js';
+import {
+  estimateTokens,
+  isUserText,
+  positionOf,
+  scriptedFailMessage,
+  splitForStreaming,
+  type TurnPosition,
+  totalPauseMs,
+  turnAt,
+} from './plan.js';
 import type { Protocol, RouteHandler } from './protocol.js';
 import { jsonResponse, readRequestAs, sseFrame, streamFrom } from './protocol.js';
 import { sleep } from './sleep.js';
@@ -80,9 +89,17 @@ function readChatRequest(request: Request): Promise<ChatRequest | Response> {
   return readRequestAs(request, ChatRequest, 'Chat Completions', openaiError);
 }
 
-/** Tool results already in the conversation (`role: "tool"` messages): the turn this request is in. */
-export function countToolMessages(messages: ChatRequest['messages']): number {
-  return messages.filter((m) => m.role === 'tool').length;
+/** Which user message this request answers, and the `role: "tool"` results since it: the turn it is in. */
+function positionOfChat(messages: ChatRequest['messages']): TurnPosition {
+  return positionOf(
+    messages.map((m) => {
+      if (m.role === 'tool') return 'tool_result';
+      if (m.role !== 'user') return 'other';
+      const parts =
+        typeof m.content === 'string' ? [{ text: m.content }] : Array.isArray(m.content) ? m.content : [];
+      return parts.some((p) => isUserText((p as { text?: unknown } | null)?.text)) ? 'user' : 'other';
+    }),
+  );
 }
 
 function promptTokens(body: ChatRequest): number {
@@ -92,7 +109,8 @@ function promptTokens(body: ChatRequest): number {
 async function handleChat(request: Request, plan: TurnPlan): Promise<Response> {
   const body = await readChatRequest(request);
   if (body instanceof Response) return body;
-  const toolResults = countToolMessages(body.messages);
+  const at = positionOfChat(body.messages);
+  const toolResults = at.toolResults;
   const model = body.model ?? DEFAULT_MODEL;
   const tools: OfferedTool[] = (body.tools ?? []).map((t) => ({
     name: t.function.name,
@@ -105,7 +123,7 @@ async function handleChat(request: Request, plan: TurnPlan): Promise<Response> {
     return body.stream === true ? streamAnswer(answer, request.signal) : completionAnswer(answer);
   }
 
-  const turn = turnAt(plan, toolResults);
+  const turn = turnAt(plan, at);
   const headers = { 'x-request-id': `req_sim_${turn.index}` };
   await sleep(turn.delayMs, request.signal);
   if (turn.failStatus !== null) {

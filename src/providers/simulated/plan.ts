@@ -2,7 +2,10 @@
  * The turn plan: what the simulated model answers in each turn, independent of the wire protocol.
  *
  * A turn is one model request of the agent's loop. Turn N is the request that already carries N
- * tool results, so the provider needs no memory: a retried request replays the same turn.
+ * tool results since the last user message, so the provider needs no memory: a retried request
+ * replays the same turn. A conversation (a follow-up that resumes the CLI's session) resends the
+ * earlier user messages too: the Kth user message of the request is answered by the Kth section
+ * of the script (sections are separated by `await_user`).
  */
 import type { SimStep } from './script.js';
 
@@ -25,14 +28,37 @@ export interface Turn {
 }
 
 export interface TurnPlan {
+  /** The turns answering the first user message. */
   turns: Turn[];
+  /** The turns answering each later user message of a conversation, in order (`await_user`). */
+  followUps: Turn[][];
+}
+
+/** Where a request is: which user message of the conversation, and how many tool results since it. */
+export interface TurnPosition {
+  /** 0 for the first user message, 1 for the next one, … */
+  message: number;
+  toolResults: number;
 }
 
 /** What the script's last turn says when the script itself ends on a `run`. */
 export const CLOSING_TEXT = 'Done.';
 
-/** Steps run in order; a `run` ends its turn, and whatever follows waits for its result. */
+/**
+ * Steps run in order; a `run` ends its turn, and whatever follows waits for its result. An
+ * `await_user` ends the answer to one user message: the steps after it answer the next one.
+ */
 export function compileTurns(steps: readonly SimStep[]): TurnPlan {
+  const sections: SimStep[][] = [[]];
+  for (const step of steps) {
+    if (step.kind === 'await_user') sections.push([]);
+    else sections[sections.length - 1]!.push(step);
+  }
+  const [first = [], ...rest] = sections.map(compileSection);
+  return { turns: first, followUps: rest };
+}
+
+function compileSection(steps: readonly SimStep[]): Turn[] {
   const turns: Turn[] = [];
   let current = newTurn(0);
   for (const step of steps) {
@@ -51,6 +77,8 @@ export function compileTurns(steps: readonly SimStep[]): TurnPlan {
         turns.push(current);
         current = newTurn(turns.length);
         break;
+      case 'await_user':
+        break;
     }
   }
   // The last turn must end the agent's loop with words, never silence or a tool call.
@@ -58,7 +86,7 @@ export function compileTurns(steps: readonly SimStep[]): TurnPlan {
     current.items.push({ kind: 'text', text: CLOSING_TEXT });
   }
   turns.push(current);
-  return { turns };
+  return turns;
 }
 
 function newTurn(index: number): Turn {
@@ -78,18 +106,46 @@ function addPause(turn: Turn, ms: number): void {
 }
 
 /**
- * The turn a request is in, given how many tool results it carries. Past the end of the plan (the
- * agent ran more tools than the script has, e.g. on its own initiative) it says so and stops.
+ * The turn a request is in, given which user message it answers and how many tool results it
+ * carries since. Past the end of the plan (the agent ran more tools than the script has, e.g. on
+ * its own initiative, or the user wrote more messages than it answers) it says so and stops.
  */
-export function turnAt(plan: TurnPlan, toolResults: number): Turn {
-  const turn = plan.turns[toolResults];
+export function turnAt(plan: TurnPlan, at: TurnPosition): Turn {
+  const section = at.message === 0 ? plan.turns : plan.followUps[at.message - 1];
+  const turn = section?.[at.toolResults];
   if (turn !== undefined) return turn;
-  return {
-    index: toolResults,
-    delayMs: 0,
-    items: [{ kind: 'text', text: 'The simulated script has no more steps.' }],
-    failStatus: null,
-  };
+  const text =
+    section === undefined
+      ? `The simulated script has no steps for message ${at.message + 1} of this conversation (add \`- await_user: ...\` and the steps that answer it).`
+      : 'The simulated script has no more steps.';
+  return { index: at.toolResults, delayMs: 0, items: [{ kind: 'text', text }], failStatus: null };
+}
+
+/**
+ * Text the CLIs add to the conversation themselves, in a user message, wraps itself in a tag
+ * (`<system-reminder>`, `<environment_context>`, `<session_context>`): it is not the user speaking.
+ */
+const INJECTED = /^\s*<([A-Za-z][\w-]*)>/;
+
+/** Whether a text part is the user's own words rather than context the CLI injected. */
+export function isUserText(text: unknown): boolean {
+  return typeof text === 'string' && text.trim() !== '' && !INJECTED.test(text);
+}
+
+/**
+ * The position of a request from its messages in order: each is either a user message (the
+ * user's own words), a tool result, or something else. Tool results count from the last user message.
+ */
+export function positionOf(kinds: Iterable<'user' | 'tool_result' | 'other'>): TurnPosition {
+  let users = 0;
+  let toolResults = 0;
+  for (const kind of kinds) {
+    if (kind === 'user') {
+      users++;
+      toolResults = 0;
+    } else if (kind === 'tool_result') toolResults++;
+  }
+  return { message: Math.max(0, users - 1), toolResults };
 }
 
 /** Total pause of a turn, for protocols answered in one piece (non-streaming). */
