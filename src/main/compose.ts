@@ -297,6 +297,10 @@ async function startWorkerSide(config: Config, ctx: WorkerSideContext) {
     uploadRetentionMs: config.retentionSec * 1000,
     runRetentionMs: config.retentionSec * 1000,
     artifactLimits: config.artifacts,
+    conversationState: {
+      maxBytes: config.conversations.stateMaxBytes,
+      maxFiles: config.conversations.stateMaxFiles,
+    },
     serverProviderKeys: config.providerKeys,
     simulatedProvider: config.simulatedProvider,
     upstreams: config.upstreams,

@@ -8,6 +8,7 @@ import { isTerminalEvent, type NewEvent, type RunWarning, type StoredEvent } fro
 import type { ProviderName } from '../runtimes/types.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import { JOBS, type RunJob, webhookJobId } from './catalog.js';
+import { ConversationStore } from './conversation-store.js';
 import { type RedisKeys, RUN_QUEUE, WEBHOOK_QUEUE } from './keys.js';
 import { type RunRecord, RunStore } from './run-store.js';
 
@@ -108,11 +109,14 @@ export function newRunId(): string {
  */
 export class RunService {
   readonly store: RunStore;
+  readonly conversations: ConversationStore;
   readonly queue: Queue;
   private readonly webhookQueue: Queue;
 
   constructor(private readonly deps: RunServiceDeps) {
     this.store = new RunStore(deps.redis, deps.keys);
+    // A conversation outlives its last turn's start by the runs' retention, and a day for the run itself.
+    this.conversations = new ConversationStore(deps.redis, deps.keys, deps.retentionSec + 24 * 3600);
     this.queue = new Queue(RUN_QUEUE, {
       connection: deps.redis,
       prefix: deps.keys.bullPrefix(),
@@ -160,9 +164,11 @@ export class RunService {
       initParams?: Record<string, unknown>;
       /** The pre-flight's warnings: on the record, and `run.warning` events right after `run.queued`. */
       warnings?: RunWarning[];
+      /** The id to give the run, when the caller needed it before (a conversation's turn). */
+      runId?: string;
     },
   ): Promise<{ record: RunView; created: boolean }> {
-    const runId = newRunId();
+    const runId = meta.runId ?? newRunId();
     if (meta.idempotencyKey) {
       // Per collection: one team's key can neither find nor block another team's run.
       const key = this.deps.keys.idempotency(`${meta.collection}:${meta.idempotencyKey}`);
@@ -202,6 +208,17 @@ export class RunService {
         spent_cost_usd: null,
         exceeded: false,
       },
+      ...(payload.conversation
+        ? {
+            conversation_id: payload.conversation.id,
+            parent_run_id: payload.conversation.parentRunId,
+            turn: payload.conversation.turn,
+            session_id: null,
+            ...(payload.conversation.parentRunId !== null
+              ? { resumed: payload.conversation.resumeSession !== null }
+              : {}),
+          }
+        : {}),
     };
     await this.store.create(record);
     await this.deps.redis.set(this.inputKey(runId), JSON.stringify(inputOf(payload, meta.initParams)));
