@@ -13,6 +13,10 @@ export interface ChunkContext {
   created: number;
   /** The runbook's headline deliverables (relative to results_dir), first one first. */
   primaryOutputs?: string[];
+  /** The conversation the run is a turn of, named in jetty_metadata. */
+  conversationId?: string | undefined;
+  /** Content sent after the agent's last words when the run completes (a conversation's marker). */
+  trailer?: string | null | undefined;
 }
 
 export interface ChatUsage {
@@ -33,6 +37,8 @@ export interface JettyMetadata {
   /** Every `run.warning` of the run, in order. */
   warnings?: RunWarning[];
   error?: RunError;
+  /** The conversation the run is a turn of: send it as X-Conversation-Id to continue it. */
+  conversation_id?: string;
 }
 
 export interface ChatCompletionChunk {
@@ -102,10 +108,9 @@ export class ChunkMapper {
   constructor(private readonly ctx: ChunkContext) {}
 
   first(status: RunStatus): ChatCompletionChunk {
-    return this.chunk(
-      { role: 'assistant', content: '' },
-      { jetty_metadata: { trajectory_id: this.ctx.runId, status } },
-    );
+    const meta: JettyMetadata = { trajectory_id: this.ctx.runId, status };
+    if (this.ctx.conversationId) meta.conversation_id = this.ctx.conversationId;
+    return this.chunk({ role: 'assistant', content: '' }, { jetty_metadata: meta });
   }
 
   map(ev: StoredEvent): MappedEvent {
@@ -150,8 +155,11 @@ export class ChunkMapper {
           chunks: [this.chunk({ reasoning_content: `Warning: ${ev.data.message}\n` }, { jetty_event })],
           final: false,
         };
-      case 'run.completed':
-        return { chunks: [this.last('completed', ev.data.usage, jetty_event)], final: true };
+      case 'run.completed': {
+        const last = this.last('completed', ev.data.usage, jetty_event);
+        const trailer = this.ctx.trailer ? [this.chunk({ content: this.ctx.trailer }, {})] : [];
+        return { chunks: [...trailer, last], final: true };
+      }
       case 'run.failed':
         return {
           chunks: [this.last('failed', ev.data.usage, jetty_event, ev.data.error)],
@@ -189,6 +197,7 @@ export class ChunkMapper {
     if (this.ctx.primaryOutputs?.length) meta.primary_outputs = this.ctx.primaryOutputs;
     if (this.warnings.length) meta.warnings = this.warnings;
     if (error) meta.error = error;
+    if (this.ctx.conversationId) meta.conversation_id = this.ctx.conversationId;
     const c = this.chunk({}, { jetty_metadata: meta, jetty_event, usage: toChatUsage(usage) });
     c.choices[0]!.finish_reason = 'stop';
     return c;

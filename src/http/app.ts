@@ -14,6 +14,7 @@ import { apiV1CollectionRoutes } from './routes/api-v1-collections.js';
 import { apiV1RunRoutes } from './routes/api-v1-runs.js';
 import { chatRoutes } from './routes/chat.js';
 import { collectionSettingsRoutes } from './routes/collection-settings.js';
+import { conversationRoutes } from './routes/conversations.js';
 import { keyRoutes } from './routes/keys.js';
 import { metaRoutes } from './routes/meta.js';
 import { runRoutes } from './routes/runs.js';
@@ -131,6 +132,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   metaRoutes(app, deps);
   runRoutes(app, deps, streams);
   chatRoutes(app, deps, streams);
+  conversationRoutes(app, deps);
   keyRoutes(app, deps);
   collectionSettingsRoutes(app, deps);
   apiV1CollectionRoutes(app, deps);

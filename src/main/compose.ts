@@ -159,6 +159,10 @@ export async function startServer(
         },
         serverProviderKeys: config.providerKeys,
         simulatedProvider: config.simulatedProvider,
+        conversations: {
+          historyMaxBytes: config.conversations.historyMaxBytes,
+          maxTurns: config.conversations.maxTurns,
+        },
         upstreamUrl: (p) => config.upstreams[p],
         readiness: async () =>
           (readiness ? await readiness() : await checkReadiness({ redis: () => pingRedis(redis) })).checks,

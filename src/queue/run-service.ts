@@ -70,6 +70,8 @@ export interface Trajectory {
     | (Pick<RunJob, 'runbook' | 'instruction' | 'resultsDir' | 'requiredOutputs' | 'primaryOutputs'> & {
         /** For runs started through /api/v1: the submitted init_params (secret_params never). */
         initParams?: Record<string, unknown>;
+        /** A follow-up turn that could not resume its CLI session: the earlier turns it was told. */
+        history?: string;
       })
     | { request: Record<string, unknown> }
     | null;
@@ -542,6 +544,7 @@ function inputOf(job: RunJob, initParams: Record<string, unknown> | undefined): 
     requiredOutputs: job.requiredOutputs,
     primaryOutputs: job.primaryOutputs,
     ...(initParams ? { initParams } : {}),
+    ...(job.conversation?.history ? { history: job.conversation.history } : {}),
   };
 }
 

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { summarizeHistory } from '../../src/conversations/history.js';
 import { createSimulatedProvider, parseSimulateScript } from '../../src/providers/simulated/index.js';
 
 // A conversation resumed by the CLI resends its whole session: the earlier user messages, tool
@@ -177,5 +178,25 @@ describe('simulated provider: one script section per user message', () => {
     const res = await post('/v1beta/models/gemini-2.5-pro:generateContent', { contents, tools });
     const part = res.candidates[0].content.parts.find((p: any) => p.functionCall);
     expect(part.functionCall.args).toMatchObject({ command: 'cat /app/notes.txt' });
+  });
+
+  it('a prompt summarizing earlier turns (a runtime that cannot resume) answers the turn after them', async () => {
+    const history = summarizeHistory(
+      [{ turn: 1, message: 'Write the notes.', answer: 'wrote the notes', status: 'completed' }],
+      32 * 1024,
+    );
+    const prompt = `# Notes\n\n---\n\n${history.text}\n\nWhat do the notes say?`;
+    const tools = [
+      { name: 'terminal', input_schema: { type: 'object', properties: { command: { type: 'string' } } } },
+    ];
+    const call = await post('/v1/messages', {
+      model: 'claude-sonnet-4-6',
+      max_tokens: 100,
+      messages: [{ role: 'user', content: prompt }],
+      tools,
+    });
+    expect(call.content).toEqual([
+      expect.objectContaining({ type: 'tool_use', input: { command: 'cat /app/notes.txt' } }),
+    ]);
   });
 });

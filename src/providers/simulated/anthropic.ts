@@ -6,13 +6,14 @@ import { z } from 'zod';
 import type { Turn, TurnPlan } from './plan.js';
 import {
   estimateTokens,
-  isUserText,
+  type MessageKind,
   positionOf,
   scriptedFailMessage,
   splitForStreaming,
   type TurnPosition,
   totalPauseMs,
   turnAt,
+  userKind,
 } from './plan.js';
 import type { Protocol, RouteHandler } from './protocol.js';
 import { jsonResponse, readRequestAs, sseFrame, streamFrom } from './protocol.js';
@@ -113,11 +114,11 @@ export function positionOfMessages(messages: MessagesRequest['messages']): TurnP
   return positionOf(messageKinds(messages));
 }
 
-function* messageKinds(messages: MessagesRequest['messages']): Generator<'user' | 'tool_result' | 'other'> {
+function* messageKinds(messages: MessagesRequest['messages']): Generator<MessageKind> {
   for (const message of messages) {
     if (message.role !== 'user') continue;
     if (!Array.isArray(message.content)) {
-      if (isUserText(message.content)) yield 'user';
+      yield userKind([message.content]);
       continue;
     }
     const blocks = message.content.filter(
@@ -125,7 +126,7 @@ function* messageKinds(messages: MessagesRequest['messages']): Generator<'user' 
     );
     const results = blocks.filter((b) => b.type === 'tool_result').length;
     if (results > 0) for (let i = 0; i < results; i++) yield 'tool_result';
-    else if (blocks.some((b) => b.type === 'text' && isUserText(b.text))) yield 'user';
+    else yield userKind(blocks.filter((b) => b.type === 'text').map((b) => b.text));
   }
 }
 

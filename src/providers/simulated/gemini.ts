@@ -17,13 +17,14 @@ import { z } from 'zod';
 import type { Turn, TurnPlan } from './plan.js';
 import {
   estimateTokens,
-  isUserText,
+  type MessageKind,
   positionOf,
   scriptedFailMessage,
   splitForStreaming,
   type TurnPosition,
   totalPauseMs,
   turnAt,
+  userKind,
 } from './plan.js';
 import type { Protocol, RouteHandler } from './protocol.js';
 import { jsonResponse, readRequestAs, sseFrame, streamFrom } from './protocol.js';
@@ -147,14 +148,12 @@ export function positionOfContents(contents: GenerateContentRequest['contents'])
   return positionOf(contentKinds(contents));
 }
 
-function* contentKinds(
-  contents: GenerateContentRequest['contents'],
-): Generator<'user' | 'tool_result' | 'other'> {
+function* contentKinds(contents: GenerateContentRequest['contents']): Generator<MessageKind> {
   for (const content of contents) {
     if (content.role === 'model') continue;
     const responses = content.parts.filter((p) => p.functionResponse !== undefined).length;
     if (responses > 0) for (let i = 0; i < responses; i++) yield 'tool_result';
-    else if (content.parts.some((p) => isUserText(p.text))) yield 'user';
+    else yield userKind(content.parts.map((p) => p.text));
   }
 }
 

@@ -13,13 +13,13 @@ import { openaiError } from './openai-errors.js';
 import type { Turn, TurnPlan } from './plan.js';
 import {
   estimateTokens,
-  isUserText,
   positionOf,
   scriptedFailMessage,
   splitForStreaming,
   type TurnPosition,
   totalPauseMs,
   turnAt,
+  userKind,
 } from './plan.js';
 import type { Protocol, RouteHandler } from './protocol.js';
 import { jsonResponse, readRequestAs, sseFrame, streamFrom } from './protocol.js';
@@ -97,7 +97,7 @@ function positionOfChat(messages: ChatRequest['messages']): TurnPosition {
       if (m.role !== 'user') return 'other';
       const parts =
         typeof m.content === 'string' ? [{ text: m.content }] : Array.isArray(m.content) ? m.content : [];
-      return parts.some((p) => isUserText((p as { text?: unknown } | null)?.text)) ? 'user' : 'other';
+      return userKind(parts.map((p) => (p as { text?: unknown } | null)?.text));
     }),
   );
 }

@@ -12,13 +12,13 @@ import { openaiError } from './openai-errors.js';
 import type { Turn, TurnPlan } from './plan.js';
 import {
   estimateTokens,
-  isUserText,
   positionOf,
   scriptedFailMessage,
   splitForStreaming,
   type TurnPosition,
   totalPauseMs,
   turnAt,
+  userKind,
 } from './plan.js';
 import type { Protocol, RouteHandler } from './protocol.js';
 import { jsonResponse, readRequestAs, sseFrame, streamFrom } from './protocol.js';
@@ -100,7 +100,7 @@ export function positionOfInput(input: ResponsesRequest['input']): TurnPosition 
       if (o.role !== 'user' || (o.type !== undefined && o.type !== 'message')) return 'other';
       const parts =
         typeof o.content === 'string' ? [{ text: o.content }] : Array.isArray(o.content) ? o.content : [];
-      return parts.some((p) => isUserText((p as { text?: unknown } | null)?.text)) ? 'user' : 'other';
+      return userKind(parts.map((p) => (p as { text?: unknown } | null)?.text));
     }),
   );
 }

@@ -133,15 +133,37 @@ export function isUserText(text: unknown): boolean {
 }
 
 /**
- * The position of a request from its messages in order: each is either a user message (the
- * user's own words), a tool result, or something else. Tool results count from the last user message.
+ * The earlier turns a user message summarizes, for a runtime that cannot resume its session (the
+ * server writes them into the prompt as `--- Turn N` blocks, src/conversations/history.ts): such a
+ * message answers the turn after the last one it names, as a real model reading it would.
  */
-export function positionOf(kinds: Iterable<'user' | 'tool_result' | 'other'>): TurnPosition {
+export function summarizedTurns(text: unknown): number {
+  if (typeof text !== 'string') return 0;
+  let last = 0;
+  for (const m of text.matchAll(/^--- Turn (\d+)$/gm)) last = Math.max(last, Number(m[1]));
+  return last;
+}
+
+/** A user message (with the earlier turns it summarizes), a tool result, or something else. */
+export type MessageKind = { user: number } | 'tool_result' | 'other';
+
+/** The kind of a user message from its text parts: the user's own words, or only injected context. */
+export function userKind(texts: readonly unknown[]): MessageKind {
+  const own = texts.filter(isUserText);
+  if (own.length === 0) return 'other';
+  return { user: Math.max(0, ...own.map(summarizedTurns)) };
+}
+
+/**
+ * The position of a request from its messages in order. Tool results count from the last user
+ * message; the user messages (and the turns they summarize) say which message it answers.
+ */
+export function positionOf(kinds: Iterable<MessageKind>): TurnPosition {
   let users = 0;
   let toolResults = 0;
   for (const kind of kinds) {
-    if (kind === 'user') {
-      users++;
+    if (typeof kind === 'object') {
+      users += 1 + kind.user;
       toolResults = 0;
     } else if (kind === 'tool_result') toolResults++;
   }
