@@ -90,6 +90,31 @@ describe('simulated provider: one script section per user message', () => {
     expect(more.content[0].text).toMatch(/no steps for message 3/);
   });
 
+  it("a later section's ids differ from the first section's (claude merges blocks sharing a message id)", async () => {
+    const tools = [
+      { name: 'Bash', input_schema: { type: 'object', properties: { command: { type: 'string' } } } },
+    ];
+    const body = (messages: unknown[]) => ({ model: 'claude-sonnet-4-6', max_tokens: 100, messages, tools });
+    const ask = { role: 'user', content: '# Notes\nDo it.' };
+    const first = await post('/v1/messages', body([ask]));
+    const second = await post(
+      '/v1/messages',
+      body([
+        ask,
+        {
+          role: 'assistant',
+          content: [{ type: 'tool_use', id: first.content[0].id, name: 'Bash', input: {} }],
+        },
+        { role: 'user', content: [{ type: 'tool_result', tool_use_id: first.content[0].id, content: '' }] },
+        { role: 'assistant', content: [{ type: 'text', text: 'wrote the notes' }] },
+        { role: 'user', content: 'What do the notes say?' },
+      ]),
+    );
+    expect(second.content[0].type).toBe('tool_use');
+    expect(second.content[0].id).not.toBe(first.content[0].id);
+    expect(second.id).not.toBe(first.id);
+  });
+
   it('OpenAI Responses (codex): injected <environment_context> messages are not user messages', async () => {
     const tools = [
       {

@@ -3,7 +3,7 @@
  * accepted in the feasibility study (shared/reference/agent-clis.md, sections 2 and 7).
  */
 import { z } from 'zod';
-import type { Turn, TurnPlan } from './plan.js';
+import type { PlacedTurn, TurnPlan } from './plan.js';
 import {
   estimateTokens,
   type MessageKind,
@@ -155,7 +155,7 @@ async function handleMessages(request: Request, plan: TurnPlan): Promise<Respons
   }
 
   const turn = turnAt(plan, at);
-  const headers = { 'request-id': `req_sim_${turn.index}` };
+  const headers = { 'request-id': `req_sim_${turn.key}` };
   await sleep(turn.delayMs, request.signal);
   if (turn.failStatus !== null) {
     return anthropicError(turn.failStatus, scriptedFailMessage(turn), headers);
@@ -194,7 +194,7 @@ function jsonSchemaAskedFor(body: MessagesRequest): unknown {
 }
 
 function renderTurn(
-  turn: Turn,
+  turn: PlacedTurn,
   body: MessagesRequest,
   model: string,
   tools: OfferedTool[],
@@ -222,7 +222,7 @@ function renderTurn(
       const input = shell.input(item.command);
       parts.push({
         pauseMs: pending,
-        block: { type: 'tool_use', id: `toolu_sim_${turn.index}`, name: shell.name, input },
+        block: { type: 'tool_use', id: `toolu_sim_${turn.key}`, name: shell.name, input },
       });
       produced += JSON.stringify(input);
       stopReason = 'tool_use';
@@ -230,8 +230,8 @@ function renderTurn(
     pending = 0;
   }
   return {
-    id: `msg_sim_${turn.index}`,
-    requestId: `req_sim_${turn.index}`,
+    id: `msg_sim_${turn.key}`,
+    requestId: `req_sim_${turn.key}`,
     model,
     parts,
     tailPauseMs: pending,

@@ -14,7 +14,7 @@
  * or `\r\n\r\n`).
  */
 import { z } from 'zod';
-import type { Turn, TurnPlan } from './plan.js';
+import type { PlacedTurn, TurnPlan } from './plan.js';
 import {
   estimateTokens,
   type MessageKind,
@@ -230,7 +230,7 @@ function sideAnswer(body: GenerateContentRequest, model: string, responses: numb
 }
 
 function renderTurn(
-  turn: Turn,
+  turn: PlacedTurn,
   body: GenerateContentRequest,
   model: string,
   tools: OfferedTool[],
@@ -264,7 +264,7 @@ function renderTurn(
     pending = 0;
   }
   return {
-    responseId: `resp_sim_${turn.index}`,
+    responseId: `resp_sim_${turn.key}`,
     model,
     parts,
     tailPauseMs: pending,

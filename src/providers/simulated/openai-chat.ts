@@ -10,7 +10,7 @@
 import { z } from 'zod';
 import { encodeSse } from '../../events/sse.js';
 import { openaiError } from './openai-errors.js';
-import type { Turn, TurnPlan } from './plan.js';
+import type { PlacedTurn, TurnPlan } from './plan.js';
 import {
   estimateTokens,
   positionOf,
@@ -124,7 +124,7 @@ async function handleChat(request: Request, plan: TurnPlan): Promise<Response> {
   }
 
   const turn = turnAt(plan, at);
-  const headers = { 'x-request-id': `req_sim_${turn.index}` };
+  const headers = { 'x-request-id': `req_sim_${turn.key}` };
   await sleep(turn.delayMs, request.signal);
   if (turn.failStatus !== null) {
     return openaiError(turn.failStatus, scriptedFailMessage(turn), headers);
@@ -159,7 +159,12 @@ function jsonSchemaAskedFor(format: unknown): unknown {
   return f.type === 'json_schema' ? f.json_schema?.schema : undefined;
 }
 
-function renderTurn(turn: Turn, body: ChatRequest, model: string, tools: OfferedTool[]): Answer | Response {
+function renderTurn(
+  turn: PlacedTurn,
+  body: ChatRequest,
+  model: string,
+  tools: OfferedTool[],
+): Answer | Response {
   const parts: Answer['parts'] = [];
   let pending = 0;
   let finishReason: Answer['finishReason'] = 'stop';
@@ -186,7 +191,7 @@ function renderTurn(turn: Turn, body: ChatRequest, model: string, tools: Offered
       const args = JSON.stringify(shell.input(item.command));
       parts.push({
         pauseMs: pending,
-        call: { id: `call_sim_${turn.index}`, name: shell.name, arguments: args },
+        call: { id: `call_sim_${turn.key}`, name: shell.name, arguments: args },
       });
       produced += args;
       finishReason = 'tool_calls';
@@ -194,7 +199,7 @@ function renderTurn(turn: Turn, body: ChatRequest, model: string, tools: Offered
     pending = 0;
   }
   return {
-    id: `chatcmpl-sim-${turn.index}`,
+    id: `chatcmpl-sim-${turn.key}`,
     model,
     created: nowSeconds(),
     parts,

@@ -9,7 +9,7 @@
  */
 import { z } from 'zod';
 import { openaiError } from './openai-errors.js';
-import type { Turn, TurnPlan } from './plan.js';
+import type { PlacedTurn, TurnPlan } from './plan.js';
 import {
   estimateTokens,
   positionOf,
@@ -150,7 +150,7 @@ async function handleResponses(request: Request, plan: TurnPlan): Promise<Respon
   }
 
   const turn = turnAt(plan, at);
-  const headers = { 'x-request-id': `req_sim_${turn.index}` };
+  const headers = { 'x-request-id': `req_sim_${turn.key}` };
   await sleep(turn.delayMs, request.signal);
   if (turn.failStatus !== null) {
     const scripted = scriptedFailMessage(turn);
@@ -192,7 +192,7 @@ function jsonSchemaAskedFor(body: ResponsesRequest): unknown {
 }
 
 function renderTurn(
-  turn: Turn,
+  turn: PlacedTurn,
   body: ResponsesRequest,
   model: string,
   tools: OfferedTool[],
@@ -209,7 +209,7 @@ function renderTurn(
     if (item.kind === 'text') {
       parts.push({
         pauseMs: pending,
-        item: { kind: 'message', id: `msg_sim_${turn.index}_${n}`, text: item.text },
+        item: { kind: 'message', id: `msg_sim_${turn.key}_${n}`, text: item.text },
       });
       produced += item.text;
     } else {
@@ -225,8 +225,8 @@ function renderTurn(
         pauseMs: pending,
         item: {
           kind: 'function_call',
-          id: `fc_sim_${turn.index}`,
-          callId: `call_sim_${turn.index}`,
+          id: `fc_sim_${turn.key}`,
+          callId: `call_sim_${turn.key}`,
           name: shell.name,
           arguments: args,
         },
@@ -236,8 +236,8 @@ function renderTurn(
     pending = 0;
   }
   return {
-    id: `resp_sim_${turn.index}`,
-    requestId: `req_sim_${turn.index}`,
+    id: `resp_sim_${turn.key}`,
+    requestId: `req_sim_${turn.key}`,
     model,
     parts,
     tailPauseMs: pending,

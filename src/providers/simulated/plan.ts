@@ -27,6 +27,16 @@ export interface Turn {
   failStatus: number | null;
 }
 
+/** A turn as answered: the turn and where it is in the script. */
+export interface PlacedTurn extends Turn {
+  /**
+   * Names the turn in the ids of what it answers (message, tool call): the index in the first
+   * section, `<section>_<index>` after it. A resumed session holds every section's answers, and
+   * claude-code merges blocks that share a message id.
+   */
+  key: string;
+}
+
 export interface TurnPlan {
   /** The turns answering the first user message. */
   turns: Turn[];
@@ -110,15 +120,22 @@ function addPause(turn: Turn, ms: number): void {
  * carries since. Past the end of the plan (the agent ran more tools than the script has, e.g. on
  * its own initiative, or the user wrote more messages than it answers) it says so and stops.
  */
-export function turnAt(plan: TurnPlan, at: TurnPosition): Turn {
+export function turnAt(plan: TurnPlan, at: TurnPosition): PlacedTurn {
   const section = at.message === 0 ? plan.turns : plan.followUps[at.message - 1];
   const turn = section?.[at.toolResults];
-  if (turn !== undefined) return turn;
+  if (turn !== undefined)
+    return { ...turn, key: at.message === 0 ? String(turn.index) : `${at.message}_${turn.index}` };
   const text =
     section === undefined
       ? `The simulated script has no steps for message ${at.message + 1} of this conversation (add \`- await_user: ...\` and the steps that answer it).`
       : 'The simulated script has no more steps.';
-  return { index: at.toolResults, delayMs: 0, items: [{ kind: 'text', text }], failStatus: null };
+  return {
+    index: at.toolResults,
+    key: `${at.message}_${at.toolResults}`,
+    delayMs: 0,
+    items: [{ kind: 'text', text }],
+    failStatus: null,
+  };
 }
 
 /**
