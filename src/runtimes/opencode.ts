@@ -193,6 +193,7 @@ export const opencodeAdapter: RuntimeAdapter = {
   providers: PROVIDERS,
   capabilities,
   defaultModel: DEFAULT_MODEL,
+  sessionDirs: [OPENCODE_SESSION_DIR],
   // opencode 1.18.33 retries a failed call 5 times with backoff from 2 s (about 70 s in all) and has
   // no setting for it, but it honours retry-after-ms: 200 ms waits make the 5 retries take ~1 s.
   gatewayRetryAfterMs: 200,

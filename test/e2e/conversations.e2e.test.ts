@@ -136,7 +136,7 @@ describe('tasks as models', () => {
 });
 
 describe('a two-turn conversation', () => {
-  for (const agent of ['claude-code', 'codex']) {
+  for (const agent of ['claude-code', 'codex', 'gemini-cli', 'opencode']) {
     it(`${agent}: turn 2 resumes the same CLI session and reads the file turn 1 wrote`, async () => {
       const task = `notes-${agent}-2`;
       await createTask(task, notesRunbook(agent));

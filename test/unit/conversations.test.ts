@@ -3,6 +3,8 @@ import { summarizeHistory } from '../../src/conversations/history.js';
 import { conversationMarker, followUpOf, markedRun, withoutMarkers } from '../../src/conversations/marker.js';
 import { varsFromMessage } from '../../src/conversations/vars.js';
 import { isAppError } from '../../src/errors.js';
+import { AGENT_HOME } from '../../src/runtimes/json-lines.js';
+import { listRuntimes } from '../../src/runtimes/registry.js';
 
 describe('the conversation marker', () => {
   it('ends an answer with a line every markdown renderer hides, naming the run', () => {
@@ -98,5 +100,15 @@ describe('the summary of earlier turns', () => {
     expect(h.text).not.toContain('question 1');
     expect(h.text).toMatch(/earlier turn\(s\) left out: CONVERSATION_HISTORY_MAX_BYTES/);
     expect(Buffer.byteLength(h.text)).toBeLessThanOrEqual(1024);
+  });
+});
+
+describe('runtimes that resume', () => {
+  // Without them, the next turn's sandbox lacks the session and the CLI cannot find it.
+  it('name the directories that hold their session, under the agent home', () => {
+    for (const rt of listRuntimes().filter((r) => r.capabilities.resume)) {
+      expect(rt.sessionDirs?.length, rt.name).toBeGreaterThan(0);
+      for (const dir of rt.sessionDirs ?? []) expect(dir, rt.name).toMatch(new RegExp(`^${AGENT_HOME}/`));
+    }
   });
 });
