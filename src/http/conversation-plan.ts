@@ -124,11 +124,7 @@ async function planTaskModelRun(
     ...(Object.keys(vars).length > 0 ? { vars } : {}),
     prompt: text || 'Execute the runbook.',
   });
-  const chat = chatRequestOf(task.workflow, merged, {
-    collection: ctx.collection,
-    task: task.name,
-    allowNetwork: deps.defaults.sandbox.allowNetwork,
-  });
+  const chat = chatRequestOf(task.workflow, merged, { collection: ctx.collection, task: task.name });
   const assets = await resolveAssets((merged.file_paths as unknown[] | undefined) ?? [], {
     collection: ctx.collection,
     runs: deps.runs,
