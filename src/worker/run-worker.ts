@@ -53,14 +53,23 @@ import type { BlobStore } from '../storage/blob-store.js';
 import { providerKeyFor } from '../tenancy/provider-keys.js';
 import type { TenancyStore } from '../tenancy/store.js';
 import { type CollectedResults, collectResults } from './collect.js';
+import {
+  restoreTurnFiles,
+  saveTurnFiles,
+  type TurnStateLimits,
+  turnPrompt,
+  turnSession,
+} from './conversation-turn.js';
 import type { WorkerEnvironments } from './environment.js';
 import { DEFAULT_EVALUATION_SETTINGS, type EvaluationSettings, runEvaluation } from './evaluate-step.js';
 import { applyRequirePass, evaluationWarnings, failedEvaluation } from './evaluation-outcome.js';
 import { watchGatewayFailures } from './gateway-failure.js';
-import { composePrompt } from './prompt.js';
 import { readOutput } from './read-output.js';
 import { RunEventSink } from './run-events.js';
 import { RunMetrics } from './run-metrics.js';
+
+/** CONVERSATION_STATE_MAX_* defaults, for a worker built without them. */
+const DEFAULT_TURN_STATE: TurnStateLimits = { maxBytes: 64 * 1024 ** 2, maxFiles: 5000 };
 
 /** Port the in-sandbox forwarder listens on (127.0.0.1 inside the sandbox only). */
 export const SANDBOX_GATEWAY_PORT = 4100;
@@ -96,6 +105,8 @@ export interface WorkerDeps {
   runRetentionMs?: number;
   /** What is copied out of results_dir; the rest is reported as dropped. */
   artifactLimits: CollectLimits;
+  /** What a conversation turn keeps for the next one (CONVERSATION_STATE_MAX_*); defaults when absent. */
+  conversationState?: TurnStateLimits;
   /** The server's own provider keys, for collections without theirs. */
   serverProviderKeys: Partial<Record<RealProvider, string>>;
   simulatedProvider: boolean;
@@ -400,18 +411,15 @@ export class RunWorker {
     const deadline = setTimeout(() => stop('timeout'), spec.timeoutSec * 1000);
     let collected: CollectedResults = { artifacts: [], dropped: null, events: [] };
     let exitCode: number | null = null;
+    let sessionId: string | undefined;
     let outcome: ReturnType<ReturnType<typeof runtime.createParser>['finish']>['outcome'] | undefined;
     let evaluation: Evaluation | null = null;
     try {
       if (stopReason) throw new StopBeforeStart();
       const invocation = runtime.buildInvocation({
         runId,
-        prompt: composePrompt({
-          runbook: spec.runbook,
-          instruction: spec.instruction,
-          timeoutSec: spec.timeoutSec,
-          resultsDir: spec.resultsDir,
-        }),
+        // A conversation's follow-up tells a resumed CLI only the new message.
+        prompt: turnPrompt(spec),
         model: spec.model,
         provider: spec.provider,
         gatewayUrl: `http://127.0.0.1:${SANDBOX_GATEWAY_PORT}`,
@@ -420,8 +428,13 @@ export class RunWorker {
         mcpServers: spec.mcpServers,
         workdir: '/app',
         resultsDir: spec.resultsDir,
+        session: turnSession(spec),
       });
       const assets = await this.assetFiles(spec);
+      // A follow-up turn starts from the previous turn's files; the run's own files go on top.
+      const restored = await restoreTurnFiles(spec, deps.blobs);
+      for (const ev of restored.events) sink.emit(ev);
+      const own = new Set([...assets, ...invocation.files].map((f) => f.path));
       // The sandbox's start includes finding its environment (probed once per image).
       const tStart = Date.now();
       await this.checkEnvironment(spec, runtime.image, sink);
@@ -440,7 +453,11 @@ export class RunWorker {
           JETTY_GATEWAY_PORT: String(SANDBOX_GATEWAY_PORT),
           JETTY_GATEWAY_SOCKET: `${GATEWAY_MOUNT}/${GATEWAY_SOCKET_NAME}`,
         },
-        files: [...assets, ...invocation.files.filter((f) => f !== stdin)],
+        files: [
+          ...restored.files.filter((f) => !own.has(f.path)),
+          ...assets,
+          ...invocation.files.filter((f) => f !== stdin),
+        ],
         ...(stdin ? { stdin: stdin.content } : {}),
         limits: spec.limits,
         gatewaySocketDir: deps.gatewaySocketDir,
@@ -465,14 +482,13 @@ export class RunWorker {
       });
       await job.updateProgress({ sandbox_id: sandbox.id });
 
-      const parser = measure.watchFirstOutput(
-        watchGatewayFailures(runtime.createParser()),
-        Date.parse(rec.created_at),
-      );
+      const cliParser = runtime.createParser();
+      const parser = measure.watchFirstOutput(watchGatewayFailures(cliParser), Date.parse(rec.created_at));
       const reading = readOutput(sandbox, parser, sink, this.limits.maxLineBytes);
       ({ exitCode } = await sandbox.wait());
       timings.agent_ms = Date.now() - tRunning;
       await reading;
+      sessionId = cliParser.session;
       const fin = parser.finish(stopReason ? null : exitCode);
       for (const ev of fin.events) sink.emit(ev);
       outcome = fin.outcome;
@@ -504,6 +520,8 @@ export class RunWorker {
             data: { stream: 'system', line: `Collecting ${spec.resultsDir} failed: ${(e as Error).message}` },
           });
         }
+        if (spec.conversation && stopReason !== 'shutdown')
+          await this.saveTurn(spec, sandbox, sessionId, sink, log);
         // Scored after collecting (the artifacts are the agent's work, not the script's), before removal.
         if (outcome && stopReason !== 'cancelled' && stopReason !== 'shutdown' && spec.evaluation) {
           const tEvaluate = Date.now();
@@ -635,6 +653,45 @@ export class RunWorker {
       attempt,
     );
     log.info({ status, duration_ms, exitCode, artifacts: artifacts.length }, 'run ended');
+  }
+
+  /**
+   * Keeps what the next turn of the run's conversation needs: the sandbox's /app and the CLI's
+   * session files, and the CLI's session id on the record. A failure costs the next turn its
+   * files, not this run its result.
+   */
+  private async saveTurn(
+    spec: RunJob,
+    sandbox: RunningSandbox,
+    sessionId: string | undefined,
+    sink: RunEventSink,
+    log: Logger,
+  ): Promise<void> {
+    const runtime = getRuntime(spec.agent);
+    if (!runtime) return;
+    try {
+      const saved = await saveTurnFiles({
+        sandbox,
+        runId: spec.runId,
+        runtime,
+        blobs: this.deps.blobs,
+        limits: this.deps.conversationState ?? DEFAULT_TURN_STATE,
+      });
+      for (const ev of saved?.events ?? []) sink.emit(ev);
+      await this.deps.runs.store.update(spec.runId, {
+        session_id: sessionId ?? null,
+        ...(saved ? { conversation_state: saved.state } : {}),
+      });
+    } catch (e) {
+      log.warn({ err: e }, 'saving the conversation turn failed');
+      sink.emit({
+        type: 'log',
+        data: {
+          stream: 'system',
+          line: `Keeping this turn's files for the next one failed: ${(e as Error).message}`,
+        },
+      });
+    }
   }
 
   /**
