@@ -193,6 +193,12 @@ const envSchema = z.object({
   ARTIFACT_MAX_FILES: int(1000, 1, 1_000_000),
   ARTIFACT_MAX_BYTES: bytes('512m'),
   ARTIFACT_MAX_FILE_BYTES: bytes('256m'),
+  // Conversations (docs/conversations.md): what a turn keeps for the next one, and how much of the
+  // earlier turns a runtime that cannot resume is told again. 0 bytes keeps nothing.
+  CONVERSATION_STATE_MAX_BYTES: bytes('64m', { min: '0', max: '4g' }),
+  CONVERSATION_STATE_MAX_FILES: int(5000, 0, 1_000_000),
+  CONVERSATION_HISTORY_MAX_BYTES: bytes('32k', { min: '1k', max: '16m' }),
+  CONVERSATION_MAX_TURNS: int(100, 1, 10_000),
   // Gone: sandboxes are always --network none now. Refused when set to true, naming what replaced it.
   SANDBOX_ALLOW_NETWORK: flag(false).refine(
     (v) => !v,
@@ -416,6 +422,12 @@ export interface Config {
   /** What a run's results_dir may give back: files, bytes in all, bytes per file. */
   artifacts: { maxFiles: number; maxBytes: number; maxFileBytes: number };
   /**
+   * Conversations: what a turn keeps of its sandbox (/app and the CLI's session) for the next turn
+   * (maxBytes 0: nothing), the summary of earlier turns given to a runtime that cannot resume, and
+   * the turns one conversation may have.
+   */
+  conversations: { stateMaxBytes: number; stateMaxFiles: number; historyMaxBytes: number; maxTurns: number };
+  /**
    * The operator's maximum budget of one run (RUN_MAX_COST_USD, RUN_MAX_TOKENS), which is also
    * the budget of a run that sets none and whose collection has no default.
    */
@@ -569,6 +581,12 @@ export function loadConfig(env: Record<string, string | undefined>, hostname = '
       maxFiles: e.ARTIFACT_MAX_FILES,
       maxBytes: e.ARTIFACT_MAX_BYTES,
       maxFileBytes: e.ARTIFACT_MAX_FILE_BYTES,
+    },
+    conversations: {
+      stateMaxBytes: e.CONVERSATION_STATE_MAX_BYTES,
+      stateMaxFiles: e.CONVERSATION_STATE_MAX_FILES,
+      historyMaxBytes: e.CONVERSATION_HISTORY_MAX_BYTES,
+      maxTurns: e.CONVERSATION_MAX_TURNS,
     },
     simulatedProvider: e.SIMULATED_PROVIDER,
     heartbeatMs: e.HEARTBEAT_MS,

@@ -23,6 +23,10 @@ export interface ChunkContext {
   created: number;
   /** The runbook's headline deliverables (relative to results_dir), first one first. */
   primaryOutputs?: string[];
+  /** The conversation the run is a turn of, named in jetty_metadata. */
+  conversationId?: string | undefined;
+  /** Content sent after the agent's last words when the run completes (a conversation's marker). */
+  trailer?: string | null | undefined;
 }
 
 export interface ChatUsage {
@@ -45,6 +49,8 @@ export interface JettyMetadata {
   /** What the run did through the egress proxy: policy, connections, bytes, hosts. */
   network?: NetworkSummary;
   error?: RunError;
+  /** The conversation the run is a turn of: send it as X-Conversation-Id to continue it. */
+  conversation_id?: string;
   /** How the run scored against its runbook: `passed`, `score`, and how it was decided. */
   evaluation?: Evaluation;
 }
@@ -116,10 +122,9 @@ export class ChunkMapper {
   constructor(private readonly ctx: ChunkContext) {}
 
   first(status: RunStatus): ChatCompletionChunk {
-    return this.chunk(
-      { role: 'assistant', content: '' },
-      { jetty_metadata: { trajectory_id: this.ctx.runId, status } },
-    );
+    const meta: JettyMetadata = { trajectory_id: this.ctx.runId, status };
+    if (this.ctx.conversationId) meta.conversation_id = this.ctx.conversationId;
+    return this.chunk({ role: 'assistant', content: '' }, { jetty_metadata: meta });
   }
 
   map(ev: StoredEvent): MappedEvent {
@@ -169,10 +174,12 @@ export class ChunkMapper {
           chunks: [this.chunk({ reasoning_content: `${netConnectLine(ev.data)}\n` }, { jetty_event })],
           final: false,
         };
-      case 'run.completed':
+      case 'run.completed': {
+        const trailer = this.ctx.trailer ? [this.chunk({ content: this.ctx.trailer }, {})] : [];
         return {
           chunks: [
             ...this.scored(ev.data.evaluation),
+            ...trailer,
             this.last(
               'completed',
               ev.data.usage,
@@ -184,6 +191,7 @@ export class ChunkMapper {
           ],
           final: true,
         };
+      }
       case 'run.failed':
         return {
           chunks: [
@@ -247,6 +255,7 @@ export class ChunkMapper {
     if (this.warnings.length) meta.warnings = this.warnings;
     if (network) meta.network = network;
     if (error) meta.error = error;
+    if (this.ctx.conversationId) meta.conversation_id = this.ctx.conversationId;
     if (evaluation) meta.evaluation = evaluation;
     const c = this.chunk({}, { jetty_metadata: meta, jetty_event, usage: toChatUsage(usage) });
     c.choices[0]!.finish_reason = 'stop';

@@ -134,3 +134,46 @@ export function netConnectLine(d: NetConnectData, max = 240): string {
   const line = `net: ${target} allowed,${status} ${formatBytes(d.bytes_up)} up, ${formatBytes(d.bytes_down)} down, ${formatDuration(d.ms)}${cut}`;
   return oneLine(line, max);
 }
+
+/** What the experiment table needs of a variant's figures (GET /v1/experiments/{id}). */
+export interface VariantFiguresLike {
+  name: string;
+  runs: number;
+  ended: number;
+  passed: number;
+  pass_rate: number | null;
+  pass_rate_ci: [number, number] | null;
+  mean_score: number | null;
+  median_duration_ms: number | null;
+  mean_cost_usd: number | null;
+  tokens: number;
+}
+
+/** The experiment table's columns, in `jetty ab` and on the web page alike. */
+export const VARIANT_COLUMNS = [
+  'variant',
+  'ended',
+  'passed',
+  'pass rate (95% CI)',
+  'mean score',
+  'median time',
+  'mean cost',
+  'tokens',
+] as const;
+
+/** One variant's row of the experiment table, its cells in VARIANT_COLUMNS order. */
+export function variantCells(v: VariantFiguresLike): string[] {
+  const pct = (x: number) => `${Math.round(x * 100)}%`;
+  return [
+    v.name,
+    `${v.ended}/${v.runs}`,
+    String(v.passed),
+    v.pass_rate === null
+      ? '—'
+      : `${pct(v.pass_rate)}${v.pass_rate_ci ? ` [${pct(v.pass_rate_ci[0])}, ${pct(v.pass_rate_ci[1])}]` : ''}`,
+    v.mean_score === null ? '—' : String(v.mean_score),
+    v.median_duration_ms === null ? '—' : `${(v.median_duration_ms / 1000).toFixed(1)}s`,
+    v.mean_cost_usd === null ? '—' : `$${v.mean_cost_usd.toFixed(4)}`,
+    String(v.tokens),
+  ];
+}

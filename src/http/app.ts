@@ -16,6 +16,7 @@ import { apiV1CollectionRoutes } from './routes/api-v1-collections.js';
 import { apiV1RunRoutes } from './routes/api-v1-runs.js';
 import { chatRoutes } from './routes/chat.js';
 import { collectionSettingsRoutes } from './routes/collection-settings.js';
+import { conversationRoutes } from './routes/conversations.js';
 import { evaluateRoutes } from './routes/evaluate.js';
 import { experimentRoutes } from './routes/experiments.js';
 import { keyRoutes } from './routes/keys.js';
@@ -140,6 +141,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   evaluateRoutes(app, deps);
   experimentRoutes(app, deps, streams);
   chatRoutes(app, deps, streams);
+  conversationRoutes(app, deps);
   keyRoutes(app, deps);
   collectionSettingsRoutes(app, deps);
   apiV1CollectionRoutes(app, deps);

@@ -64,6 +64,12 @@ export interface AppDeps {
   simulatedProvider: boolean;
   /** A provider's base URL. */
   upstreamUrl: (provider: RealProvider) => string;
+  /**
+   * Conversations: the summary of earlier turns a runtime that cannot resume is given
+   * (CONVERSATION_HISTORY_MAX_BYTES), and the turns one conversation may have
+   * (CONVERSATION_MAX_TURNS). Defaults when absent.
+   */
+  conversations?: { historyMaxBytes: number; maxTurns: number };
   /** Metrics, CORS, the rate limit and the queue dashboard (src/http/operations.ts); absent: all off. */
   operations?: OperationsDeps;
   /** Readiness of each dependency, for /readyz. */

@@ -10,6 +10,11 @@ const EVENT_STREAMS: Record<string, { description: string; alsoJson: boolean }> 
       "A text/event-stream of the run's normalized events: `event:` the type (run.started, agent.message, tool.call, …), `id:` its stream id (send it back as Last-Event-ID to resume), `data:` the event as JSON. `:` comment lines keep an idle connection alive. Ends after run.completed, run.failed or run.cancelled.",
     alsoJson: false,
   },
+  'GET /v1/experiments/:id/events': {
+    description:
+      "A text/event-stream of the experiment's progress: an `event: experiment` each time a figure changes, its `data:` the whole GET /v1/experiments/{id} answer as JSON. `:` comment lines keep an idle connection alive. Ends after the one whose status is completed or cancelled.",
+    alsoJson: false,
+  },
   'POST /v1/chat/completions': {
     description:
       'With `"stream": true`: a text/event-stream of `chat.completion.chunk` objects in `data:` lines, then `data: [DONE]`. The agent\'s words are delta.content, one line per tool call is delta.reasoning_content, and the last chunk carries usage and jetty_metadata.',
@@ -25,6 +30,13 @@ const TEXT_RESPONSES: Record<string, { type: string; description: string }> = {
   },
 };
 
+/** Routes whose 200 is a file's bytes, sent with the file's own content type. */
+const FILE_RESPONSES: Record<string, string> = {
+  'GET /v1/runs/:id/artifacts/*':
+    "The artifact's bytes, with its content type (text/markdown, image/png, …; application/octet-stream when unknown) and a content-disposition naming the file.",
+  'GET /api/v1/file/*': "The file's bytes, with its content type.",
+};
+
 const WILDCARD_PARAM = {
   type: 'string',
   description: 'The rest of the path, slashes included (e.g. reports/summary.md).',
@@ -33,8 +45,8 @@ const WILDCARD_PARAM = {
 /**
  * The OpenAPI document as Swagger UI should show it, on top of the zod schemas' own transform:
  * routes open to anyone carry no padlock (`security: []`), routes the admin token also opens say
- * so, a wildcard path segment is named `{path}` instead of `{*}`, and streaming routes are
- * documented as text/event-stream.
+ * so, a wildcard path segment is named `{path}` instead of `{*}`, streaming routes are
+ * documented as text/event-stream and file downloads as bytes.
  */
 export function openApiTransform(arg: TransformArg): { schema: JsonObject; url: string } {
   const out = jsonSchemaTransform(arg) as { schema: JsonObject; url: string };
@@ -64,6 +76,16 @@ export function openApiTransform(arg: TransformArg): { schema: JsonObject; url: 
     schema.response = {
       ...((schema.response as JsonObject | undefined) ?? {}),
       200: { description: text.description, content: { [text.type]: { schema: { type: 'string' } } } },
+    };
+  }
+  const file = methods.map((m) => FILE_RESPONSES[`${m} ${arg.url}`]).find(Boolean);
+  if (file) {
+    schema.response = {
+      ...((schema.response as JsonObject | undefined) ?? {}),
+      200: {
+        description: file,
+        content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } },
+      },
     };
   }
   return { schema, url };

@@ -112,6 +112,13 @@ export const jettyBlockSchema = z
       .max(2048, { error: 'must be at most 2048 characters' })
       .optional()
       .describe('An http or https URL, POSTed to (signed) when the run ends: completed, failed or cancelled'),
+    continue_from: z
+      .string()
+      .regex(/^[A-Za-z0-9_-]{1,64}$/, { error: 'must be a run id (jetty_metadata.trajectory_id)' })
+      .optional()
+      .describe(
+        "Continues that run's conversation: the new run starts from its files and the agent's session, with only the new user message as input. Chat clients need not send it: the answer's trailing `[//]: # (jetty:run:<id>)` line does the same",
+      ),
     webhook_secret: z
       .string({ error: 'must be a string' })
       .min(1, { error: 'must not be empty' })
@@ -340,6 +347,33 @@ export const runRecordSchema = z.object({
     .optional()
     .describe(
       "The run's budget (jetty.max_cost_usd, jetty.max_tokens or their defaults) and, once it ended, what the gateway measured against it: input + output tokens, and their cost at list prices",
+    ),
+  conversation_id: z
+    .string()
+    .optional()
+    .describe('The conversation this run is a turn of (GET /v1/conversations/{id}); absent when it is none'),
+  parent_run_id: z
+    .string()
+    .nullable()
+    .optional()
+    .describe('The turn this run continues; null on a first turn'),
+  turn: z.number().optional().describe("The run's turn in its conversation, 1 for the first"),
+  session_id: z
+    .string()
+    .nullable()
+    .optional()
+    .describe("The agent CLI's own session id (a follow-up turn resumes it where the runtime can)"),
+  resumed: z
+    .boolean()
+    .optional()
+    .describe(
+      "Whether this turn resumed the previous turn's CLI session (false: the earlier turns were summarized into its prompt)",
+    ),
+  conversation_state: z
+    .object({ files: z.number(), bytes: z.number(), dropped: z.number() })
+    .optional()
+    .describe(
+      "What the turn kept for the next one: its /app and the CLI's session files (within CONVERSATION_STATE_MAX_BYTES and CONVERSATION_STATE_MAX_FILES); `dropped` files did not fit",
     ),
   network: networkSummarySchema
     .optional()

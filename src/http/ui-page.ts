@@ -74,5 +74,7 @@ details > summary { cursor: pointer; overflow-wrap: anywhere; } details pre, pre
 .preview-box { margin-top: 10px; } .preview-box img { max-width: 100%; border: 1px solid var(--line); border-radius: 6px; }
 .md h1, .md h2, .md h3 { margin: 10px 0 6px; } .md p { margin: 6px 0; } .md code { font-family: var(--mono); background: #f0f2f4; padding: 0 3px; border-radius: 3px; }
 .live { font-size: 12px; color: var(--muted); } .live.on::before { content: "● "; color: var(--ok); }
-.variants td, .variants th { font-size: 12.5px; }
+.variants td, .variants th { font-size: 12.5px; } .variants tr.current td { background: #f1f8ff; font-weight: 600; }
+.checks { list-style: none; padding: 0; margin: 8px 0 0; } .checks li { padding: 2px 0; } .checks .ok { color: var(--ok); } .checks .bad { color: var(--bad); }
+.warning-text { color: var(--warn); }
 `;

@@ -206,6 +206,10 @@ export async function startServer(
         },
         serverProviderKeys: config.providerKeys,
         simulatedProvider: config.simulatedProvider,
+        conversations: {
+          historyMaxBytes: config.conversations.historyMaxBytes,
+          maxTurns: config.conversations.maxTurns,
+        },
         upstreamUrl: (p) => config.upstreams[p],
         readiness: async () =>
           (readiness ? await readiness() : await checkReadiness({ redis: () => pingRedis(redis) })).checks,
@@ -375,6 +379,10 @@ async function startWorkerSide(config: Config, ctx: WorkerSideContext) {
     uploadRetentionMs: config.retentionSec * 1000,
     runRetentionMs: config.retentionSec * 1000,
     artifactLimits: config.artifacts,
+    conversationState: {
+      maxBytes: config.conversations.stateMaxBytes,
+      maxFiles: config.conversations.stateMaxFiles,
+    },
     serverProviderKeys: config.providerKeys,
     simulatedProvider: config.simulatedProvider,
     upstreams: config.upstreams,

@@ -38,6 +38,27 @@ export const runAssetSchema = z.object({
 });
 export type RunAsset = z.infer<typeof runAssetSchema>;
 
+/**
+ * A run that is a turn of a conversation (every run started by /v1/chat/completions is one). Its
+ * sandbox's files and the CLI's session are saved when it ends, so that a follow-up can continue it.
+ */
+export const runConversationSchema = z.object({
+  /** The conversation's id: the id of its first turn. */
+  id: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/),
+  /** 1 for the first turn, the parent's turn + 1 after. */
+  turn: z.number().int().positive(),
+  /** The turn this one continues: its saved files are put back into the new sandbox. */
+  parentRunId: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,64}$/)
+    .nullable(),
+  /** The parent turn's CLI session id, resumed by the CLI (runtimes with capabilities.resume). */
+  resumeSession: z.string().min(1).max(256).nullable(),
+  /** The earlier turns, summarized, for a runtime that cannot resume: put before the new message. */
+  history: z.string().nullable(),
+});
+export type RunConversation = z.infer<typeof runConversationSchema>;
+
 export const runJobSchema = z.object({
   runId: z.string().min(1),
   /** Whose run it is: provider keys and secrets come from this collection. */
@@ -96,6 +117,8 @@ export const runJobSchema = z.object({
     .default({ maxCostUsd: null, maxTokens: null }),
   /** Normalized MCP servers (src/runtimes/mcp.ts); absent in jobs queued by older servers. */
   mcpServers: z.array(mcpServerSchema).default([]),
+  /** Set when the run is a turn of a conversation (src/conversations). */
+  conversation: runConversationSchema.optional(),
   /** How the run is scored when the agent ends (src/evaluation); null: the runbook declares no evaluation. */
   evaluation: evaluationSpecSchema.nullable().default(null),
   /** Labels the run is created with (an experiment's id and variant). */

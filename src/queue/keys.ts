@@ -18,6 +18,14 @@ export class RedisKeys {
   idempotency(key: string): string {
     return `${this.prefix}:idem:${key}`;
   }
+  /** A conversation: its collection, the job its turns are made from, the turn under way. */
+  conversation(id: string): string {
+    return `${this.prefix}:conversation:${id}`;
+  }
+  /** Sorted set of a conversation's run ids (its turns) by creation time. */
+  conversationTurns(id: string): string {
+    return `${this.prefix}:conversation:${id}:turns`;
+  }
   /** Pub/sub channel on which cancel requests are announced to workers. */
   cancelChannel(): string {
     return `${this.prefix}:cancel`;

@@ -11,6 +11,7 @@ import type { Metrics } from '../metrics/registry.js';
 import type { ProviderName } from '../runtimes/types.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import { type EvaluateJob, JOBS, type RunJob, webhookJobId } from './catalog.js';
+import { ConversationStore } from './conversation-store.js';
 import { ExperimentStore } from './experiment-store.js';
 import { EVALUATE_QUEUE, type RedisKeys, RUN_QUEUE, WEBHOOK_QUEUE } from './keys.js';
 import { type RunRecord, RunStore } from './run-store.js';
@@ -76,6 +77,8 @@ export interface Trajectory {
         evaluation?: RunJob['evaluation'];
         /** For runs started through /api/v1: the submitted init_params (secret_params never). */
         initParams?: Record<string, unknown>;
+        /** A follow-up turn that could not resume its CLI session: the earlier turns it was told. */
+        history?: string;
       })
     | { request: Record<string, unknown> }
     | null;
@@ -117,6 +120,7 @@ export function newRunId(): string {
  */
 export class RunService {
   readonly store: RunStore;
+  readonly conversations: ConversationStore;
   readonly queue: Queue;
   readonly webhookQueue: Queue;
   readonly evaluateQueue: Queue;
@@ -125,6 +129,8 @@ export class RunService {
 
   constructor(private readonly deps: RunServiceDeps) {
     this.store = new RunStore(deps.redis, deps.keys);
+    // A conversation outlives its last turn's start by the runs' retention, and a day for the run itself.
+    this.conversations = new ConversationStore(deps.redis, deps.keys, deps.retentionSec + 24 * 3600);
     this.experiments = new ExperimentStore(deps.redis, deps.keys, deps.retentionSec);
     this.queue = new Queue(RUN_QUEUE, {
       connection: deps.redis,
@@ -184,9 +190,11 @@ export class RunService {
       initParams?: Record<string, unknown>;
       /** The pre-flight's warnings: on the record, and `run.warning` events right after `run.queued`. */
       warnings?: RunWarning[];
+      /** The id to give the run, when the caller needed it before (a conversation's turn). */
+      runId?: string;
     },
   ): Promise<{ record: RunView; created: boolean }> {
-    const runId = newRunId();
+    const runId = meta.runId ?? newRunId();
     if (meta.idempotencyKey) {
       // Per collection: one team's key can neither find nor block another team's run.
       const key = this.deps.keys.idempotency(`${meta.collection}:${meta.idempotencyKey}`);
@@ -227,6 +235,17 @@ export class RunService {
         spent_cost_usd: null,
         exceeded: false,
       },
+      ...(payload.conversation
+        ? {
+            conversation_id: payload.conversation.id,
+            parent_run_id: payload.conversation.parentRunId,
+            turn: payload.conversation.turn,
+            session_id: null,
+            ...(payload.conversation.parentRunId !== null
+              ? { resumed: payload.conversation.resumeSession !== null }
+              : {}),
+          }
+        : {}),
     };
     await this.store.create(record);
     await this.deps.redis.set(this.inputKey(runId), JSON.stringify(inputOf(payload, meta.initParams)));
@@ -610,6 +629,7 @@ function inputOf(job: RunJob, initParams: Record<string, unknown> | undefined): 
     primaryOutputs: job.primaryOutputs,
     evaluation: job.evaluation,
     ...(initParams ? { initParams } : {}),
+    ...(job.conversation?.history ? { history: job.conversation.history } : {}),
   };
 }
 

@@ -86,6 +86,18 @@ export interface RunRecord {
   retry_reason?: RetryReason;
   /** Absent on passthrough calls and on runs queued by older servers. */
   budget?: RunBudgetRecord;
+  /** The conversation this run is a turn of (its first turn's id); absent when it is none. */
+  conversation_id?: string;
+  /** The turn this one continues; null on a conversation's first turn. */
+  parent_run_id?: string | null;
+  /** 1 for a conversation's first turn, the parent's turn + 1 after. */
+  turn?: number;
+  /** The agent CLI's own session id, once its output named it (what a follow-up resumes). */
+  session_id?: string | null;
+  /** Whether this turn resumed the previous turn's CLI session (false: it got a summary instead). */
+  resumed?: boolean;
+  /** The sandbox's files and CLI session saved for the next turn, once the run ended. */
+  conversation_state?: ConversationStateRecord;
   /** What the run did through the egress proxy; set when it ends. */
   network?: NetworkSummary;
   /**
@@ -95,6 +107,14 @@ export interface RunRecord {
   evaluation: Evaluation | null;
   /** Every evaluation kept, oldest first (the run's own, then re-grades); absent in list pages. */
   evaluations?: Evaluation[];
+}
+
+/** What a conversation turn kept of its sandbox for the next turn. */
+export interface ConversationStateRecord {
+  files: number;
+  bytes: number;
+  /** Files left out (over CONVERSATION_STATE_MAX_*, unreadable); a run.warning names them. */
+  dropped: number;
 }
 
 // Moves status only from an allowed one, atomically, and writes the other fields with it.

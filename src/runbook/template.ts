@@ -55,7 +55,7 @@ export function withBuiltinVariables(vars: Readonly<Record<string, string>>): Re
 }
 
 /** Where the caller gives template variables: the chat surface's field, or /api/v1's. */
-export type VariablesField = typeof TEMPLATE_VARIABLES_PARAM | 'init_params.vars';
+export type VariablesField = typeof TEMPLATE_VARIABLES_PARAM | 'init_params.vars' | 'messages.vars';
 
 /** Why a placeholder was left as written. */
 export type UnfilledReason = Exclude<ParameterKind, 'value' | 'required'> | 'undeclared';
@@ -121,12 +121,19 @@ function missingRequired(missing: readonly ParameterSpec[], field: VariablesFiel
   const how =
     field === TEMPLATE_VARIABLES_PARAM
       ? `"jetty": {"template_variables": ${example}}`
-      : `init_params={"vars": ${example}}`;
+      : field === 'messages.vars'
+        ? `a block in your message: \`\`\`vars\n${missing
+            .slice(0, 3)
+            .map((p) => `${p.name}: ...`)
+            .join('\n')}\n\`\`\``
+        : `init_params={"vars": ${example}}`;
   const one = missing.length === 1;
   return unprocessable(
     `The runbook's Parameters table marks ${one ? 'a variable' : `${missing.length} variables`} as required, ` +
       `and ${one ? 'it was' : 'they were'} not given: ${listNames(missing.map(describe))}. ` +
-      `Pass ${one ? 'it' : 'each'} as a string in \`${field}\`, e.g. ${how}.`,
+      (field === 'messages.vars'
+        ? `Give ${one ? 'it' : 'each'} in ${how}.`
+        : `Pass ${one ? 'it' : 'each'} as a string in \`${field}\`, e.g. ${how}.`),
     field,
     'missing_template_variables',
   );

@@ -72,8 +72,11 @@ function buildInvocation(spec: InvocationSpec): Invocation {
       'stream-json',
       '--verbose',
       '--dangerously-skip-permissions',
-      // The sandbox is thrown away after the run: saving a transcript only costs disk writes.
-      '--no-session-persistence',
+      // The sandbox is thrown away after the run: a transcript is worth writing only when a later
+      // turn of the conversation resumes it (the worker saves it with the sandbox's files).
+      ...(spec.session?.persist ? [] : ['--no-session-persistence']),
+      // `=` form, one argument: the session id can never be read as a flag.
+      ...(spec.session?.resume ? [`--resume=${spec.session.resume}`] : []),
       // One argument, `=` form: a model value that starts with `-` can never be read as a flag.
       `--model=${model}`,
       // Only the servers the run asked for: nothing from a project or user config.
@@ -129,9 +132,13 @@ const capabilities: RuntimeCapabilities = {
   // Whole messages: the invocation does not ask for --include-partial-messages.
   streaming: 'message',
   mcp_servers: true,
-  // The CLI could resume a session (--resume), but the sandbox is thrown away and keeps no transcript.
-  resume: false,
+  // `--resume <session>` continues a conversation's session, with the same session id, from the
+  // transcript under ~/.claude/projects that the worker saved after the previous turn.
+  resume: true,
 };
+
+/** Where the CLI keeps its transcripts (`<cwd-slug>/<session>.jsonl`): all that `--resume` needs. */
+export const CLAUDE_SESSION_DIR = `${AGENT_HOME}/.claude/projects`;
 
 export const claudeCodeAdapter: RuntimeAdapter = {
   name: 'claude-code',
@@ -141,6 +148,7 @@ export const claudeCodeAdapter: RuntimeAdapter = {
   providers: ['anthropic', 'bedrock', 'openrouter', 'simulated'],
   capabilities,
   defaultModel: DEFAULT_MODEL,
+  sessionDirs: [CLAUDE_SESSION_DIR],
   buildInvocation,
   createParser: () => new ClaudeCodeParser(),
 };

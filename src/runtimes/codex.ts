@@ -151,19 +151,25 @@ export function codexConfig(spec: InvocationSpec): string {
 }
 
 function buildInvocation(spec: InvocationSpec): Invocation {
+  const resume = spec.session?.resume;
   return {
     argv: [
       'codex',
       'exec',
+      // `exec resume` takes the same flags; the session keeps its own working directory.
+      ...(resume ? ['resume'] : []),
       '--json',
       '--skip-git-repo-check',
       // The container is the sandbox: codex's own (bubblewrap) sandbox and approvals would only stall.
       '--dangerously-bypass-approvals-and-sandbox',
-      // No session files: the sandbox is thrown away after the run.
-      '--ephemeral',
+      // No session files (the sandbox is thrown away after the run), unless a later turn of the
+      // conversation resumes them: the worker then saves CODEX_HOME/sessions with the sandbox's files.
+      ...(spec.session?.persist ? [] : ['--ephemeral']),
       // A config key this version does not know is an error, not silently ignored.
       '--strict-config',
-      `--cd=${spec.workdir}`,
+      ...(resume ? [] : [`--cd=${spec.workdir}`]),
+      // `--` first: a session id can never be read as a flag.
+      ...(resume ? ['--', resume] : []),
       // The prompt from stdin.
       '-',
     ],
@@ -191,9 +197,13 @@ const capabilities: RuntimeCapabilities = {
   streaming: 'message',
   // `[mcp_servers.<name>]` in config.toml: stdio commands or streamable-HTTP URLs.
   mcp_servers: true,
-  // `codex exec resume` needs the session files that --ephemeral and a thrown-away sandbox drop.
-  resume: false,
+  // `codex exec resume <thread>` continues a conversation's thread, with the same id, from the
+  // rollout files under CODEX_HOME/sessions that the worker saved after the previous turn.
+  resume: true,
 };
+
+/** Where codex keeps its rollouts (`YYYY/MM/DD/rollout-…-<thread>.jsonl`): all that `exec resume` needs. */
+export const CODEX_SESSION_DIR = `${CODEX_HOME}/sessions`;
 
 export const codexAdapter: RuntimeAdapter = {
   name: 'codex',
@@ -205,6 +215,7 @@ export const codexAdapter: RuntimeAdapter = {
   // codex takes stdio and streamable-HTTP MCP servers; it has no SSE transport.
   mcpTransports: ['stdio', 'http'],
   defaultModel: DEFAULT_MODEL,
+  sessionDirs: [CODEX_SESSION_DIR],
   buildInvocation,
   createParser: () => new CodexParser(),
 };

@@ -63,6 +63,8 @@ function buildInvocation(spec: InvocationSpec): Invocation {
       '--yolo',
       // One argument, `=` form: a model value that starts with `-` can never be read as a flag.
       `--model=${model}`,
+      // A conversation's earlier session, by id (the CLI always keeps its chats under ~/.gemini/tmp).
+      ...(spec.session?.resume ? [`--resume=${spec.session.resume}`] : []),
     ],
     env: {
       ...providerEnv(spec),
@@ -163,9 +165,13 @@ const capabilities: RuntimeCapabilities = {
   streaming: 'delta',
   // settings.json `mcpServers`: stdio `command`, streamable `httpUrl` or SSE `url`.
   mcp_servers: true,
-  // The CLI can resume a session (--resume), but the sandbox is thrown away and keeps nothing.
-  resume: false,
+  // `--resume <session id>` continues a conversation's session, with the same id, from the chats
+  // under ~/.gemini/tmp that the worker saved after the previous turn.
+  resume: true,
 };
+
+/** Where the CLI keeps its chats (`<project>/chats/session-….jsonl`): all that `--resume` needs. */
+export const GEMINI_SESSION_DIR = `${AGENT_HOME}/.gemini/tmp`;
 
 export const geminiCliAdapter: RuntimeAdapter = {
   name: 'gemini-cli',
@@ -177,6 +183,7 @@ export const geminiCliAdapter: RuntimeAdapter = {
   defaultModel: DEFAULT_MODEL,
   // Its stdin reader ends the prompt when nothing arrives within 500 ms (docs/performance.md).
   waitsForPrompt: false,
+  sessionDirs: [GEMINI_SESSION_DIR],
   buildInvocation,
   createParser: () => new GeminiCliParser(),
 };

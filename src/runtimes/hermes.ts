@@ -289,7 +289,9 @@ const capabilities: RuntimeCapabilities = {
   streaming: 'message',
   // config.yaml `mcp_servers` (stdio, HTTP or SSE); the image has Hermes' `mcp` extra.
   mcp_servers: true,
-  // Sessions live in the sandbox's ~/.hermes/state.db, which is thrown away with the sandbox.
+  // Measured with 0.19.0: given its ~/.hermes/state.db back, neither one-shot mode (`-z … --resume
+  // <session>`) nor `chat -q … --resume <session>` continues the session (a new session id, no
+  // earlier messages in the request). A follow-up turn gets the earlier turns summarized instead.
   resume: false,
 };
 

@@ -155,6 +155,8 @@ function buildInvocation(spec: InvocationSpec): Invocation {
       // opencode's own log (errors such as an unknown model) on stderr instead of a file.
       '--print-logs',
       '--log-level=WARN',
+      // A conversation's earlier session, by id (opencode always keeps its sessions in its database).
+      ...(spec.session?.resume ? [`--session=${spec.session.resume}`] : []),
     ],
     env: {
       OPENCODE_CONFIG_CONTENT: JSON.stringify(opencodeConfig(spec)),
@@ -176,9 +178,13 @@ const capabilities: RuntimeCapabilities = {
   streaming: 'message',
   // Config `mcp`: local (stdio) servers and remote (http/sse) ones.
   mcp_servers: true,
-  // opencode can continue a session (--session), but the sandbox is thrown away with its database.
-  resume: false,
+  // `--session <id>` continues a conversation's session, with the same id, from the database under
+  // ~/.local/share/opencode that the worker saved after the previous turn.
+  resume: true,
 };
+
+/** Where opencode keeps its database (sessions, messages, parts): all that `--session` needs. */
+export const OPENCODE_SESSION_DIR = `${AGENT_HOME}/.local/share/opencode`;
 
 export const opencodeAdapter: RuntimeAdapter = {
   name: 'opencode',
@@ -188,6 +194,7 @@ export const opencodeAdapter: RuntimeAdapter = {
   providers: PROVIDERS,
   capabilities,
   defaultModel: DEFAULT_MODEL,
+  sessionDirs: [OPENCODE_SESSION_DIR],
   // opencode 1.18.33 retries a failed call 5 times with backoff from 2 s (about 70 s in all) and has
   // no setting for it, but it honours retry-after-ms: 200 ms waits make the 5 retries take ~1 s.
   gatewayRetryAfterMs: 200,

@@ -36,6 +36,12 @@ export interface InvocationSpec {
   mcpServers?: McpServer[];
   workdir: string;
   resultsDir: string;
+  /**
+   * A turn of a conversation: keep the CLI's session on disk for the next turn (`persist`), and
+   * continue an earlier turn's session (`resume`, the CLI's session id) whose files the sandbox
+   * already holds. Only runtimes with `capabilities.resume` are given `resume`.
+   */
+  session?: { persist: boolean; resume?: string };
 }
 
 export interface SandboxFile {
@@ -67,6 +73,8 @@ export interface OutputParser {
   pushStderr?(line: string): AgentEvent[];
   /** The CLI exited (null: killed or unknown). Decides the outcome from what was seen and the code. */
   finish(exitCode: number | null): { events: AgentEvent[]; outcome: RuntimeOutcome };
+  /** The CLI's own session id, once its output has named it (what a later turn resumes). */
+  readonly session?: string | undefined;
 }
 
 export interface RuntimeCapabilities {
@@ -99,6 +107,11 @@ export interface RuntimeAdapter {
    */
   readonly waitsForPrompt?: boolean;
   readonly defaultModel: string;
+  /**
+   * Directories (absolute, in the sandbox) where the CLI keeps its session: saved at the end of a
+   * conversation turn and put back before the next, so that `session.resume` finds it.
+   */
+  readonly sessionDirs?: readonly string[];
   buildInvocation(spec: InvocationSpec): Invocation;
   createParser(): OutputParser;
 }

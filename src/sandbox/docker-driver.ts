@@ -98,10 +98,20 @@ const BUILD_COMMAND = 'bash docker/build-images.sh';
  * and mode. After the command, what it left behind (the forwarder, background jobs) is killed and
  * its exit code passed on: the run's processes end with the agent, as when the container was the
  * agent, and its output ends at once instead of when the last straggler lets go of it.
+ *
+ * $2 = 1: the forwarder was started beside the agent and may not listen yet. The command then
+ * starts once it does (its socket in /proc/net/tcp, looked for every 10 ms, for at most 2 s), so
+ * no CLI ever reaches for its model before the forwarder is there; the files go in meanwhile.
  */
+const BUSYBOX = `${AGENT_MOUNT}/bin/busybox`;
 const AGENT_SCRIPT = [
   `${LAYER_TOOLS}/head -c "$1" | ${LAYER_TOOLS}/tar -x -p -f - -C / || { echo "jetty-sandbox: could not place the run's files" >&2; exit 125; }`,
-  'shift',
+  'w=$2',
+  'shift 2',
+  'if [ "$w" = 1 ]; then',
+  `  p=$(${BUSYBOX} printf '%04X' "\${JETTY_GATEWAY_PORT:-4100}"); i=0`,
+  `  while [ $i -lt 200 ] && ! ${BUSYBOX} grep -q "^ *[0-9]*: 0100007F:$p 00000000:0000 0A " /proc/net/tcp 2>/dev/null; do ${BUSYBOX} usleep 10000; i=$((i + 1)); done`,
+  'fi',
   '"$@"; code=$?',
   'kill -9 -1 2>/dev/null',
   'exit $code',
@@ -415,6 +425,8 @@ export class DockerSandboxDriver implements SandboxDriver {
 class PreparedDockerSandbox implements PreparedSandbox {
   /** The forwarder's exec, set as soon as it is asked for (it may still be starting). */
   private forwarder: Promise<StartedExec> | undefined;
+  /** The forwarder said it listens (else an agent started now waits for it in the sandbox). */
+  private forwarderReady = false;
 
   constructor(
     private readonly container: Dockerode.Container,
@@ -439,6 +451,7 @@ class PreparedDockerSandbox implements PreparedSandbox {
       return;
     }
     await readyLine(forwarder);
+    this.forwarderReady = true;
   }
 
   async startAgent(spec: AgentSpec): Promise<StartedAgent> {
@@ -456,6 +469,7 @@ class PreparedDockerSandbox implements PreparedSandbox {
       AGENT_SCRIPT,
       'jetty-agent',
       String(files.length),
+      this.forwarder && !this.forwarderReady ? '1' : '0',
       ...LAYER_ENTRYPOINT,
       ...spec.argv,
     ];

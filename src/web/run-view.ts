@@ -4,6 +4,9 @@ import {
   formatCost,
   formatDuration,
   formatTokens,
+  VARIANT_COLUMNS,
+  type VariantFiguresLike,
+  variantCells,
 } from '../events/display.js';
 import { type Api, ApiError } from './api.js';
 import { append, fill, h, statusBadge } from './dom.js';
@@ -230,69 +233,180 @@ function renderActions(ui: Ui, rec: RunRecord, api: Api): void {
   );
 }
 
-/** The evaluation: its one-line summary, then each field (nested ones as JSON). */
+type Fields = Record<string, unknown>;
+const obj = (v: unknown): Fields | null =>
+  typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Fields) : null;
+const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+const str = (v: unknown): string | null => (typeof v === 'string' && v ? v : null);
+
+/**
+ * The evaluation (docs/evaluation.md): the verdict and its one-line summary, the score, the checks
+ * (each stage, each rubric criterion), the verification script's output folded, and the whole
+ * object as JSON folded last, so a field this page does not know yet is still there.
+ */
 function renderEvaluation(box: HTMLElement, evaluation: unknown): void {
   box.hidden = evaluation === undefined || evaluation === null;
   if (box.hidden) return;
-  const rows =
-    typeof evaluation === 'object'
-      ? Object.entries(evaluation as Record<string, unknown>).map(([k, v]) =>
-          h(
-            'tr',
-            {},
-            h('th', {}, k),
+  const e = obj(evaluation) ?? {};
+  const verdict = e.passed === true ? 'passed' : e.passed === false ? 'not passed' : (str(e.status) ?? '—');
+  const badge = h(
+    'span',
+    {
+      class: `status ${e.passed === true ? 'completed' : e.passed === false ? 'failed' : 'cancelled'}`,
+      'data-testid': 'evaluation-verdict',
+    },
+    verdict,
+  );
+  const fact = (label: string, value: string | null) =>
+    value === null ? null : h('div', {}, h('span', {}, label), value);
+  const score = num(e.score);
+  const max = num(e.max_score);
+  const results = obj(e.results);
+  const judge = str(e.judge_model);
+  const when = str(e.evaluated_at);
+  const facts = h(
+    'div',
+    { class: 'facts', 'data-testid': 'evaluation-facts' },
+    fact('kind', str(e.kind)),
+    fact('score', score === null ? '—' : max === null ? String(score) : `${score} of ${max}`),
+    results
+      ? fact(
+          'checks',
+          `${num(results.pass) ?? 0} passed · ${num(results.partial) ?? 0} partial · ${num(results.fail) ?? 0} failed`,
+        )
+      : null,
+    fact('decided by', str(e.source)?.replace(/_/g, ' ') ?? null),
+    judge ? fact('judge', `${judge}${str(e.judge_provider) ? ` · ${e.judge_provider}` : ''}`) : null,
+    fact(
+      'evaluated',
+      when
+        ? `${new Date(when).toLocaleString()}${num(e.number) && num(e.number)! > 1 ? ` (#${e.number}, ${str(e.trigger) ?? 'regrade'})` : ''}`
+        : null,
+    ),
+  );
+  const report = obj(e.agent_report);
+  const disagreement =
+    e.disagreement === true
+      ? h(
+          'p',
+          { class: 'warning-text', 'data-testid': 'evaluation-disagreement' },
+          `⚠ The agent's own report says overall_passed: ${String(report?.overall_passed)}; the server decided otherwise.`,
+        )
+      : null;
+  const stages = Array.isArray(e.stages) ? e.stages.map(obj).filter((x): x is Fields => x !== null) : [];
+  const rubric = Object.entries(obj(e.rubric_scores) ?? {}).flatMap(([key, v]) => {
+    const c = obj(v);
+    return c ? [{ key, c }] : [];
+  });
+  const verification = obj(e.verification);
+  const output = [str(verification?.output), str(verification?.stderr)].filter(Boolean).join('\n');
+  fill(
+    box,
+    h('h2', {}, 'Evaluation ', badge),
+    // The badge and the score say the verdict; the sentence says why.
+    h('p', { 'data-testid': 'evaluation-summary' }, str(e.summary) ?? evaluationSummary(evaluation)),
+    facts,
+    disagreement,
+    stages.length
+      ? h(
+          'ul',
+          { class: 'checks', 'data-testid': 'evaluation-stages' },
+          ...stages.map((st) =>
             h(
-              'td',
-              {},
-              typeof v === 'object' && v !== null
-                ? h('pre', { class: 'preview' }, JSON.stringify(v, null, 2))
-                : String(v),
+              'li',
+              { class: st.passed === true ? 'ok' : 'bad' },
+              `${st.passed === true ? '✓' : '✗'} ${str(st.name) ?? ''}`,
             ),
           ),
         )
-      : [];
-  fill(
-    box,
-    h('h2', {}, 'Evaluation'),
-    h('p', {}, evaluationSummary(evaluation)),
-    rows.length ? h('table', {}, h('tbody', {}, ...rows)) : null,
+      : null,
+    rubric.length
+      ? h(
+          'table',
+          { class: 'variants', 'data-testid': 'evaluation-rubric' },
+          h('thead', {}, h('tr', {}, h('th', {}, 'criterion'), h('th', {}, 'score'), h('th', {}, 'notes'))),
+          h(
+            'tbody',
+            {},
+            ...rubric.map(({ key, c }) =>
+              h(
+                'tr',
+                {},
+                h('td', {}, str(c.name) ?? key),
+                h('td', {}, String(num(c.score) ?? '—')),
+                h('td', {}, str(c.notes) ?? ''),
+              ),
+            ),
+          ),
+        )
+      : null,
+    output
+      ? h(
+          'details',
+          { 'data-testid': 'evaluation-output' },
+          h(
+            'summary',
+            {},
+            `verification script output (exit ${verification?.exit_code === null ? 'none' : String(verification?.exit_code)}${verification?.timed_out === true ? ', timed out' : ''})`,
+          ),
+          h('pre', {}, output),
+        )
+      : null,
+    h(
+      'details',
+      { 'data-testid': 'evaluation-json' },
+      h('summary', {}, 'the whole evaluation (JSON)'),
+      h('pre', {}, JSON.stringify(evaluation, null, 2)),
+    ),
   );
 }
 
+interface ExperimentView {
+  id: string;
+  status: string;
+  repeats?: number;
+  grader?: { kind: string | null; judge_model: string | null; judge_provider: string | null };
+  variants: VariantFiguresLike[];
+}
+
 /**
- * A run that belongs to an experiment links it (`experiment_id`, or the label `experiment`): its
- * variants are drawn as a table of their scalar fields. Hidden when there is none.
+ * A run that belongs to an experiment (the label `experiment`) shows the experiment's variant
+ * table, the same cells as `jetty ab` prints, this run's variant marked. Hidden when there is none.
  */
 async function renderExperiment(box: HTMLElement, rec: RunRecord, api: Api): Promise<void> {
   const expId = rec.experiment_id ?? rec.labels?.experiment;
   if (!expId) return;
   const exp = await api
-    .json<{ id?: string; variants?: Record<string, unknown>[] }>(
-      `/v1/experiments/${encodeURIComponent(expId)}`,
-    )
+    .json<ExperimentView>(`/v1/experiments/${encodeURIComponent(expId)}`)
     .catch(() => null);
   if (!exp?.variants?.length) return;
-  const cols = [
-    ...new Set(
-      exp.variants.flatMap((v) => Object.keys(v).filter((k) => typeof v[k] !== 'object' || v[k] === null)),
-    ),
-  ].slice(0, 10);
+  const mine = rec.labels?.variant;
+  const g = exp.grader;
+  const grader = g?.kind
+    ? `graded ${g.kind}${g.judge_model ? ` by ${g.judge_model} (${g.judge_provider ?? '?'})` : ''}`
+    : 'not graded (the runbook declares no evaluation)';
   box.hidden = false;
   fill(
     box,
-    h('h2', {}, `Experiment ${expId}`),
+    h('h2', {}, 'Experiment ', h('span', { class: 'mono' }, exp.id), ' ', statusBadge(exp.status)),
+    h(
+      'p',
+      { class: 'muted' },
+      `${exp.variants.length} variant(s) × ${exp.repeats ?? exp.variants[0]!.runs} run(s), ${grader}.`,
+      mine ? ` This run is of ${mine}.` : '',
+    ),
     h(
       'table',
-      { class: 'variants' },
-      h('thead', {}, h('tr', {}, ...cols.map((c) => h('th', {}, c)))),
+      { class: 'variants', 'data-testid': 'variants' },
+      h('thead', {}, h('tr', {}, ...VARIANT_COLUMNS.map((c) => h('th', {}, c)))),
       h(
         'tbody',
         {},
         ...exp.variants.map((v) =>
           h(
             'tr',
-            {},
-            ...cols.map((c) => h('td', {}, v[c] === undefined || v[c] === null ? '—' : String(v[c]))),
+            { 'data-testid': `variant-${v.name}`, class: v.name === mine ? 'current' : undefined },
+            ...variantCells(v).map((c) => h('td', {}, c)),
           ),
         ),
       ),

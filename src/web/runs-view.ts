@@ -165,6 +165,10 @@ function row(r: RunRow): HTMLTableRowElement {
     h('td', { title: r.created_at }, new Date(r.created_at).toLocaleString()),
     h('td', {}, duration),
     h('td', {}, formatCost(r.usage.cost_usd, r.usage.cost_estimated)),
-    h('td', {}, evaluationSummary(r.evaluation, 60) || '—'),
+    h(
+      'td',
+      { 'data-testid': 'evaluation', title: evaluationSummary(r.evaluation) || undefined },
+      evaluationSummary(r.evaluation, 60) || '—',
+    ),
   );
 }

@@ -58,15 +58,24 @@ import type { BlobStore } from '../storage/blob-store.js';
 import { providerKeyFor } from '../tenancy/provider-keys.js';
 import type { TenancyStore } from '../tenancy/store.js';
 import { type CollectedResults, collectResults } from './collect.js';
+import {
+  restoreTurnFiles,
+  saveTurnFiles,
+  type TurnStateLimits,
+  turnPrompt,
+  turnSession,
+} from './conversation-turn.js';
 import type { WorkerEnvironments } from './environment.js';
 import { DEFAULT_EVALUATION_SETTINGS, type EvaluationSettings, runEvaluation } from './evaluate-step.js';
 import { applyRequirePass, evaluationWarnings, failedEvaluation } from './evaluation-outcome.js';
 import { watchGatewayFailures } from './gateway-failure.js';
-import { composePrompt } from './prompt.js';
 import { readOutput } from './read-output.js';
 import { RunEventSink } from './run-events.js';
 import { RunMetrics } from './run-metrics.js';
 import { buildSandboxSpec, shapeOf, WarmStarts } from './warm-start.js';
+
+/** CONVERSATION_STATE_MAX_* defaults, for a worker built without them. */
+const DEFAULT_TURN_STATE: TurnStateLimits = { maxBytes: 64 * 1024 ** 2, maxFiles: 5000 };
 
 /** Port the in-sandbox forwarder listens on (127.0.0.1 inside the sandbox only). */
 export const SANDBOX_GATEWAY_PORT = 4100;
@@ -102,6 +111,8 @@ export interface WorkerDeps {
   runRetentionMs?: number;
   /** What is copied out of results_dir; the rest is reported as dropped. */
   artifactLimits: CollectLimits;
+  /** What a conversation turn keeps for the next one (CONVERSATION_STATE_MAX_*); defaults when absent. */
+  conversationState?: TurnStateLimits;
   /** The server's own provider keys, for collections without theirs. */
   serverProviderKeys: Partial<Record<RealProvider, string>>;
   simulatedProvider: boolean;
@@ -210,6 +221,8 @@ export class RunWorker {
         timeoutSec: settings.defaults.timeoutSec,
         resultsDir: DEFAULT_RESULTS_DIR,
         limits: settings.defaults.limits,
+        // Runs of /v1/chat/completions, the likeliest, are conversation turns.
+        persistSession: true,
       }),
       defaultEnvironment: settings.defaults.environment,
       gatewayEnv: this.gatewayEnv,
@@ -498,6 +511,7 @@ export class RunWorker {
     const deadline = setTimeout(() => stop('timeout'), spec.timeoutSec * 1000);
     let collected: CollectedResults = { artifacts: [], dropped: null, events: [] };
     let exitCode: number | null = null;
+    let sessionId: string | undefined;
     let outcome: ReturnType<ReturnType<typeof runtime.createParser>['finish']>['outcome'] | undefined;
     let token: string | undefined;
     let warm: WarmSandbox | undefined;
@@ -505,13 +519,16 @@ export class RunWorker {
     try {
       if (stopReason) throw new StopBeforeStart();
       const assets = await this.assetFiles(spec);
+      // A follow-up turn starts from the previous turn's files; the run's own files go on top.
+      const restored = await restoreTurnFiles(spec, deps.blobs);
+      for (const ev of restored.events) sink.emit(ev);
       // The sandbox's start includes finding its environment (probed once per image).
       const tStart = Date.now();
       await this.checkEnvironment(spec, runtime.image, sink);
       // A warm sandbox when one fits the run (src/worker/warm-start.ts); its token becomes the run's.
       // The run's own variables (secrets, script keys, its egress proxy's) keep it from a warm one.
       const runEnv = { ...secrets.env, ...scripts.env, ...egress.env };
-      const plan = this.planSandbox(spec, runtime, runEnv, assets);
+      const plan = this.planSandbox(spec, runtime, runEnv, assets, restored.files);
       ({ token, warm } = plan);
       deps.gateway.register(token, { ...route, retryAfterMs: runtime.gatewayRetryAfterMs });
       const started = this.warm
@@ -540,14 +557,13 @@ export class RunWorker {
       });
       await job.updateProgress({ sandbox_id: sandbox.id });
 
-      const parser = measure.watchFirstOutput(
-        watchGatewayFailures(runtime.createParser()),
-        Date.parse(rec.created_at),
-      );
+      const cliParser = runtime.createParser();
+      const parser = measure.watchFirstOutput(watchGatewayFailures(cliParser), Date.parse(rec.created_at));
       const reading = readOutput(sandbox, parser, sink, this.limits.maxLineBytes);
       ({ exitCode } = await sandbox.wait());
       timings.agent_ms = Date.now() - tRunning;
       await reading;
+      sessionId = cliParser.session;
       const fin = parser.finish(stopReason ? null : exitCode);
       for (const ev of fin.events) sink.emit(ev);
       outcome = fin.outcome;
@@ -580,6 +596,8 @@ export class RunWorker {
             data: { stream: 'system', line: `Collecting ${spec.resultsDir} failed: ${(e as Error).message}` },
           });
         }
+        if (spec.conversation && stopReason !== 'shutdown')
+          await this.saveTurn(spec, sandbox, sessionId, sink, log);
         // Scored after collecting (the artifacts are the agent's work, not the script's), before removal.
         if (outcome && stopReason !== 'cancelled' && stopReason !== 'shutdown' && spec.evaluation) {
           const tEvaluate = Date.now();
@@ -711,6 +729,45 @@ export class RunWorker {
       attempt,
     );
     log.info({ status, duration_ms, exitCode, artifacts: artifacts.length }, 'run ended');
+  }
+
+  /**
+   * Keeps what the next turn of the run's conversation needs: the sandbox's /app and the CLI's
+   * session files, and the CLI's session id on the record. A failure costs the next turn its
+   * files, not this run its result.
+   */
+  private async saveTurn(
+    spec: RunJob,
+    sandbox: RunningSandbox,
+    sessionId: string | undefined,
+    sink: RunEventSink,
+    log: Logger,
+  ): Promise<void> {
+    const runtime = getRuntime(spec.agent);
+    if (!runtime) return;
+    try {
+      const saved = await saveTurnFiles({
+        sandbox,
+        runId: spec.runId,
+        runtime,
+        blobs: this.deps.blobs,
+        limits: this.deps.conversationState ?? DEFAULT_TURN_STATE,
+      });
+      for (const ev of saved?.events ?? []) sink.emit(ev);
+      await this.deps.runs.store.update(spec.runId, {
+        session_id: sessionId ?? null,
+        ...(saved ? { conversation_state: saved.state } : {}),
+      });
+    } catch (e) {
+      log.warn({ err: e }, 'saving the conversation turn failed');
+      sink.emit({
+        type: 'log',
+        data: {
+          stream: 'system',
+          line: `Keeping this turn's files for the next one failed: ${(e as Error).message}`,
+        },
+      });
+    }
   }
 
   /**
@@ -854,35 +911,37 @@ export class RunWorker {
     runtime: RuntimeAdapter,
     runEnv: Record<string, string>,
     assets: SandboxFile[],
+    /** A conversation follow-up's files from the previous turn; the run's own files win. */
+    restored: SandboxFile[],
   ): { sandbox: SandboxSpec; token: string; warm: WarmSandbox | undefined } {
-    const build = (token: string) =>
-      buildSandboxSpec({
+    const build = (token: string) => {
+      const invocation = runtime.buildInvocation({
+        runId: spec.runId,
+        // A conversation's follow-up tells a resumed CLI only the new message.
+        prompt: turnPrompt(spec),
+        model: spec.model,
+        provider: spec.provider,
+        gatewayUrl: `http://127.0.0.1:${SANDBOX_GATEWAY_PORT}`,
+        token,
+        deadlineSec: spec.timeoutSec,
+        mcpServers: spec.mcpServers,
+        workdir: '/app',
+        resultsDir: spec.resultsDir,
+        session: turnSession(spec),
+      });
+      const own = new Set([...assets, ...invocation.files].map((f) => f.path));
+      return buildSandboxSpec({
         runtime,
-        invocation: runtime.buildInvocation({
-          runId: spec.runId,
-          prompt: composePrompt({
-            runbook: spec.runbook,
-            instruction: spec.instruction,
-            timeoutSec: spec.timeoutSec,
-            resultsDir: spec.resultsDir,
-          }),
-          model: spec.model,
-          provider: spec.provider,
-          gatewayUrl: `http://127.0.0.1:${SANDBOX_GATEWAY_PORT}`,
-          token,
-          deadlineSec: spec.timeoutSec,
-          mcpServers: spec.mcpServers,
-          workdir: '/app',
-          resultsDir: spec.resultsDir,
-        }),
+        invocation,
         shape: shapeOf(spec),
         runId: spec.runId,
         environment: spec.environment.image,
         gatewayEnv: this.gatewayEnv,
         gatewaySocketDir: this.deps.gatewaySocketDir,
         runEnv,
-        assets,
+        assets: [...restored.filter((f) => !own.has(f.path)), ...assets],
       });
+    };
     if (this.warm) return this.warm.plan(spec, runEnv, build);
     const token = `jrt_${randomBytes(24).toString('hex')}`;
     return { sandbox: build(token), token, warm: undefined };

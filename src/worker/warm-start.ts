@@ -14,7 +14,8 @@ import type { WarmPool, WarmSandbox, WarmTemplate } from '../sandbox/warm-pool.j
  * token of its own; a run takes one over only when everything it would start a cold sandbox with is
  * the same once its token is the warm one's: the same CLI command line, environment variables and
  * config files, the same environment image, agent layer and limits. Anything else (secrets, script
- * keys or egress proxy variables in the environment, MCP servers, another model, input files)
+ * keys or egress proxy variables in the environment, MCP servers, another model, input files, a
+ * conversation's follow-up)
  * starts the run cold, and the pool learns the run's shape so that the next warm sandboxes fit
  * such runs.
  */
@@ -25,6 +26,11 @@ export interface RunShape {
   timeoutSec: number;
   resultsDir: string;
   limits: SandboxLimits;
+  /**
+   * The CLI keeps its session for a later turn: every run of /v1/chat/completions is a
+   * conversation's turn; /api/v1 runs are not.
+   */
+  persistSession: boolean;
 }
 
 export interface WarmStartsOptions {
@@ -127,6 +133,8 @@ export class WarmStarts {
     const runtime = getRuntime(spec.agent);
     if (!runtime || !this.poolable.has(spec.agent)) return undefined;
     if (Object.keys(runEnv).length > 0 || spec.assets.length > 0) return undefined;
+    // A conversation's follow-up starts from the previous turn's files and resumes its session.
+    if (spec.conversation?.parentRunId || spec.conversation?.resumeSession) return undefined;
     return this.opts.pool.take(keyOf(runtime, spec.environment.image));
   }
 
@@ -151,6 +159,7 @@ export class WarmStarts {
         mcpServers: [],
         workdir: '/app',
         resultsDir: shape.resultsDir,
+        ...(shape.persistSession ? { session: { persist: true } } : {}),
       });
     } catch {
       return null;
@@ -241,6 +250,7 @@ function dependsOnRunId(runtime: RuntimeAdapter, shape: RunShape): boolean {
         mcpServers: [],
         workdir: '/app',
         resultsDir: shape.resultsDir,
+        ...(shape.persistSession ? { session: { persist: true } } : {}),
       }),
     );
   try {
@@ -269,6 +279,7 @@ export function shapeOf(spec: RunJob): RunShape {
     timeoutSec: spec.timeoutSec,
     resultsDir: spec.resultsDir,
     limits: spec.limits,
+    persistSession: spec.conversation !== undefined,
   };
 }
 

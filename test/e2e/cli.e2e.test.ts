@@ -168,6 +168,91 @@ describe('jetty run', () => {
   });
 });
 
+/**
+ * A runbook the server scores (docs/evaluation.md): the agent writes {{answer}} to answer.txt; the
+ * verification script passes when the file exists and holds 42.
+ */
+const evaluated = (frontmatter: string[] = []) =>
+  [
+    '---',
+    'agent: claude-code',
+    'model_provider: simulated',
+    'evaluation: programmatic',
+    ...frontmatter,
+    '---',
+    '# The answer — Agent Runbook',
+    '',
+    '## Final Checklist',
+    '',
+    '### Verification Script',
+    '',
+    '```bash',
+    'f="{{results_dir}}/answer.txt"',
+    'if [ -s "$f" ]; then echo "PASS: answer.txt written"; else echo "FAIL: answer.txt missing"; fi',
+    'if [ "$(cat "$f" 2>/dev/null)" = "42" ]; then echo "PASS: the answer is 42"; else echo "FAIL: the answer is not 42"; fi',
+    '```',
+    '',
+    '```simulate',
+    "- run: mkdir -p {{results_dir}} && printf '%s' '{{answer}}' > {{results_dir}}/answer.txt",
+    '- say: Wrote the answer.',
+    '```',
+    '',
+  ].join('\n');
+
+describe('jetty run with an evaluated runbook', () => {
+  it('prints the evaluation as its last line; a passing run exits 0, and `jetty runs` shows it too', async () => {
+    const file = await writeRunbook('answer.md', evaluated());
+    const c = await cli(['run', file, '--var', 'answer=42']);
+    const code = await c.done;
+    const out = c.stdout();
+    expect(c.stderr()).toBe('');
+    expect(code).toBe(0);
+    const id = runIdOf(out)!;
+    const lines = out.trimEnd().split('\n');
+    expect(lines.findIndex((l) => l.startsWith('✓ completed in '))).toBeGreaterThan(0);
+    expect(lines.at(-1)).toBe(
+      'evaluation: passed · score 1 · The verification script passed: 2 of 2 checks passed.',
+    );
+    // The line says what the run's record says.
+    const rec = await getJson(`${h.url}/v1/runs/${id}`);
+    expect(rec.evaluation).toMatchObject({ kind: 'programmatic', passed: true, score: 1 });
+    expect(await readFile(path.join(cwd, 'results', id, 'answer.txt'), 'utf8')).toBe('42');
+
+    const list = await cli(['runs']);
+    expect(await list.done).toBe(0);
+    expect(list.stdout()).toMatch(new RegExp(`^${id}\\s+completed\\s.*\\spassed · score 1 · `, 'm'));
+  });
+
+  it('a failed evaluation is printed, but the run completed, so it exits 0', async () => {
+    const file = await writeRunbook('answer.md', evaluated());
+    const c = await cli(['run', file, '--var', 'answer=41', '--no-download']);
+    expect(await c.done).toBe(0);
+    const lines = c.stdout().trimEnd().split('\n');
+    expect(lines).toContainEqual(expect.stringMatching(/^✓ completed in /));
+    expect(lines.at(-1)).toBe(
+      'evaluation: not passed · score 0.5 · The verification script reported 1 failed check of 2.',
+    );
+  });
+
+  it('under require_pass a failed evaluation fails the run: it says why, prints the evaluation, exits 1', async () => {
+    const file = await writeRunbook('strict.md', evaluated(['require_pass: true']));
+    const c = await cli(['run', file, '--var', 'answer=41', '--no-download']);
+    expect(await c.done).toBe(1);
+    const out = c.stdout();
+    expect(out).toMatch(/^✗ failed after .*: evaluation_failed: .*require_pass/m);
+    expect(out.trimEnd().split('\n').at(-1)).toBe(
+      'evaluation: not passed · score 0.5 · The verification script reported 1 failed check of 2.',
+    );
+    const rec = await getJson(`${h.url}/v1/runs/${runIdOf(out)}`);
+    expect(rec).toMatchObject({ status: 'failed', error: { code: 'evaluation_failed' } });
+
+    // The same runbook passes when the answer is right: exit 0.
+    const ok = await cli(['run', file, '--var', 'answer=42', '--no-download']);
+    expect(await ok.done).toBe(0);
+    expect(ok.stdout()).toMatch(/^evaluation: passed · score 1 · /m);
+  });
+});
+
 describe('jetty cancel and jetty logs', () => {
   it('jetty cancel stops a running run', async () => {
     const res = await h.postJson(

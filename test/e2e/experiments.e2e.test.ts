@@ -28,8 +28,9 @@ afterAll(async () => {
   await h?.stop();
 });
 
-// The script passes when both files exist. The agent writes extra.md only when its sandbox has the
-// codex CLI, so the codex variant passes and the claude-code one fails: the two rows differ.
+// The script passes when both files exist. The agent writes extra.md only when its sandbox holds the
+// codex agent layer (/opt/jetty/RUNTIME names it; codex's login shell drops /opt/jetty from PATH, so
+// `command -v codex` cannot tell), so the codex variant passes and the claude-code one fails.
 const RUNBOOK = [
   '---',
   'evaluation: programmatic',
@@ -56,7 +57,7 @@ const RUNBOOK = [
   '```simulate',
   '- run: |',
   "    mkdir -p {{results_dir}} && printf 'brief\\n' > {{results_dir}}/brief.md",
-  "    if command -v codex >/dev/null 2>&1; then printf 'extra\\n' > {{results_dir}}/extra.md; fi",
+  "    if grep -q '^codex ' /opt/jetty/RUNTIME; then printf 'extra\\n' > {{results_dir}}/extra.md; fi",
   '- say: Done.',
   '```',
   '',

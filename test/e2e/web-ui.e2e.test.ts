@@ -79,6 +79,54 @@ async function startRun(runbook: string): Promise<string> {
   return ((await res.json()) as { jetty_metadata: { trajectory_id: string } }).jetty_metadata.trajectory_id;
 }
 
+/**
+ * A runbook the server scores (docs/evaluation.md). Its script passes when answer.txt exists and
+ * holds 42; the agent writes `answer` and reports a pass whatever it wrote.
+ */
+const evaluated = (answer: string) =>
+  [
+    '---',
+    'agent: claude-code',
+    'evaluation: programmatic',
+    '---',
+    '# The answer — Agent Runbook',
+    '',
+    '## Final Checklist',
+    '',
+    '### Verification Script',
+    '',
+    '```bash',
+    'f="{{results_dir}}/answer.txt"',
+    'if [ -s "$f" ]; then echo "PASS: answer.txt written"; else echo "FAIL: answer.txt missing"; fi',
+    'if [ "$(cat "$f" 2>/dev/null)" = "42" ]; then echo "PASS: the answer is 42"; else echo "FAIL: the answer is not 42"; fi',
+    '```',
+    '',
+    '```simulate',
+    '- run: |',
+    `    mkdir -p {{results_dir}} && printf '${answer}' > {{results_dir}}/answer.txt`,
+    `    printf '{"overall_passed": true}' > {{results_dir}}/validation_report.json`,
+    '- say: Wrote the answer.',
+    '```',
+    '',
+  ].join('\n');
+
+/** The experiment table as `jetty ab` prints it, recomputed here from GET /v1/experiments/{id}. */
+function variantRow(v: any): string[] {
+  const pct = (x: number) => `${Math.round(x * 100)}%`;
+  return [
+    v.name,
+    `${v.ended}/${v.runs}`,
+    String(v.passed),
+    `${pct(v.pass_rate)} [${pct(v.pass_rate_ci[0])}, ${pct(v.pass_rate_ci[1])}]`,
+    String(v.mean_score),
+    `${(v.median_duration_ms / 1000).toFixed(1)}s`,
+    `$${v.mean_cost_usd.toFixed(4)}`,
+    String(v.tokens),
+  ];
+}
+
+const getJson = async (p: string): Promise<any> => (await h.fetch(`${h.url}${p}`)).json();
+
 async function signIn(page: Page, base: string): Promise<void> {
   await page.goto(`${base}/ui`);
   await page.getByLabel('API key').fill(h.key);
@@ -182,6 +230,148 @@ describe('the web page at /ui', () => {
     expect(errors).toEqual([]);
     await page.close();
   });
+
+  it('an evaluated run shows its evaluation in the run list and on its page', async () => {
+    const page = await browser.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await signIn(page, h.url);
+    const id = await startRun(evaluated('41'));
+    const row = page.getByTestId(`run-${id}`);
+    await row.locator('[data-status="completed"]').waitFor({ timeout: 90_000 });
+    const rec = await getJson(`/v1/runs/${id}`);
+    expect(rec.evaluation).toMatchObject({ passed: false, score: 0.5, disagreement: true });
+    const summary = 'not passed · score 0.5 · The verification script reported 1 failed check of 2.';
+    // The list's column: the summary cut to fit, the whole of it on hover.
+    const cell = row.getByTestId('evaluation');
+    await expect.poll(() => cell.textContent(), { timeout: 15_000 }).toBe(`${summary.slice(0, 59)}…`);
+    expect(await cell.getAttribute('title')).toBe(summary);
+
+    await row.getByRole('link', { name: id }).click();
+    const card = page.getByTestId('evaluation');
+    await card.waitFor({ timeout: 15_000 });
+    expect(await card.getByTestId('evaluation-verdict').textContent()).toBe('not passed');
+    expect(await card.getByTestId('evaluation-summary').textContent()).toBe(rec.evaluation.summary);
+    expect(summary).toContain(rec.evaluation.summary);
+    const facts = await card.getByTestId('evaluation-facts').locator('div').allInnerTexts();
+    expect(facts.map((f) => f.replace(/\s*\n\s*/, ': '))).toEqual(
+      expect.arrayContaining([
+        'KIND: programmatic',
+        'SCORE: 0.5 of 1',
+        'CHECKS: 1 passed · 0 partial · 1 failed',
+        'DECIDED BY: verification script',
+      ]),
+    );
+    expect(await card.getByTestId('evaluation-stages').locator('li').allTextContents()).toEqual([
+      '✓ answer.txt written',
+      '✗ the answer is not 42',
+    ]);
+    expect(await card.getByTestId('evaluation-disagreement').textContent()).toContain('overall_passed: true');
+    // The script's output is folded until opened.
+    const output = card.getByTestId('evaluation-output');
+    await expect.poll(() => output.locator('pre').isVisible()).toBe(false);
+    await output.locator('summary').click();
+    expect(await output.locator('pre').textContent()).toContain('FAIL: the answer is not 42');
+    // A run of no experiment shows no experiment.
+    expect(await page.getByTestId('experiment').isHidden()).toBe(true);
+    expect(errors).toEqual([]);
+    await page.close();
+  }, 150_000);
+
+  it("a run of an experiment shows the experiment's variant table, the figures GET /v1/experiments/{id} gives", async () => {
+    // The script passes when both files exist; the agent writes extra.md only when the variant says so.
+    const runbook = [
+      '---',
+      'evaluation: programmatic',
+      'model_provider: simulated',
+      '---',
+      '# A/B — Agent Runbook',
+      '',
+      '## Final Checklist',
+      '',
+      '### Verification Script',
+      '',
+      '```bash',
+      'for f in brief.md extra.md; do',
+      '  if [ -s "{{results_dir}}/$f" ]; then echo "PASS: $f"; else echo "FAIL: $f missing"; fi',
+      'done',
+      '```',
+      '',
+      '```simulate',
+      '- run: |',
+      "    mkdir -p {{results_dir}} && printf 'brief\\n' > {{results_dir}}/brief.md",
+      "    if [ '{{extra}}' = yes ]; then printf 'extra\\n' > {{results_dir}}/extra.md; fi",
+      '- say: Done.',
+      '```',
+      '',
+    ].join('\n');
+    const res = await h.postJson(`${h.url}/v1/experiments`, {
+      runbook,
+      variants: [
+        { agent: 'claude-code', jetty: { template_variables: { extra: 'no' } } },
+        { agent: 'codex', jetty: { template_variables: { extra: 'yes' } } },
+      ],
+      repeats: 1,
+    });
+    expect(res.status).toBe(201);
+    const expId = ((await res.json()) as { id: string }).id;
+    let exp: any;
+    const deadline = Date.now() + 150_000;
+    do {
+      await new Promise((r) => setTimeout(r, 500));
+      exp = await getJson(`/v1/experiments/${expId}`);
+    } while (exp.status === 'running' && Date.now() < deadline);
+    expect(exp.status).toBe('completed');
+    expect(exp.variants.map((v: any) => [v.name, v.passed, v.mean_score])).toEqual([
+      ['claude-code', 0, 0.5],
+      ['codex', 1, 1],
+    ]);
+    const [claudeRun, codexRun] = exp.variants.map((v: any) => v.run_ids[0] as string);
+
+    const page = await browser.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await signIn(page, h.url);
+    // Both runs in the list, each with its own evaluation.
+    await expect
+      .poll(() => page.getByTestId(`run-${codexRun}`).getByTestId('evaluation').getAttribute('title'), {
+        timeout: 15_000,
+      })
+      .toMatch(/^passed · score 1 · /);
+    expect(
+      await page.getByTestId(`run-${claudeRun}`).getByTestId('evaluation').getAttribute('title'),
+    ).toMatch(/^not passed · score 0\.5 · /);
+
+    await page.getByTestId(`run-${codexRun}`).getByRole('link', { name: codexRun }).click();
+    const card = page.getByTestId('experiment');
+    await card.getByTestId('variants').waitFor({ timeout: 15_000 });
+    expect(await card.locator('h2').textContent()).toBe(`Experiment ${expId} completed`);
+    expect(await card.locator('p').textContent()).toBe(
+      '2 variant(s) × 1 run(s), graded programmatic. This run is of codex.',
+    );
+    expect(await card.locator('thead th').allTextContents()).toEqual([
+      'variant',
+      'ended',
+      'passed',
+      'pass rate (95% CI)',
+      'mean score',
+      'median time',
+      'mean cost',
+      'tokens',
+    ]);
+    // The figures the experiment gives, freshly asked (they stay put once it has completed).
+    exp = await getJson(`/v1/experiments/${expId}`);
+    for (const v of exp.variants) {
+      const tr = card.getByTestId(`variant-${v.name}`);
+      expect(await tr.locator('td').allTextContents(), v.name).toEqual(variantRow(v));
+      expect(await tr.getAttribute('class'), v.name).toBe(v.name === 'codex' ? 'current' : null);
+    }
+    expect(variantRow(exp.variants[1]).slice(0, 5)).toEqual(['codex', '1/1', '1', '100% [21%, 100%]', '1']);
+    // And the run's own evaluation above it.
+    expect(await page.getByTestId('evaluation-verdict').textContent()).toBe('passed');
+    expect(errors).toEqual([]);
+    await page.close();
+  }, 240_000);
 
   it('the timeline resumes after a dropped stream: each event once, in order, as text', async () => {
     const proxy = await cuttingProxy(Number(new URL(h.url).port), 3);

@@ -34,7 +34,7 @@ describe('claude-code adapter', () => {
       cliVersion: '2.1.197',
       image: 'jetty/agent-claude-code:2.1.197',
       defaultModel: 'claude-sonnet-4-6',
-      capabilities: { token_usage: true, cost: true, streaming: 'message', mcp_servers: true, resume: false },
+      capabilities: { token_usage: true, cost: true, streaming: 'message', mcp_servers: true, resume: true },
     });
     expect([...claudeCodeAdapter.providers].sort()).toEqual([
       'anthropic',
@@ -64,6 +64,17 @@ describe('claude-code buildInvocation', () => {
       '--no-session-persistence',
       '--model=claude-sonnet-4-6',
     ]);
+  });
+
+  it('keeps the transcript for a conversation turn, and resumes an earlier turn by its session id', () => {
+    const first = claudeCodeAdapter.buildInvocation(spec({ session: { persist: true } })).argv;
+    expect(first).not.toContain('--no-session-persistence');
+    const next = claudeCodeAdapter.buildInvocation(
+      spec({ session: { persist: true, resume: '2c005e25-5e5e-40f0-8966-519e1973151b' } }),
+    ).argv;
+    expect(next).toContain('--resume=2c005e25-5e5e-40f0-8966-519e1973151b');
+    expect(next).not.toContain('--no-session-persistence');
+    expect(claudeCodeAdapter.sessionDirs).toEqual(['/home/agent/.claude/projects']);
   });
 
   it('feeds the prompt on stdin from a file, as one stream-json user message, never in argv', () => {

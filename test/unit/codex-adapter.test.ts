@@ -50,7 +50,7 @@ describe('codex adapter', () => {
         cost: false,
         streaming: 'message',
         mcp_servers: true,
-        resume: false,
+        resume: true,
       },
     });
     expect([...codexAdapter.providers].sort()).toEqual(['openai', 'openrouter', 'simulated']);
@@ -74,6 +74,27 @@ describe('codex buildInvocation', () => {
       '--cd=/app',
       '-',
     ]);
+  });
+
+  it('keeps session files for a conversation turn, and resumes an earlier thread with exec resume', () => {
+    const first = codexAdapter.buildInvocation(spec({ session: { persist: true } })).argv;
+    expect(first).not.toContain('--ephemeral');
+    const next = codexAdapter.buildInvocation(
+      spec({ session: { persist: true, resume: '01a24f16-79ad-7ab0-80b7-eb0b30807f6a' } }),
+    ).argv;
+    expect(next).toEqual([
+      'codex',
+      'exec',
+      'resume',
+      '--json',
+      '--skip-git-repo-check',
+      '--dangerously-bypass-approvals-and-sandbox',
+      '--strict-config',
+      '--',
+      '01a24f16-79ad-7ab0-80b7-eb0b30807f6a',
+      '-',
+    ]);
+    expect(codexAdapter.sessionDirs).toEqual(['/home/agent/.codex/sessions']);
   });
 
   it('feeds the prompt on stdin from a file, never in argv', () => {

@@ -58,7 +58,7 @@ describe('gemini-cli adapter', () => {
       cliVersion: '0.61.0',
       image: 'jetty/agent-gemini-cli:0.61.0',
       defaultModel: 'gemini-2.5-pro',
-      capabilities: { token_usage: true, cost: false, streaming: 'delta', mcp_servers: true, resume: false },
+      capabilities: { token_usage: true, cost: false, streaming: 'delta', mcp_servers: true, resume: true },
     });
     expect([...geminiCliAdapter.providers].sort()).toEqual(['google', 'simulated', 'vertex']);
   });

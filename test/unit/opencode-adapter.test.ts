@@ -50,7 +50,7 @@ describe('opencode adapter', () => {
       cliVersion: '1.18.33',
       image: 'jetty/agent-opencode:1.18.33',
       defaultModel: 'claude-sonnet-4-6',
-      capabilities: { token_usage: true, cost: true, streaming: 'message', mcp_servers: true, resume: false },
+      capabilities: { token_usage: true, cost: true, streaming: 'message', mcp_servers: true, resume: true },
     });
     expect([...opencodeAdapter.providers].sort()).toEqual([
       'anthropic',

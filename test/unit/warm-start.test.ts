@@ -15,6 +15,7 @@ const SHAPE: RunShape = {
   timeoutSec: 600,
   resultsDir: '/app/results',
   limits: LIMITS,
+  persistSession: true,
 };
 const LEAN = 'jetty/env-lean:1';
 const gatewayEnv = { JETTY_GATEWAY_PORT: '4100', JETTY_GATEWAY_SOCKET: '/run/jetty-gateway/gateway.sock' };
@@ -33,6 +34,8 @@ function job(over: Partial<Record<string, unknown>> = {}) {
     timeoutSec: SHAPE.timeoutSec,
     limits: LIMITS,
     environment: { snapshot: 'lean', image: LEAN },
+    // As /v1/chat/completions starts it: the first turn of a conversation.
+    conversation: { id: 'run-1', turn: 1, parentRunId: null, resumeSession: null, history: null },
     ...over,
   });
 }
@@ -83,6 +86,14 @@ function setup() {
           mcpServers: spec.mcpServers,
           workdir: '/app',
           resultsDir: spec.resultsDir,
+          ...(spec.conversation
+            ? {
+                session: {
+                  persist: true,
+                  ...(spec.conversation.resumeSession ? { resume: spec.conversation.resumeSession } : {}),
+                },
+              }
+            : {}),
         }),
         shape: shapeOf(spec),
         runId: spec.runId,
@@ -119,6 +130,20 @@ describe('warm starts', () => {
     const spec = job();
     const plan = starts.plan(spec, { DEPLOY_TOKEN: 'x' }, build(spec));
     expect(plan.warm).toBeUndefined();
+  });
+
+  it('a conversation’s follow-up never takes one, and leaves it for the next first turn', () => {
+    const { starts, calls, addWarm, build } = setup();
+    const t = addWarm();
+    const spec = job({
+      conversation: { id: 'run-0', turn: 2, parentRunId: 'run-0', resumeSession: 'sess-1', history: null },
+    });
+    const plan = starts.plan(spec, {}, build(spec));
+    expect(plan.warm).toBeUndefined();
+    expect(calls.discarded).toBe(0);
+    expect(calls.taken).toEqual([]);
+    const first = job({ runId: 'run-2' });
+    expect(starts.plan(first, {}, build(first)).warm?.template).toBe(t);
   });
 
   it('a run whose egress policy gives it proxy variables never takes one', () => {

@@ -1,5 +1,5 @@
 import { readFile, stat } from 'node:fs/promises';
-import { formatBytes } from '../../events/display.js';
+import { formatBytes, VARIANT_COLUMNS, variantCells } from '../../events/display.js';
 import type { ExperimentView, JettyClient } from '../client.js';
 import {
   type CliContext,
@@ -179,40 +179,14 @@ function plainLines(ctx: CliContext, exp: ExperimentView, seen: Map<string, stri
   }
 }
 
-const COLUMNS = [
-  'variant',
-  'ended',
-  'passed',
-  'pass rate (95% CI)',
-  'mean score',
-  'median time',
-  'mean cost',
-  'tokens',
-];
-
-/** The table: one row per variant, columns padded to their widest cell. */
+/** The table: one row per variant (the cells the web page shows too), columns padded to their widest cell. */
 export function table(exp: ExperimentView): string[] {
-  const rows = exp.variants.map((v) => [
-    v.name,
-    `${v.ended}/${v.runs}`,
-    String(v.passed),
-    v.pass_rate === null
-      ? '—'
-      : `${pct(v.pass_rate)}${v.pass_rate_ci ? ` [${pct(v.pass_rate_ci[0])}, ${pct(v.pass_rate_ci[1])}]` : ''}`,
-    v.mean_score === null ? '—' : String(v.mean_score),
-    v.median_duration_ms === null ? '—' : `${(v.median_duration_ms / 1000).toFixed(1)}s`,
-    v.mean_cost_usd === null ? '—' : `$${v.mean_cost_usd.toFixed(4)}`,
-    String(v.tokens),
-  ]);
-  const widths = COLUMNS.map((c, i) => Math.max(c.length, ...rows.map((r) => r[i]!.length)));
-  const fmt = (cells: string[]) =>
+  const rows = exp.variants.map(variantCells);
+  const widths = VARIANT_COLUMNS.map((c, i) => Math.max(c.length, ...rows.map((r) => r[i]!.length)));
+  const fmt = (cells: readonly string[]) =>
     cells
       .map((c, i) => c.padEnd(widths[i]!))
       .join('  ')
       .trimEnd();
-  return [fmt(COLUMNS), fmt(widths.map((w) => '-'.repeat(w))), ...rows.map(fmt)];
-}
-
-function pct(x: number): string {
-  return `${Math.round(x * 100)}%`;
+  return [fmt(VARIANT_COLUMNS), fmt(widths.map((w) => '-'.repeat(w))), ...rows.map(fmt)];
 }

@@ -4,14 +4,14 @@ import { z } from 'zod';
 import { AppError } from '../../errors.js';
 import { artifactUrl, ChunkMapper, completionId, toChatUsage } from '../../events/chunk-mapper.js';
 import { emptyUsage, TERMINAL_STATUSES } from '../../events/types.js';
-import { resolveAssets } from '../../jetty/assets.js';
 import type { RunRecord } from '../../queue/run-store.js';
 import { providerKeyFor } from '../../tenancy/provider-keys.js';
 import { collectionOf } from '../auth.js';
 import { checkDailyLimit } from '../budget-preflight.js';
+import { startChatRun } from '../conversation-plan.js';
 import type { AppDeps } from '../deps.js';
 import { forward, planPassthrough } from '../passthrough.js';
-import { type CollectionContext, collectionContext, planRun } from '../preflight.js';
+import { type CollectionContext, collectionContext } from '../preflight.js';
 import { type ChatRequest, chatRequestSchema, errorEnvelopeSchema } from '../schemas.js';
 import type { OpenStreams } from '../streams.js';
 
@@ -25,11 +25,18 @@ export function chatRoutes(app: FastifyInstance, deps: AppDeps, streams: OpenStr
     {
       schema: {
         summary:
-          'Run a runbook (with a `jetty` block), or pass a chat call through to its provider (without one)',
+          'Run a runbook (a `jetty` block, or a task as the model), continue a conversation, or pass a chat call through',
         description:
-          "The runbook is the system message. `stream: true` answers `text/event-stream` of `chat.completion.chunk` objects (the first at once, carrying `jetty_metadata.trajectory_id`; the agent's words as `delta.content`; one line per tool call as `delta.reasoning_content`; a last chunk with `finish_reason`, `usage` and `jetty_metadata`; then `data: [DONE]`). `stream: false` waits up to `jetty.timeout_hint` seconds: 200 with a `chat.completion`, 202 while the run goes on, 424 when the run failed.",
+          "The runbook is the system message. `stream: true` answers `text/event-stream` of `chat.completion.chunk` objects (the first at once, carrying `jetty_metadata.trajectory_id`; the agent's words as `delta.content`; one line per tool call as `delta.reasoning_content`; a last chunk with `finish_reason`, `usage` and `jetty_metadata`; then `data: [DONE]`). `stream: false` waits up to `jetty.timeout_hint` seconds: 200 with a `chat.completion`, 202 while the run goes on, 424 when the run failed. A model `task/<name>` without a `jetty` block runs that task with the user's message as input. A request continuing an earlier answer (`jetty.continue_from`, `X-Conversation-Id`, or the `[//]: # (jetty:run:<id>)` line that ends answers to requests without a `jetty` block) is the next turn of that conversation: 409 while a turn is under way.",
         tags: ['chat'],
-        headers: z.looseObject({ 'idempotency-key': z.string().max(256).optional() }),
+        headers: z.looseObject({
+          'idempotency-key': z.string().max(256).optional(),
+          'x-conversation-id': z
+            .string()
+            .max(64)
+            .optional()
+            .describe("Continues that conversation's latest turn with this request's new user message"),
+        }),
         body: chatRequestSchema,
         response: {
           200: z.looseObject({ id: z.string(), object: z.string(), jetty_metadata: jettyMetadata }),
@@ -44,37 +51,32 @@ export function chatRoutes(app: FastifyInstance, deps: AppDeps, streams: OpenStr
     },
     async (req, reply) => {
       const ctx = await collectionContext(deps, collectionOf(req));
-      if (!req.body.jetty) return passthrough(req.body, String(req.id), reply, deps, ctx);
-      const assets = await resolveAssets(req.body.jetty.file_paths ?? [], {
-        collection: ctx.collection,
-        runs: deps.runs,
-        uploads: deps.uploads,
-        param: 'jetty.file_paths',
-      });
-      const plan = planRun(req.body, deps, ctx, { assets });
-      // Refused before the run exists: a client told to retry must not leave a run behind.
-      if (plan.stream || plan.timeoutHintSec > 0) deps.runs.assertFollowerRoom();
-      const { record } = await deps.runs.create(plan.job, {
-        collection: plan.collection,
-        task: plan.task,
-        idempotencyKey: req.headers['idempotency-key'],
-        initParams: plan.initParams,
-        warnings: plan.warnings,
-      });
+      // Conversations, tasks as models and runbooks (src/http/conversation-plan.ts); else passthrough.
+      const plan = await startChatRun(
+        req.body,
+        { idempotencyKey: req.headers['idempotency-key'], conversationId: req.headers['x-conversation-id'] },
+        deps,
+        ctx,
+      );
+      if (!plan) return passthrough(req.body, String(req.id), reply, deps, ctx);
+      const { record } = plan;
       const runId = record.id;
       const created = Math.floor(Date.parse(record.created_at) / 1000);
-      req.log.info({ runId, agent: plan.job.agent, provider: plan.job.provider }, 'run queued');
+      req.log.info({ runId, agent: record.agent, provider: record.provider }, 'run queued');
 
       if (plan.stream) {
         const sse = streams.start(reply, 200, {
           'x-request-id': String(req.id),
           'x-jetty-trajectory-id': runId,
+          ...(record.conversation_id ? { 'x-conversation-id': record.conversation_id } : {}),
         });
         const mapper = new ChunkMapper({
           runId,
-          model: plan.job.model,
+          model: plan.model,
           created,
           primaryOutputs: record.primary_outputs,
+          conversationId: record.conversation_id,
+          trailer: plan.trailer,
         });
         try {
           await sse.send({ data: JSON.stringify(mapper.first(record.status)) });
@@ -109,7 +111,7 @@ export function chatRoutes(app: FastifyInstance, deps: AppDeps, streams: OpenStr
       // Until the run ends, the hint's deadline, or the client leaving.
       const left = new AbortController();
       reply.raw.on('close', () => left.abort());
-      const rec = await deps.runs.waitForEnd(runId, plan.collection, plan.timeoutHintSec * 1000, left.signal);
+      const rec = await deps.runs.waitForEnd(runId, ctx.collection, plan.timeoutHintSec * 1000, left.signal);
       if (!TERMINAL_STATUSES.includes(rec.status)) {
         return reply.code(202).send({
           id: completionId(runId),
@@ -122,6 +124,7 @@ export function chatRoutes(app: FastifyInstance, deps: AppDeps, streams: OpenStr
             status: rec.status,
             events_url: `/v1/runs/${runId}/events`,
             run_url: `/v1/runs/${runId}`,
+            ...(rec.conversation_id ? { conversation_id: rec.conversation_id } : {}),
           },
         });
       }
@@ -144,7 +147,11 @@ export function chatRoutes(app: FastifyInstance, deps: AppDeps, streams: OpenStr
         created,
         model: rec.model,
         choices: [
-          { index: 0, message: { role: 'assistant', content: rec.final_text ?? '' }, finish_reason: 'stop' },
+          {
+            index: 0,
+            message: { role: 'assistant', content: `${rec.final_text ?? ''}${plan.trailer ?? ''}` },
+            finish_reason: 'stop',
+          },
         ],
         usage: toChatUsage(rec.usage),
         jetty_metadata: meta,
@@ -163,6 +170,7 @@ function metadataOf(rec: RunRecord) {
     ...(rec.warnings?.length ? { warnings: rec.warnings } : {}),
     ...(rec.network ? { network: rec.network } : {}),
     ...(rec.error ? { error: rec.error } : {}),
+    ...(rec.conversation_id ? { conversation_id: rec.conversation_id } : {}),
     ...(rec.evaluation ? { evaluation: rec.evaluation } : {}),
   };
 }

@@ -7,6 +7,7 @@ import { listRuntimes } from '../../runtimes/registry.js';
 import { collectionOf } from '../auth.js';
 import type { AppDeps } from '../deps.js';
 import { collectionContext } from '../preflight.js';
+import { taskModel } from '../task-models.js';
 
 export function metaRoutes(app: FastifyInstance, deps: AppDeps): void {
   const r = app.withTypeProvider<ZodTypeProvider>();
@@ -155,7 +156,8 @@ export function metaRoutes(app: FastifyInstance, deps: AppDeps): void {
     '/v1/models',
     {
       schema: {
-        summary: 'Models, OpenAI-style: slugs per provider, with the runtimes that can use each',
+        summary:
+          "Models, OpenAI-style: slugs per provider, with the runtimes that can use each, and the collection's tasks as `task/<name>`",
         tags: ['runtimes'],
         response: {
           200: z.object({
@@ -168,6 +170,17 @@ export function metaRoutes(app: FastifyInstance, deps: AppDeps): void {
                 owned_by: z.string(),
                 runtimes: z.array(z.string()),
                 available: z.boolean(),
+                task: z
+                  .object({
+                    name: z.string(),
+                    description: z.string(),
+                    runtime: z.string(),
+                    model: z.string(),
+                  })
+                  .optional()
+                  .describe(
+                    'Set on `task/<name>`: a chat completion with this model and no `jetty` block runs the task with the user message as input',
+                  ),
               }),
             ),
           }),
@@ -199,7 +212,11 @@ export function metaRoutes(app: FastifyInstance, deps: AppDeps): void {
           available: providers.has(m.provider),
         });
       }
-      return { object: 'list' as const, data };
+      // The collection's tasks: a chat client that can only pick a model runs runbooks this way.
+      const tasks = (await deps.tasks.list(collectionOf(req))).map((t) =>
+        taskModel(t, deps.defaults, providers),
+      );
+      return { object: 'list' as const, data: [...data, ...tasks] };
     },
   );
 }

@@ -3,8 +3,18 @@
  * accepted in the feasibility study (shared/reference/agent-clis.md, sections 2 and 7).
  */
 import { z } from 'zod';
-import type { Turn, TurnPlan } from './plan.js';
-import { estimateTokens, scriptedFailMessage, splitForStreaming, totalPauseMs, turnAt } from './plan.js';
+import type { PlacedTurn, TurnPlan } from './plan.js';
+import {
+  estimateTokens,
+  type MessageKind,
+  positionOf,
+  scriptedFailMessage,
+  splitForStreaming,
+  type TurnPosition,
+  totalPauseMs,
+  turnAt,
+  userKind,
+} from './plan.js';
 import type { Protocol, RouteHandler } from './protocol.js';
 import { jsonResponse, readRequestAs, sseFrame, streamFrom } from './protocol.js';
 import { sleep } from './sleep.js';
@@ -99,17 +109,25 @@ function readMessagesRequest(request: Request): Promise<MessagesRequest | Respon
   return readRequestAs(request, MessagesRequest, 'Messages', anthropicError);
 }
 
-/** Tool results already in the conversation: the turn this request is in. */
-export function countToolResults(messages: MessagesRequest['messages']): number {
-  let n = 0;
+/** Which user message this request answers, and the tool results since it: the turn it is in. */
+export function positionOfMessages(messages: MessagesRequest['messages']): TurnPosition {
+  return positionOf(messageKinds(messages));
+}
+
+function* messageKinds(messages: MessagesRequest['messages']): Generator<MessageKind> {
   for (const message of messages) {
-    if (message.role !== 'user' || !Array.isArray(message.content)) continue;
-    for (const block of message.content) {
-      if (typeof block === 'object' && block !== null && (block as { type?: unknown }).type === 'tool_result')
-        n++;
+    if (message.role !== 'user') continue;
+    if (!Array.isArray(message.content)) {
+      yield userKind([message.content]);
+      continue;
     }
+    const blocks = message.content.filter(
+      (b): b is { type?: unknown; text?: unknown } => typeof b === 'object' && b !== null,
+    );
+    const results = blocks.filter((b) => b.type === 'tool_result').length;
+    if (results > 0) for (let i = 0; i < results; i++) yield 'tool_result';
+    else yield userKind(blocks.filter((b) => b.type === 'text').map((b) => b.text));
   }
-  return n;
 }
 
 function inputTokens(body: MessagesRequest): number {
@@ -125,7 +143,8 @@ async function handleCountTokens(request: Request): Promise<Response> {
 async function handleMessages(request: Request, plan: TurnPlan): Promise<Response> {
   const body = await readMessagesRequest(request);
   if (body instanceof Response) return body;
-  const toolResults = countToolResults(body.messages);
+  const at = positionOfMessages(body.messages);
+  const toolResults = at.toolResults;
   const model = body.model ?? DEFAULT_MODEL;
   const tools: OfferedTool[] = (body.tools ?? []).map((t) => ({ name: t.name, schema: t.input_schema }));
 
@@ -135,8 +154,8 @@ async function handleMessages(request: Request, plan: TurnPlan): Promise<Respons
     return body.stream === true ? streamAnswer(answer, request.signal) : messageAnswer(answer);
   }
 
-  const turn = turnAt(plan, toolResults);
-  const headers = { 'request-id': `req_sim_${turn.index}` };
+  const turn = turnAt(plan, at);
+  const headers = { 'request-id': `req_sim_${turn.key}` };
   await sleep(turn.delayMs, request.signal);
   if (turn.failStatus !== null) {
     return anthropicError(turn.failStatus, scriptedFailMessage(turn), headers);
@@ -175,7 +194,7 @@ function jsonSchemaAskedFor(body: MessagesRequest): unknown {
 }
 
 function renderTurn(
-  turn: Turn,
+  turn: PlacedTurn,
   body: MessagesRequest,
   model: string,
   tools: OfferedTool[],
@@ -203,7 +222,7 @@ function renderTurn(
       const input = shell.input(item.command);
       parts.push({
         pauseMs: pending,
-        block: { type: 'tool_use', id: `toolu_sim_${turn.index}`, name: shell.name, input },
+        block: { type: 'tool_use', id: `toolu_sim_${turn.key}`, name: shell.name, input },
       });
       produced += JSON.stringify(input);
       stopReason = 'tool_use';
@@ -211,8 +230,8 @@ function renderTurn(
     pending = 0;
   }
   return {
-    id: `msg_sim_${turn.index}`,
-    requestId: `req_sim_${turn.index}`,
+    id: `msg_sim_${turn.key}`,
+    requestId: `req_sim_${turn.key}`,
     model,
     parts,
     tailPauseMs: pending,

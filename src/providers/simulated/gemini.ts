@@ -14,8 +14,18 @@
  * or `\r\n\r\n`).
  */
 import { z } from 'zod';
-import type { Turn, TurnPlan } from './plan.js';
-import { estimateTokens, scriptedFailMessage, splitForStreaming, totalPauseMs, turnAt } from './plan.js';
+import type { PlacedTurn, TurnPlan } from './plan.js';
+import {
+  estimateTokens,
+  type MessageKind,
+  positionOf,
+  scriptedFailMessage,
+  splitForStreaming,
+  type TurnPosition,
+  totalPauseMs,
+  turnAt,
+  userKind,
+} from './plan.js';
 import type { Protocol, RouteHandler } from './protocol.js';
 import { jsonResponse, readRequestAs, sseFrame, streamFrom } from './protocol.js';
 import { sleep } from './sleep.js';
@@ -133,14 +143,18 @@ function readRequest(request: Request): Promise<GenerateContentRequest | Respons
   return readRequestAs(request, GenerateContentRequest, 'GenerateContent', geminiError);
 }
 
-/** Function responses already in the conversation: the turn this request is in. */
-export function countFunctionResponses(contents: GenerateContentRequest['contents']): number {
-  let n = 0;
+/** Which user message this request answers, and the function responses since it: the turn it is in. */
+export function positionOfContents(contents: GenerateContentRequest['contents']): TurnPosition {
+  return positionOf(contentKinds(contents));
+}
+
+function* contentKinds(contents: GenerateContentRequest['contents']): Generator<MessageKind> {
   for (const content of contents) {
     if (content.role === 'model') continue;
-    for (const part of content.parts) if (part.functionResponse !== undefined) n++;
+    const responses = content.parts.filter((p) => p.functionResponse !== undefined).length;
+    if (responses > 0) for (let i = 0; i < responses; i++) yield 'tool_result';
+    else yield userKind(content.parts.map((p) => p.text));
   }
-  return n;
 }
 
 function offeredTools(body: GenerateContentRequest): OfferedTool[] {
@@ -172,7 +186,8 @@ async function handleGenerate(
 ): Promise<Response> {
   const body = await readRequest(request);
   if (body instanceof Response) return body;
-  const responses = countFunctionResponses(body.contents);
+  const at = positionOfContents(body.contents);
+  const responses = at.toolResults;
   const tools = offeredTools(body);
 
   // No tools: a side call (the model router, a loop check, a summary). Not a turn of the script.
@@ -181,7 +196,7 @@ async function handleGenerate(
     return stream ? streamAnswer(answer, request.signal) : oneAnswer(answer);
   }
 
-  const turn = turnAt(plan, responses);
+  const turn = turnAt(plan, at);
   await sleep(turn.delayMs, request.signal);
   if (turn.failStatus !== null) {
     return geminiError(turn.failStatus, scriptedFailMessage(turn));
@@ -215,7 +230,7 @@ function sideAnswer(body: GenerateContentRequest, model: string, responses: numb
 }
 
 function renderTurn(
-  turn: Turn,
+  turn: PlacedTurn,
   body: GenerateContentRequest,
   model: string,
   tools: OfferedTool[],
@@ -249,7 +264,7 @@ function renderTurn(
     pending = 0;
   }
   return {
-    responseId: `resp_sim_${turn.index}`,
+    responseId: `resp_sim_${turn.key}`,
     model,
     parts,
     tailPauseMs: pending,

@@ -10,8 +10,17 @@
 import { z } from 'zod';
 import { encodeSse } from '../../events/sse.js';
 import { openaiError } from './openai-errors.js';
-import type { Turn, TurnPlan } from './plan.js';
-import { estimateTokens, scriptedFailMessage, splitForStreaming, totalPauseMs, turnAt } from './plan.js';
+import type { PlacedTurn, TurnPlan } from './plan.js';
+import {
+  estimateTokens,
+  positionOf,
+  scriptedFailMessage,
+  splitForStreaming,
+  type TurnPosition,
+  totalPauseMs,
+  turnAt,
+  userKind,
+} from './plan.js';
 import type { Protocol, RouteHandler } from './protocol.js';
 import { jsonResponse, readRequestAs, sseFrame, streamFrom } from './protocol.js';
 import { sleep } from './sleep.js';
@@ -80,9 +89,17 @@ function readChatRequest(request: Request): Promise<ChatRequest | Response> {
   return readRequestAs(request, ChatRequest, 'Chat Completions', openaiError);
 }
 
-/** Tool results already in the conversation (`role: "tool"` messages): the turn this request is in. */
-export function countToolMessages(messages: ChatRequest['messages']): number {
-  return messages.filter((m) => m.role === 'tool').length;
+/** Which user message this request answers, and the `role: "tool"` results since it: the turn it is in. */
+function positionOfChat(messages: ChatRequest['messages']): TurnPosition {
+  return positionOf(
+    messages.map((m) => {
+      if (m.role === 'tool') return 'tool_result';
+      if (m.role !== 'user') return 'other';
+      const parts =
+        typeof m.content === 'string' ? [{ text: m.content }] : Array.isArray(m.content) ? m.content : [];
+      return userKind(parts.map((p) => (p as { text?: unknown } | null)?.text));
+    }),
+  );
 }
 
 function promptTokens(body: ChatRequest): number {
@@ -92,7 +109,8 @@ function promptTokens(body: ChatRequest): number {
 async function handleChat(request: Request, plan: TurnPlan): Promise<Response> {
   const body = await readChatRequest(request);
   if (body instanceof Response) return body;
-  const toolResults = countToolMessages(body.messages);
+  const at = positionOfChat(body.messages);
+  const toolResults = at.toolResults;
   const model = body.model ?? DEFAULT_MODEL;
   const tools: OfferedTool[] = (body.tools ?? []).map((t) => ({
     name: t.function.name,
@@ -105,8 +123,8 @@ async function handleChat(request: Request, plan: TurnPlan): Promise<Response> {
     return body.stream === true ? streamAnswer(answer, request.signal) : completionAnswer(answer);
   }
 
-  const turn = turnAt(plan, toolResults);
-  const headers = { 'x-request-id': `req_sim_${turn.index}` };
+  const turn = turnAt(plan, at);
+  const headers = { 'x-request-id': `req_sim_${turn.key}` };
   await sleep(turn.delayMs, request.signal);
   if (turn.failStatus !== null) {
     return openaiError(turn.failStatus, scriptedFailMessage(turn), headers);
@@ -141,7 +159,12 @@ function jsonSchemaAskedFor(format: unknown): unknown {
   return f.type === 'json_schema' ? f.json_schema?.schema : undefined;
 }
 
-function renderTurn(turn: Turn, body: ChatRequest, model: string, tools: OfferedTool[]): Answer | Response {
+function renderTurn(
+  turn: PlacedTurn,
+  body: ChatRequest,
+  model: string,
+  tools: OfferedTool[],
+): Answer | Response {
   const parts: Answer['parts'] = [];
   let pending = 0;
   let finishReason: Answer['finishReason'] = 'stop';
@@ -168,7 +191,7 @@ function renderTurn(turn: Turn, body: ChatRequest, model: string, tools: Offered
       const args = JSON.stringify(shell.input(item.command));
       parts.push({
         pauseMs: pending,
-        call: { id: `call_sim_${turn.index}`, name: shell.name, arguments: args },
+        call: { id: `call_sim_${turn.key}`, name: shell.name, arguments: args },
       });
       produced += args;
       finishReason = 'tool_calls';
@@ -176,7 +199,7 @@ function renderTurn(turn: Turn, body: ChatRequest, model: string, tools: Offered
     pending = 0;
   }
   return {
-    id: `chatcmpl-sim-${turn.index}`,
+    id: `chatcmpl-sim-${turn.key}`,
     model,
     created: nowSeconds(),
     parts,

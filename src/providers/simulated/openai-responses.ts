@@ -9,8 +9,17 @@
  */
 import { z } from 'zod';
 import { openaiError } from './openai-errors.js';
-import type { Turn, TurnPlan } from './plan.js';
-import { estimateTokens, scriptedFailMessage, splitForStreaming, totalPauseMs, turnAt } from './plan.js';
+import type { PlacedTurn, TurnPlan } from './plan.js';
+import {
+  estimateTokens,
+  positionOf,
+  scriptedFailMessage,
+  splitForStreaming,
+  type TurnPosition,
+  totalPauseMs,
+  turnAt,
+  userKind,
+} from './plan.js';
 import type { Protocol, RouteHandler } from './protocol.js';
 import { jsonResponse, readRequestAs, sseFrame, streamFrom } from './protocol.js';
 import { sleep } from './sleep.js';
@@ -78,13 +87,22 @@ function readResponsesRequest(request: Request): Promise<ResponsesRequest | Resp
  * call of an earlier turn.
  */
 export function countToolOutputs(input: ResponsesRequest['input']): number {
-  if (!Array.isArray(input)) return 0;
-  let n = 0;
-  for (const item of input) {
-    const type = typeof item === 'object' && item !== null ? (item as { type?: unknown }).type : undefined;
-    if (typeof type === 'string' && type.endsWith('_output')) n++;
-  }
-  return n;
+  return positionOfInput(input).toolResults;
+}
+
+/** Which user message this request answers, and the tool outputs since it: the turn it is in. */
+export function positionOfInput(input: ResponsesRequest['input']): TurnPosition {
+  if (!Array.isArray(input)) return { message: 0, toolResults: 0 };
+  return positionOf(
+    input.map((item) => {
+      const o = typeof item === 'object' && item !== null ? (item as Record<string, unknown>) : {};
+      if (typeof o.type === 'string' && o.type.endsWith('_output')) return 'tool_result';
+      if (o.role !== 'user' || (o.type !== undefined && o.type !== 'message')) return 'other';
+      const parts =
+        typeof o.content === 'string' ? [{ text: o.content }] : Array.isArray(o.content) ? o.content : [];
+      return userKind(parts.map((p) => (p as { text?: unknown } | null)?.text));
+    }),
+  );
 }
 
 /** Function tools by name and parameter schema, namespaces flattened; hosted tools have no name. */
@@ -120,7 +138,8 @@ function inputTokens(body: ResponsesRequest): number {
 async function handleResponses(request: Request, plan: TurnPlan): Promise<Response> {
   const body = await readResponsesRequest(request);
   if (body instanceof Response) return body;
-  const toolOutputs = countToolOutputs(body.input);
+  const at = positionOfInput(body.input);
+  const toolOutputs = at.toolResults;
   const model = body.model ?? DEFAULT_MODEL;
 
   // No tools at all: a side call (a title, a summary). It is not a turn of the script.
@@ -130,8 +149,8 @@ async function handleResponses(request: Request, plan: TurnPlan): Promise<Respon
     return body.stream === true ? streamAnswer(answer, request.signal) : responseAnswer(answer);
   }
 
-  const turn = turnAt(plan, toolOutputs);
-  const headers = { 'x-request-id': `req_sim_${turn.index}` };
+  const turn = turnAt(plan, at);
+  const headers = { 'x-request-id': `req_sim_${turn.key}` };
   await sleep(turn.delayMs, request.signal);
   if (turn.failStatus !== null) {
     const scripted = scriptedFailMessage(turn);
@@ -173,7 +192,7 @@ function jsonSchemaAskedFor(body: ResponsesRequest): unknown {
 }
 
 function renderTurn(
-  turn: Turn,
+  turn: PlacedTurn,
   body: ResponsesRequest,
   model: string,
   tools: OfferedTool[],
@@ -190,7 +209,7 @@ function renderTurn(
     if (item.kind === 'text') {
       parts.push({
         pauseMs: pending,
-        item: { kind: 'message', id: `msg_sim_${turn.index}_${n}`, text: item.text },
+        item: { kind: 'message', id: `msg_sim_${turn.key}_${n}`, text: item.text },
       });
       produced += item.text;
     } else {
@@ -206,8 +225,8 @@ function renderTurn(
         pauseMs: pending,
         item: {
           kind: 'function_call',
-          id: `fc_sim_${turn.index}`,
-          callId: `call_sim_${turn.index}`,
+          id: `fc_sim_${turn.key}`,
+          callId: `call_sim_${turn.key}`,
           name: shell.name,
           arguments: args,
         },
@@ -217,8 +236,8 @@ function renderTurn(
     pending = 0;
   }
   return {
-    id: `resp_sim_${turn.index}`,
-    requestId: `req_sim_${turn.index}`,
+    id: `resp_sim_${turn.key}`,
+    requestId: `req_sim_${turn.key}`,
     model,
     parts,
     tailPauseMs: pending,

@@ -2,7 +2,10 @@
  * The turn plan: what the simulated model answers in each turn, independent of the wire protocol.
  *
  * A turn is one model request of the agent's loop. Turn N is the request that already carries N
- * tool results, so the provider needs no memory: a retried request replays the same turn.
+ * tool results since the last user message, so the provider needs no memory: a retried request
+ * replays the same turn. A conversation (a follow-up that resumes the CLI's session) resends the
+ * earlier user messages too: the Kth user message of the request is answered by the Kth section
+ * of the script (sections are separated by `await_user`).
  */
 import type { SimStep } from './script.js';
 
@@ -24,15 +27,48 @@ export interface Turn {
   failStatus: number | null;
 }
 
+/** A turn as answered: the turn and where it is in the script. */
+export interface PlacedTurn extends Turn {
+  /**
+   * Names the turn in the ids of what it answers (message, tool call): the index in the first
+   * section, `<section>_<index>` after it. A resumed session holds every section's answers, and
+   * claude-code merges blocks that share a message id.
+   */
+  key: string;
+}
+
 export interface TurnPlan {
+  /** The turns answering the first user message. */
   turns: Turn[];
+  /** The turns answering each later user message of a conversation, in order (`await_user`). */
+  followUps: Turn[][];
+}
+
+/** Where a request is: which user message of the conversation, and how many tool results since it. */
+export interface TurnPosition {
+  /** 0 for the first user message, 1 for the next one, … */
+  message: number;
+  toolResults: number;
 }
 
 /** What the script's last turn says when the script itself ends on a `run`. */
 export const CLOSING_TEXT = 'Done.';
 
-/** Steps run in order; a `run` ends its turn, and whatever follows waits for its result. */
+/**
+ * Steps run in order; a `run` ends its turn, and whatever follows waits for its result. An
+ * `await_user` ends the answer to one user message: the steps after it answer the next one.
+ */
 export function compileTurns(steps: readonly SimStep[]): TurnPlan {
+  const sections: SimStep[][] = [[]];
+  for (const step of steps) {
+    if (step.kind === 'await_user') sections.push([]);
+    else sections[sections.length - 1]!.push(step);
+  }
+  const [first = [], ...rest] = sections.map(compileSection);
+  return { turns: first, followUps: rest };
+}
+
+function compileSection(steps: readonly SimStep[]): Turn[] {
   const turns: Turn[] = [];
   let current = newTurn(0);
   for (const step of steps) {
@@ -51,6 +87,8 @@ export function compileTurns(steps: readonly SimStep[]): TurnPlan {
         turns.push(current);
         current = newTurn(turns.length);
         break;
+      case 'await_user':
+        break;
     }
   }
   // The last turn must end the agent's loop with words, never silence or a tool call.
@@ -58,7 +96,7 @@ export function compileTurns(steps: readonly SimStep[]): TurnPlan {
     current.items.push({ kind: 'text', text: CLOSING_TEXT });
   }
   turns.push(current);
-  return { turns };
+  return turns;
 }
 
 function newTurn(index: number): Turn {
@@ -78,18 +116,75 @@ function addPause(turn: Turn, ms: number): void {
 }
 
 /**
- * The turn a request is in, given how many tool results it carries. Past the end of the plan (the
- * agent ran more tools than the script has, e.g. on its own initiative) it says so and stops.
+ * The turn a request is in, given which user message it answers and how many tool results it
+ * carries since. Past the end of the plan (the agent ran more tools than the script has, e.g. on
+ * its own initiative, or the user wrote more messages than it answers) it says so and stops.
  */
-export function turnAt(plan: TurnPlan, toolResults: number): Turn {
-  const turn = plan.turns[toolResults];
-  if (turn !== undefined) return turn;
+export function turnAt(plan: TurnPlan, at: TurnPosition): PlacedTurn {
+  const section = at.message === 0 ? plan.turns : plan.followUps[at.message - 1];
+  const turn = section?.[at.toolResults];
+  if (turn !== undefined)
+    return { ...turn, key: at.message === 0 ? String(turn.index) : `${at.message}_${turn.index}` };
+  const text =
+    section === undefined
+      ? `The simulated script has no steps for message ${at.message + 1} of this conversation (add \`- await_user: ...\` and the steps that answer it).`
+      : 'The simulated script has no more steps.';
   return {
-    index: toolResults,
+    index: at.toolResults,
+    key: `${at.message}_${at.toolResults}`,
     delayMs: 0,
-    items: [{ kind: 'text', text: 'The simulated script has no more steps.' }],
+    items: [{ kind: 'text', text }],
     failStatus: null,
   };
+}
+
+/**
+ * Text the CLIs add to the conversation themselves, in a user message, wraps itself in a tag
+ * (`<system-reminder>`, `<environment_context>`, `<session_context>`): it is not the user speaking.
+ */
+const INJECTED = /^\s*<([A-Za-z][\w-]*)>/;
+
+/** Whether a text part is the user's own words rather than context the CLI injected. */
+export function isUserText(text: unknown): boolean {
+  return typeof text === 'string' && text.trim() !== '' && !INJECTED.test(text);
+}
+
+/**
+ * The earlier turns a user message summarizes, for a runtime that cannot resume its session (the
+ * server writes them into the prompt as `--- Turn N` blocks, src/conversations/history.ts): such a
+ * message answers the turn after the last one it names, as a real model reading it would.
+ */
+export function summarizedTurns(text: unknown): number {
+  if (typeof text !== 'string') return 0;
+  let last = 0;
+  for (const m of text.matchAll(/^--- Turn (\d+)$/gm)) last = Math.max(last, Number(m[1]));
+  return last;
+}
+
+/** A user message (with the earlier turns it summarizes), a tool result, or something else. */
+export type MessageKind = { user: number } | 'tool_result' | 'other';
+
+/** The kind of a user message from its text parts: the user's own words, or only injected context. */
+export function userKind(texts: readonly unknown[]): MessageKind {
+  const own = texts.filter(isUserText);
+  if (own.length === 0) return 'other';
+  return { user: Math.max(0, ...own.map(summarizedTurns)) };
+}
+
+/**
+ * The position of a request from its messages in order. Tool results count from the last user
+ * message; the user messages (and the turns they summarize) say which message it answers.
+ */
+export function positionOf(kinds: Iterable<MessageKind>): TurnPosition {
+  let users = 0;
+  let toolResults = 0;
+  for (const kind of kinds) {
+    if (typeof kind === 'object') {
+      users += 1 + kind.user;
+      toolResults = 0;
+    } else if (kind === 'tool_result') toolResults++;
+  }
+  return { message: Math.max(0, users - 1), toolResults };
 }
 
 /** Total pause of a turn, for protocols answered in one piece (non-streaming). */

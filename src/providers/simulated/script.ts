@@ -12,12 +12,17 @@ export type SimStep =
   | { kind: 'run'; command: string; line: number }
   | { kind: 'say'; text: string; line: number }
   | { kind: 'sleep'; ms: number; line: number }
-  | { kind: 'fail'; status: number; line: number };
+  | { kind: 'fail'; status: number; line: number }
+  /**
+   * The answer to this user message ends here; the steps after it answer the conversation's next
+   * user message (a follow-up turn that resumes the CLI's session). The value is a note for readers.
+   */
+  | { kind: 'await_user'; note: string; line: number };
 
 /** Longest allowed `sleep_ms`: the CLIs give up on a request after about 10 minutes and retry it. */
 export const MAX_SLEEP_MS = 300_000;
 
-const STEP_KEYS = ['run', 'say', 'sleep_ms', 'fail'] as const;
+const STEP_KEYS = ['run', 'say', 'sleep_ms', 'fail', 'await_user'] as const;
 type StepKey = (typeof STEP_KEYS)[number];
 
 /** A script that cannot run. 422: the request is well formed but its runbook is not runnable. */
@@ -440,6 +445,8 @@ function toStep(key: StepKey, value: ScalarValue, line: number): SimStep {
       return { kind: 'run', command: value.text, line };
     case 'say':
       return { kind: 'say', text: value.text, line };
+    case 'await_user':
+      return { kind: 'await_user', note: value.text, line };
     case 'sleep_ms': {
       const ms = wholeNumber(
         value,
@@ -485,16 +492,22 @@ function wholeNumber(value: ScalarValue, line: number, key: string, wanted: stri
 
 /**
  * A failing turn fails on every retry (the provider is stateless), so nothing after a `fail` is ever
- * reached, and neither is a `say` in the same turn before it: reject both rather than drop them.
+ * reached (until the next user message, `await_user`), and neither is a `say` in the same turn
+ * before it: reject both rather than drop them.
  */
 function checkReachable(steps: SimStep[]): void {
   let turnSay: SimStep | null = null;
   let failed: SimStep | null = null;
   for (const step of steps) {
+    if (step.kind === 'await_user') {
+      turnSay = null;
+      failed = null;
+      continue;
+    }
     if (failed !== null) {
       throw new SimulateScriptError(
         step.line,
-        `this step is never reached: the \`fail\` on line ${failed.line} fails its turn on every retry. Remove the steps after it.`,
+        `this step is never reached: the \`fail\` on line ${failed.line} fails its turn on every retry. Remove the steps after it, or start the answer to the next user message with \`- await_user: ...\`.`,
       );
     }
     if (step.kind === 'run') turnSay = null;

@@ -1,0 +1,161 @@
+/**
+ * A run that is a turn of a conversation, seen from the worker: what the CLI is told (only the new
+ * message when it resumes its session; the runbook, the earlier turns summarized and the message
+ * when it cannot), the files put back into the new sandbox (the previous turn's /app and the CLI's
+ * session directories), and what is saved when the turn ends for the next one.
+ *
+ * Saved files live beside the run's artifacts, `DATA_DIR/blobs/runs/<run>/conversation/<n>/…` with
+ * a manifest naming the sandbox directory of each `<n>`, and expire with the run's other files.
+ */
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { DroppedArtifact, NewEvent } from '../events/types.js';
+import type { RunJob } from '../queue/catalog.js';
+import type { ConversationStateRecord } from '../queue/run-store.js';
+import type { InvocationSpec, RuntimeAdapter, SandboxFile } from '../runtimes/types.js';
+import type { RunningSandbox } from '../sandbox/driver.js';
+import type { BlobStore } from '../storage/blob-store.js';
+import { formatBytes } from './collect.js';
+import { composePrompt } from './prompt.js';
+
+/** The sandbox's working directory: everything the agent made there carries over to the next turn. */
+export const CONVERSATION_WORKDIR = '/app';
+const STATE_DIR = 'conversation';
+const MANIFEST = 'manifest.json';
+
+/** CONVERSATION_STATE_MAX_*: what one turn keeps for the next (maxBytes 0: nothing). */
+export interface TurnStateLimits {
+  maxBytes: number;
+  maxFiles: number;
+}
+
+interface Manifest {
+  /** The sandbox directory each numbered directory holds. */
+  dirs: string[];
+  files: number;
+  bytes: number;
+}
+
+/** What the turn's CLI is told: the new message alone when it resumes its session. */
+export function turnPrompt(spec: RunJob): string {
+  const conv = spec.conversation;
+  if (conv?.resumeSession) return `${spec.instruction.trim()}\n`;
+  const instruction = conv?.history ? `${conv.history}\n\n${spec.instruction.trim()}` : spec.instruction;
+  return composePrompt({
+    runbook: spec.runbook,
+    instruction,
+    timeoutSec: spec.timeoutSec,
+    resultsDir: spec.resultsDir,
+  });
+}
+
+/** The CLI's session for this run: kept for a later turn, and the earlier one resumed. */
+export function turnSession(spec: RunJob): InvocationSpec['session'] {
+  const conv = spec.conversation;
+  if (!conv) return undefined;
+  return { persist: true, ...(conv.resumeSession ? { resume: conv.resumeSession } : {}) };
+}
+
+/**
+ * The previous turn's files, to place in the new sandbox before the agent starts. A previous turn
+ * whose files are gone (removed, or kept nothing) gives none, and the run says so.
+ */
+export async function restoreTurnFiles(
+  spec: RunJob,
+  blobs: BlobStore,
+): Promise<{ files: SandboxFile[]; events: NewEvent[] }> {
+  const parent = spec.conversation?.parentRunId;
+  if (!parent) return { files: [], events: [] };
+  const root = path.join(blobs.runDir(parent), STATE_DIR);
+  const manifest = await readFile(path.join(root, MANIFEST), 'utf8')
+    .then((t) => JSON.parse(t) as Manifest)
+    .catch(() => null);
+  if (manifest === null) {
+    const message = `The files of the previous turn (run ${parent}) are not on this server any more (they expire with the run, after RETENTION_SEC, and are not kept when CONVERSATION_STATE_MAX_BYTES is 0): this turn starts from an empty /app${spec.conversation?.resumeSession ? ', and the agent CLI may not find its session' : ''}.`;
+    return {
+      files: [],
+      events: [{ type: 'run.warning', data: { code: 'conversation_state_missing', message } }],
+    };
+  }
+  const files: SandboxFile[] = [];
+  for (const [i, dir] of manifest.dirs.entries()) {
+    for (const rel of await listFiles(path.join(root, String(i)))) {
+      files.push({
+        path: path.posix.join(dir, rel),
+        content: await readFile(path.join(root, String(i), rel)),
+      });
+    }
+  }
+  return { files, events: [] };
+}
+
+async function listFiles(dir: string, prefix = ''): Promise<string[]> {
+  const out: string[] = [];
+  const entries = await readdir(path.join(dir, prefix), { withFileTypes: true }).catch(() => []);
+  for (const e of entries) {
+    const rel = prefix ? `${prefix}/${e.name}` : e.name;
+    if (e.isDirectory()) out.push(...(await listFiles(dir, rel)));
+    else if (e.isFile()) out.push(rel);
+  }
+  return out;
+}
+
+/**
+ * Copies the turn's /app and the CLI's session directories out of the sandbox, within the limits
+ * (smallest files first, as results are), all or nothing. Returns what it kept and, when files
+ * did not fit, a warning naming the largest and the setting.
+ */
+export async function saveTurnFiles(opts: {
+  sandbox: RunningSandbox;
+  runId: string;
+  runtime: RuntimeAdapter;
+  blobs: BlobStore;
+  limits: TurnStateLimits;
+}): Promise<{ state: ConversationStateRecord; events: NewEvent[] } | null> {
+  const { blobs, runId, limits } = opts;
+  if (limits.maxBytes === 0) return null;
+  const dirs = [CONVERSATION_WORKDIR, ...(opts.runtime.sessionDirs ?? [])];
+  const staging = await blobs.stagingDir(runId);
+  try {
+    const kept = { files: 0, bytes: 0 };
+    const dropped: DroppedArtifact[] = [];
+    for (const [i, dir] of dirs.entries()) {
+      const left = { files: limits.maxFiles - kept.files, bytes: limits.maxBytes - kept.bytes };
+      const res = await opts.sandbox.collect(dir, path.join(staging, String(i)), {
+        maxFiles: Math.max(0, left.files),
+        maxBytes: Math.max(0, left.bytes),
+        maxFileBytes: Math.max(0, left.bytes),
+      });
+      kept.files += res.artifacts.length;
+      kept.bytes += res.artifacts.reduce((n, a) => n + a.size, 0);
+      dropped.push(...res.dropped.map((d) => ({ ...d, path: path.posix.join(dir, d.path) })));
+    }
+    const manifest: Manifest = { dirs, ...kept };
+    await writeFile(path.join(staging, MANIFEST), JSON.stringify(manifest));
+    const dest = path.join(blobs.runDir(runId), STATE_DIR);
+    await mkdir(path.dirname(dest), { recursive: true });
+    await rm(dest, { recursive: true, force: true });
+    await rename(staging, dest);
+    const state = { ...kept, dropped: dropped.length };
+    return { state, events: dropped.length > 0 ? [droppedWarning(dropped, limits)] : [] };
+  } catch (err) {
+    await rm(staging, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+function droppedWarning(dropped: DroppedArtifact[], limits: TurnStateLimits): NewEvent {
+  const largest = [...dropped].sort((a, b) => b.size - a.size);
+  const named = largest
+    .slice(0, 5)
+    .map((f) => `${f.path} (${formatBytes(f.size)})`)
+    .join(', ');
+  const more = dropped.length > 5 ? ` and ${dropped.length - 5} more` : '';
+  return {
+    type: 'run.warning',
+    data: {
+      code: 'conversation_state_dropped',
+      message: `${dropped.length} file(s) of the sandbox will not be there in the next turn of this conversation: ${named}${more}. A turn keeps /app and the agent's session files, smallest first, up to ${limits.maxFiles} files and ${formatBytes(limits.maxBytes)} (CONVERSATION_STATE_MAX_FILES, CONVERSATION_STATE_MAX_BYTES).`,
+    },
+  };
+}
