@@ -2,6 +2,7 @@ import Dockerode from 'dockerode';
 import OpenAI from 'openai';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type Harness, startHarness, waitFor } from '../support/harness.js';
+import { isUnclaimedWarm } from '../support/sandboxes.js';
 import { readSse } from '../support/sse.js';
 
 // Conversations end to end: a chat client picks a task as its model and talks to it over two
@@ -18,8 +19,11 @@ beforeAll(async () => {
 }, 120_000);
 
 afterEach(async () => {
-  const owned = () =>
-    docker.listContainers({ all: true, filters: { label: [`jetty.instance=${h.instance}`] } });
+  // Warm sandboxes no run has claimed stay with the pool (the harness checks they go at its stop).
+  const owned = async () =>
+    (await docker.listContainers({ all: true, filters: { label: [`jetty.instance=${h.instance}`] } })).filter(
+      (c) => !isUnclaimedWarm(c),
+    );
   await waitFor(async () => (await owned()).length === 0, 10_000, 'sandboxes to be removed').catch(
     () => undefined,
   );

@@ -6,6 +6,7 @@ import Dockerode from 'dockerode';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type Harness, runbookRequest, startHarness } from '../support/harness.js';
 import { makeWheel, type PackageIndex, servePackageIndex } from '../support/package-index.js';
+import { isUnclaimedWarm } from '../support/sandboxes.js';
 
 // The issue's "done means": a runbook written the way Jetty's runbooks are (snapshot python312-uv,
 // programmatic evaluation, a Dependencies table, a setup step with `pip install`, Python that
@@ -184,8 +185,10 @@ async function cleanUp(h: Harness): Promise<void> {
     all: true,
     filters: { label: [`jetty.instance=${h.instance}`] },
   });
-  for (const c of left) await docker.getContainer(c.Id).remove({ force: true });
-  expect(left.filter((c) => c.Labels['jetty.probe'] !== 'true').map((c) => c.Names)).toEqual([]);
+  // Warm sandboxes no run has claimed stay with the pool (the harness checks they go at its stop).
+  const runs = left.filter((c) => !isUnclaimedWarm(c));
+  for (const c of runs) await docker.getContainer(c.Id).remove({ force: true });
+  expect(runs.filter((c) => c.Labels['jetty.probe'] !== 'true').map((c) => c.Names)).toEqual([]);
 }
 
 async function runToEnd(h: Harness, runbook: string, jetty: Record<string, unknown>) {
