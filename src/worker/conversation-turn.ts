@@ -15,6 +15,7 @@ import type { ConversationStateRecord } from '../queue/run-store.js';
 import type { InvocationSpec, RuntimeAdapter, SandboxFile } from '../runtimes/types.js';
 import type { RunningSandbox } from '../sandbox/driver.js';
 import type { BlobStore } from '../storage/blob-store.js';
+import type { Redactor } from '../tenancy/redact.js';
 import { formatBytes } from './collect.js';
 import { composePrompt } from './prompt.js';
 
@@ -111,6 +112,8 @@ export async function saveTurnFiles(opts: {
   runtime: RuntimeAdapter;
   blobs: BlobStore;
   limits: TurnStateLimits;
+  /** The run's secret values: redacted from the CLI's session files (not from /app, the agent's own files). */
+  redactor?: Redactor;
 }): Promise<{ state: ConversationStateRecord; events: NewEvent[] } | null> {
   const { blobs, runId, limits } = opts;
   if (limits.maxBytes === 0) return null;
@@ -126,6 +129,8 @@ export async function saveTurnFiles(opts: {
         maxBytes: Math.max(0, left.bytes),
         maxFileBytes: Math.max(0, left.bytes),
       });
+      if (i > 0 && opts.redactor && !opts.redactor.empty)
+        await redactFiles(path.join(staging, String(i)), opts.redactor);
       kept.files += res.artifacts.length;
       kept.bytes += res.artifacts.reduce((n, a) => n + a.size, 0);
       dropped.push(...res.dropped.map((d) => ({ ...d, path: path.posix.join(dir, d.path) })));
@@ -141,6 +146,22 @@ export async function saveTurnFiles(opts: {
   } catch (err) {
     await rm(staging, { recursive: true, force: true });
     throw err;
+  }
+}
+
+/**
+ * The CLI's session files are its transcript: tool results in them hold what the agent printed,
+ * secrets included. They are kept at rest like a trajectory is, with each value replaced by its
+ * mark (the next turn's sandbox gets the secrets again in its environment). Binary files are left.
+ */
+async function redactFiles(dir: string, redactor: Redactor): Promise<void> {
+  for (const rel of await listFiles(dir)) {
+    const file = path.join(dir, rel);
+    const bytes = await readFile(file);
+    if (bytes.subarray(0, 8192).includes(0)) continue;
+    const text = bytes.toString('utf8');
+    const clean = redactor.text(text);
+    if (clean !== text) await writeFile(file, clean);
   }
 }
 

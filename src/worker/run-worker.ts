@@ -676,6 +676,7 @@ export class RunWorker {
         runtime,
         blobs: this.deps.blobs,
         limits: this.deps.conversationState ?? DEFAULT_TURN_STATE,
+        redactor: sink.redactor,
       });
       for (const ev of saved?.events ?? []) sink.emit(ev);
       await this.deps.runs.store.update(spec.runId, {

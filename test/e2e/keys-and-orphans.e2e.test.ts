@@ -156,11 +156,18 @@ describe("a collection's provider key and secrets", () => {
     ).text();
     places['server log'] = await readFile(logFile, 'utf8');
     places.redis = await dumpRedis(h.redis.url);
-    // Everything the server stored on disk but the artifacts (the agent's own files: env.txt holds
-    // the secret because the runbook wrote it there).
+    // Everything the server stored on disk but the agent's own files: the artifacts and the copy of
+    // /app kept for the conversation's next turn (conversation/0); env.txt holds the secret because
+    // the runbook wrote it there. The CLI's session files kept beside them are searched.
+    const agentOwn = [`${path.sep}artifacts${path.sep}`, `${path.sep}conversation${path.sep}0${path.sep}`];
+    let sessionFiles = 0;
     for (const f of await filesUnder(path.join(h.dataDir, 'blobs'))) {
-      if (!f.includes(`${path.sep}artifacts${path.sep}`)) places[f] = await readFile(f, 'utf8');
+      if (agentOwn.some((p) => f.includes(p))) continue;
+      places[f] = await readFile(f, 'utf8');
+      if (/conversation\/[1-9]/.test(f)) sessionFiles++;
     }
+    // The chat run kept claude's session (its transcript holds the printed token, redacted).
+    expect(sessionFiles).toBeGreaterThan(0);
     expect(places['server log']).toContain(apiRunId);
     for (const [where, text] of Object.entries(places)) {
       expect(text.includes(keyCanary), `provider key in ${where}`).toBe(false);
