@@ -23,6 +23,7 @@ import { RedisOutageLog } from '../queue/redis-outage.js';
 import { RunService } from '../queue/run-service.js';
 import { GATEWAY_SOCKET_NAME, type SandboxDriver } from '../sandbox/driver.js';
 import { BlobStore } from '../storage/blob-store.js';
+import { openObjectStore } from '../storage/open-store.js';
 import { ensureBootstrap } from '../tenancy/bootstrap.js';
 import { loadMasterKey, masterKeyCheckKey } from '../tenancy/master-key-file.js';
 import { TenancyStore } from '../tenancy/store.js';
@@ -73,10 +74,12 @@ export async function startServer(
   };
   const redis = await connect(role === 'worker');
   // Before anything else uses Redis: a process with the wrong key must change nothing.
-  const masterKey = await loadMasterKey(config.masterKey, config.dataDir, {
-    redis,
-    key: masterKeyCheckKey(config.keyPrefix),
-  }).catch(async (err) => {
+  const masterKey = await loadMasterKey(
+    config.masterKey,
+    config.dataDir,
+    { redis, key: masterKeyCheckKey(config.keyPrefix) },
+    { multiHost: config.blobs.store.kind === 's3' },
+  ).catch(async (err) => {
     await closeRedis(redis);
     throw err;
   });
@@ -87,7 +90,18 @@ export async function startServer(
     );
   }
   const keys = new RedisKeys(config.keyPrefix);
-  const blobs = new BlobStore(path.join(config.dataDir, 'blobs'));
+  // Run files go to the object store; only scratch space (collections, uploads being read) is local.
+  const objects = openObjectStore(config.blobs, config.dataDir);
+  await objects.check().catch(async (err) => {
+    await closeRedis(redis);
+    throw err;
+  });
+  const scratch = path.join(config.dataDir, 'scratch');
+  const blobs = new BlobStore(objects, scratch, {
+    maxJsonBytes: config.blobs.maxJsonBytes,
+    uploadConcurrency: config.blobs.store.kind === 's3' ? config.blobs.store.uploadConcurrency : 4,
+  });
+  const storeProbe = () => objects.check().then(() => null);
   const services = (r: Redis) =>
     new RunService({
       redis: r,
@@ -101,7 +115,7 @@ export async function startServer(
   const runs = services(redis);
   const tenancy = (r: Redis) => new TenancyStore(r, config.keyPrefix, masterKey.key);
   const store = tenancy(redis);
-  const uploads = new UploadStore(blobs.root, config.uploads);
+  const uploads = new UploadStore(objects, scratch, config.uploads);
 
   const closers: Array<() => Promise<unknown>> = [];
   let worker: RunWorker | undefined;
@@ -123,6 +137,7 @@ export async function startServer(
         blobs,
         uploads,
         tenancy,
+        storeProbe,
       });
       ({ worker, driver, readiness, socketDir } = side);
       if (role === 'worker' && config.workerHttp.port !== 0) {
@@ -161,7 +176,10 @@ export async function startServer(
         simulatedProvider: config.simulatedProvider,
         upstreamUrl: (p) => config.upstreams[p],
         readiness: async () =>
-          (readiness ? await readiness() : await checkReadiness({ redis: () => pingRedis(redis) })).checks,
+          (readiness
+            ? await readiness()
+            : await checkReadiness({ redis: () => pingRedis(redis), blob_store: storeProbe })
+          ).checks,
       });
       if (opts.listen !== false) url = await app.listen({ host: config.host, port: config.port });
       closers.unshift(() => app!.close());
@@ -231,6 +249,8 @@ interface WorkerSideContext {
   blobs: BlobStore;
   uploads: UploadStore;
   tenancy: (r: Redis) => TenancyStore;
+  /** Null when the object store answers, else why not. */
+  storeProbe: () => Promise<string | null>;
   /** Added to in the order they must run at close (see startServer). */
   closers: Array<() => Promise<unknown>>;
 }
@@ -314,6 +334,7 @@ async function startWorkerSide(config: Config, ctx: WorkerSideContext) {
       docker: () => sandboxDriver.ping().then(() => null),
       // A real request on the socket the sandboxes use: a deleted or dead socket fails it.
       gateway: () => probeHttpSocket(gateway.socketPath),
+      blob_store: ctx.storeProbe,
     });
   return { worker, driver, readiness, socketDir };
 }

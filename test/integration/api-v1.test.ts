@@ -505,8 +505,10 @@ describe('downloads serve only recorded artifacts', () => {
   it("a file in the run's artifact directory that the run did not record is a 404 on both routes", async () => {
     const [run] = ((await sdk.listTrajectories(c(), 'report', 1, 1)) as any).trajectories;
     const id = run.trajectory_id as string;
-    // On disk beside a recorded artifact (left by an earlier attempt, or put there by anything else).
-    await writeFile(path.join(h.dataDir, 'blobs', 'runs', id, 'artifacts', 'unlisted.txt'), 'not recorded');
+    // In the store beside a recorded artifact (left by an earlier attempt, or put there by anything else).
+    const runDir = path.join(h.dataDir, 'blobs', 'runs', id);
+    const committed = (await readdir(runDir)).find((d) => d.startsWith('files-'))!;
+    await writeFile(path.join(runDir, committed, 'unlisted.txt'), 'not recorded');
     for (const p of [
       `/v1/runs/${id}/artifacts/unlisted.txt`,
       `/api/v1/file/${c()}/report/${id}/unlisted.txt`,
