@@ -6,7 +6,8 @@
 #   - node_modules (npm ci when missing or when package-lock.json changed), then the build
 #   - the sandbox images (docker/build-images.sh)
 #   --test (or JETTY_SETUP_TEST=1): also the Python `openai` client the test suite drives, and
-#     Debian's chromium for the web page's browser test (driven by playwright-core)
+#     Debian's chromium for the web page's browser test (driven by playwright-core), and the MinIO
+#     server the object-store tests run (scripts/minio.sh: built from its Go module, cached by version)
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -19,7 +20,7 @@ with_test_deps=${JETTY_SETUP_TEST:-0}
 for arg in "$@"; do
   case "$arg" in
     --test) with_test_deps=1 ;;
-    -h | --help) sed -n '2,8p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,10p' "$0"; exit 0 ;;
     *) echo "setup: unknown option $arg (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -122,6 +123,8 @@ if [ "$with_test_deps" = 1 ]; then
     PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
       "openai==$PY_OPENAI_VERSION" || die "pip install openai==$PY_OPENAI_VERSION failed"
   fi
+  # The object-store tests run a real S3 server on loopback; the first build takes about 2 minutes.
+  say "minio: $(bash scripts/minio.sh)"
 fi
 
 # --- Sandbox images ----------------------------------------------------------------------------

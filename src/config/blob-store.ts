@@ -25,6 +25,11 @@ export interface BlobStoreConfig {
   store: { kind: 'dir' } | S3StoreConfig;
   /** The largest stored JSON document (a trajectory) a process reads into memory. */
   maxJsonBytes: number;
+  /**
+   * How often each worker cleans its local scratch and writes trajectories the store missed, and
+   * one worker per deployment removes expired runs' and uploads' objects.
+   */
+  sweepMs: number;
 }
 
 const MIB = 1024 ** 2;
@@ -110,6 +115,7 @@ const schema = z.object({
   S3_REQUEST_TIMEOUT_MS: int(60_000, 1_000, 3_600_000),
   S3_MAX_ATTEMPTS: int(3, 1, 10),
   S3_UPLOAD_CONCURRENCY: int(4, 1, 64),
+  BLOB_SWEEP_MS: int(60_000, 500, 3_600_000),
 });
 
 export function blobStoreSchema(parseBytes: (v: string) => number | null) {
@@ -124,7 +130,8 @@ export type BlobStoreEnv = z.output<ReturnType<typeof blobStoreSchema>>;
 
 /** The parsed settings, or the lines of what is wrong (each naming its variable). */
 export function blobStoreConfig(e: BlobStoreEnv): BlobStoreConfig | { errors: string[] } {
-  if (e.BLOB_STORE.kind === 'dir') return { store: { kind: 'dir' }, maxJsonBytes: e.BLOB_MAX_JSON_BYTES };
+  if (e.BLOB_STORE.kind === 'dir')
+    return { store: { kind: 'dir' }, maxJsonBytes: e.BLOB_MAX_JSON_BYTES, sweepMs: e.BLOB_SWEEP_MS };
   const errors: string[] = [];
   const id = e.S3_ACCESS_KEY_ID ?? e.AWS_ACCESS_KEY_ID;
   const secret = e.S3_SECRET_ACCESS_KEY ?? e.AWS_SECRET_ACCESS_KEY;
@@ -162,5 +169,6 @@ export function blobStoreConfig(e: BlobStoreEnv): BlobStoreConfig | { errors: st
       partBytes: e.S3_PART_BYTES,
     },
     maxJsonBytes: e.BLOB_MAX_JSON_BYTES,
+    sweepMs: e.BLOB_SWEEP_MS,
   };
 }

@@ -316,6 +316,7 @@ async function startWorkerSide(config: Config, ctx: WorkerSideContext) {
     uploads: ctx.uploads,
     uploadRetentionMs: config.retentionSec * 1000,
     runRetentionMs: config.retentionSec * 1000,
+    uploadSweepIntervalMs: config.blobs.sweepMs,
     artifactLimits: config.artifacts,
     serverProviderKeys: config.providerKeys,
     simulatedProvider: config.simulatedProvider,

@@ -499,6 +499,8 @@ export class RunService {
   async labels(id: string): Promise<RunLabel[]> {
     const raw = await this.deps.redis.lrange(this.labelsKey(id), 0, -1);
     if (raw.length > 0) return raw.map((r) => JSON.parse(r) as RunLabel);
+    // A run Redis still holds has its labels there: none means none (and no trip to the store).
+    if ((await this.deps.redis.exists(this.deps.keys.run(id))) === 1) return [];
     return (await this.deps.blobs.readRunJson<RunLabel[]>(id, 'labels.json')) ?? [];
   }
 

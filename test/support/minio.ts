@@ -20,8 +20,9 @@ export interface TestMinio {
   bucket(name?: string): Promise<string>;
   /** Environment for a server process using `s3://<bucket>/<prefix>`. */
   env(bucket: string, prefix?: string): Record<string, string>;
-  /** Stops the server; its data stays, so start() brings the same objects back. */
-  stop(): Promise<void>;
+  /** Stops the server (SIGKILL: it dies mid-request); its data stays, so start() brings it back. */
+  stop(signal?: NodeJS.Signals): Promise<void>;
+  /** Starts it again on the same port and data (nothing when it runs). */
   start(): Promise<void>;
   /** Stops it and removes its data. */
   destroy(): Promise<void>;
@@ -50,6 +51,7 @@ export async function startMinio(): Promise<TestMinio> {
   let stderr = '';
 
   const start = async () => {
+    if (proc && proc.exitCode === null && proc.signalCode === null) return;
     const consolePort = await freePort();
     stderr = '';
     const p = spawn(
@@ -91,12 +93,12 @@ export async function startMinio(): Promise<TestMinio> {
       await new Promise((r) => setTimeout(r, 100));
     }
   };
-  const stop = async () => {
+  const stop = async (signal: NodeJS.Signals = 'SIGTERM') => {
     const p = proc;
     proc = undefined;
     if (!p || p.exitCode !== null) return;
     const exited = new Promise((r) => p.once('exit', r));
-    p.kill('SIGTERM');
+    p.kill(signal);
     await exited;
   };
 
@@ -132,7 +134,7 @@ export async function startMinio(): Promise<TestMinio> {
     stop,
     start,
     async destroy() {
-      await stop();
+      await stop('SIGKILL');
       await rm(dir, { recursive: true, force: true });
     },
   };
