@@ -8,6 +8,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { UploadStore } from '../../src/jetty/uploads.js';
+import { BlobStore } from '../../src/storage/blob-store.js';
 import { DirectoryObjectStore } from '../../src/storage/directory-object-store.js';
 import { type ObjectStore, ObjectStoreError } from '../../src/storage/object-store.js';
 import { S3ObjectStore, type S3Settings } from '../../src/storage/s3-object-store.js';
@@ -182,6 +184,37 @@ describe.each(kinds)('ObjectStore conformance: %s', (_name, make) => {
   ])('refuses a key that is %s', async (_what, key) => {
     await expect(store.put(key, 'x')).rejects.toThrow(/invalid object key/);
     await expect(store.get(key)).rejects.toThrow(/invalid object key/);
+  });
+});
+
+describe.each(kinds)('retention on the store: %s', (_name, make) => {
+  it("removes expired runs' and uploads' objects, and keeps live and recent ones", async () => {
+    const objects = await make();
+    const scratch = await mkdtemp(path.join(tmp, 'scratch-'));
+    const blobs = new BlobStore(objects, scratch, { maxJsonBytes: MiB });
+    for (const run of ['old', 'live']) {
+      const staging = await blobs.stagingDir(run);
+      await writeFile(path.join(staging, 'out.txt'), run);
+      await blobs.commitArtifacts(run, staging, ['out.txt']);
+      await blobs.writeTrajectory(run, { run });
+    }
+    const uploads = new UploadStore(objects, scratch, { maxFileBytes: MiB, maxFiles: 5 });
+    async function* one() {
+      yield { filename: 'in.csv', stream: Readable.from([Buffer.from('a,b\n')]) };
+    }
+    const up = await uploads.save('col', one());
+    expect(up).not.toBeNull();
+
+    // Seen from two hours on, with a one-hour retention: everything is expired but the live run.
+    const later = Date.now() + 2 * 3600_000;
+    const removed = await blobs.removeOlderThan(3600_000, async (id) => id === 'live', later);
+    expect(removed.runs).toBe(1);
+    expect(await keys(objects, 'runs/old/')).toEqual([]);
+    expect(await keys(objects, 'runs/live/')).toContain('runs/live/trajectory.json');
+    expect(await uploads.removeOlderThan(3600_000, Date.now())).toBe(0);
+    expect((await keys(objects, 'uploads/')).length).toBeGreaterThan(0);
+    expect(await uploads.removeOlderThan(3600_000, later)).toBe(1);
+    expect(await keys(objects, 'uploads/')).toEqual([]);
   });
 });
 
