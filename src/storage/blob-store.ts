@@ -42,7 +42,7 @@ export class BlobStore {
   }
 
   private runPrefix(runId: string): string {
-    if (!/^[A-Za-z0-9_-]+$/.test(runId)) throw new Error('invalid run id');
+    if (!isRunId(runId)) throw new Error('invalid run id');
     return `runs/${runId}/`;
   }
 
@@ -97,7 +97,7 @@ export class BlobStore {
 
   /** The key of one of the run's artifacts, or null when the run has no such artifact. */
   private async artifactKey(runId: string, relPath: string): Promise<string | null> {
-    if (!isSafeKey(relPath)) return null;
+    if (!isSafeKey(relPath) || !isRunId(runId)) return null;
     const m = await this.manifest(runId);
     if (m) return m.prefix && m.paths.includes(relPath) ? `${m.prefix}${relPath}` : null;
     return `${this.runPrefix(runId)}artifacts/${relPath}`;
@@ -139,6 +139,8 @@ export class BlobStore {
 
   /** A JSON document of the run, or null when there is none (or it is not JSON). */
   async readRunJson<T>(runId: string, name: string): Promise<T | null> {
+    // An id no run can have (a request's path, say) has nothing stored: not found, not a fault.
+    if (!isRunId(runId)) return null;
     const key = `${this.runPrefix(runId)}${name}`;
     const body = await this.objects.get(key);
     if (!body) return null;
@@ -197,6 +199,10 @@ export class BlobStore {
     await close();
     return removed;
   }
+}
+
+function isRunId(runId: string): boolean {
+  return /^[A-Za-z0-9_-]+$/.test(runId);
 }
 
 /** Runs `fn` on every item, `size` at a time; the first failure stops new starts and is thrown. */

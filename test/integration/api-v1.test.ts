@@ -389,11 +389,15 @@ describe('files', () => {
     const spec = driver.started.find((s) => s.runId === id)!;
     const assets = spec.files.filter((f) => f.path.startsWith('/app/assets/')).map((f) => f.path);
     expect(assets.sort()).toEqual(rels.map((r) => `/app/assets/${r}`).sort());
-    // Nothing was written outside the upload's own directory.
+    // Nothing was written outside the upload's own directory (a run's file being written beside
+    // it, in the store's temporary directory, is another request's).
     const all = await filesUnder(path.join(h.dataDir, 'blobs'));
     expect(
       all.filter(
-        (f) => !f.includes(`${path.sep}uploads${path.sep}`) && !f.includes(`${path.sep}runs${path.sep}`),
+        (f) =>
+          !f.includes(`${path.sep}uploads${path.sep}`) &&
+          !f.includes(`${path.sep}runs${path.sep}`) &&
+          !f.includes(`${path.sep}.partial-writes${path.sep}`),
       ),
     ).toEqual([]);
     // Each upload downloads by its key, with the caller's key only.
@@ -404,14 +408,16 @@ describe('files', () => {
   });
 
   it('a zip with an entry that climbs out is refused whole: a 400, and nothing of it is kept', async () => {
-    const before = await filesUnder(path.join(h.dataDir, 'blobs')).catch(() => []);
+    // Uploads only: runs of earlier tests may still be writing their trajectories meanwhile.
+    const uploadsDir = path.join(h.dataDir, 'blobs', 'uploads');
+    const before = await filesUnder(uploadsDir).catch(() => []);
     for (const evil of ['../../escape.txt', '/abs/escape.txt']) {
       const zip = zipOf({ 'ok.txt': 'fine', [evil]: 'no' });
       const res = await post('/api/v1/sandbox/upload', form({}, [{ name: 'evil.zip', data: zip }]));
       expect(res.status, evil).toBe(400);
       expect(res.body.error.code).toBe('invalid_zip');
     }
-    expect(await filesUnder(path.join(h.dataDir, 'blobs'))).toEqual(before);
+    expect(await filesUnder(uploadsDir)).toEqual(before);
   });
 
   it('sandbox/upload answers {upload_id, file_paths, count}; a later run takes them by key', async () => {

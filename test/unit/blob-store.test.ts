@@ -166,6 +166,17 @@ describe('BlobStore.removeOlderThan: run files expire with the retention', () =>
   });
 });
 
+describe('a run id no run can have', () => {
+  it('reads as nothing stored (a 404 to the caller), not a fault', async () => {
+    const { blobs } = await store();
+    for (const id of ['..', '../../master.key', '%2e%2e', 'a/b', '']) {
+      expect(await blobs.readTrajectory(id)).toBeNull();
+      expect(await blobs.readRunJson(id, 'labels.json')).toBeNull();
+      expect(await blobs.openArtifact(id, 'top.txt')).toBeNull();
+    }
+  });
+});
+
 describe('stored JSON is bounded', () => {
   it('refuses a trajectory past BLOB_MAX_JSON_BYTES, naming the setting', async () => {
     const root = await mkdtemp(path.join(tmpdir(), 'jetty-blobs-'));
