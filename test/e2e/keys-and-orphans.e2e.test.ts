@@ -156,10 +156,12 @@ describe("a collection's provider key and secrets", () => {
     ).text();
     places['server log'] = await readFile(logFile, 'utf8');
     places.redis = await dumpRedis(h.redis.url);
-    // Everything the server stored on disk but the artifacts (the agent's own files: env.txt holds
-    // the secret because the runbook wrote it there).
-    for (const f of await filesUnder(path.join(h.dataDir, 'blobs'))) {
-      if (!f.includes(`${path.sep}artifacts${path.sep}`)) places[f] = await readFile(f, 'utf8');
+    // Everything the server stored on disk but the artifacts, runs/<id>/files-<attempt>/ (the
+    // agent's own files: env.txt holds the secret because the runbook wrote it there).
+    const blobs = path.join(h.dataDir, 'blobs');
+    for (const f of await filesUnder(blobs)) {
+      const [top, , dir] = path.relative(blobs, f).split(path.sep);
+      if (!(top === 'runs' && dir?.startsWith('files-'))) places[f] = await readFile(f, 'utf8');
     }
     expect(places['server log']).toContain(apiRunId);
     for (const [where, text] of Object.entries(places)) {
