@@ -453,7 +453,9 @@ describe('files', () => {
   });
 
   it('an oversized upload is a 413 and leaves nothing behind', async () => {
-    const before = await filesUnder(path.join(h.dataDir, 'blobs')).catch(() => []);
+    // Uploads and the store's temporary files: runs of earlier tests may be storing trajectories.
+    const uploadsDir = path.join(h.dataDir, 'blobs', 'uploads');
+    const before = await filesUnder(uploadsDir).catch(() => []);
     const res = await post(
       '/api/v1/sandbox/upload',
       form({}, [{ name: 'big.bin', data: 'x'.repeat(65 * 1024) }]),
@@ -467,7 +469,8 @@ describe('files', () => {
       ),
     );
     expect(many.status).toBe(413);
-    expect(await filesUnder(path.join(h.dataDir, 'blobs'))).toEqual(before);
+    expect(await filesUnder(uploadsDir)).toEqual(before);
+    expect(await filesUnder(path.join(h.dataDir, 'scratch', 'uploads'))).toEqual([]);
   });
 
   it('file paths that climb out, or are malformed, are 404s', async () => {
