@@ -1,28 +1,40 @@
 #!/usr/bin/env bash
-# Builds the sandbox images of the agent runtimes: docker/build-images.sh [runtime ...]
-# (default: every runtime under docker/runtimes/). Idempotent: an image whose `jetty.inputs` label matches the hash of its
-# inputs is left alone, so a second run takes a second or so.
+# Builds the sandbox images: docker/build-images.sh [name ...]
+# A sandbox is an *environment* image with an *agent layer* mounted into it (docs/environments.md):
+#   agents/toolset            jetty/agent-toolset      what every agent layer shares
+#   agents/<runtime>          jetty/agent-<runtime>    one per runtime: its CLI under /opt/jetty
+#   environments/<snapshot>   jetty/env-<snapshot>     lean (the default), python312-uv, ...
+# Names: a directory (agents/codex, environments/lean), or its image's short name (agent-codex,
+# env-lean), or a runtime's name (codex). Default: all of them, in the order above.
+# Idempotent: an image whose `jetty.inputs` label matches the hash of its inputs (its directory,
+# the shared common/ beside it, this script, the extra CA and the ids of the images it is built
+# from) is left alone, so a second run takes a few seconds.
 #
-# Each runtime is a directory docker/runtimes/<name>/ holding:
+# Each directory holds:
 #   Dockerfile        required; its first line names the image: `# jetty.image: <repo>:<tag>`;
-#                     it takes the base as `ARG BASE`; an optional `# jetty.build-network: host`
-#                     line lets its RUN steps reach package registries (default: none)
+#                     an optional `# jetty.build-network: host` line lets its RUN steps reach
+#                     package registries (default: none). Build args it may declare: BASE (the
+#                     base chosen below for its kind), TOOLSET, PYTHON_ENV (jetty/env-python312-uv),
+#                     NODE_BASE (the bookworm + Node base), EXTRA_CA_CERTS
 #   package.json      optional; with package-lock.json, installed on the host with `npm ci` into
 #   package-lock.json the staged context's node_modules/, which the Dockerfile COPYs
-# The staged context (gitignored, docker/.build/<name>/) also gets common/ (the forwarder and the
-# entrypoint) and ca/ (empty, or extra.crt). Adding a runtime needs no change here.
+#   anything else     copied into the staged context (gitignored, docker/.build/<kind>-<name>/),
+#                     with ../common/ as common/ and ca/ (empty, or extra.crt)
 #
 # Env:
-#   JETTY_BASE_IMAGE     base image; default node:22-bookworm-slim when present locally, else the
-#                        locally made jetty-local/node:22-bookworm (docker/base/make-local-base.sh)
-#   JETTY_EXTRA_CA_FILE  a PEM bundle to trust inside the images (an intercepting/corporate proxy);
-#                        default: this machine's own bundle, /etc/ssl/certs/ca-certificates.crt,
-#                        so image builds that fetch packages trust what the host trusts
+#   JETTY_BASE_IMAGE         base of the agent layers' assembly and the lean environment; default
+#                            node:22-bookworm-slim when present locally, else the locally made
+#                            jetty-local/node:22-bookworm (docker/base/make-local-base.sh)
+#   JETTY_PYTHON_BASE_IMAGE  base of the Python snapshots; default python:3.12-slim when present
+#                            locally, else the locally made jetty-local/debian:trixie (Debian's
+#                            Python 3.13; docker/base/make-local-trixie.sh)
+#   JETTY_EXTRA_CA_FILE      a PEM bundle to trust inside the images (an intercepting/corporate
+#                            proxy); default: this machine's own bundle,
+#                            /etc/ssl/certs/ca-certificates.crt, so builds that fetch packages
+#                            trust what the host trusts
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-runtimes_dir="$here/runtimes"
-common_dir="$runtimes_dir/common"
 build_root="$here/.build"
 
 die() { echo "build-images: $*" >&2; exit 1; }
@@ -33,6 +45,9 @@ docker info >/dev/null 2>&1 || die "the Docker engine is not reachable (start do
 
 # The legacy builder works with every engine and CLI here; BuildKit needs the buildx plugin.
 export DOCKER_BUILDKIT="${DOCKER_BUILDKIT:-0}"
+
+TOOLSET_IMAGE=jetty/agent-toolset:1
+PYTHON_ENV_IMAGE=jetty/env-python312-uv:1
 
 pick_base() {
   if [ -n "${JETTY_BASE_IMAGE:-}" ]; then
@@ -48,6 +63,19 @@ pick_base() {
   fi
 }
 
+pick_python_base() {
+  if [ -n "${JETTY_PYTHON_BASE_IMAGE:-}" ]; then
+    docker image inspect "$JETTY_PYTHON_BASE_IMAGE" >/dev/null 2>&1 \
+      || die "JETTY_PYTHON_BASE_IMAGE=$JETTY_PYTHON_BASE_IMAGE is not on this engine (docker pull or build it first)"
+    echo "$JETTY_PYTHON_BASE_IMAGE"
+  elif docker image inspect python:3.12-slim >/dev/null 2>&1; then
+    echo python:3.12-slim
+  else
+    bash "$here/base/make-local-trixie.sh" >&2
+    echo "${JETTY_LOCAL_TRIXIE_IMAGE:-jetty-local/debian:trixie}"
+  fi
+}
+
 extra_ca=""
 if [ -z "${JETTY_EXTRA_CA_FILE+set}" ] && [ -s /etc/ssl/certs/ca-certificates.crt ]; then
   JETTY_EXTRA_CA_FILE=/etc/ssl/certs/ca-certificates.crt
@@ -57,14 +85,16 @@ if [ -n "${JETTY_EXTRA_CA_FILE:-}" ]; then
   extra_ca="$JETTY_EXTRA_CA_FILE"
 fi
 
-# Everything that decides an image's content, hashed in a stable order.
+# Everything that decides an image's content, hashed in a stable order: its directory, the shared
+# common/ of its kind, this script, the extra CA and the ids of the images given as build args.
 inputs_hash() {
-  local dir=$1 base_id=$2
+  local rel=$1
+  shift
   {
-    echo "base $base_id"
+    for ref in "$@"; do echo "arg $ref $(docker image inspect --format '{{.Id}}' "${ref#*=}")"; done
     echo "extra-ca $( [ -n "$extra_ca" ] && sha256sum <"$extra_ca" | cut -d' ' -f1 || echo none)"
-    (cd "$here" && find "runtimes/$(basename "$dir")" runtimes/common build-images.sh -type f -not -path "*/node_modules/*" -print0 \
-      | LC_ALL=C sort -z | xargs -0 sha256sum)
+    (cd "$here" && find "$rel" "$(dirname "$rel")/common" build-images.sh -type f \
+      -not -path "*/node_modules/*" -print0 2>/dev/null | LC_ALL=C sort -z | xargs -0 sha256sum)
   } | sha256sum | cut -c1-16
 }
 
@@ -79,22 +109,21 @@ stage_context() {
   local dir=$1 ctx=$2
   mkdir -p "$ctx"
   rm -rf "$ctx/common" "$ctx/ca"
-  cp -R "$common_dir" "$ctx/common"
-  # The entrypoint must be executable in the image even from a checkout that dropped file modes.
-  chmod 0755 "$ctx/common/entrypoint.sh" "$ctx/common/forwarder.js"
+  if [ -d "$(dirname "$dir")/common" ]; then cp -R "$(dirname "$dir")/common" "$ctx/common"; else mkdir "$ctx/common"; fi
+  # Scripts must be executable in the image even from a checkout that dropped file modes.
+  find "$ctx/common" -name '*.sh' -exec chmod 0755 {} +
   mkdir -p "$ctx/ca"
   [ -z "$extra_ca" ] || cp "$extra_ca" "$ctx/ca/extra.crt"
-  cp "$dir/Dockerfile" "$ctx/Dockerfile"
+  find "$dir" -maxdepth 1 -type f -exec cp {} "$ctx/" \;
   if [ -f "$dir/package.json" ]; then
     [ -f "$dir/package-lock.json" ] || die "$dir has package.json but no package-lock.json"
     local want have
     want=$(cat "$dir/package.json" "$dir/package-lock.json" | sha256sum | cut -d' ' -f1)
     have=$(cat "$ctx/node_modules/.jetty-stamp" 2>/dev/null || true)
     if [ "$want" != "$have" ]; then
-      cp "$dir/package.json" "$dir/package-lock.json" "$ctx/"
-      # Host-side install; the image build itself needs no registry and no npm.
+      # Host-side install; the image build itself needs no npm.
       (cd "$ctx" && npm ci --no-audit --no-fund --loglevel=error >"$ctx.npm-ci.log" 2>&1) || {
-        tail -20 "$ctx.npm-ci.log" >&2; die "npm ci failed for $(basename "$dir")"; }
+        tail -20 "$ctx.npm-ci.log" >&2; die "npm ci failed for $dir"; }
       echo "$want" >"$ctx/node_modules/.jetty-stamp"
     fi
   else
@@ -102,49 +131,108 @@ stage_context() {
   fi
 }
 
-build_runtime() {
-  local name=$1 started dir ctx image base_id hash current network old_id build_args
+# build_one <kind/name> [ARG=image ...]: the args are build args naming images (part of the hash).
+build_one() {
+  local rel=$1 started dir ctx image hash current network old_id build_args labels
+  shift
   started=$(now)
-  dir="$runtimes_dir/$name"
-  [ -f "$dir/Dockerfile" ] || die "unknown runtime '$name' (no $dir/Dockerfile)"
+  dir="$here/$rel"
+  [ -f "$dir/Dockerfile" ] || die "nothing to build at $rel (no Dockerfile)"
   image=$(image_of "$dir")
-  base_id=$(docker image inspect --format '{{.Id}}' "$base")
-  hash=$(inputs_hash "$dir" "$base_id")
+  hash=$(inputs_hash "$rel" "$@")
 
   current=$(docker image inspect --format '{{ index .Config.Labels "jetty.inputs" }}' "$image" 2>/dev/null || true)
   if [ "$current" = "$hash" ]; then
-    echo "$name: $image up to date ($(elapsed "$started")s)"
+    echo "$rel: $image up to date ($(elapsed "$started")s)"
     return
   fi
 
-  ctx="$build_root/$name"
+  ctx="$build_root/${rel//\//-}"
   stage_context "$dir" "$ctx"
   network=$(sed -n 's/^# jetty\.build-network: *\([a-z]*\).*$/\1/p' "$dir/Dockerfile" | head -1)
-  build_args=(--build-arg "BASE=$base" --network "${network:-none}" --label "jetty.inputs=$hash" \
-    --label "jetty.runtime=$name")
+  build_args=(--network "${network:-none}" --label "jetty.inputs=$hash" --label "jetty.image=$image")
+  for a in "$@"; do build_args+=(--build-arg "$a"); done
   [ -z "$extra_ca" ] || build_args+=(--build-arg "EXTRA_CA_CERTS=/usr/local/share/ca-certificates/extra.crt")
   old_id=$(docker image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)
 
   # Logs sit beside the context, not in it.
   docker build "${build_args[@]}" -t "$image" "$ctx" >"$ctx.build.log" 2>&1 || {
-    tail -30 "$ctx.build.log" >&2; die "docker build failed for $name (full log: $ctx.build.log)"; }
+    tail -30 "$ctx.build.log" >&2; die "docker build failed for $rel (full log: $ctx.build.log)"; }
+
+  describe "$dir" "$image"
 
   # The previous image of this tag is now dangling: drop it unless a container still uses it.
   if [ -n "$old_id" ] && [ "$old_id" != "$(docker image inspect --format '{{.Id}}' "$image")" ]; then
     docker image rm "$old_id" >/dev/null 2>&1 || true
   fi
-  echo "$name: $image built ($(elapsed "$started")s)"
+  labels=$(docker image inspect --format '{{.Size}}' "$image")
+  echo "$rel: $image built ($(elapsed "$started")s, $((labels / 1000000)) MB)"
 }
 
-if [ "$#" -eq 0 ]; then
-  # Every runtime directory (those with a Dockerfile), claude-code first: it is the default runtime.
-  set -- claude-code
-  for d in "$runtimes_dir"/*/; do
-    name=$(basename "$d")
-    [ "$name" != claude-code ] && [ -f "$d/Dockerfile" ] && set -- "$@" "$name"
+# A `# jetty.describe: <shell command>` line: the command runs in the new image and prints
+# `jetty.<name>=<value>` lines (its Python version, say), which become the image's labels, so
+# that the image records what it has (read by the workers for GET /v1/snapshots).
+describe() {
+  local dir=$1 image=$2 cmd labels=()
+  cmd=$(sed -n 's/^# jetty\.describe: *//p' "$dir/Dockerfile" | head -1)
+  [ -n "$cmd" ] || return 0
+  while IFS= read -r line; do
+    case "$line" in jetty.*=*) labels+=(--label "$line") ;; esac
+  done < <(docker run --rm --network none --user 0 --entrypoint sh "$image" -c "$cmd" 2>/dev/null)
+  [ "${#labels[@]}" -gt 0 ] || die "$dir: its jetty.describe command printed no jetty.<name>=<value> line"
+  echo "FROM $image" | docker build -q "${labels[@]}" -t "$image" - >/dev/null 2>&1 || die "$dir: labelling $image failed"
+}
+
+# What a name on the command line means, as a directory under docker/.
+resolve() {
+  case "$1" in
+    agents/* | environments/*) echo "$1" ;;
+    agent-*) echo "agents/${1#agent-}" ;;
+    env-*) echo "environments/${1#env-}" ;;
+    *) if [ -d "$here/agents/$1" ]; then echo "agents/$1"; else echo "environments/$1"; fi ;;
+  esac
+}
+
+all() {
+  echo agents/toolset
+  # claude-code first: it is the default runtime.
+  echo agents/claude-code
+  for d in "$here"/agents/*/; do
+    case "$(basename "$d")" in toolset | common | claude-code) ;; *) [ -f "$d/Dockerfile" ] && echo "agents/$(basename "$d")" ;; esac
   done
+  echo environments/lean
+  echo environments/python312-uv
+  for d in "$here"/environments/*/; do
+    case "$(basename "$d")" in common | lean | python312-uv) ;; *) [ -f "$d/Dockerfile" ] && echo "environments/$(basename "$d")" ;; esac
+  done
+}
+
+if [ "$#" -eq 0 ]; then mapfile -t targets < <(all); else
+  targets=()
+  for n in "$@"; do targets+=("$(resolve "$n")"); done
 fi
+
 base=$(pick_base)
-for runtime in "$@"; do
-  build_runtime "$runtime"
-done
+python_base=""
+done_list=" "
+# Each image once per invocation, after the images it is built from (idempotent when up to date).
+ensure() {
+  local rel=$1
+  case "$done_list" in *" $rel "*) return ;; esac
+  case "$rel" in
+    agents/toolset) build_one "$rel" "BASE=$base" ;;
+    agents/*)
+      ensure agents/toolset
+      build_one "$rel" "BASE=$base" "TOOLSET=$TOOLSET_IMAGE" ;;
+    environments/lean) build_one "$rel" "BASE=$base" ;;
+    environments/python312-uv)
+      [ -n "$python_base" ] || python_base=$(pick_python_base)
+      build_one "$rel" "BASE=$python_base" ;;
+    environments/*)
+      # The other snapshots build on python312-uv (and take Node from the bookworm base).
+      ensure environments/python312-uv
+      build_one "$rel" "BASE=$PYTHON_ENV_IMAGE" "NODE_BASE=$base" ;;
+  esac
+  done_list="$done_list$rel "
+}
+for rel in "${targets[@]}"; do ensure "$rel"; done

@@ -5,15 +5,19 @@
 #   - a running Docker engine (starts dockerd in the background unless DOCKER_HOST is set)
 #   - node_modules (npm ci when missing or when package-lock.json changed), then the build
 #   - the sandbox images (docker/build-images.sh)
-#   --test (or JETTY_SETUP_TEST=1): also the Python `openai` client the test suite drives, and
-#     Debian's chromium for the web page's browser test (driven by playwright-core), and the MinIO
-#     server the object-store tests run (scripts/minio.sh: built from its Go module, cached by version)
+#   --test (or JETTY_SETUP_TEST=1): also the Python `openai` client the test suite drives, the
+#     Python `prometheus-client` parser the metrics tests read /metrics with, Docker Compose v2
+#     (scripts/compose.sh), Debian's chromium for the web page's browser test (playwright-core),
+#     and the MinIO server the object-store tests run (scripts/minio.sh: built from its Go module,
+#     cached by version)
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
 PY_OPENAI_VERSION=3.57.0
+# The Prometheus project's own text-format parser: the metrics tests read /metrics with it.
+PY_PROMETHEUS_CLIENT_VERSION=0.26.0
 DOCKERD_LOG=${JETTY_DOCKERD_LOG:-/var/log/jetty-dockerd.log}
 
 with_test_deps=${JETTY_SETUP_TEST:-0}
@@ -123,8 +127,26 @@ if [ "$with_test_deps" = 1 ]; then
     PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
       "openai==$PY_OPENAI_VERSION" || die "pip install openai==$PY_OPENAI_VERSION failed"
   fi
-  # The object-store tests run a real S3 server on loopback; the first build takes about 2 minutes.
-  say "minio: $(bash scripts/minio.sh)"
+  have=$(python3 -c 'from importlib.metadata import version; print(version("prometheus-client"))' 2>/dev/null || true)
+  if [ "$have" != "$PY_PROMETHEUS_CLIENT_VERSION" ]; then
+    say "pip install prometheus-client==$PY_PROMETHEUS_CLIENT_VERSION"
+    PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+      "prometheus-client==$PY_PROMETHEUS_CLIENT_VERSION" || die "pip install prometheus-client==$PY_PROMETHEUS_CLIENT_VERSION failed"
+  fi
+fi
+
+# --- Docker Compose v2 (the compose test) ----------------------------------------------------------
+# Built once from its Go module into a cache (the first build takes minutes: it fetches its modules).
+if [ "$with_test_deps" = 1 ]; then
+  bash scripts/compose.sh || die "Docker Compose could not be built (scripts/compose.sh)"
+fi
+
+# --- MinIO (the object-store tests) ----------------------------------------------------------------
+# The object-store tests run a real S3 server on loopback, built once from its Go module into a cache
+# (the first build takes about 2 minutes).
+if [ "$with_test_deps" = 1 ]; then
+  minio=$(bash scripts/minio.sh) || die "MinIO could not be built (scripts/minio.sh)"
+  say "minio: $minio"
 fi
 
 # --- Sandbox images ----------------------------------------------------------------------------

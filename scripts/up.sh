@@ -52,8 +52,8 @@ for _ in $(seq 100); do
 done
 curl -fsS "http://$HOST:$PORT/readyz" >/dev/null || { echo "the API did not become ready; see $DATA_DIR/logs/api.log" >&2; exit 1; }
 echo "API ready at http://$HOST:$PORT (OpenAPI UI at /docs)"
-echo "Collection $JETTY_BOOTSTRAP_COLLECTION; its API key is in $key_file:"
-echo "  export JETTY_API_KEY=\$(cat $key_file)"
+echo "Collection $JETTY_BOOTSTRAP_COLLECTION; its API key is in $key_file. For the CLI and the README's examples:"
+echo "  export JETTY_URL=http://$HOST:$PORT JETTY_API_KEY=\$(cat $key_file)"
 echo
 echo "== demo: examples/hello.md through claude-code and the simulated provider"
 JETTY_API_KEY="$JETTY_BOOTSTRAP_API_KEY" node scripts/demo-client.mjs "http://$HOST:$PORT" examples/hello.md

@@ -21,6 +21,26 @@ export interface RunRecord {
   evaluation?: unknown;
 }
 
+/** The fields of an experiment the CLI reads. */
+export interface ExperimentView {
+  id: string;
+  status: 'running' | 'completed' | 'cancelled';
+  grader: { kind: string | null; judge_model: string | null; judge_provider: string | null };
+  variants: {
+    name: string;
+    runs: number;
+    completed: number;
+    ended: number;
+    passed: number;
+    pass_rate: number | null;
+    pass_rate_ci: [number, number] | null;
+    mean_score: number | null;
+    median_duration_ms: number | null;
+    mean_cost_usd: number | null;
+    tokens: number;
+  }[];
+}
+
 /** One event as the server stores and streams it. */
 export interface RunEvent {
   id: string;
@@ -106,6 +126,41 @@ export class JettyClient {
       for (const m of parser.push(decoder.decode(chunk, { stream: true }))) {
         yield { ...(JSON.parse(m.data) as RunEvent), id: m.id ?? '' };
       }
+    }
+  }
+
+  /** POST /v1/experiments (jetty ab). */
+  createExperiment(body: unknown): Promise<ExperimentView> {
+    return this.json('/v1/experiments', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+  }
+
+  getExperiment(id: string): Promise<ExperimentView> {
+    return this.json(`/v1/experiments/${encodeURIComponent(id)}`);
+  }
+
+  cancelExperiment(id: string): Promise<ExperimentView> {
+    return this.json(`/v1/experiments/${encodeURIComponent(id)}/cancel`, { method: 'POST' });
+  }
+
+  /** The experiment's progress stream: the whole experiment each time a figure changes. */
+  async *experimentEvents(
+    id: string,
+    opts: { signal: AbortSignal; maxEventBytes: number },
+  ): AsyncGenerator<ExperimentView> {
+    const res = await this.fetch(`/v1/experiments/${encodeURIComponent(id)}/events`, {
+      headers: { accept: 'text/event-stream' },
+      signal: opts.signal,
+    });
+    if (!res.ok || !res.body) throw await apiError(res, `GET /v1/experiments/${id}/events`);
+    const parser = new SseParser(opts.maxEventBytes);
+    const decoder = new TextDecoder();
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+      for (const m of parser.push(decoder.decode(chunk, { stream: true })))
+        yield JSON.parse(m.data) as ExperimentView;
     }
   }
 

@@ -1,5 +1,6 @@
 import { ConfigError } from '../config/index.js';
 import type { CliContext, Command } from './command.js';
+import { abCommand } from './commands/ab.js';
 import { ADMIN_GROUPS, adminCommand } from './commands/admin.js';
 import { cancelCommand } from './commands/cancel.js';
 import { logsCommand } from './commands/logs.js';
@@ -8,7 +9,14 @@ import { runsCommand } from './commands/runs.js';
 import { CliError, EXIT, EXIT_CODES_HELP } from './exit.js';
 
 /** Every `jetty <command>`; a new command is one more entry. */
-export const COMMANDS: Command[] = [runCommand, runsCommand, logsCommand, cancelCommand, adminCommand];
+export const COMMANDS: Command[] = [
+  runCommand,
+  runsCommand,
+  logsCommand,
+  cancelCommand,
+  abCommand,
+  adminCommand,
+];
 
 export function mainHelp(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

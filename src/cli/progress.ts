@@ -4,11 +4,12 @@ import {
   formatDuration,
   formatElapsed,
   formatTokens,
+  netConnectLine,
   oneLine,
   toolCallLine,
   UsageTally,
 } from '../events/display.js';
-import type { UsageTotals } from '../events/types.js';
+import type { NetConnectData, UsageTotals } from '../events/types.js';
 import type { RunEvent } from './client.js';
 
 export interface Terminal {
@@ -72,6 +73,12 @@ export class ProgressView {
         break;
       case 'run.warning':
         this.line(`! ${str(d.code)}: ${str(d.message)}`, 'yellow');
+        break;
+      case 'net.connect':
+        this.line(
+          netConnectLine(d as unknown as NetConnectData, this.width(0)),
+          d.outcome === 'allowed' ? 'dim' : 'yellow',
+        );
         break;
       case 'artifact':
         this.line(`+ ${str(d.path)} (${formatBytes(Number(d.size) || 0)})`);

@@ -58,6 +58,9 @@ const cliEnvSchema = z.object({
     }),
 });
 
+/** Every environment variable the CLI reads: docs/configuration.md has a row for each (a test checks). */
+export const CLI_VARIABLES: readonly string[] = Object.keys(cliEnvSchema.shape);
+
 export function loadCliConfig(env: Record<string, string | undefined>): CliConfig {
   const parsed = cliEnvSchema.safeParse(env);
   if (!parsed.success) {

@@ -1,9 +1,15 @@
 import { z } from 'zod';
+import { DEFAULT_EGRESS_LIMITS, type EgressLimits, parsePorts } from '../egress/limits.js';
+import { parsePatterns } from '../egress/patterns.js';
+import { EGRESS_MODES, type EgressPolicy } from '../egress/policy.js';
+import { DEFAULT_SNAPSHOT, SNAPSHOT_NAMES } from '../environments/snapshots.js';
+import { JUDGE_PROVIDERS } from '../evaluation/types.js';
 import { DEFAULT_RUN_LIMITS, type RunLimits } from '../events/limits.js';
 import { AGENT_NAMES, type AgentName } from '../events/types.js';
 import { type AllowEntry, parseAllowList } from '../net/address-policy.js';
 import { type RealProvider, UPSTREAMS } from '../providers/upstreams.js';
 import { DEFAULT_SANDBOX_DISK_BYTES, JOBS } from '../queue/catalog.js';
+import type { ProviderName } from '../runtimes/types.js';
 import { type BlobStoreConfig, blobStoreConfig, blobStoreSchema } from './blob-store.js';
 
 /**
@@ -121,6 +127,30 @@ const envSchema = z.object({
       return n;
     }),
   SANDBOX_MEMORY: bytes('2g'),
+  SANDBOX_MAX_CPUS: z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v === '') return undefined;
+      const n = Number(v);
+      if (!(n > 0 && n <= 256)) {
+        ctx.addIssue({ code: 'custom', message: `must be a number of CPUs from 0.1 to 256; got "${v}"` });
+        return z.NEVER;
+      }
+      return n;
+    }),
+  SANDBOX_MAX_MEMORY: z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v === '') return undefined;
+      const n = parseBytes(v);
+      if (n === null) {
+        ctx.addIssue({ code: 'custom', message: `must be a size like 512m, 8g or 1048576; got "${v}"` });
+        return z.NEVER;
+      }
+      return n;
+    }),
   SANDBOX_PIDS: int(512, 16, 65536),
   SANDBOX_DISK: bytes(String(DEFAULT_SANDBOX_DISK_BYTES)),
   SANDBOX_MAX_DISK: z
@@ -138,7 +168,62 @@ const envSchema = z.object({
   ARTIFACT_MAX_FILES: int(1000, 1, 1_000_000),
   ARTIFACT_MAX_BYTES: bytes('512m'),
   ARTIFACT_MAX_FILE_BYTES: bytes('256m'),
-  SANDBOX_ALLOW_NETWORK: flag(false),
+  // Gone: sandboxes are always --network none now. Refused when set to true, naming what replaced it.
+  SANDBOX_ALLOW_NETWORK: flag(false).refine(
+    (v) => !v,
+    'is no longer supported: a sandbox never gets a network of its own; it reaches hosts through the audited egress proxy. Set EGRESS_POLICY=open (or allowlist with EGRESS_ALLOW) instead, and remove SANDBOX_ALLOW_NETWORK',
+  ),
+  EGRESS_POLICY: z.enum(EGRESS_MODES, { error: `must be one of ${EGRESS_MODES.join(', ')}` }).default('none'),
+  EGRESS_ALLOW: z
+    .string()
+    .default('')
+    .transform((v, ctx) => {
+      const parsed = parsePatterns(v.split(/[\s,]+/).filter(Boolean));
+      if ('error' in parsed) {
+        ctx.addIssue({ code: 'custom', message: parsed.error });
+        return z.NEVER;
+      }
+      return parsed.patterns;
+    }),
+  EGRESS_PORTS: z
+    .string()
+    .default('80,443')
+    .transform((v, ctx) => {
+      const parsed = parsePorts(v);
+      if ('error' in parsed) {
+        ctx.addIssue({ code: 'custom', message: parsed.error });
+        return z.NEVER;
+      }
+      return parsed.ports;
+    }),
+  EGRESS_MAX_CONNECTIONS: int(DEFAULT_EGRESS_LIMITS.maxConnections, 1, 1_000_000),
+  EGRESS_MAX_CONCURRENT: int(DEFAULT_EGRESS_LIMITS.maxConcurrent, 1, 4096),
+  EGRESS_IDLE_TIMEOUT_MS: int(DEFAULT_EGRESS_LIMITS.idleTimeoutMs, 1_000, 3_600_000),
+  EGRESS_CONNECT_TIMEOUT_MS: int(DEFAULT_EGRESS_LIMITS.connectTimeoutMs, 100, 120_000),
+  EGRESS_MAX_BYTES: bytes(String(DEFAULT_EGRESS_LIMITS.maxBytes), { min: '1m', max: '1024g' }),
+  SANDBOX_SNAPSHOTS: z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v.trim() === '') return undefined;
+      const names = v
+        .split(',')
+        .map((n) => n.trim())
+        .filter(Boolean);
+      const unknown = names.filter((n) => !SNAPSHOT_NAMES.includes(n));
+      if (unknown.length > 0) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `unknown snapshot ${unknown.join(', ')}; the snapshots are ${SNAPSHOT_NAMES.join(', ')}`,
+        });
+        return z.NEVER;
+      }
+      return names;
+    }),
+  SANDBOX_ALLOW_CUSTOM_IMAGES: flag(true),
+  ENVIRONMENT_PROBE_TTL_SEC: int(7 * 24 * 3600, 60, 365 * 24 * 3600),
+  ENVIRONMENT_PROBE_MAX_BYTES: bytes('1m', { min: '4k', max: '64m' }),
+  ENVIRONMENT_SURVEY: flag(true),
   SIMULATED_PROVIDER: flag(true),
   HEARTBEAT_MS: int(15_000, 100, 60_000),
   WEBHOOK_CONCURRENCY: int(8, 1, 256),
@@ -167,6 +252,26 @@ const envSchema = z.object({
     (v) => v === undefined || v.length >= 32,
     'must be at least 32 characters (openssl rand -hex 32 makes one)',
   ),
+  /** Edges (docs/operations.md): browsers' origins, requests per key, /metrics, the dashboard. */
+  CORS_ORIGINS: z
+    .string()
+    .default('')
+    .transform((v, ctx) => {
+      const parsed = parseOrigins(v);
+      if ('error' in parsed) {
+        ctx.addIssue({ code: 'custom', message: parsed.error });
+        return z.NEVER;
+      }
+      return parsed.origins;
+    }),
+  RATE_LIMIT_MAX: int(600, 0, 1_000_000),
+  RATE_LIMIT_WINDOW_SEC: int(60, 1, 24 * 3600),
+  METRICS_TOKEN: optionalSecret.refine(
+    (v) => v === undefined || v.length >= 16,
+    'must be at least 16 characters (openssl rand -hex 32 makes one)',
+  ),
+  ADMIN_SESSION_TTL_SEC: int(8 * 3600, 60, 7 * 24 * 3600),
+  REDIS_STARTUP_WAIT_SEC: int(60, 0, 3600),
   MAX_UPLOAD_BYTES: bytes('25m'),
   MAX_UPLOAD_FILES: int(20, 1, 1000),
   /** The web page at /ui: the largest artifact it previews inline, and the timeline entries it keeps. */
@@ -178,6 +283,27 @@ const envSchema = z.object({
   RUN_MAX_MESSAGE_BYTES: bytes(String(DEFAULT_RUN_LIMITS.maxMessageBytes), { min: '1k', max: '64m' }),
   RUN_MAX_EVENTS: int(DEFAULT_RUN_LIMITS.maxEvents, 100, 10_000_000),
   RUN_MAX_STREAM_BYTES: bytes(String(DEFAULT_RUN_LIMITS.maxStreamBytes), { min: '64k', max: '4g' }),
+  // Evaluation (docs/evaluation.md): the verification script, the agent's report, the judge.
+  EVALUATION_SCRIPT_TIMEOUT_SEC: int(60, 1, 3600),
+  EVALUATION_MAX_OUTPUT_BYTES: bytes('16k', { min: '1k', max: '16m' }),
+  EVALUATION_MAX_REPORT_BYTES: bytes('1m', { min: '1k', max: '64m' }),
+  EVALUATION_MAX_HISTORY: int(20, 2, 1000),
+  JUDGE_MODEL: z
+    .string()
+    .trim()
+    .min(1, 'must be a model slug such as claude-sonnet-4-6')
+    .default('claude-sonnet-4-6'),
+  JUDGE_PROVIDER: z
+    .enum(JUDGE_PROVIDERS as [ProviderName, ...ProviderName[]], {
+      error: `must be one of ${JUDGE_PROVIDERS.join(', ')} (or unset: the judge model's own provider)`,
+    })
+    .optional()
+    .or(z.literal('').transform(() => undefined)),
+  JUDGE_TIMEOUT_SEC: int(120, 5, 3600),
+  JUDGE_MAX_INPUT_BYTES: bytes('200k', { min: '1k', max: '16m' }),
+  REGRADE_WAIT_SEC: int(60, 0, 600),
+  EXPERIMENT_MAX_RUNS: int(60, 1, 10_000),
+  EXPERIMENT_MAX_VARIANTS: int(10, 1, 100),
 });
 
 // Provider keys and upstream URLs, one pair per provider (src/providers/upstreams.ts names them).
@@ -191,6 +317,15 @@ const providerEnvSchema = z.object(
 );
 
 export type RawEnv = z.input<typeof envSchema>;
+
+/** Every environment variable loadConfig reads: docs/configuration.md has a row for each (a test checks). */
+export function configVariableNames(): string[] {
+  return [
+    ...Object.keys(envSchema.shape),
+    ...Object.keys(providerEnvSchema.shape),
+    ...Object.keys(blobStoreSchema(() => null).shape),
+  ];
+}
 
 export interface Config {
   host: string;
@@ -234,8 +369,25 @@ export interface Config {
     pids: number;
     diskBytes: number;
     maxDiskBytes: number;
-    allowNetwork: boolean;
+    /** What a run may ask for with `cpus` and `memory` (SANDBOX_MAX_CPUS, SANDBOX_MAX_MEMORY). */
+    maxCpus: number;
+    maxMemoryBytes: number;
+    /** The snapshots this server serves (SANDBOX_SNAPSHOTS); lean, the default, always. */
+    snapshots: string[];
+    /** Whether a run may name its own image (SANDBOX_ALLOW_CUSTOM_IMAGES). */
+    allowCustomImages: boolean;
   };
+  /** How long a worker trusts what it learnt of an environment image (ENVIRONMENT_PROBE_TTL_SEC). */
+  environmentProbeTtlSec: number;
+  /** Bytes of a probe's output read at most (ENVIRONMENT_PROBE_MAX_BYTES); past it the command list is partial. */
+  environmentProbeMaxBytes: number;
+  /** Whether a starting worker probes every runtime on every snapshot once (ENVIRONMENT_SURVEY). */
+  environmentSurvey: boolean;
+  /**
+   * The egress proxy: the operator's policy (every collection's default and ceiling) and the bounds
+   * on each run's connections.
+   */
+  egress: { policy: EgressPolicy; limits: EgressLimits };
   /** What a run's results_dir may give back: files, bytes in all, bytes per file. */
   artifacts: { maxFiles: number; maxBytes: number; maxFileBytes: number };
   /**
@@ -267,6 +419,19 @@ export interface Config {
   bootstrap: { collection: string; apiKey: string | undefined } | undefined;
   /** The operator's token for creating collections over HTTP; undefined: only the CLI can. */
   adminToken: string | undefined;
+  /**
+   * Origins whose pages may call the API from a browser (CORS); empty: none, no CORS headers.
+   * `*` allows every origin (keys are sent as headers, never cookies, so no credentials mode).
+   */
+  corsOrigins: string[];
+  /** Requests per API key (or per address, without a key) per window; max 0: no limit. */
+  rateLimit: { max: number; windowSec: number };
+  /** A bearer token /metrics asks for; undefined: /metrics is open (it holds no tenant data). */
+  metricsToken: string | undefined;
+  /** How long a queue-dashboard sign-in (its HttpOnly cookie) lasts. */
+  adminSessionTtlSec: number;
+  /** How long a starting process waits for Redis to answer before it gives up naming REDIS_URL. */
+  redisStartupWaitSec: number;
   /** Uploads: bytes per file and files per request. */
   uploads: { maxFileBytes: number; maxFiles: number };
   ui: { previewMaxBytes: number; maxTimelineEvents: number };
@@ -281,6 +446,19 @@ export interface Config {
   upstreams: Record<RealProvider, string>;
   /** Where artifacts, trajectories and uploads live (BLOB_STORE; src/config/blob-store.ts). */
   blobs: BlobStoreConfig;
+  /** How runs are scored (EVALUATION_*, JUDGE_*): bounds, the default judge, re-grade waits. */
+  evaluation: {
+    scriptTimeoutMs: number;
+    maxOutputBytes: number;
+    maxReportBytes: number;
+    maxHistory: number;
+    judgeTimeoutMs: number;
+    judgeMaxInputBytes: number;
+    judge: { model: string; provider: ProviderName | undefined };
+    regradeWaitSec: number;
+  };
+  /** A/B experiments: runs (variants × repeats) and variants one may have at most. */
+  experiments: { maxRuns: number; maxVariants: number };
 }
 
 export class ConfigError extends Error {
@@ -355,8 +533,15 @@ export function loadConfig(env: Record<string, string | undefined>, hostname = '
       pids: e.SANDBOX_PIDS,
       diskBytes: disk.diskBytes,
       maxDiskBytes: disk.maxDiskBytes,
-      allowNetwork: e.SANDBOX_ALLOW_NETWORK,
+      maxCpus: e.SANDBOX_MAX_CPUS ?? e.SANDBOX_CPUS,
+      maxMemoryBytes: disk.maxMemoryBytes,
+      snapshots: servedSnapshots(e.SANDBOX_SNAPSHOTS),
+      allowCustomImages: e.SANDBOX_ALLOW_CUSTOM_IMAGES,
     },
+    environmentProbeTtlSec: e.ENVIRONMENT_PROBE_TTL_SEC,
+    environmentProbeMaxBytes: e.ENVIRONMENT_PROBE_MAX_BYTES,
+    environmentSurvey: e.ENVIRONMENT_SURVEY,
+    egress: egressOf(e),
     budget: { maxCostUsd: e.RUN_MAX_COST_USD, maxTokens: e.RUN_MAX_TOKENS },
     artifacts: {
       maxFiles: e.ARTIFACT_MAX_FILES,
@@ -378,6 +563,11 @@ export function loadConfig(env: Record<string, string | undefined>, hostname = '
       ? { collection: e.JETTY_BOOTSTRAP_COLLECTION, apiKey: e.JETTY_BOOTSTRAP_API_KEY }
       : undefined,
     adminToken: e.JETTY_ADMIN_TOKEN,
+    corsOrigins: e.CORS_ORIGINS,
+    rateLimit: { max: e.RATE_LIMIT_MAX, windowSec: e.RATE_LIMIT_WINDOW_SEC },
+    metricsToken: e.METRICS_TOKEN,
+    adminSessionTtlSec: e.ADMIN_SESSION_TTL_SEC,
+    redisStartupWaitSec: e.REDIS_STARTUP_WAIT_SEC,
     uploads: { maxFileBytes: e.MAX_UPLOAD_BYTES, maxFiles: e.MAX_UPLOAD_FILES },
     ui: { previewMaxBytes: e.UI_PREVIEW_MAX_BYTES, maxTimelineEvents: e.UI_MAX_TIMELINE_EVENTS },
     runLimits: {
@@ -390,6 +580,45 @@ export function loadConfig(env: Record<string, string | undefined>, hostname = '
     providerKeys,
     upstreams,
     blobs,
+    evaluation: {
+      scriptTimeoutMs: e.EVALUATION_SCRIPT_TIMEOUT_SEC * 1000,
+      maxOutputBytes: e.EVALUATION_MAX_OUTPUT_BYTES,
+      maxReportBytes: e.EVALUATION_MAX_REPORT_BYTES,
+      maxHistory: e.EVALUATION_MAX_HISTORY,
+      judgeTimeoutMs: e.JUDGE_TIMEOUT_SEC * 1000,
+      judgeMaxInputBytes: e.JUDGE_MAX_INPUT_BYTES,
+      judge: { model: e.JUDGE_MODEL, provider: e.JUDGE_PROVIDER },
+      regradeWaitSec: e.REGRADE_WAIT_SEC,
+    },
+    experiments: { maxRuns: e.EXPERIMENT_MAX_RUNS, maxVariants: e.EXPERIMENT_MAX_VARIANTS },
+  };
+}
+
+/** EGRESS_POLICY with EGRESS_ALLOW: a list only with `allowlist`, and never an empty one. */
+function egressOf(e: z.output<typeof envSchema>): Config['egress'] {
+  const fail = (line: string) => {
+    throw new ConfigError(`invalid configuration:\n  ${line}`);
+  };
+  if (e.EGRESS_POLICY === 'allowlist' && e.EGRESS_ALLOW.length === 0) {
+    fail(
+      'EGRESS_ALLOW: EGRESS_POLICY=allowlist needs at least one host pattern, such as pypi.org,*.pythonhosted.org',
+    );
+  }
+  if (e.EGRESS_POLICY !== 'allowlist' && e.EGRESS_ALLOW.length > 0) {
+    fail(
+      `EGRESS_ALLOW: is read only with EGRESS_POLICY=allowlist (it is ${e.EGRESS_POLICY}); set that, or remove EGRESS_ALLOW`,
+    );
+  }
+  return {
+    policy: { mode: e.EGRESS_POLICY, allow: e.EGRESS_POLICY === 'allowlist' ? e.EGRESS_ALLOW : [] },
+    limits: {
+      ports: e.EGRESS_PORTS,
+      maxConnections: e.EGRESS_MAX_CONNECTIONS,
+      maxConcurrent: e.EGRESS_MAX_CONCURRENT,
+      idleTimeoutMs: e.EGRESS_IDLE_TIMEOUT_MS,
+      connectTimeoutMs: e.EGRESS_CONNECT_TIMEOUT_MS,
+      maxBytes: e.EGRESS_MAX_BYTES,
+    },
   };
 }
 
@@ -400,21 +629,40 @@ export const MIN_SANDBOX_DISK = 64 * 1024 ** 2;
  * The sandbox's writable space is tmpfs, charged to its memory: a limit past the memory limit
  * would end in the agent being killed for memory instead of a "disk full" it can handle.
  */
-function checkDisk(e: z.output<typeof envSchema>): { diskBytes: number; maxDiskBytes: number } {
+function checkDisk(e: z.output<typeof envSchema>): {
+  diskBytes: number;
+  maxDiskBytes: number;
+  maxMemoryBytes: number;
+} {
   const diskBytes = e.SANDBOX_DISK;
   const maxDiskBytes = e.SANDBOX_MAX_DISK ?? diskBytes;
+  const maxMemoryBytes = e.SANDBOX_MAX_MEMORY ?? e.SANDBOX_MEMORY;
   const fail = (line: string) => {
     throw new ConfigError(`invalid configuration:\n  ${line}`);
   };
   if (diskBytes < MIN_SANDBOX_DISK) fail(`SANDBOX_DISK: must be at least 64m; got ${diskBytes} bytes`);
   if (maxDiskBytes < diskBytes) fail('SANDBOX_MAX_DISK: must not be below SANDBOX_DISK');
-  if (maxDiskBytes > e.SANDBOX_MEMORY) {
-    const name = e.SANDBOX_MAX_DISK === undefined ? 'SANDBOX_DISK' : 'SANDBOX_MAX_DISK';
+  if (maxMemoryBytes < e.SANDBOX_MEMORY) fail('SANDBOX_MAX_MEMORY: must not be below SANDBOX_MEMORY');
+  if (e.SANDBOX_MAX_CPUS !== undefined && e.SANDBOX_MAX_CPUS < e.SANDBOX_CPUS) {
+    fail('SANDBOX_MAX_CPUS: must not be below SANDBOX_CPUS');
+  }
+  if (diskBytes > e.SANDBOX_MEMORY) {
     fail(
-      `${name}: must not exceed SANDBOX_MEMORY (${e.SANDBOX_MEMORY} bytes): the sandbox's files live in memory and count against it; raise SANDBOX_MEMORY too`,
+      `SANDBOX_DISK: must not exceed SANDBOX_MEMORY (${e.SANDBOX_MEMORY} bytes): the sandbox's files live in memory and count against it; raise SANDBOX_MEMORY too`,
     );
   }
-  return { diskBytes, maxDiskBytes };
+  if (maxDiskBytes > maxMemoryBytes) {
+    fail(
+      `SANDBOX_MAX_DISK: must not exceed SANDBOX_MAX_MEMORY (${maxMemoryBytes} bytes): the sandbox's files live in memory and count against it; raise SANDBOX_MAX_MEMORY too`,
+    );
+  }
+  return { diskBytes, maxDiskBytes, maxMemoryBytes };
+}
+
+/** The served snapshots: those named (lean, the default, always among them), else all. */
+function servedSnapshots(names: string[] | undefined): string[] {
+  if (!names) return [...SNAPSHOT_NAMES];
+  return SNAPSHOT_NAMES.filter((n) => n === DEFAULT_SNAPSHOT || names.includes(n));
 }
 
 export function parseBytes(v: string): number | null {
@@ -424,4 +672,32 @@ export function parseBytes(v: string): number | null {
   const unit = (m[2] ?? '').toLowerCase();
   const mult = unit === 'k' ? 1024 : unit === 'm' ? 1024 ** 2 : unit === 'g' ? 1024 ** 3 : 1;
   return Math.round(n * mult);
+}
+
+/**
+ * CORS_ORIGINS: a comma-separated list of origins as browsers send them (`https://app.example`,
+ * `http://localhost:3000`), or `*`. A path, a trailing slash or a wildcard inside a name would never
+ * match a browser's Origin header, so they are refused here rather than ignored later.
+ */
+export function parseOrigins(v: string): { origins: string[] } | { error: string } {
+  const items = v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  if (items.length > 100) return { error: `lists ${items.length} origins; at most 100` };
+  for (const item of items) {
+    if (item === '*') continue;
+    let origin: string | undefined;
+    try {
+      origin = new URL(item).origin;
+    } catch {
+      origin = undefined;
+    }
+    if (origin !== item || item.includes('*')) {
+      return {
+        error: `"${item}" is not an origin: write scheme://host[:port] with no path or trailing slash, like https://app.example or http://localhost:3000, or * for any`,
+      };
+    }
+  }
+  return { origins: items.includes('*') ? ['*'] : items };
 }

@@ -1,4 +1,14 @@
-import type { ArtifactInfo, RunError, RunStatus, RunWarning, StoredEvent, UsageTotals } from './types.js';
+import type { Evaluation } from '../evaluation/record.js';
+import { netConnectLine } from './display.js';
+import type {
+  ArtifactInfo,
+  NetworkSummary,
+  RunError,
+  RunStatus,
+  RunWarning,
+  StoredEvent,
+  UsageTotals,
+} from './types.js';
 
 /**
  * Maps run events to OpenAI `chat.completion.chunk` objects. The agent's own words become
@@ -32,7 +42,11 @@ export interface JettyMetadata {
   primary_outputs?: string[];
   /** Every `run.warning` of the run, in order. */
   warnings?: RunWarning[];
+  /** What the run did through the egress proxy: policy, connections, bytes, hosts. */
+  network?: NetworkSummary;
   error?: RunError;
+  /** How the run scored against its runbook: `passed`, `score`, and how it was decided. */
+  evaluation?: Evaluation;
 }
 
 export interface ChatCompletionChunk {
@@ -150,11 +164,39 @@ export class ChunkMapper {
           chunks: [this.chunk({ reasoning_content: `Warning: ${ev.data.message}\n` }, { jetty_event })],
           final: false,
         };
+      case 'net.connect':
+        return {
+          chunks: [this.chunk({ reasoning_content: `${netConnectLine(ev.data)}\n` }, { jetty_event })],
+          final: false,
+        };
       case 'run.completed':
-        return { chunks: [this.last('completed', ev.data.usage, jetty_event)], final: true };
+        return {
+          chunks: [
+            ...this.scored(ev.data.evaluation),
+            this.last(
+              'completed',
+              ev.data.usage,
+              jetty_event,
+              undefined,
+              ev.data.network,
+              ev.data.evaluation,
+            ),
+          ],
+          final: true,
+        };
       case 'run.failed':
         return {
-          chunks: [this.last('failed', ev.data.usage, jetty_event, ev.data.error)],
+          chunks: [
+            ...this.scored(ev.data.evaluation),
+            this.last(
+              'failed',
+              ev.data.usage,
+              jetty_event,
+              ev.data.error,
+              ev.data.network,
+              ev.data.evaluation,
+            ),
+          ],
           error: {
             message: ev.data.error.message,
             type: 'run_failed',
@@ -165,7 +207,7 @@ export class ChunkMapper {
         };
       case 'run.cancelled':
         return {
-          chunks: [this.last('cancelled', ev.data.usage, jetty_event)],
+          chunks: [this.last('cancelled', ev.data.usage, jetty_event, undefined, ev.data.network)],
           error: {
             message: `The run was cancelled: ${ev.data.reason}`,
             type: 'run_cancelled',
@@ -179,16 +221,33 @@ export class ChunkMapper {
     }
   }
 
+  /** One line of thinking with the run's score, before the last chunk. */
+  private scored(evaluation: Evaluation | undefined): ChatCompletionChunk[] {
+    if (!evaluation) return [];
+    const verdict =
+      evaluation.passed === null ? evaluation.status : evaluation.passed ? 'passed' : 'not passed';
+    return [
+      this.chunk(
+        { reasoning_content: `Evaluation (${evaluation.kind}): ${verdict}. ${evaluation.summary}\n` },
+        {},
+      ),
+    ];
+  }
+
   private last(
     status: RunStatus,
     usage: UsageTotals,
     jetty_event: ChatCompletionChunk['jetty_event'],
     error?: RunError,
+    network?: NetworkSummary,
+    evaluation?: Evaluation,
   ): ChatCompletionChunk {
     const meta: JettyMetadata = { trajectory_id: this.ctx.runId, status, artifacts: this.artifacts };
     if (this.ctx.primaryOutputs?.length) meta.primary_outputs = this.ctx.primaryOutputs;
     if (this.warnings.length) meta.warnings = this.warnings;
+    if (network) meta.network = network;
     if (error) meta.error = error;
+    if (evaluation) meta.evaluation = evaluation;
     const c = this.chunk({}, { jetty_metadata: meta, jetty_event, usage: toChatUsage(usage) });
     c.choices[0]!.finish_reason = 'stop';
     return c;

@@ -1,4 +1,4 @@
-import type { UsageData } from './types.js';
+import type { NetConnectData, UsageData } from './types.js';
 
 /**
  * How a person sees a run's events, shared by the CLI and the web page (plain TypeScript: no Node
@@ -111,11 +111,26 @@ export function evaluationSummary(evaluation: unknown, max = 200): string {
   const e = evaluation as Record<string, unknown>;
   const parts: string[] = [];
   const verdict = e.verdict ?? e.status ?? e.result;
-  if (typeof verdict === 'string') parts.push(verdict);
-  else if (typeof e.passed === 'boolean') parts.push(e.passed ? 'passed' : 'not passed');
+  // `passed` decides; `status` says more only when there is no verdict (missing, error).
+  if (typeof e.passed === 'boolean') parts.push(e.passed ? 'passed' : 'not passed');
+  else if (typeof verdict === 'string') parts.push(verdict);
   else if (typeof e.success === 'boolean') parts.push(e.success ? 'passed' : 'not passed');
   if (typeof e.score === 'number') parts.push(`score ${e.score}`);
   const said = e.summary ?? e.reason ?? e.message;
   if (typeof said === 'string' && said) parts.push(said);
   return oneLine(parts.length ? parts.join(' · ') : JSON.stringify(evaluation), max);
+}
+
+/**
+ * One line for a connection through the egress proxy, e.g.
+ * `net: pypi.org:443 allowed, 12.4 KiB down, 0.3s` or `net: 169.254.169.254:80 refused: …`.
+ */
+export function netConnectLine(d: NetConnectData, max = 240): string {
+  const target = `${d.method ? `${d.method} ` : ''}${d.host}:${d.port}`;
+  const status = d.status !== undefined ? ` HTTP ${d.status},` : '';
+  if (d.outcome !== 'allowed')
+    return oneLine(`net: ${target} ${d.outcome}: ${d.reason ?? d.code ?? ''}`, max);
+  const cut = d.code ? ` (cut: ${d.reason ?? d.code})` : '';
+  const line = `net: ${target} allowed,${status} ${formatBytes(d.bytes_up)} up, ${formatBytes(d.bytes_down)} down, ${formatDuration(d.ms)}${cut}`;
+  return oneLine(line, max);
 }

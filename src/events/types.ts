@@ -2,6 +2,8 @@
  * The event vocabulary: one for every runtime. Runtime adapters produce the agent-side events;
  * the worker adds the lifecycle ones. Nothing downstream knows which CLI ran.
  */
+import type { Evaluation } from '../evaluation/record.js';
+
 export type AgentName = 'claude-code' | 'codex' | 'gemini-cli' | 'opencode' | 'hermes';
 export const AGENT_NAMES: readonly AgentName[] = ['claude-code', 'codex', 'gemini-cli', 'opencode', 'hermes'];
 
@@ -21,9 +23,10 @@ export interface UsageData {
   /**
    * Who measured it: the agent CLI's own report, or the provider gateway reading the response.
    * `script`: the gateway, for a call the runbook's own scripts made with a provider key declared
-   * as a secret (counted in the run's totals on top of the agent's).
+   * as a secret (counted in the run's totals on top of the agent's). `judge`: the gateway, for the
+   * judge model that scored a rubric runbook's outputs (also on top of the agent's).
    */
-  source: 'agent' | 'gateway' | 'script';
+  source: 'agent' | 'gateway' | 'script' | 'judge';
 }
 
 export interface RunError {
@@ -74,6 +77,57 @@ export interface ArtifactsDropped {
 export const MAX_DROPPED_LISTED = 100;
 
 /**
+ * One connection through the egress proxy (src/egress), recorded when it ends; a refused one at
+ * once. `connect` is a tunnel (HTTPS, or any TCP the client tunnels); `http` one plain-HTTP request.
+ * `code` says why a connection was refused, failed or cut (e.g. `not_allowed`, `private_address`,
+ * `port_not_allowed`, `connection_limit`, `idle_timeout`, `byte_limit`, `run_ended`), `reason` the
+ * same for a person, naming the setting. Bytes are what went through after the connection was made.
+ */
+export interface NetConnectData {
+  host: string;
+  port: number;
+  kind: 'connect' | 'http';
+  outcome: 'allowed' | 'refused' | 'failed';
+  code?: string;
+  reason?: string;
+  /** The checked address the proxy connected to. */
+  address?: string;
+  /** Plain HTTP only: the request's method and the upstream's status. */
+  method?: string;
+  status?: number;
+  bytes_up: number;
+  bytes_down: number;
+  ms: number;
+}
+
+/** Per host in a run's network summary. */
+export interface NetworkHost {
+  host: string;
+  connections: number;
+  refused: number;
+  bytes_up: number;
+  bytes_down: number;
+}
+
+/** What a run did through the egress proxy: on its record, its terminal event and jetty_metadata. */
+export interface NetworkSummary {
+  policy: 'none' | 'allowlist' | 'open';
+  /** The host patterns of an allowlist policy. */
+  allow?: string[];
+  connections: number;
+  allowed: number;
+  refused: number;
+  failed: number;
+  bytes_up: number;
+  bytes_down: number;
+  /** Most connections first, at most MAX_NETWORK_HOSTS; the rest counted in hosts_omitted. */
+  hosts: NetworkHost[];
+  hosts_omitted?: number;
+}
+
+export const MAX_NETWORK_HOSTS = 50;
+
+/**
  * `truncated: true` on an event's data: one of its texts was cut to the run's limits
  * (src/events/limits.ts), after redaction.
  */
@@ -96,12 +150,16 @@ export interface EventDataMap {
   log: { stream: 'stderr' | 'system'; line: string; truncated?: boolean };
   artifact: ArtifactInfo;
   'run.warning': RunWarning;
+  'net.connect': NetConnectData;
+  /** `evaluation`: how the run scored against its runbook (absent when it declares none). */
   'run.completed': {
     final_text: string;
     exit_code: number | null;
     usage: UsageTotals;
     duration_ms: number;
+    evaluation?: Evaluation;
     truncated?: boolean;
+    network?: NetworkSummary;
   };
   'run.failed': {
     error: RunError;
@@ -109,9 +167,11 @@ export interface EventDataMap {
     final_text?: string;
     usage: UsageTotals;
     duration_ms: number;
+    evaluation?: Evaluation;
     truncated?: boolean;
+    network?: NetworkSummary;
   };
-  'run.cancelled': { reason: string; usage: UsageTotals; duration_ms: number };
+  'run.cancelled': { reason: string; usage: UsageTotals; duration_ms: number; network?: NetworkSummary };
 }
 
 export type EventType = keyof EventDataMap;

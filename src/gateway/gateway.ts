@@ -1,12 +1,22 @@
 import { chmod, mkdir, rm } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import path from 'node:path';
+import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { UsageData } from '../events/types.js';
 import type { ProviderName } from '../runtimes/types.js';
 import type { RunBudget } from './budget.js';
 import { refusalFor } from './refusal.js';
 import { modelCallOf, usageReaderForPath } from './usage.js';
+
+/**
+ * What serves proxy requests arriving on the gateway's socket (src/egress/proxy.ts): the sandbox's
+ * HTTP(S)_PROXY points at the same forwarder as its model's base URL.
+ */
+export interface ProxyHandler {
+  handleConnect(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void>;
+  handleRequest(req: IncomingMessage, res: ServerResponse): Promise<void>;
+}
 
 /** Something that answers like fetch: a real provider, or the simulated one in-process. */
 export type Upstream = (request: Request) => Promise<Response>;
@@ -60,6 +70,8 @@ export class ProviderGateway {
   constructor(
     readonly socketPath: string,
     private readonly logger?: Logger,
+    /** The egress proxy; without one, proxy requests are refused. */
+    private readonly proxy?: ProxyHandler,
   ) {}
 
   async start(): Promise<void> {
@@ -68,7 +80,11 @@ export class ProviderGateway {
     // The sandbox user (uid 1000) must reach the socket but not replace it: dir 0755, socket 0666.
     await chmod(dir, 0o755);
     await rm(this.socketPath, { force: true });
-    const server = createServer((req, res) => void this.handle(req, res));
+    const server = createServer((req, res) => void this.dispatch(req, res));
+    server.on('connect', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      if (this.proxy) return void this.proxy.handleConnect(req, socket, head).catch(() => socket.destroy());
+      socket.end(NO_PROXY_CONNECT);
+    });
     server.keepAliveTimeout = 65_000;
     server.requestTimeout = 0;
     await new Promise<void>((resolve, reject) => {
@@ -94,6 +110,23 @@ export class ProviderGateway {
 
   unregister(token: string): void {
     this.routes.delete(token);
+  }
+
+  /**
+   * One socket, two services: a request whose target is an absolute URL (`GET http://host/…`) is
+   * for the egress proxy, as CONNECT is; every other one (origin-form, `/v1/messages`) is a model
+   * call. The forwarders and CLIs never send absolute-form to their base URL, so the two cannot mix.
+   */
+  private async dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(req.url ?? '')) return this.handle(req, res);
+    if (this.proxy) {
+      return this.proxy.handleRequest(req, res).catch(() => {
+        if (!res.headersSent) res.writeHead(502).end();
+        else res.destroy();
+      });
+    }
+    req.resume();
+    res.writeHead(403, { 'content-type': 'text/plain' }).end(NO_PROXY_TEXT);
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -210,6 +243,9 @@ export class ProviderGateway {
     return true;
   }
 }
+
+const NO_PROXY_TEXT = 'This worker has no egress proxy: the sandbox reaches only its model.\n';
+const NO_PROXY_CONNECT = `HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(NO_PROXY_TEXT)}\r\nConnection: close\r\n\r\n${NO_PROXY_TEXT}`;
 
 function tokenOf(req: IncomingMessage): string | undefined {
   const key = req.headers['x-api-key'] ?? req.headers['x-goog-api-key'];

@@ -3,17 +3,21 @@ import fastifyMultipart from '@fastify/multipart';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
-import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
+import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import { jsonTooDeep } from '../errors.js';
 import { jsonNestingDepth } from '../json.js';
 import { registerAuth } from './auth.js';
 import type { AppDeps } from './deps.js';
 import { registerErrorHandling } from './errors.js';
 import { clientErrorHandler, frameworkErrorHandler, MAX_PATH_SEGMENT } from './framework-errors.js';
+import { ADMIN_TOKEN_SCHEME, openApiTransform } from './openapi-transform.js';
+import { operationsRoutes, registerEdges } from './operations.js';
 import { apiV1CollectionRoutes } from './routes/api-v1-collections.js';
 import { apiV1RunRoutes } from './routes/api-v1-runs.js';
 import { chatRoutes } from './routes/chat.js';
 import { collectionSettingsRoutes } from './routes/collection-settings.js';
+import { evaluateRoutes } from './routes/evaluate.js';
+import { experimentRoutes } from './routes/experiments.js';
 import { keyRoutes } from './routes/keys.js';
 import { metaRoutes } from './routes/meta.js';
 import { runRoutes } from './routes/runs.js';
@@ -75,6 +79,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   registerErrorHandling(app);
   registerJsonParser(app, deps.maxJsonDepth);
+  // CORS preflights and the rate limit come before the key check (see src/http/operations.ts).
+  await registerEdges(app, deps.operations);
   registerAuth(app, { tenancy: deps.tenancy, adminToken: deps.adminToken });
   await app.register(fastifyMultipart, {
     throwFileSizeLimit: false,
@@ -117,11 +123,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
             description:
               'An API key of your collection (jrk_…); /healthz, /readyz, /api/v1/health and this document need none.',
           },
+          adminToken: ADMIN_TOKEN_SCHEME,
         },
       },
       security: [{ collectionKey: [] }],
     },
-    transform: jsonSchemaTransform,
+    transform: openApiTransform,
   });
   await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
   app.get('/openapi.json', { schema: { hide: true }, config: { auth: 'public' } }, async () => app.swagger());
@@ -130,11 +137,14 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   streams.register(app);
   metaRoutes(app, deps);
   runRoutes(app, deps, streams);
+  evaluateRoutes(app, deps);
+  experimentRoutes(app, deps, streams);
   chatRoutes(app, deps, streams);
   keyRoutes(app, deps);
   collectionSettingsRoutes(app, deps);
   apiV1CollectionRoutes(app, deps);
   apiV1RunRoutes(app, deps);
   uiRoutes(app, deps.ui);
+  await operationsRoutes(app, deps.operations, { adminToken: deps.adminToken, streams });
   return app;
 }

@@ -6,6 +6,7 @@ import { estimateCost } from '../providers/prices.js';
 import { createSimulatedProvider } from '../providers/simulated/index.js';
 import { keyEnvOf, type RealProvider, UPSTREAMS } from '../providers/upstreams.js';
 import type { ProviderName } from '../runtimes/types.js';
+import { Redactor } from '../tenancy/redact.js';
 import type { CollectionContext } from './preflight.js';
 
 /**
@@ -63,6 +64,9 @@ export function planPassthrough(model: string | undefined, ctx: CollectionContex
   }
   return target;
 }
+
+/** How much of a provider's error answer the run record keeps. */
+const ERROR_BODY_BYTES = 2000;
 
 export interface PassthroughResult {
   status: number;
@@ -127,7 +131,13 @@ export async function forward(
     status: answer.status,
     usage: used && cost !== undefined ? { ...used, cost_usd: cost, cost_estimated: true } : used,
     text: text.finish(),
-    error: answer.ok ? null : Buffer.concat(raw).toString('utf8').slice(0, 2000),
+    // An upstream (or a proxy before it) may repeat the key: redact, then cut, as everywhere.
+    error: answer.ok
+      ? null
+      : new Redactor(upstream.key ? { provider_key: upstream.key } : {}).cut(
+          Buffer.concat(raw).toString('utf8'),
+          ERROR_BODY_BYTES,
+        ).text,
   };
 }
 

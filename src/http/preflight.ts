@@ -1,4 +1,4 @@
-import { MIN_SANDBOX_DISK, parseBytes } from '../config/index.js';
+import type { CollectionEgress } from '../egress/policy.js';
 import { badRequest, notFound } from '../errors.js';
 import type { RunWarning } from '../events/types.js';
 import { routeModel } from '../providers/routing.js';
@@ -15,6 +15,9 @@ import { quoted } from '../tenancy/names.js';
 import { availableProviders } from '../tenancy/provider-keys.js';
 import { type BudgetContext, budgetContext, planBudget } from './budget-preflight.js';
 import type { AppDeps } from './deps.js';
+import { planEgress } from './egress-preflight.js';
+import { planEnvironment, plannedCommands, planResources } from './environment-preflight.js';
+import { planRunEvaluation } from './evaluation-preflight.js';
 import type { ChatRequest } from './schemas.js';
 
 /** What the pre-flight knows of the caller's collection: its variable names and usable providers. */
@@ -24,20 +27,23 @@ export interface CollectionContext {
   providers: ReadonlySet<ProviderName>;
   /** Budget settings and today's spend, for the run's budget and the daily limit. */
   budget: BudgetContext;
+  /** The collection's egress setting (null policy: the operator's). */
+  egress: CollectionEgress;
 }
 
 /** Reads the collection's variable names (never values) and the providers it can use. */
 export async function collectionContext(deps: AppDeps, collection: string): Promise<CollectionContext> {
-  const [{ configured }, budget] = await Promise.all([
+  const [{ configured }, budget, egress] = await Promise.all([
     deps.tenancy.checkSecrets(collection, []),
     budgetContext(deps, collection),
+    deps.tenancy.getEgressSettings(collection),
   ]);
   const variables = new Set(configured);
   const providers = availableProviders(variables, {
     serverKeys: deps.serverProviderKeys,
     simulated: deps.simulatedProvider,
   });
-  return { collection, variables, providers, budget };
+  return { collection, variables, providers, budget, egress };
 }
 
 export interface PlannedRun {
@@ -159,13 +165,9 @@ export function planRun(
   }
 
   const max = deps.defaults.sandbox;
-  const cpus = Math.min(jetty.cpus ?? max.cpus, max.cpus);
-  if (jetty.network_enabled && !max.allowNetwork) {
-    throw badRequest(
-      'This server does not give sandboxes network access (SANDBOX_ALLOW_NETWORK is off); the agent reaches its model through the gateway anyway. Remove network_enabled.',
-      'jetty.network_enabled',
-    );
-  }
+  const limits = planResources(jetty, resolved.frontmatter, max, sysIndex);
+  const environment = planEnvironment(jetty, resolved.frontmatter, max, sysIndex);
+  const egress = planEgress(resolved, jetty, deps.defaults.egress, ctx);
   const mcpServers = jetty.mcp_servers ?? [];
   if (mcpServers.length > 0 && !runtime.capabilities.mcp_servers) {
     throw badRequest(
@@ -184,9 +186,9 @@ export function planRun(
     );
   }
   const remote = mcpServers.find((m) => m.transport !== 'stdio');
-  if (remote && !jetty.network_enabled) {
+  if (remote && egress.policy.mode === 'none') {
     throw badRequest(
-      `The MCP server "${remote.name}" is remote (${remote.transport}), but the sandbox has no network. Set jetty.network_enabled (where the server allows it) or run the server inside the sandbox ({command, args}).`,
+      `The MCP server "${remote.name}" is remote (${remote.transport}), but this run's egress policy is none. Its collection's or the server's policy must let it reach that host (PATCH /v1/collection/settings, EGRESS_POLICY), or run the server inside the sandbox ({command, args}).`,
       'jetty.mcp_servers',
       'mcp_needs_network',
     );
@@ -196,6 +198,14 @@ export function planRun(
     secretParams: opts.secretParams,
     sysIndex,
     runProvider: provider,
+  });
+  const evaluation = planRunEvaluation({
+    resolved,
+    jetty,
+    run: { model: route.model, provider },
+    available: ctx.providers,
+    judge: deps.defaults.evaluation?.judge,
+    sysIndex,
   });
   const instruction = body.messages
     .filter((_, i) => i !== sysIndex)
@@ -217,19 +227,22 @@ export function planRun(
       secrets,
       assets: opts.assets ?? [],
       timeoutSec: resolved.timeoutSec,
-      limits: { cpus, memoryBytes: max.memoryBytes, pids: max.pids, diskBytes: diskOf(jetty.disk, max) },
-      network: jetty.network_enabled ? 'bridge' : 'none',
+      limits,
+      egress: egress.policy,
+      environment,
+      commands: plannedCommands(resolved.renderedRunbook),
       mcpServers,
       budget,
       webhook,
+      evaluation: evaluation.spec,
     },
     collection: ctx.collection,
     task: jetty.task ?? null,
     stream: body.stream === true,
     timeoutHintSec: jetty.timeout_hint ?? deps.defaults.timeoutHintSec,
     runtime,
-    warnings: [...resolved.warnings, ...route.warnings],
-    initParams: initParamsOf(resolved, route, jetty),
+    warnings: [...resolved.warnings, ...route.warnings, ...egress.warnings, ...evaluation.warnings],
+    initParams: initParamsOf(resolved, route, jetty, environment),
   };
 }
 
@@ -238,40 +251,18 @@ function initParamsOf(
   resolved: ResolvedRunbook,
   route: { provider: ProviderName; model: string },
   jetty: NonNullable<ChatRequest['jetty']>,
+  environment: NewRun['environment'],
 ): Record<string, unknown> {
-  const fm = resolved.frontmatter;
   return {
     agent: resolved.agent,
     model: route.model,
     model_provider: route.provider,
-    snapshot: typeof jetty.snapshot === 'string' ? jetty.snapshot : (fm.snapshot ?? null),
-    ...(fm.image ? { image: fm.image } : {}),
+    snapshot: environment.snapshot,
+    ...(environment.snapshot === null ? { image: environment.image } : {}),
     vars: resolved.templateVariables,
     file_paths: jetty.file_paths ?? [],
     timeout_sec: resolved.timeoutSec,
   };
-}
-
-/** The run's writable space: the server's default, or what jetty.disk asks for up to the maximum. */
-function diskOf(
-  value: string | number | undefined,
-  max: { diskBytes: number; maxDiskBytes: number },
-): number {
-  if (value === undefined) return max.diskBytes;
-  const n = typeof value === 'number' ? value : parseBytes(value);
-  if (n === null || !Number.isSafeInteger(n) || n < MIN_SANDBOX_DISK) {
-    throw badRequest(
-      `\`jetty.disk\` must be a size of at least 64m, such as "2g", "512m" or a number of bytes; got ${JSON.stringify(value)}.`,
-      'jetty.disk',
-    );
-  }
-  if (n > max.maxDiskBytes) {
-    throw badRequest(
-      `\`jetty.disk\` asks for ${n} bytes; this server allows at most ${max.maxDiskBytes} (SANDBOX_MAX_DISK). Ask for less or leave it out (default ${max.diskBytes}).`,
-      'jetty.disk',
-    );
-  }
-  return n;
 }
 
 /** Variables a sandbox sets for itself; a secret may not replace them. */

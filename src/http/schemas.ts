@@ -52,10 +52,55 @@ export const jettyBlockSchema = z
       .describe(
         "The run's token budget: input + output tokens of all its model calls, as the gateway measures them. Default: the collection's default_max_tokens, else RUN_MAX_TOKENS",
       ),
-    network_enabled: z.boolean().optional(),
+    network_enabled: z
+      .boolean()
+      .optional()
+      .describe(
+        "false: the run gets no network. true or absent: the collection's egress policy (narrowed by the runbook's network frontmatter). The sandbox is always --network none; allowed hosts are reached through the worker's audited egress proxy",
+      ),
+    judge_model: z
+      .string({ error: 'must be a model slug' })
+      .min(1)
+      .max(200)
+      .optional()
+      .describe(
+        "The model that scores a rubric runbook's outputs (never silently the agent's own). Default: the runbook's judge_model, else JUDGE_MODEL",
+      ),
+    judge_provider: providerEnum
+      .optional()
+      .describe(
+        "The judge's provider. Default: the runbook's judge_provider, else JUDGE_PROVIDER, else the judge model's own",
+      ),
+    require_pass: z
+      .boolean({ error: 'must be true or false' })
+      .optional()
+      .describe('true: a run whose evaluation does not pass ends `failed` with code evaluation_failed'),
     mcp_servers: mcpServersSchema.optional(),
-    cpus: z.number().positive().optional(),
-    memory: z.union([z.string(), z.number()]).optional(),
+    snapshot: z
+      .string({ error: 'must be a snapshot name such as "python312-uv"' })
+      .max(128)
+      .optional()
+      .describe(
+        "The run's environment by name (GET /v1/snapshots lists them); default lean. Wins over the frontmatter's",
+      ),
+    image: z
+      .string({ error: 'must be an image reference such as "acme/runner:1.2"' })
+      .max(256)
+      .optional()
+      .describe(
+        "The run's environment as an image on the worker's Docker engine (any glibc Linux image with /bin/sh); wins over snapshot",
+      ),
+    cpus: z
+      .number()
+      .positive()
+      .optional()
+      .describe("The sandbox's CPUs, e.g. 2; up to the server's SANDBOX_MAX_CPUS"),
+    memory: z
+      .union([z.string().max(32), z.number().int().positive()])
+      .optional()
+      .describe(
+        'The sandbox\'s memory, e.g. "4g" (its files count against it); up to the server\'s SANDBOX_MAX_MEMORY',
+      ),
     disk: z
       .union([z.string().max(32), z.number().int().positive()])
       .optional()
@@ -109,6 +154,88 @@ export const artifactSchema = z.object({
   sha256: z.string(),
   content_type: z.string(),
 });
+
+/** What a run did through the egress proxy (src/events/types.ts NetworkSummary). */
+export const networkSummarySchema = z.object({
+  policy: z.enum(['none', 'allowlist', 'open']),
+  allow: z.array(z.string()).optional(),
+  connections: z.number(),
+  allowed: z.number(),
+  refused: z.number(),
+  failed: z.number(),
+  bytes_up: z.number(),
+  bytes_down: z.number(),
+  hosts: z.array(
+    z.object({
+      host: z.string(),
+      connections: z.number(),
+      refused: z.number(),
+      bytes_up: z.number(),
+      bytes_down: z.number(),
+    }),
+  ),
+  hosts_omitted: z.number().optional(),
+});
+const resultsSchema = z.object({ pass: z.number(), partial: z.number(), fail: z.number() });
+const stageSchema = z.object({ name: z.string(), passed: z.boolean(), message: z.string() });
+
+/** A run's evaluation (docs/evaluation.md). */
+export const evaluationSchema = z
+  .object({
+    kind: z.enum(['programmatic', 'rubric']),
+    status: z
+      .enum(['scored', 'missing', 'error'])
+      .describe('scored: decided; missing: the runbook gives no way to score it; error: scoring failed'),
+    passed: z.boolean().nullable().describe('The verdict; null when it could not be scored'),
+    score: z
+      .number()
+      .nullable()
+      .describe('programmatic: share of checks passed (0-1); rubric: average of the criteria (1-5)'),
+    max_score: z.number(),
+    results: resultsSchema,
+    stages: z.array(stageSchema),
+    rubric_scores: z
+      .record(
+        z.string(),
+        z.object({ score: z.number(), notes: z.string(), name: z.string(), number: z.number() }),
+      )
+      .nullable(),
+    threshold: z.object({ average: z.number(), min_criterion: z.number() }).nullable(),
+    source: z.enum(['verification_script', 'required_outputs', 'judge', 'none']),
+    summary: z.string(),
+    verification: z
+      .object({
+        exit_code: z.number().nullable(),
+        timed_out: z.boolean(),
+        duration_ms: z.number(),
+        output: z.string(),
+        stderr: z.string(),
+        truncated: z.boolean(),
+        carried_over: z.boolean().optional(),
+      })
+      .nullable()
+      .describe("The verification script's run, as the server ran it in the sandbox"),
+    judge_model: z.string().nullable(),
+    judge_provider: z.string().nullable(),
+    judge_usage: usageTotals.nullable().describe("The judge's tokens and cost (also in the run's usage)"),
+    agent_report: z
+      .object({
+        overall_passed: z.boolean().nullable(),
+        results: resultsSchema.nullable(),
+        overall_score: z.number().nullable(),
+        stages: z.array(stageSchema),
+        rubric_scores: z.record(z.string(), z.object({ score: z.number(), notes: z.string() })).nullable(),
+        problem: z.string().nullable(),
+      })
+      .nullable()
+      .describe("The agent's own validation_report.json, as read"),
+    disagreement: z.boolean().describe("The agent's report says the opposite of the server's decision"),
+    evaluated_at: z.string(),
+    duration_ms: z.number(),
+    number: z.number(),
+    trigger: z.enum(['run', 'regrade']),
+  })
+  .describe("How the run scored against its runbook's own definition of success");
 
 export const runRecordSchema = z.object({
   id: z.string(),
@@ -196,6 +323,7 @@ export const runRecordSchema = z.object({
       sandbox_start_ms: z.number().nullable(),
       agent_ms: z.number().nullable(),
       collect_ms: z.number().nullable(),
+      evaluate_ms: z.number().nullable().optional(),
     })
     .nullable()
     .describe(
@@ -213,6 +341,16 @@ export const runRecordSchema = z.object({
     .describe(
       "The run's budget (jetty.max_cost_usd, jetty.max_tokens or their defaults) and, once it ended, what the gateway measured against it: input + output tokens, and their cost at list prices",
     ),
+  network: networkSummarySchema
+    .optional()
+    .describe(
+      'What the run did through the egress proxy (set when it ends): its policy, connections allowed, refused and failed, bytes each way, and the hosts (most connections first). Each connection is a net.connect event',
+    ),
+  evaluation: evaluationSchema.nullable().default(null),
+  evaluations: z
+    .array(evaluationSchema)
+    .optional()
+    .describe('Every evaluation kept (EVALUATION_MAX_HISTORY), oldest first; on GET /v1/runs/{id} only'),
 });
 
 export const runIdParams = z.object({ id: z.string().min(1).max(64) });

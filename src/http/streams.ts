@@ -11,6 +11,11 @@ export class OpenStreams {
 
   constructor(private readonly heartbeatMs: number) {}
 
+  /** How many are open now (the jetty_sse_streams_open gauge). */
+  get size(): number {
+    return this.open.size;
+  }
+
   /** Takes the reply over and opens an SSE response on it. */
   start(reply: FastifyReply, status: number, headers: Record<string, string>): SseStream {
     reply.hijack();

@@ -117,6 +117,31 @@ function primaryFiles(files: JettyFile[], run: RunView, input: RunInput): JettyF
   return wanted.flatMap((p) => byPath.get(posix.relative(rb.resultsDir, p)) ?? []);
 }
 
+/** Who the labels this server derives (evaluation, experiment) name as their author. */
+export const DERIVED_LABEL_AUTHOR = 'jetty-evaluator';
+
+/**
+ * Labels as Jetty carries eval results (`eval.pass`, `eval.grade`, `score.<criterion>`), and the
+ * run's own labels (an experiment's id and variant), ahead of the ones users added: a reader that
+ * takes the latest value of a key sees the user's.
+ */
+export function derivedLabels(run: RunView): RunLabel[] {
+  const out: RunLabel[] = [];
+  const add = (key: string, value: string, created: string) =>
+    out.push({ key, value, created, author: DERIVED_LABEL_AUTHOR });
+  for (const [k, v] of Object.entries(run.labels ?? {})) add(k, v, run.created_at);
+  const e = run.evaluation;
+  if (!e) return out;
+  add('eval.kind', e.kind, e.evaluated_at);
+  add('eval.status', e.status, e.evaluated_at);
+  if (e.passed !== null) add('eval.pass', String(e.passed), e.evaluated_at);
+  if (e.score !== null) add('eval.grade', String(e.score), e.evaluated_at);
+  if (e.judge_model) add('eval.judge', e.judge_model, e.evaluated_at);
+  for (const [key, r] of Object.entries(e.rubric_scores ?? {}))
+    add(`score.${key}`, String(r.score), e.evaluated_at);
+  return out;
+}
+
 export function jettyTrajectory(run: RunView, input: RunInput, labels: RunLabel[]) {
   const files = run.artifacts.map((a) => fileOf(run, a));
   const durationSec = run.duration_ms === null ? null : run.duration_ms / 1000;
@@ -156,6 +181,8 @@ export function jettyTrajectory(run: RunView, input: RunInput, labels: RunLabel[
           primary_files: primaryFiles(files, run, input),
           missing_outputs: run.missing_outputs,
           usage: usageOf(run.usage, durationSec),
+          // How the run scored (docs/evaluation.md); the agent's own report is its `agent_report`.
+          evaluation: run.evaluation ?? null,
         },
         activity: 'runbook',
         key: 'run',
@@ -170,7 +197,7 @@ export function jettyTrajectory(run: RunView, input: RunInput, labels: RunLabel[
         error: run.error,
       },
     },
-    labels,
+    labels: [...derivedLabels(run), ...labels],
     total_steps: ['run'],
     completed_steps: run.status === 'completed' ? ['run'] : ([] as string[]),
     init_params: initParams,
@@ -179,6 +206,7 @@ export function jettyTrajectory(run: RunView, input: RunInput, labels: RunLabel[
     error: terminal ? error : null,
     triggered_by_routine_id: null,
     webhook_url: run.webhook?.url ?? null,
+    evaluation: run.evaluation ?? null,
     // Beyond Jetty's fields: this server's own view of the same run.
     run: {
       agent: run.agent,

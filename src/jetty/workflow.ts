@@ -113,7 +113,6 @@ export function chatRequestOf(
   extra: {
     collection: string;
     task: string;
-    allowNetwork: boolean;
     webhookUrl?: string | undefined;
     webhookSecret?: string | undefined;
   },
@@ -140,9 +139,9 @@ export function chatRequestOf(
     max_cost_usd: init.max_cost_usd,
     max_tokens: init.max_tokens,
     cpus: config.cpus,
-    // Jetty's templates ask for network by default; here it is the server's to give, so a step
-    // config asking for it gets it only where the server allows it (the run says which it got).
-    network_enabled: config.network_enabled === true && extra.allowNetwork ? true : undefined,
+    // Jetty's templates ask for network by default: true takes the collection's egress policy (the
+    // run's events record every connection), false narrows the run to none.
+    network_enabled: typeof config.network_enabled === 'boolean' ? config.network_enabled : undefined,
     webhook_url: extra.webhookUrl,
     webhook_secret: extra.webhookSecret,
   };

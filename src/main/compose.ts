@@ -1,9 +1,13 @@
 import { writeFile } from 'node:fs/promises';
+import { networkInterfaces } from 'node:os';
 import path from 'node:path';
+import type { Queue } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Config } from '../config/index.js';
+import { EgressProxy, type EgressProxyOptions } from '../egress/proxy.js';
+import { EnvironmentStore } from '../environments/store.js';
 import { EventStreamStore } from '../events/stream-store.js';
 import { ProviderGateway } from '../gateway/gateway.js';
 import {
@@ -15,12 +19,15 @@ import {
 import { buildApp } from '../http/app.js';
 import { TaskStore } from '../jetty/tasks.js';
 import { UploadStore } from '../jetty/uploads.js';
-import { AddressPolicy } from '../net/address-policy.js';
+import { Metrics, type QueueCounts } from '../metrics/registry.js';
+import { AddressPolicy, systemResolver } from '../net/address-policy.js';
 import { deploymentId } from '../queue/deployment.js';
 import { RedisKeys } from '../queue/keys.js';
 import { closeRedis } from '../queue/redis-close.js';
 import { RedisOutageLog } from '../queue/redis-outage.js';
+import { connectWaiting, redactRedisUrl } from '../queue/redis-wait.js';
 import { RunService } from '../queue/run-service.js';
+import { listRuntimes } from '../runtimes/registry.js';
 import { GATEWAY_SOCKET_NAME, type SandboxDriver } from '../sandbox/driver.js';
 import { BlobStore } from '../storage/blob-store.js';
 import { openObjectStore } from '../storage/open-store.js';
@@ -28,6 +35,8 @@ import { ensureBootstrap } from '../tenancy/bootstrap.js';
 import { loadMasterKey, masterKeyCheckKey } from '../tenancy/master-key-file.js';
 import { TenancyStore } from '../tenancy/store.js';
 import { WebhookWorker } from '../webhooks/delivery-worker.js';
+import { WorkerEnvironments } from '../worker/environment.js';
+import { RegradeWorker } from '../worker/regrade-worker.js';
 import { RunWorker } from '../worker/run-worker.js';
 import { checkReadiness, type Readiness, startWorkerHttp } from './worker-http.js';
 
@@ -55,7 +64,15 @@ export interface Server {
  */
 export async function startServer(
   config: Config,
-  opts: { role: Role; logger: Logger; driver?: SandboxDriver; listen?: boolean },
+  opts: {
+    role: Role;
+    logger: Logger;
+    driver?: SandboxDriver;
+    listen?: boolean;
+    metrics?: Metrics;
+    /** Tests only: how the egress proxy opens its connections (see WorkerSideContext). */
+    egressConnect?: EgressProxyOptions['connect'];
+  },
 ): Promise<Server> {
   const { role, logger } = opts;
   // Two ways to wait for Redis: the API fails fast (while it is down, a request gets its 503 at
@@ -69,9 +86,20 @@ export async function startServer(
       lazyConnect: true,
     });
     outage.watch(r);
-    await r.connect();
+    // Started beside its Redis (docker compose), a process waits for it rather than exit at once.
+    await connectWaiting(r, {
+      url: config.redisUrl,
+      waitMs: config.redisStartupWaitSec * 1000,
+      onWait: (reason) =>
+        logger.warn(
+          { redis: redactRedisUrl(config.redisUrl), reason, wait_sec: config.redisStartupWaitSec },
+          'waiting for Redis (REDIS_URL) to answer',
+        ),
+    });
     return r;
   };
+  // One registry per process: served on the API port, or a worker-only process's health port.
+  const metrics = opts.metrics ?? new Metrics({ processMetrics: true });
   const redis = await connect(role === 'worker');
   // Before anything else uses Redis: a process with the wrong key must change nothing.
   const masterKey = await loadMasterKey(
@@ -111,8 +139,10 @@ export async function startServer(
       blobs,
       retentionSec: config.retentionSec,
       webhooks: { attempts: config.webhooks.attempts, backoffMs: config.webhooks.backoffMs },
+      metrics,
     });
   const runs = services(redis);
+  const unwatchQueue = metrics.watchQueue('runs', () => queueCounts(runs.queue));
   const tenancy = (r: Redis) => new TenancyStore(r, config.keyPrefix, masterKey.key);
   const store = tenancy(redis);
   const uploads = new UploadStore(objects, scratch, config.uploads);
@@ -138,10 +168,16 @@ export async function startServer(
         uploads,
         tenancy,
         storeProbe,
+        metrics,
+        ...(opts.egressConnect ? { egressConnect: opts.egressConnect } : {}),
       });
       ({ worker, driver, readiness, socketDir } = side);
       if (role === 'worker' && config.workerHttp.port !== 0) {
-        const http = await startWorkerHttp({ ...config.workerHttp, readiness: side.readiness });
+        const http = await startWorkerHttp({
+          ...config.workerHttp,
+          readiness: side.readiness,
+          metrics: { registry: metrics, token: config.metricsToken },
+        });
         workerUrl = http.url;
         closers.unshift(() => http.close());
         logger.info({ url: workerUrl }, 'worker health listening');
@@ -158,6 +194,11 @@ export async function startServer(
         adminToken: config.adminToken,
         uploads,
         tasks: new TaskStore(redis, config.keyPrefix),
+        environments: new EnvironmentStore(
+          redis,
+          new RedisKeys(config.keyPrefix),
+          config.environmentProbeTtlSec,
+        ),
         logger,
         heartbeatMs: config.heartbeatMs,
         maxBodyBytes: config.maxBodyBytes,
@@ -170,7 +211,10 @@ export async function startServer(
           maxTimeoutSec: config.runMaxTimeoutSec,
           timeoutHintSec: config.timeoutHintSec,
           sandbox: config.sandbox,
+          egress: config.egress.policy,
           budget: config.budget,
+          evaluation: { judge: config.evaluation.judge, regradeWaitSec: config.evaluation.regradeWaitSec },
+          experiments: config.experiments,
         },
         serverProviderKeys: config.providerKeys,
         simulatedProvider: config.simulatedProvider,
@@ -180,11 +224,19 @@ export async function startServer(
             ? await readiness()
             : await checkReadiness({ redis: () => pingRedis(redis), blob_store: storeProbe })
           ).checks,
+        operations: {
+          metrics,
+          metricsToken: config.metricsToken,
+          corsOrigins: config.corsOrigins,
+          rateLimit: { ...config.rateLimit, redis, keyPrefix: config.keyPrefix },
+          dashboard: { queues: [runs.queue, runs.webhookQueue], sessionTtlSec: config.adminSessionTtlSec },
+        },
       });
       if (opts.listen !== false) url = await app.listen({ host: config.host, port: config.port });
       closers.unshift(() => app!.close());
     }
     closers.push(
+      async () => unwatchQueue(),
       () => runs.close(),
       () => closeRedis(redis),
     );
@@ -213,12 +265,18 @@ export async function startServer(
  * This process's gateway, in a directory of its own under GATEWAY_SOCKET_DIR (see
  * src/gateway/socket-dir.ts); directories of workers that died are swept at start and every minute.
  */
-async function startGateway(config: Config, logger: Logger, closers: Array<() => Promise<unknown>>) {
+async function startGateway(
+  config: Config,
+  logger: Logger,
+  closers: Array<() => Promise<unknown>>,
+  egress: EgressProxy,
+) {
   const socketRoot = path.resolve(config.gatewaySocketDir);
   const socketDir = await claimSocketDir(socketRoot, config.instance, process.pid, GATEWAY_SOCKET_NAME);
   const gateway = new ProviderGateway(
     path.join(socketDir, GATEWAY_SOCKET_NAME),
     logger.child({ component: 'gateway' }),
+    egress,
   );
   closers.push(
     () => gateway.stop(),
@@ -251,8 +309,11 @@ interface WorkerSideContext {
   tenancy: (r: Redis) => TenancyStore;
   /** Null when the object store answers, else why not. */
   storeProbe: () => Promise<string | null>;
+  metrics: Metrics;
   /** Added to in the order they must run at close (see startServer). */
   closers: Array<() => Promise<unknown>>;
+  /** Tests only: how the egress proxy opens its connections (a guard on where they go). */
+  egressConnect?: EgressProxyOptions['connect'];
 }
 
 /**
@@ -269,7 +330,15 @@ async function startWorkerSide(config: Config, ctx: WorkerSideContext) {
       () => workerRuns.close(),
       () => closeRedis(workerRedis),
     );
-  const { gateway, socketDir } = await startGateway(config, logger, closers);
+  // Sandboxes reach other hosts only through this proxy, behind the gateway's socket. Beside
+  // NETWORK_ALLOW_PRIVATE's ranges it refuses this host's own addresses (its public one included).
+  const egress = new EgressProxy({
+    addresses: new AddressPolicy(config.network.allowPrivate, systemResolver, ownAddresses),
+    limits: config.egress.limits,
+    logger: logger.child({ component: 'egress' }),
+    ...(ctx.egressConnect ? { connect: ctx.egressConnect } : {}),
+  });
+  const { gateway, socketDir } = await startGateway(config, logger, closers, egress);
 
   let driver = ctx.driver;
   // Loaded only where sandboxes run: an API-only process needs no Docker client.
@@ -301,6 +370,11 @@ async function startWorkerSide(config: Config, ctx: WorkerSideContext) {
   });
   await webhooks.start();
   closers.unshift(() => webhooks.stop());
+  const environments = new WorkerEnvironments(
+    driver,
+    new EnvironmentStore(workerRedis, keys, config.environmentProbeTtlSec),
+    config.environmentProbeMaxBytes,
+  );
   const worker = new RunWorker({
     redis: workerRedis,
     keys,
@@ -308,6 +382,7 @@ async function startWorkerSide(config: Config, ctx: WorkerSideContext) {
     blobs: ctx.blobs,
     driver,
     gateway,
+    egress,
     gatewaySocketDir: socketDir,
     workerName: path.basename(socketDir),
     concurrency: config.workerConcurrency,
@@ -323,10 +398,34 @@ async function startWorkerSide(config: Config, ctx: WorkerSideContext) {
     upstreams: config.upstreams,
     sweepIntervalMs: config.sandboxSweepMs,
     runLimits: config.runLimits,
+    metrics: ctx.metrics,
+    environments,
+    evaluation: config.evaluation,
     logger: logger.child({ component: 'worker' }),
   });
   await worker.start();
   closers.unshift(() => worker.stop());
+  // In the background: what this engine has of each snapshot, for GET /v1/snapshots (and, with
+  // ENVIRONMENT_SURVEY, each runtime probed on each snapshot once).
+  void environments
+    .reportSnapshots(config.sandbox.snapshots, listRuntimes(), config.environmentSurvey)
+    .catch((err) => logger.warn({ err }, 'reporting the snapshots failed'));
+  // Re-grades need this worker's gateway (the judge is behind it), so they are done here too.
+  const regrades = new RegradeWorker({
+    redis: workerRedis,
+    keys,
+    runs: workerRuns,
+    gateway,
+    blobs: ctx.blobs,
+    tenancy: ctx.tenancy(workerRedis),
+    serverProviderKeys: config.providerKeys,
+    simulatedProvider: config.simulatedProvider,
+    upstreams: config.upstreams,
+    settings: config.evaluation,
+    logger: logger.child({ component: 'regrade' }),
+  });
+  await regrades.start();
+  closers.unshift(() => regrades.stop());
   logger.info({ concurrency: config.workerConcurrency, socket: gateway.socketPath }, 'worker started');
   const sandboxDriver = driver;
   const readiness = () =>
@@ -338,6 +437,17 @@ async function startWorkerSide(config: Config, ctx: WorkerSideContext) {
       blob_store: ctx.storeProbe,
     });
   return { worker, driver, readiness, socketDir };
+}
+
+/** Waiting (prioritized ones too), active and delayed jobs of a queue, for jetty_queue_jobs. */
+async function queueCounts(queue: Queue): Promise<QueueCounts> {
+  const c = await queue.getJobCounts('waiting', 'prioritized', 'active', 'delayed');
+  return { waiting: (c.waiting ?? 0) + (c.prioritized ?? 0), active: c.active ?? 0, delayed: c.delayed ?? 0 };
+}
+
+/** This host's addresses, read at each check (interfaces come and go). */
+function ownAddresses(): string[] {
+  return Object.values(networkInterfaces()).flatMap((list) => (list ?? []).map((i) => i.address));
 }
 
 function pingRedis(redis: Redis): Promise<string | null> {

@@ -1,6 +1,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ConfigError } from '../config/index.js';
+import { METRICS_TOKEN_REQUIRED, metricsAllowed } from '../http/routes/metrics.js';
+import type { Metrics } from '../metrics/registry.js';
 
 export interface Readiness {
   checks: Record<string, boolean>;
@@ -44,17 +46,24 @@ async function bounded(name: string, probe: () => Promise<string | null>): Promi
   }
 }
 
+/** The worker's /metrics: its registry, and the bearer token asked for (METRICS_TOKEN), if any. */
+export interface WorkerMetrics {
+  registry: Metrics;
+  token: string | undefined;
+}
+
 /**
- * The small HTTP listener of a worker-only process: /healthz (the process answers) and /readyz
- * (Redis, Docker and the gateway its sandboxes use all work), for orchestrators' health checks.
- * Nothing else is served: the worker takes its work from the queue, not from HTTP.
+ * The small HTTP listener of a worker-only process: /healthz (the process answers), /readyz
+ * (Redis, Docker and the gateway its sandboxes use all work), for orchestrators' health checks,
+ * and /metrics for Prometheus. Nothing else: the worker takes its work from the queue, not HTTP.
  */
 export async function startWorkerHttp(opts: {
   host: string;
   port: number;
   readiness: () => Promise<Readiness>;
+  metrics?: WorkerMetrics;
 }): Promise<{ url: string; close(): Promise<void> }> {
-  const server = createServer((req, res) => void answer(req, res, opts.readiness));
+  const server = createServer((req, res) => void answer(req, res, opts.readiness, opts.metrics));
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) =>
       reject(
@@ -76,11 +85,18 @@ async function answer(
   req: IncomingMessage,
   res: ServerResponse,
   readiness: () => Promise<Readiness>,
+  metrics: WorkerMetrics | undefined,
 ): Promise<void> {
   const url = (req.url ?? '/').split('?')[0];
+  const served = metrics ? 'GET /healthz, GET /readyz and GET /metrics' : 'GET /healthz and GET /readyz';
   if (req.method !== 'GET' && req.method !== 'HEAD') {
-    return send(res, 405, envelope(`${req.method} is not served here; use GET /healthz or GET /readyz`));
+    return send(
+      res,
+      405,
+      envelope(`${req.method} is not served here; use ${served}`, 'invalid_request_error', 'not_found'),
+    );
   }
+  if (url === '/metrics' && metrics) return sendMetrics(req, res, metrics);
   if (url === '/healthz') return send(res, 200, { status: 'ok' });
   if (url === '/readyz') {
     const r = await readiness();
@@ -91,11 +107,25 @@ async function answer(
       ok ? { status: 'ready', checks: r.checks } : { status: 'not_ready', ...r },
     );
   }
-  return send(res, 404, envelope(`${url} is not served by a worker; it serves GET /healthz and GET /readyz`));
+  return send(
+    res,
+    404,
+    envelope(`${url} is not served by a worker; it serves ${served}`, 'invalid_request_error', 'not_found'),
+  );
 }
 
-function envelope(message: string) {
-  return { error: { message, type: 'invalid_request_error', param: null, code: 'not_found' } };
+async function sendMetrics(req: IncomingMessage, res: ServerResponse, metrics: WorkerMetrics): Promise<void> {
+  const m = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(req.headers.authorization ?? '');
+  if (!metricsAllowed(m ? m[1]! : null, metrics.token)) {
+    return send(res, 401, envelope(METRICS_TOKEN_REQUIRED, 'authentication_error', 'metrics_token_required'));
+  }
+  const text = await metrics.registry.text();
+  res.writeHead(200, { 'content-type': metrics.registry.contentType, 'cache-control': 'no-cache' });
+  res.end(text);
+}
+
+function envelope(message: string, type: string, code: 'not_found' | 'metrics_token_required') {
+  return { error: { message, type, param: null, code } };
 }
 
 function send(res: ServerResponse, status: number, body: unknown): void {

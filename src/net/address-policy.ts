@@ -167,6 +167,11 @@ export class AddressPolicy {
   constructor(
     allow: readonly AllowEntry[] = [],
     private readonly resolver: Resolver = systemResolver,
+    /**
+     * Addresses of this host, refused like private ones (the egress proxy's: a public address of
+     * the worker would otherwise reach its own services). Read at each check: interfaces change.
+     */
+    private readonly ownAddresses?: () => Iterable<string>,
   ) {
     for (const e of allow) {
       if (e.kind === 'host') {
@@ -180,11 +185,19 @@ export class AddressPolicy {
 
   /** Why the address may not be reached from this host name, or null when it may. */
   refusal(host: string, address: string): string | null {
-    const range = forbiddenRange(address);
+    const range = forbiddenRange(address) ?? this.ownRange(address);
     if (range === null) return null;
     if (this.allowedHosts.has(bareHost(host))) return null;
     if (this.allowedNets.check(address, isIP(address) === 4 ? 'ipv4' : 'ipv6')) return null;
     return range;
+  }
+
+  private ownRange(address: string): string | null {
+    if (!this.ownAddresses) return null;
+    const bare = address.toLowerCase().replace(/^::ffff:(?=\d+\.)/, '');
+    for (const own of this.ownAddresses())
+      if (own.toLowerCase() === bare) return "host-local (this worker's own)";
+    return null;
   }
 
   /**

@@ -1,4 +1,7 @@
 import { z } from 'zod';
+import { egressPolicySchema } from '../egress/policy.js';
+import { DEFAULT_SNAPSHOT, snapshotByName } from '../environments/snapshots.js';
+import { evaluationSpecSchema, judgeSpecSchema, thresholdSchema } from '../evaluation/types.js';
 import { AGENT_NAMES, type AgentName } from '../events/types.js';
 import { mcpServerSchema } from '../runtimes/mcp.js';
 import { PROVIDER_NAMES, type ProviderName } from '../runtimes/types.js';
@@ -67,7 +70,20 @@ export const runJobSchema = z.object({
     /** Jobs queued before the disk limit existed get the default. */
     diskBytes: z.number().int().positive().default(DEFAULT_SANDBOX_DISK_BYTES),
   }),
-  network: z.enum(['none', 'bridge']),
+  /**
+   * Which hosts the run may reach through the egress proxy, resolved at the pre-flight from the
+   * operator's, the collection's and the runbook's policies. Jobs of older servers get none.
+   */
+  egress: egressPolicySchema.default({ mode: 'none', allow: [] }),
+  /**
+   * The run's environment: a snapshot's image, or the image the run named itself (snapshot null).
+   * Jobs queued before environments existed get the lean default.
+   */
+  environment: z
+    .object({ snapshot: z.string().nullable(), image: z.string().min(1) })
+    .default({ snapshot: DEFAULT_SNAPSHOT, image: snapshotByName(DEFAULT_SNAPSHOT)!.image }),
+  /** Commands the runbook calls (src/environments/commands.ts), for the environment check. */
+  commands: z.array(z.string()).default([]),
   /**
    * What the run may spend, enforced at the gateway: USD at list prices, and input + output
    * tokens; null: no cap of that kind. Absent in jobs queued by older servers.
@@ -80,6 +96,10 @@ export const runJobSchema = z.object({
     .default({ maxCostUsd: null, maxTokens: null }),
   /** Normalized MCP servers (src/runtimes/mcp.ts); absent in jobs queued by older servers. */
   mcpServers: z.array(mcpServerSchema).default([]),
+  /** How the run is scored when the agent ends (src/evaluation); null: the runbook declares no evaluation. */
+  evaluation: evaluationSpecSchema.nullable().default(null),
+  /** Labels the run is created with (an experiment's id and variant). */
+  labels: z.record(z.string(), z.string()).default({}),
 });
 
 export type RunJob = z.infer<typeof runJobSchema>;
@@ -95,6 +115,19 @@ export const webhookJobSchema = z.object({
 });
 
 export type WebhookJob = z.infer<typeof webhookJobSchema>;
+
+/**
+ * A re-grade of an ended run from its stored files: optionally with another judge or threshold
+ * (checked by the API, so the worker only follows them). `number` is the evaluation it makes.
+ */
+export const evaluateJobSchema = z.object({
+  runId: z.string().min(1),
+  number: z.number().int().positive(),
+  judge: judgeSpecSchema.nullable().default(null),
+  threshold: thresholdSchema.nullable().default(null),
+});
+
+export type EvaluateJob = z.infer<typeof evaluateJobSchema>;
 
 /** The delivery job's id: one per run, so a repeated enqueue is a no-op. */
 export function webhookJobId(runId: string): string {
@@ -118,5 +151,12 @@ export const JOBS = {
     backoff: { type: 'exponential' as const, delay: 5000 },
     /** Each POST gets this long for its answer (WEBHOOK_TIMEOUT_MS). */
     timeoutMs: 10_000,
+  },
+  evaluate: {
+    name: 'evaluate',
+    schema: evaluateJobSchema,
+    // A re-grade that failed on infrastructure is asked for again by its user; its job id is per evaluation.
+    attempts: 2,
+    backoff: { type: 'exponential' as const, delay: 2000 },
   },
 } as const;

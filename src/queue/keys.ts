@@ -38,6 +38,18 @@ export class RedisKeys {
   runJobLock(runId: string): string {
     return `${this.bullPrefix()}:${RUN_QUEUE}:${runId}:lock`;
   }
+  /** What a worker learnt of an environment image with an agent layer mounted (JSON, expires). */
+  environmentProbe(imageId: string, layer: string): string {
+    return `${this.prefix}:env:probe:${imageId}:${layer}`;
+  }
+  /** Hash of snapshot name → what a worker found of its image (JSON), for GET /v1/snapshots. */
+  environmentSnapshots(): string {
+    return `${this.prefix}:env:snapshots`;
+  }
+  /** An A/B experiment's record (JSON): its variants and its runs' ids. */
+  experiment(id: string): string {
+    return `${this.prefix}:experiment:${id}`;
+  }
   /** BullMQ's own prefix. */
   bullPrefix(): string {
     return `${this.prefix}:bull`;
@@ -46,3 +58,5 @@ export class RedisKeys {
 
 export const RUN_QUEUE = 'runs';
 export const WEBHOOK_QUEUE = 'webhooks';
+/** Re-grades of ended runs (POST /v1/runs/{id}/evaluate), done by a worker: the judge is behind its gateway. */
+export const EVALUATE_QUEUE = 'evaluations';

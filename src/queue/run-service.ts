@@ -3,12 +3,16 @@ import { posix } from 'node:path';
 import { Job, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { badRequest, notFound } from '../errors.js';
+import { withEvaluation } from '../evaluation/history.js';
+import type { Evaluation } from '../evaluation/record.js';
 import type { EventStreamStore } from '../events/stream-store.js';
 import { isTerminalEvent, type NewEvent, type RunWarning, type StoredEvent } from '../events/types.js';
+import type { Metrics } from '../metrics/registry.js';
 import type { ProviderName } from '../runtimes/types.js';
 import type { BlobStore } from '../storage/blob-store.js';
-import { JOBS, type RunJob, webhookJobId } from './catalog.js';
-import { type RedisKeys, RUN_QUEUE, WEBHOOK_QUEUE } from './keys.js';
+import { type EvaluateJob, JOBS, type RunJob, webhookJobId } from './catalog.js';
+import { ExperimentStore } from './experiment-store.js';
+import { EVALUATE_QUEUE, type RedisKeys, RUN_QUEUE, WEBHOOK_QUEUE } from './keys.js';
 import { type RunRecord, RunStore } from './run-store.js';
 
 /** Where a run's end is POSTed. The secret goes into the delivery job and nowhere else. */
@@ -18,7 +22,8 @@ export interface WebhookTarget {
 }
 
 /** What a request asks for: the run's job, and the webhook to call when the run ends. */
-export type NewRun = Omit<RunJob, 'runId'> & { webhook?: WebhookTarget | undefined };
+export type NewRun = Omit<RunJob, 'runId' | 'evaluation' | 'labels'> &
+  Partial<Pick<RunJob, 'evaluation' | 'labels'>> & { webhook?: WebhookTarget | undefined };
 
 /** One try at delivering a run's webhook, as the run record shows it. */
 export interface WebhookDelivery {
@@ -67,6 +72,8 @@ export interface Trajectory {
   /** A runbook run's input, or a passthrough call's request. */
   input:
     | (Pick<RunJob, 'runbook' | 'instruction' | 'resultsDir' | 'requiredOutputs' | 'primaryOutputs'> & {
+        /** How the run is scored (absent for runs queued before evaluation existed). */
+        evaluation?: RunJob['evaluation'];
         /** For runs started through /api/v1: the submitted init_params (secret_params never). */
         initParams?: Record<string, unknown>;
       })
@@ -83,6 +90,8 @@ export interface RunServiceDeps {
   retentionSec: number;
   /** Tries per webhook delivery and the first backoff (it doubles); the job catalog's by default. */
   webhooks?: { attempts: number; backoffMs: number };
+  /** Counts the runs cancelled before a worker took them (workers count the others' ends). */
+  metrics?: Metrics;
 }
 
 /** A path inside results_dir as the artifacts list names it (relative); one outside it stays absolute. */
@@ -109,10 +118,14 @@ export function newRunId(): string {
 export class RunService {
   readonly store: RunStore;
   readonly queue: Queue;
-  private readonly webhookQueue: Queue;
+  readonly webhookQueue: Queue;
+  readonly evaluateQueue: Queue;
+  /** A/B experiments (their runs are ordinary runs, labelled with the experiment and variant). */
+  readonly experiments: ExperimentStore;
 
   constructor(private readonly deps: RunServiceDeps) {
     this.store = new RunStore(deps.redis, deps.keys);
+    this.experiments = new ExperimentStore(deps.redis, deps.keys, deps.retentionSec);
     this.queue = new Queue(RUN_QUEUE, {
       connection: deps.redis,
       prefix: deps.keys.bullPrefix(),
@@ -134,9 +147,20 @@ export class RunService {
         removeOnFail: true,
       },
     });
+    this.evaluateQueue = new Queue(EVALUATE_QUEUE, {
+      connection: deps.redis,
+      prefix: deps.keys.bullPrefix(),
+      defaultJobOptions: {
+        attempts: JOBS.evaluate.attempts,
+        backoff: JOBS.evaluate.backoff,
+        removeOnComplete: { age: 3600, count: 1000 },
+        removeOnFail: { age: 24 * 3600, count: 1000 },
+      },
+    });
     // Connection trouble is logged once by the connection's owner; unheard, BullMQ prints it.
     this.queue.on('error', () => undefined);
     this.webhookQueue.on('error', () => undefined);
+    this.evaluateQueue.on('error', () => undefined);
   }
 
   get events(): EventStreamStore {
@@ -194,6 +218,7 @@ export class RunService {
       }),
       primary_outputs: job.primaryOutputs.map((p) => relativeToResults(p, job.resultsDir)),
       warnings: meta.warnings ?? [],
+      labels: payload.labels,
       ...(delivery ? { webhook: { url: delivery.url, state: 'pending' as const, deliveries: [] } } : {}),
       budget: {
         max_cost_usd: payload.budget.maxCostUsd,
@@ -262,7 +287,14 @@ export class RunService {
       (await this.store.get(id)) ?? (await this.deps.blobs.readTrajectory<Trajectory>(id))?.run ?? null;
     if (rec && collection !== undefined && rec.collection !== collection) return null;
     // A trajectory stored before these fields existed reads as having none.
-    return rec ? { ...rec, primary_outputs: rec.primary_outputs ?? [], warnings: rec.warnings ?? [] } : null;
+    return rec
+      ? {
+          ...rec,
+          primary_outputs: rec.primary_outputs ?? [],
+          warnings: rec.warnings ?? [],
+          evaluation: rec.evaluation ?? null,
+        }
+      : null;
   }
 
   async require(id: string, collection?: string): Promise<RunView> {
@@ -281,6 +313,10 @@ export class RunService {
     cursor?: number;
     status?: string;
     task?: string;
+    /** Only runs whose evaluation passed (true) or did not (false: failed, or scored nothing). */
+    passed?: boolean;
+    /** Only the runs of this experiment. */
+    experiment?: string;
   }): Promise<{
     data: RunRecord[];
     next_cursor: string | null;
@@ -301,7 +337,11 @@ export class RunService {
         if (!rec) continue;
         if (opts.status && rec.status !== opts.status) continue;
         if (opts.task && rec.task !== opts.task) continue;
-        out.push(rec);
+        if (opts.passed !== undefined && !passedMatches(rec, opts.passed)) continue;
+        if (opts.experiment !== undefined && rec.labels?.experiment !== opts.experiment) continue;
+        // A page lists the current evaluation; the history is on the run's own record.
+        const { evaluations: _history, ...listed } = rec;
+        out.push(listed);
       }
       if (ids.length < opts.limit * 2) {
         if (out.length < opts.limit) cursor = undefined;
@@ -380,6 +420,13 @@ export class RunService {
         cancel_requested: true,
       });
       if (moved) {
+        if (rec.agent !== 'passthrough') {
+          this.deps.metrics?.runsEnded.inc({
+            runtime: rec.agent,
+            provider: rec.provider,
+            status: 'cancelled',
+          });
+        }
         await this.queue.remove(id).catch(() => undefined);
         await this.finish(id, {
           type: 'run.cancelled',
@@ -552,8 +599,35 @@ export class RunService {
     yield* this.deps.events.follow(id, afterId, signal);
   }
 
+  /**
+   * Queues a re-grade of an ended run (a worker does it: the judge is behind its gateway). The job
+   * id names the evaluation it makes, so asking twice before it is done queues it once.
+   */
+  async requestEvaluation(job: EvaluateJob): Promise<void> {
+    const payload = JOBS.evaluate.schema.parse(job);
+    await this.evaluateQueue.add(JOBS.evaluate.name, payload, {
+      jobId: `evaluate-${job.runId}-${job.number}`,
+    });
+  }
+
+  /**
+   * Records a re-grade: it becomes the run's evaluation, joins its history, and its judge's usage
+   * joins the run's. Written to Redis while the run is there, and into the stored trajectory.
+   */
+  async recordEvaluation(id: string, evaluation: Evaluation, maxHistory: number): Promise<void> {
+    const rec = await this.get(id);
+    if (!rec) return;
+    const fields = withEvaluation(rec, evaluation, maxHistory);
+    const key = this.deps.keys.run(id);
+    for (const [k, v] of Object.entries(fields)) {
+      await this.deps.redis.eval(SET_IF_EXISTS, 1, key, k, JSON.stringify(v));
+    }
+    const traj = await this.deps.blobs.readTrajectory<Trajectory>(id);
+    if (traj) await this.deps.blobs.writeTrajectory(id, { ...traj, run: { ...traj.run, ...fields } });
+  }
+
   async close(): Promise<void> {
-    await Promise.all([this.queue.close(), this.webhookQueue.close()]);
+    await Promise.all([this.queue.close(), this.webhookQueue.close(), this.evaluateQueue.close()]);
   }
 
   private inputKey(id: string): string {
@@ -568,8 +642,19 @@ function inputOf(job: RunJob, initParams: Record<string, unknown> | undefined): 
     resultsDir: job.resultsDir,
     requiredOutputs: job.requiredOutputs,
     primaryOutputs: job.primaryOutputs,
+    evaluation: job.evaluation,
     ...(initParams ? { initParams } : {}),
   };
+}
+
+/**
+ * `passed=true`: the evaluation passed. `passed=false`: it was made and did not pass (failed,
+ * missing, or in error). Runs without an evaluation match neither.
+ */
+function passedMatches(rec: RunRecord, passed: boolean): boolean {
+  const e = rec.evaluation;
+  if (!e) return false;
+  return passed ? e.passed === true : e.passed !== true;
 }
 
 /** Orders Redis Stream ids (`ms-seq`). */

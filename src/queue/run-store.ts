@@ -1,10 +1,12 @@
 import type { Redis } from 'ioredis';
+import type { Evaluation } from '../evaluation/record.js';
 import type { LimitHit } from '../events/limits.js';
 import {
   type AgentName,
   type ArtifactInfo,
   type ArtifactsDropped,
   emptyUsage,
+  type NetworkSummary,
   type RetryReason,
   type RunError,
   type RunStatus,
@@ -36,6 +38,8 @@ export interface RunTimings {
   agent_ms: number | null;
   /** Copying results out and removing the sandbox. */
   collect_ms: number | null;
+  /** Scoring the run (verification script, judge); absent or null when it was not evaluated. */
+  evaluate_ms?: number | null;
 }
 
 /** The run record, as GET /v1/runs/{id} shows it. */
@@ -82,6 +86,15 @@ export interface RunRecord {
   retry_reason?: RetryReason;
   /** Absent on passthrough calls and on runs queued by older servers. */
   budget?: RunBudgetRecord;
+  /** What the run did through the egress proxy; set when it ends. */
+  network?: NetworkSummary;
+  /**
+   * How the run scored against its runbook's own definition of success (docs/evaluation.md): the
+   * newest evaluation. null: not evaluated (no evaluation declared, not ended, or cancelled).
+   */
+  evaluation: Evaluation | null;
+  /** Every evaluation kept, oldest first (the run's own, then re-grades); absent in list pages. */
+  evaluations?: Evaluation[];
 }
 
 // Moves status only from an allowed one, atomically, and writes the other fields with it.
@@ -145,6 +158,7 @@ export class RunStore {
       cancel_requested: false,
       labels: {},
       timings: null,
+      evaluation: null,
       ...init,
     };
   }
@@ -273,5 +287,5 @@ function decode(h: Record<string, string>): RunRecord {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(h)) out[k] = JSON.parse(v);
   // Records written before these fields existed read as having none.
-  return { primary_outputs: [], warnings: [], ...out } as unknown as RunRecord;
+  return { primary_outputs: [], warnings: [], evaluation: null, ...out } as unknown as RunRecord;
 }

@@ -3,6 +3,7 @@
  * user. Keys we do not know (`origin`, provenance blocks, future keys) are kept as given.
  */
 import { z } from 'zod';
+import { runbookNetworkSchema } from '../egress/policy.js';
 import { AGENT_NAMES } from '../events/types.js';
 import { PROVIDER_NAMES } from '../runtimes/types.js';
 
@@ -51,6 +52,16 @@ export const frontmatterSchema = z.looseObject({
     )
     .optional(),
   timeout_sec: z.int().positive().optional(),
+  /** Hosts the run may reach through the egress proxy; it narrows the collection's policy. */
+  network: runbookNetworkSchema.optional(),
+  // The sandbox's resources, as in `jetty` (which wins); checked against the server's maxima.
+  cpus: z.number().positive().optional(),
+  memory: z.union([nonEmptyString, z.number().int().positive()]).optional(),
+  disk: z.union([nonEmptyString, z.number().int().positive()]).optional(),
+  // Who scores a rubric runbook, and whether a failed score fails the run (docs/evaluation.md).
+  judge_model: nonEmptyString.optional(),
+  judge_provider: providerNameSchema.optional(),
+  require_pass: z.boolean().optional(),
 });
 
 export type RunbookFrontmatter = z.output<typeof frontmatterSchema>;
@@ -75,6 +86,15 @@ export const FRONTMATTER_FORMS: Readonly<Record<string, string>> = {
   secrets:
     'must be a mapping of NAME: {env: ENV_VAR_NAME (default NAME), description: "...", required: true}',
   timeout_sec: 'must be a positive whole number of seconds',
+  network:
+    'must be none, open, true, or a list of host patterns such as ["pypi.org", "*.pythonhosted.org"] (a name, *.name for the names under it, or an IP address)',
+  cpus: 'must be a positive number of CPUs such as 2',
+  memory: 'must be a size such as "4g" or "512m", or a number of bytes',
+  disk: 'must be a size such as "2g" or "512m", or a number of bytes',
+  judge_model:
+    'must be a non-empty model slug such as "claude-sonnet-4-6": the model that scores a rubric runbook',
+  judge_provider: `must be one of ${PROVIDER_NAMES.join(', ')}`,
+  require_pass: 'must be true or false',
 };
 
 const SECRET_FIELD_FORMS: Readonly<Record<string, string>> = {

@@ -127,7 +127,7 @@ export const claudeCodeAdapter: RuntimeAdapter = {
   name: 'claude-code',
   cliPackage: '@anthropic-ai/claude-code',
   cliVersion: CLAUDE_CODE_VERSION,
-  image: `jetty/runtime-claude-code:${CLAUDE_CODE_VERSION}`,
+  image: `jetty/agent-claude-code:${CLAUDE_CODE_VERSION}`,
   providers: ['anthropic', 'bedrock', 'openrouter', 'simulated'],
   capabilities,
   defaultModel: DEFAULT_MODEL,

@@ -199,7 +199,7 @@ export const codexAdapter: RuntimeAdapter = {
   name: 'codex',
   cliPackage: '@openai/codex',
   cliVersion: CODEX_VERSION,
-  image: `jetty/runtime-codex:${CODEX_VERSION}`,
+  image: `jetty/agent-codex:${CODEX_VERSION}`,
   providers: PROVIDERS,
   capabilities,
   // codex takes stdio and streamable-HTTP MCP servers; it has no SSE transport.

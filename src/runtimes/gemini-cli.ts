@@ -171,7 +171,7 @@ export const geminiCliAdapter: RuntimeAdapter = {
   name: 'gemini-cli',
   cliPackage: '@google/gemini-cli',
   cliVersion: GEMINI_CLI_VERSION,
-  image: `jetty/runtime-gemini-cli:${GEMINI_CLI_VERSION}`,
+  image: `jetty/agent-gemini-cli:${GEMINI_CLI_VERSION}`,
   providers: PROVIDERS,
   capabilities,
   defaultModel: DEFAULT_MODEL,

@@ -49,8 +49,8 @@ export const HERMES_HOME = `${AGENT_HOME}/.hermes`;
 export const HERMES_CONFIG_PATH = `${HERMES_HOME}/config.yaml`;
 export const HERMES_PROMPT_PATH = PROMPT_PATH;
 export const HERMES_PLUGIN_DIR = `${HERMES_HOME}/plugins/jetty_events`;
-/** The image's venv (docker/runtimes/hermes/Dockerfile). */
-const HERMES_PYTHON = '/opt/hermes/bin/python';
+/** The agent layer's venv, on its relocated Python (docker/agents/hermes/Dockerfile). */
+const HERMES_PYTHON = '/opt/jetty/hermes/venv/bin/python';
 
 /** The env variable the provider entries name as `key_env`: Hermes reads the run token from it. */
 const TOKEN_ENV = 'JETTY_RUN_TOKEN';
@@ -297,7 +297,7 @@ export const hermesAdapter: RuntimeAdapter = {
   name: 'hermes',
   cliPackage: 'hermes-agent',
   cliVersion: HERMES_VERSION,
-  image: `jetty/runtime-hermes:${HERMES_VERSION}`,
+  image: `jetty/agent-hermes:${HERMES_VERSION}`,
   providers: PROVIDERS,
   capabilities,
   defaultModel: DEFAULT_MODEL,

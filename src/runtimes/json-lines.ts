@@ -88,7 +88,14 @@ export function pushGuarded(
  * runtime: 401/403 provider_auth_error, 404 provider_model_not_found, 429 provider_rate_limited,
  * 5xx provider_error; any other status (400, 413, …) means the request the agent built was refused.
  */
-export function providerFailure(status: number): [code: string, what: string] {
+export type ProviderFailureCode =
+  | 'provider_auth_error'
+  | 'provider_model_not_found'
+  | 'provider_rate_limited'
+  | 'provider_error'
+  | 'agent_error';
+
+export function providerFailure(status: number): [code: ProviderFailureCode, what: string] {
   const who = 'The model provider';
   if (status === 401 || status === 403) return ['provider_auth_error', `${who} rejected the request`];
   if (status === 404) return ['provider_model_not_found', `${who} does not know the model`];

@@ -183,7 +183,7 @@ export const opencodeAdapter: RuntimeAdapter = {
   name: 'opencode',
   cliPackage: 'opencode-ai',
   cliVersion: OPENCODE_VERSION,
-  image: `jetty/runtime-opencode:${OPENCODE_VERSION}`,
+  image: `jetty/agent-opencode:${OPENCODE_VERSION}`,
   providers: PROVIDERS,
   capabilities,
   defaultModel: DEFAULT_MODEL,

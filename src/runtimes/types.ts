@@ -82,7 +82,7 @@ export interface RuntimeAdapter {
   readonly name: AgentName;
   readonly cliPackage: string;
   readonly cliVersion: string;
-  /** The image (repository:tag) that docker/build-images.sh builds for this runtime. */
+  /** The agent layer image (repository:tag) docker/build-images.sh builds from docker/agents/<name>/. */
   readonly image: string;
   readonly providers: readonly ProviderName[];
   readonly capabilities: RuntimeCapabilities;

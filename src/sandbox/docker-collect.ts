@@ -6,6 +6,7 @@ import type Dockerode from 'dockerode';
 import tar from 'tar-stream';
 import { AppError, badRequest } from '../errors.js';
 import type { DroppedArtifact } from '../events/types.js';
+import { LAYER_SHELL, LAYER_TOOLS } from './agent-volume.js';
 import { type ListedFile, planCollection } from './collect-plan.js';
 import { startExec, toAppError } from './docker-exec.js';
 import type { CollectedArtifact, CollectLimits, CollectResult } from './driver.js';
@@ -34,9 +35,9 @@ const SCRIPT = [
   'kill -9 -1 2>/dev/null',
   `test -d "$1" || exit ${MISSING_DIR_EXIT}`,
   "printf '\\0'",
-  'find "$1" -type f -printf \'%s %P\\0\'',
+  `${LAYER_TOOLS}/find "$1" -type f -printf '%s %P\\0'`,
   "printf 'END\\0'",
-  'exec tar -c -f - -C "$1" --no-recursion --null --verbatim-files-from -T -',
+  `exec ${LAYER_TOOLS}/tar -c -f - -C "$1" --no-recursion --null --verbatim-files-from -T -`,
 ].join('\n');
 
 export async function collectDirectory(
@@ -50,7 +51,7 @@ export async function collectDirectory(
     throw badRequest(`cannot collect ${JSON.stringify(dir)}: an absolute directory is needed`, 'dir');
   }
   const proc = await startExec(container, {
-    argv: ['sh', '-c', SCRIPT, 'sh', source],
+    argv: [...LAYER_SHELL, '-c', SCRIPT, 'sh', source],
     user: USER,
     keepStdinOpen: true,
   });

@@ -1,12 +1,23 @@
+import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import Dockerode from 'dockerode';
 import tar from 'tar-stream';
+import { type EnvironmentReport, parseProbeOutput } from '../environments/probe.js';
 import { AppError, badRequest, infraError } from '../errors.js';
 import type { SandboxFile } from '../runtimes/types.js';
+import {
+  AGENT_MOUNT,
+  AgentVolumes,
+  LAYER_ENTRYPOINT,
+  LAYER_PROBE,
+  LAYER_SHELL,
+  LAYER_TOOLS,
+} from './agent-volume.js';
 import { collectDirectory } from './docker-collect.js';
 import {
   dockerMessage,
   dockerStatus,
+  readBounded,
   runExec,
   type StartedExec,
   startExec,
@@ -15,6 +26,8 @@ import {
 import {
   type CollectLimits,
   type CollectResult,
+  type ExecLimits,
+  type ExecResult,
   GATEWAY_MOUNT,
   type OwnedSandbox,
   type RunningSandbox,
@@ -62,7 +75,7 @@ const BUILD_COMMAND = 'bash docker/build-images.sh';
  * agent, and its output ends at once instead of when the last straggler lets go of it.
  */
 const AGENT_SCRIPT = [
-  'head -c "$1" | tar -x -p -f - -C / || { echo "jetty-sandbox: could not place the run\'s files" >&2; exit 125; }',
+  `${LAYER_TOOLS}/head -c "$1" | ${LAYER_TOOLS}/tar -x -p -f - -C / || { echo "jetty-sandbox: could not place the run's files" >&2; exit 125; }`,
   'shift',
   '"$@"; code=$?',
   'kill -9 -1 2>/dev/null',
@@ -101,38 +114,146 @@ export class DockerSandboxDriver implements SandboxDriver {
   private readonly deployment: DockerSandboxDriverOptions['deployment'];
   private readonly worker: string | undefined;
   private readonly logger: DriverLogger | undefined;
+  private readonly volumes: AgentVolumes;
 
   constructor(opts: DockerSandboxDriverOptions) {
     this.docker = opts.docker ?? new Dockerode();
+    this.volumes = new AgentVolumes(this.docker);
     this.instance = opts.instance;
     this.deployment = opts.deployment;
     this.worker = opts.worker;
     this.logger = opts.logger;
   }
 
+  /** The phases: the agent layer's volume, the container (the environment), the agent in it. */
   async start(spec: SandboxSpec): Promise<RunningSandbox> {
     checkSpec(spec);
-    const entrypoint = await this.entrypointOf(spec.image);
-    const name = `jetty-run-${spec.runId}`;
-    const container = await this.createReplacing(name, this.createOptions(name, spec));
-    const log = { runId: spec.runId, container: container.id.slice(0, 12), image: spec.image };
-    this.logger?.debug(log, 'sandbox created');
+    const volume = await this.volumes.volumeFor(spec.agentImage);
+    const container = await this.create(spec, volume);
     try {
-      await container.start();
-      const files = await filesArchive(spec.files);
-      const agent = await startExec(container, {
-        argv: ['sh', '-c', AGENT_SCRIPT, 'jetty-agent', String(files.length), ...entrypoint, ...spec.argv],
-        user: AGENT_USER,
-        workdir: '/app',
-        // The images' entrypoint feeds the CLI from this file: here, the exec's own stdin.
-        env: [...Object.entries(spec.env).map(([k, v]) => `${k}=${v}`), 'JETTY_STDIN_FILE=/dev/stdin'],
-        stdin: Buffer.concat([files, Buffer.from(spec.stdin ?? '')]),
-      });
-      this.logger?.debug(log, 'sandbox started');
+      const agent = await this.startAgent(container, spec);
+      this.logger?.debug({ runId: spec.runId, container: container.id.slice(0, 12) }, 'sandbox started');
       return new DockerSandbox(container, agent);
     } catch (err) {
       await container.remove({ force: true, v: true }).catch(() => undefined);
       throw toAppError(err, `could not start the sandbox of run ${spec.runId}`);
+    }
+  }
+
+  /** Creates and starts the run's container: the environment with its holder, nothing of the run's yet. */
+  private async create(spec: SandboxSpec, volume: string): Promise<Dockerode.Container> {
+    const name = `jetty-run-${spec.runId}`;
+    const container = await this.createReplacing(name, this.createOptions(name, spec, volume));
+    this.logger?.debug(
+      { runId: spec.runId, container: container.id.slice(0, 12), image: spec.image },
+      'sandbox created',
+    );
+    try {
+      await container.start();
+    } catch (err) {
+      await container.remove({ force: true, v: true }).catch(() => undefined);
+      throw toAppError(err, `could not start the sandbox of run ${spec.runId}`);
+    }
+    return container;
+  }
+
+  /** Places the run's files and starts the agent through the layer's entrypoint, in one exec. */
+  private async startAgent(container: Dockerode.Container, spec: SandboxSpec): Promise<StartedExec> {
+    const files = await filesArchive(spec.files);
+    return startExec(container, {
+      argv: [
+        ...LAYER_SHELL,
+        '-c',
+        AGENT_SCRIPT,
+        'jetty-agent',
+        String(files.length),
+        ...LAYER_ENTRYPOINT,
+        ...spec.argv,
+      ],
+      user: AGENT_USER,
+      workdir: '/app',
+      // The entrypoint feeds the CLI from this file: here, the exec's own stdin.
+      env: [...Object.entries(spec.env).map(([k, v]) => `${k}=${v}`), 'JETTY_STDIN_FILE=/dev/stdin'],
+      stdin: Buffer.concat([files, Buffer.from(spec.stdin ?? '')]),
+    });
+  }
+
+  /**
+   * What an environment image is with an agent layer mounted: whether it can host the agent, and
+   * the commands it has. One short-lived container (no network, the sandbox's own limits), one
+   * exec of the layer's probe as the sandbox user. A missing image is a typed error naming it.
+   */
+  async describeEnvironment(
+    image: string,
+    agentImage: string,
+    maxOutputBytes: number,
+  ): Promise<EnvironmentReport> {
+    const imageId = await this.environmentId(image);
+    const layer = await this.volumes.volumeFor(agentImage);
+    const name = `jetty-probe-${randomBytes(6).toString('hex')}`;
+    const base = this.createOptions(name, PROBE_SPEC(image), layer);
+    // Not a run's sandbox (the sweep does not know it): it ends and removes itself within a
+    // minute, even when this worker dies mid-probe.
+    const options: Dockerode.ContainerCreateOptions = {
+      ...base,
+      Cmd: ['sleep', '60'],
+      Labels: { 'jetty.probe': 'true', [SANDBOX_LABELS.instance]: this.instance },
+      HostConfig: { ...base.HostConfig, Binds: [], AutoRemove: true },
+    };
+    let container: Dockerode.Container;
+    try {
+      container = await this.docker.createContainer(options);
+    } catch (err) {
+      throw toAppError(err, `could not create a probe of the image ${image}`);
+    }
+    try {
+      await container.start();
+      const res = await runExec(container, { argv: [...LAYER_PROBE], user: AGENT_USER }, maxOutputBytes + 1);
+      // probe.sh always says which glibc it found: without that line, the probe itself failed.
+      if (res.code !== 0 || !/^glibc /m.test(res.stdout)) {
+        throw infraError(
+          `the probe of the image ${image} failed (exit ${res.code}): ${res.stderr.trim().slice(0, 300)}`,
+          'environment_probe_failed',
+        );
+      }
+      const cut = Buffer.byteLength(res.stdout) > maxOutputBytes;
+      const facts = parseProbeOutput(cut ? res.stdout.slice(0, maxOutputBytes) : res.stdout, cut);
+      return { image, imageId, layer, ...facts, probedAt: new Date().toISOString() };
+    } catch (err) {
+      throw toAppError(err, `could not probe the image ${image}`);
+    } finally {
+      await removeContainer(container);
+    }
+  }
+
+  /** The engine's id of an environment image; a missing one is a 400 naming it (the run named it). */
+  async environmentId(image: string): Promise<string> {
+    try {
+      return (await this.docker.getImage(image).inspect()).Id;
+    } catch (err) {
+      if (dockerStatus(err) === 404) throw environmentMissing(image, err);
+      throw toAppError(err, `could not inspect the image ${image}`);
+    }
+  }
+
+  async agentLayer(agentImage: string): Promise<string> {
+    return this.volumes.volumeFor(agentImage);
+  }
+
+  /** Size and labels of an image, or null when the engine does not have it. */
+  async imageInfo(
+    image: string,
+  ): Promise<{ id: string; sizeBytes: number; labels: Record<string, string> } | null> {
+    try {
+      const info = await this.docker.getImage(image).inspect();
+      return {
+        id: info.Id,
+        sizeBytes: info.Size,
+        labels: (info.Config?.Labels as Record<string, string> | null) ?? {},
+      };
+    } catch (err) {
+      if (dockerStatus(err) === 404) return null;
+      throw toAppError(err, `could not inspect the image ${image}`);
     }
   }
 
@@ -171,26 +292,20 @@ export class DockerSandboxDriver implements SandboxDriver {
     }
   }
 
-  /** The image's entrypoint, which the agent's command goes through as `docker run` would. */
-  private async entrypointOf(image: string): Promise<string[]> {
-    try {
-      const info = await this.docker.getImage(image).inspect();
-      const ep = info.Config?.Entrypoint as string[] | string | null | undefined;
-      return Array.isArray(ep) ? ep : typeof ep === 'string' && ep !== '' ? [ep] : [];
-    } catch (err) {
-      if (dockerStatus(err) === 404) throw imageMissing(image, err);
-      throw toAppError(err, `could not inspect the sandbox image ${image}`);
-    }
-  }
-
-  private createOptions(name: string, spec: SandboxSpec): Dockerode.ContainerCreateOptions {
+  private createOptions(
+    name: string,
+    spec: Pick<SandboxSpec, 'image' | 'runId' | 'limits' | 'gatewaySocketDir' | 'files'>,
+    volume: string,
+  ): Dockerode.ContainerCreateOptions {
     return {
       name,
       Image: spec.image,
       // The holder: PID 1 is the engine's tiny init (it reaps what agent tools leave behind, which
-      // the pids limit counts), and its child sleeps, as a user the agent cannot signal.
-      Entrypoint: ['sleep'],
-      Cmd: ['infinity'],
+      // the pids limit counts), and its child sleeps, as a user the agent cannot signal. The
+      // layer's static busybox, so that any image can hold a sandbox.
+      Entrypoint: [LAYER_SHELL[0]],
+      Cmd: ['sleep', 'infinity'],
+      Env: [],
       User: `${HOLDER_UID}:${HOLDER_UID}`,
       WorkingDir: '/',
       Tty: false,
@@ -217,10 +332,13 @@ export class DockerSandboxDriver implements SandboxDriver {
         PidsLimit: spec.limits.pids,
         CapDrop: ['ALL'],
         SecurityOpt: ['no-new-privileges'],
-        NetworkMode: spec.network === 'bridge' ? 'bridge' : 'none',
+        // Always: models and (where the run's policy allows) other hosts are reached through the
+        // worker's gateway socket, so nothing leaves the sandbox unchecked or unrecorded.
+        NetworkMode: 'none',
         ReadonlyRootfs: true,
         Tmpfs: tmpfsMounts(spec.limits.diskBytes, spec.files),
         Binds: [`${spec.gatewaySocketDir}:${GATEWAY_MOUNT}:ro`],
+        Mounts: [{ Type: 'volume', Source: volume, Target: AGENT_MOUNT, ReadOnly: true }],
         Init: true,
         // Set here rather than left to the engine's default, which an operator may have changed.
         ShmSize: SHM_BYTES,
@@ -294,6 +412,42 @@ class DockerSandbox implements RunningSandbox {
     return collectDirectory(this.container, dir, destDir, limits);
   }
 
+  async exec(argv: string[], limits: ExecLimits): Promise<ExecResult> {
+    const started = Date.now();
+    let timedOut = false;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const proc = await startExec(this.container, {
+        argv,
+        user: AGENT_USER,
+        workdir: limits.workdir ?? '/app',
+        env: Object.entries(limits.env ?? {}).map(([k, v]) => `${k}=${v}`),
+      });
+      // Past the limit every process of the sandbox user goes, the command's children with it.
+      timer = setTimeout(() => {
+        timedOut = true;
+        void stopAgentProcesses(this.container).catch(() => undefined);
+      }, limits.timeoutMs);
+      const [out, err] = await Promise.all([
+        readBounded(proc.stdout, limits.maxOutput),
+        readBounded(proc.stderr, limits.maxOutput),
+      ]);
+      const code = await proc.exit;
+      return {
+        exitCode: timedOut ? null : code,
+        stdout: out.text,
+        stderr: err.text,
+        timedOut,
+        truncated: out.size > limits.maxOutput || err.size > limits.maxOutput,
+        durationMs: Date.now() - started,
+      };
+    } catch (err) {
+      throw toAppError(err, `could not run a command in sandbox ${this.id.slice(0, 12)}`);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   async remove(): Promise<void> {
     await removeContainer(this.container);
   }
@@ -323,7 +477,7 @@ async function waitUntilGone(container: Dockerode.Container, ms: number): Promis
 async function stopAgentProcesses(container: Dockerode.Container): Promise<void> {
   try {
     const res = await runExec(container, {
-      argv: ['sh', '-c', 'kill -9 -1; kill -9 -1; true'],
+      argv: [...LAYER_SHELL, '-c', 'kill -9 -1; kill -9 -1; true'],
       user: AGENT_USER,
     });
     if (res.code === 0) return;
@@ -381,6 +535,24 @@ async function filesArchive(files: SandboxFile[]): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const chunk of pack) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks);
+}
+
+/** The probe's container: the sandbox's shape with small limits, no files, no run. */
+function PROBE_SPEC(image: string) {
+  return {
+    image,
+    runId: 'probe',
+    limits: { cpus: 1, memoryBytes: 256 * 1024 * 1024, pids: 64, diskBytes: 64 * 1024 * 1024 },
+    gatewaySocketDir: '',
+    files: [],
+  };
+}
+
+function environmentMissing(image: string, cause: unknown): AppError {
+  return new AppError(
+    `The image ${image} is not on this worker's Docker engine. Build or pull it there first (\`docker image ls ${image}\` shows it when it is), or run with a snapshot instead (GET /v1/snapshots).`,
+    { status: 400, type: 'invalid_request_error', code: 'image_not_found', retryable: false, cause },
+  );
 }
 
 function imageMissing(image: string, cause: unknown): AppError {

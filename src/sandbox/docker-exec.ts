@@ -80,17 +80,18 @@ export async function runExec(
     readBounded(proc.stdout, maxOutput),
     readBounded(proc.stderr, maxOutput),
   ]);
-  return { code: await proc.exit, stdout, stderr };
+  return { code: await proc.exit, stdout: stdout.text, stderr: stderr.text };
 }
 
-async function readBounded(stream: PassThrough, max: number): Promise<string> {
+/** Reads a stream to its end, keeping its first `max` bytes; `size` counts them all. */
+export async function readBounded(stream: PassThrough, max: number): Promise<{ text: string; size: number }> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of stream as AsyncIterable<Buffer>) {
     if (size < max) chunks.push(chunk.subarray(0, max - size));
     size += chunk.length;
   }
-  return Buffer.concat(chunks).toString('utf8');
+  return { text: Buffer.concat(chunks).toString('utf8'), size };
 }
 
 /**

@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import type { EnvironmentReport } from '../environments/probe.js';
 import type { ArtifactInfo, DroppedArtifact } from '../events/types.js';
 import type { SandboxFile } from '../runtimes/types.js';
 
@@ -15,7 +16,10 @@ export interface SandboxLimits {
 
 export interface SandboxSpec {
   runId: string;
+  /** The environment: the image the sandbox is made of (a snapshot's, or the run's own). */
   image: string;
+  /** The runtime's agent layer image (docker/agents/<runtime>/), mounted read-only at /opt/jetty. */
+  agentImage: string;
   argv: string[];
   env: Record<string, string>;
   /** Placed before the agent starts, owned by the sandbox user; only under the writable mounts. */
@@ -23,8 +27,6 @@ export interface SandboxSpec {
   /** Piped to the agent's stdin, then closed (no stdin: it reads an empty one). */
   stdin?: string | Buffer;
   limits: SandboxLimits;
-  /** 'none' by default: the sandbox reaches models only through the gateway socket. */
-  network: 'none' | 'bridge';
   /** Host directory holding the gateway's unix socket; mounted read-only at GATEWAY_MOUNT. */
   gatewaySocketDir: string;
 }
@@ -52,6 +54,27 @@ export interface CollectResult {
   dropped: DroppedArtifact[];
 }
 
+/** What exec() may take and give back: a time limit and a bound on the output it keeps. */
+export interface ExecLimits {
+  timeoutMs: number;
+  /** Bytes of stdout and of stderr kept (each); the rest is read and counted, not kept. */
+  maxOutput: number;
+  env?: Record<string, string>;
+  /** Defaults to /app. */
+  workdir?: string;
+}
+
+export interface ExecResult {
+  /** null when the process was stopped at its time limit, or the sandbox went away. */
+  exitCode: number | null;
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+  /** Output past maxOutput was left out (of either stream). */
+  truncated: boolean;
+  durationMs: number;
+}
+
 /** One run's sandbox with its agent process started in it. */
 export interface RunningSandbox {
   readonly id: string;
@@ -66,6 +89,12 @@ export interface RunningSandbox {
    * `limits`. Processes the agent left behind are stopped first. A missing dir: nothing collected.
    */
   collect(dir: string, destDir: string, limits: CollectLimits): Promise<CollectResult>;
+  /**
+   * Runs one more process in the sandbox as the sandbox user, after the agent has ended (the
+   * server's own checks: a runbook's verification script). Past `timeoutMs` every process of the
+   * sandbox user is killed and `timedOut` is set.
+   */
+  exec(argv: string[], limits: ExecLimits): Promise<ExecResult>;
   /** Removes the sandbox and everything written in it. Safe to call more than once. */
   remove(): Promise<void>;
 }
@@ -89,4 +118,17 @@ export interface SandboxDriver {
   removeById(id: string): Promise<void>;
   /** Throws when the engine cannot be reached. */
   ping(): Promise<void>;
+  /**
+   * Environments (drivers that do not have them skip the environment check). The engine's id of
+   * an environment image: a missing one is a 400 naming it.
+   */
+  environmentId?(image: string): Promise<string>;
+  /** The agent layer's volume, made ready for use (a missing layer image is a typed error). */
+  agentLayer?(agentImage: string): Promise<string>;
+  /** Probes an environment image with an agent layer mounted (src/environments/probe.ts). */
+  describeEnvironment?(image: string, agentImage: string, maxOutputBytes: number): Promise<EnvironmentReport>;
+  /** Size and labels of an image; null when the engine does not have it. */
+  imageInfo?(
+    image: string,
+  ): Promise<{ id: string; sizeBytes: number; labels: Record<string, string> } | null>;
 }

@@ -124,6 +124,25 @@ export class BlobStore {
     );
   }
 
+  /**
+   * The first `maxBytes` bytes of an artifact (the evaluation's report and the judge's input), or
+   * null when the run has no such artifact. Only those bytes are fetched (a range request).
+   */
+  async readArtifactStart(runId: string, relPath: string, maxBytes: number): Promise<Buffer | null> {
+    const key = await this.artifactKey(runId, relPath);
+    const info = key ? await this.objects.stat(key) : null;
+    if (!key || !info) return null;
+    const end = Math.min(info.size, Math.max(0, maxBytes)) - 1;
+    if (end < 0) return Buffer.alloc(0);
+    const body = await this.objects.get(key, { start: 0, end });
+    if (!body) return null;
+    return readAll(
+      body.stream,
+      end + 1,
+      (n) => new ObjectTooLargeError(relPath, n, end + 1, 'ARTIFACT_MAX_FILE_BYTES'),
+    );
+  }
+
   async writeTrajectory(runId: string, trajectory: unknown): Promise<void> {
     await this.writeRunJson(runId, 'trajectory.json', trajectory);
   }

@@ -33,6 +33,10 @@ export class TenancyKeys {
   budgetSettings(collection: string): string {
     return `${this.prefix}:collection:${collection}:budget`;
   }
+  /** Hash: the collection's egress setting (policy, allow as JSON), see egress-settings.ts. */
+  egressSettings(collection: string): string {
+    return `${this.prefix}:collection:${collection}:egress`;
+  }
   /** Integer: micro-dollars the collection's runs spent on one UTC day (YYYY-MM-DD), as the gateway priced them. */
   spend(collection: string, day: string): string {
     return `${this.prefix}:collection:${collection}:spend:${day}`;

@@ -4,7 +4,7 @@ import { truncateUtf8 } from '../utf8.js';
  * Keeps a run's secret values out of everything the run records. The agent may print a secret
  * (`echo $TOKEN`), a CLI may repeat it in an error: every event, the final text and the error are
  * passed through this before they are stored, with each value replaced by `[redacted:NAME]`.
- * It cannot see a value the agent has transformed (encoded, split); the README says so.
+ * It cannot see a value the agent has transformed (encoded, split); docs/tenancy.md says so.
  *
  * Whatever shortens text must redact first and cut after (`cut`): cutting first could split a value
  * and leave its start where no search finds it. For text cut before it could be redacted (a line

@@ -6,7 +6,9 @@
  * Secret values are encrypted before they reach Redis and are decrypted only when asked for by
  * name (the worker) or with `reveal` (the owner): by default a read shows names only.
  */
+
 import type { ChainableCommander, Redis } from 'ioredis';
+import type { CollectionEgress, EgressPolicy } from '../egress/policy.js';
 import { AppError, badRequest, infraError, notFound } from '../errors.js';
 import { isPlainObject } from '../json.js';
 import {
@@ -21,6 +23,7 @@ import {
   newApiKeyId,
 } from './api-keys.js';
 import { type BudgetMaxima, type BudgetSettings, CollectionBudgets, nextUtcDay } from './budgets.js';
+import { applyEgressPatch, CollectionEgressStore, type EgressSettingsPatch } from './egress-settings.js';
 import { TenancyKeys } from './keys.js';
 import { assertCollectionName, envNameProblem, isCollectionName, quoted } from './names.js';
 import { decryptValue, encryptValue, type MasterKey } from './secrets.js';
@@ -169,6 +172,7 @@ export class TenancyStore {
   private readonly keys: TenancyKeys;
   private readonly now: () => Date;
   private readonly budgets: CollectionBudgets;
+  private readonly egress: CollectionEgressStore;
 
   constructor(
     private readonly redis: Redis,
@@ -179,6 +183,7 @@ export class TenancyStore {
     this.keys = new TenancyKeys(prefix);
     this.now = opts.now ?? (() => new Date());
     this.budgets = new CollectionBudgets(redis, this.keys);
+    this.egress = new CollectionEgressStore(redis, this.keys);
   }
 
   // ── Budgets ────────────────────────────────────────────────────────────────────────────
@@ -197,6 +202,28 @@ export class TenancyStore {
   ): Promise<BudgetSettings> {
     await this.requireCollection(collection);
     return this.budgets.patch(collection, patch, maxima);
+  }
+
+  // ── Egress ─────────────────────────────────────────────────────────────────────────────
+
+  /** The collection's network policy setting (null: the operator's). */
+  async getEgressSettings(collection: string): Promise<CollectionEgress> {
+    await this.requireCollection(collection);
+    return this.egress.get(collection);
+  }
+
+  /** The setting after `patch`, checked against the operator's policy; nothing is written. */
+  async checkEgressPatch(
+    collection: string,
+    patch: EgressSettingsPatch,
+    operator: EgressPolicy,
+  ): Promise<CollectionEgress> {
+    return applyEgressPatch(await this.getEgressSettings(collection), patch, operator);
+  }
+
+  async putEgressSettings(collection: string, settings: CollectionEgress): Promise<void> {
+    await this.requireCollection(collection);
+    await this.egress.put(collection, settings);
   }
 
   /** Adds a model call's cost (as the gateway priced it) to today's (UTC) spend of the collection. */

@@ -3,9 +3,11 @@ import {
   formatCost,
   formatDuration,
   formatTokens,
+  netConnectLine,
   toolCallLine,
   UsageTally,
 } from '../events/display.js';
+import type { NetConnectData } from '../events/types.js';
 
 /**
  * A run's events as the entries of its timeline: streamed text joined into one message, each tool
@@ -95,6 +97,9 @@ export class Timeline {
         return this.add({ kind: 'warning', text: `${str(d.code)}: ${str(d.message)}` });
       case 'log':
         return this.log(str(d.line));
+      case 'net.connect':
+        // Grouped with the log lines: one short line per connection through the egress proxy.
+        return this.log(netConnectLine(d as unknown as NetConnectData));
       case 'artifact':
         return this.add({
           kind: 'artifact',

@@ -162,8 +162,8 @@ class AttemptUsage {
   /**
    * The agent's tokens as the gateway measured them when it saw any, else as the agent reported
    * them; cost as the agent reported it, else estimated from the price table (and marked so), else
-   * unknown. The runbook's own scripts' calls (measured by the gateway, priced from the table) are
-   * added on top.
+   * unknown. The runbook's own scripts' calls and the judge's (measured by the gateway, priced
+   * from the table) are added on top.
    */
   totals(): UsageTotals {
     const tokens = this.sawGateway ? this.gateway : this.agent;
@@ -182,7 +182,9 @@ class AttemptUsage {
   }
 
   count(u: UsageData): void {
-    const t = u.source === 'script' ? this.script : u.source === 'gateway' ? this.gateway : this.agent;
+    // The judge's calls are the server's, not the agent's: added on top, like the scripts'.
+    const extra = u.source === 'script' || u.source === 'judge';
+    const t = extra ? this.script : u.source === 'gateway' ? this.gateway : this.agent;
     if (u.source === 'gateway') this.sawGateway = true;
     t.input_tokens += u.input_tokens;
     t.output_tokens += u.output_tokens;

@@ -3,12 +3,27 @@ import path from 'node:path';
 import { type Job, UnrecoverableError, WaitingError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import { NO_EGRESS } from '../egress/policy.js';
+import type { EgressProxy } from '../egress/proxy.js';
+import { noNetworkSummary } from '../egress/run-traffic.js';
+import { sandboxProxyEnv } from '../egress/sandbox-env.js';
+import { environmentWarnings } from '../environments/check.js';
 import { AppError, isAppError } from '../errors.js';
+import type { Evaluation } from '../evaluation/types.js';
 import { DEFAULT_RUN_LIMITS, type RunLimits } from '../events/limits.js';
-import type { NewEvent, RetryReason, RunError, RunStatus, UsageTotals } from '../events/types.js';
+import type {
+  NetConnectData,
+  NetworkSummary,
+  NewEvent,
+  RetryReason,
+  RunError,
+  RunStatus,
+  UsageTotals,
+} from '../events/types.js';
 import { type BudgetExceeded, RunBudget } from '../gateway/budget.js';
 import type { GatewayRoute, ProviderGateway } from '../gateway/gateway.js';
 import type { UploadStore } from '../jetty/uploads.js';
+import { Metrics } from '../metrics/registry.js';
 import { estimateCost, formatUsd, priceOf } from '../providers/prices.js';
 import { createSimulatedProvider } from '../providers/simulated/index.js';
 import {
@@ -38,10 +53,14 @@ import { ObjectStoreError } from '../storage/object-store.js';
 import { providerKeyFor } from '../tenancy/provider-keys.js';
 import type { TenancyStore } from '../tenancy/store.js';
 import { type CollectedResults, collectResults } from './collect.js';
+import type { WorkerEnvironments } from './environment.js';
+import { DEFAULT_EVALUATION_SETTINGS, type EvaluationSettings, runEvaluation } from './evaluate-step.js';
+import { applyRequirePass, evaluationWarnings, failedEvaluation } from './evaluation-outcome.js';
 import { watchGatewayFailures } from './gateway-failure.js';
 import { composePrompt } from './prompt.js';
 import { readOutput } from './read-output.js';
 import { RunEventSink } from './run-events.js';
+import { RunMetrics } from './run-metrics.js';
 
 /** Port the in-sandbox forwarder listens on (127.0.0.1 inside the sandbox only). */
 export const SANDBOX_GATEWAY_PORT = 4100;
@@ -52,12 +71,16 @@ export const SANDBOX_GATEWAY_PORT = 4100;
 export const BUDGET_GRACE_MS = 10_000;
 
 export interface WorkerDeps {
+  /** The process's instruments (src/metrics); absent: counted in a registry nobody serves. */
+  metrics?: Metrics;
   redis: Redis;
   keys: RedisKeys;
   runs: RunService;
   blobs: BlobStore;
   driver: SandboxDriver;
   gateway: ProviderGateway;
+  /** The egress proxy behind the gateway's socket; without one, every run has no network. */
+  egress?: EgressProxy;
   gatewaySocketDir: string;
   /** This worker process's name (its gateway directory's), shown in run.started. */
   workerName?: string;
@@ -87,6 +110,10 @@ export interface WorkerDeps {
   sweepIntervalMs?: number;
   /** How often expired uploads are removed (ms). */
   uploadSweepIntervalMs?: number;
+  /** Environment images: found, probed, checked before each agent starts (none: no check). */
+  environments?: WorkerEnvironments;
+  /** The evaluation step's bounds (EVALUATION_*, JUDGE_*); DEFAULT_EVALUATION_SETTINGS when not given. */
+  evaluation?: EvaluationSettings;
 }
 
 /**
@@ -118,7 +145,11 @@ export class RunWorker {
   /** Processor calls under way, so that stop() can wait for them. */
   private readonly inflight = new Set<Promise<unknown>>();
 
-  constructor(private readonly deps: WorkerDeps) {}
+  private readonly metrics: Metrics;
+
+  constructor(private readonly deps: WorkerDeps) {
+    this.metrics = deps.metrics ?? new Metrics();
+  }
 
   private get limits(): RunLimits {
     return this.deps.runLimits ?? DEFAULT_RUN_LIMITS;
@@ -335,6 +366,7 @@ export class RunWorker {
     if (!rec || rec.status === 'completed' || rec.status === 'failed' || rec.status === 'cancelled') return;
     const runtime = getRuntime(spec.agent);
     if (!runtime) throw new UnrecoverableError(`runtime ${spec.agent} is not installed on this worker`);
+    const measure = new RunMetrics(this.metrics, spec.agent, spec.provider);
 
     const startedAt = new Date();
     // Where the time went, for the run record and the benchmark: the server's overhead is all
@@ -353,9 +385,12 @@ export class RunWorker {
     // Cancel may have been asked for while the job waited.
     let stopReason: StopReason | undefined;
     let sandbox: RunningSandbox | undefined;
+    // Cancel (or the worker's stop) also ends an evaluation under way.
+    const evaluating = new AbortController();
     const stop = (reason: StopReason) => {
       if (stopReason) return;
       stopReason = reason;
+      evaluating.abort();
       log.info({ reason }, 'stopping run');
       void sandbox?.kill().catch(() => undefined);
     };
@@ -374,6 +409,8 @@ export class RunWorker {
     const token = `jrt_${randomBytes(24).toString('hex')}`;
     deps.gateway.register(token, { ...route, retryAfterMs: runtime.gatewayRetryAfterMs });
     const scripts = await this.scriptRoutes(spec, sink, log, budget);
+    const egress = this.openEgress(spec, sink);
+    let network: NetworkSummary | undefined;
     const redactor = sink.redactor;
     const deadline = setTimeout(() => stop('timeout'), spec.timeoutSec * 1000);
     let collected: CollectedResults = { artifacts: [], dropped: null, events: [] };
@@ -381,6 +418,7 @@ export class RunWorker {
     let storeFailure: ObjectStoreError | undefined;
     let exitCode: number | null = null;
     let outcome: ReturnType<ReturnType<typeof runtime.createParser>['finish']>['outcome'] | undefined;
+    let evaluation: Evaluation | null = null;
     try {
       if (stopReason) throw new StopBeforeStart();
       const invocation = runtime.buildInvocation({
@@ -401,46 +439,53 @@ export class RunWorker {
         resultsDir: spec.resultsDir,
       });
       const assets = await this.assetFiles(spec);
+      // The sandbox's start includes finding its environment (probed once per image).
+      const tStart = Date.now();
+      await this.checkEnvironment(spec, runtime.image, sink);
       // The prompt is piped to the CLI rather than written into the sandbox.
       const stdin = invocation.files.find((f) => f.path === invocation.stdinFile);
-      const tStart = Date.now();
       sandbox = await deps.driver.start({
         runId,
-        image: runtime.image,
+        image: spec.environment.image,
+        agentImage: runtime.image,
         argv: invocation.argv,
         env: {
           ...secrets.env,
           ...scripts.env,
           ...invocation.env,
+          ...egress.env,
           JETTY_GATEWAY_PORT: String(SANDBOX_GATEWAY_PORT),
           JETTY_GATEWAY_SOCKET: `${GATEWAY_MOUNT}/${GATEWAY_SOCKET_NAME}`,
         },
         files: [...assets, ...invocation.files.filter((f) => f !== stdin)],
         ...(stdin ? { stdin: stdin.content } : {}),
         limits: spec.limits,
-        network: spec.network,
         gatewaySocketDir: deps.gatewaySocketDir,
       });
       const tRunning = Date.now();
       timings.sandbox_start_ms = tRunning - tStart;
+      measure.sandboxStarted(timings.sandbox_start_ms);
       if (stopReason) void sandbox.kill();
       await deps.runs.store.update(runId, {
         sandbox_id: sandbox.id,
-        image: runtime.image,
+        image: spec.environment.image,
         runtime_version: runtime.cliVersion,
       });
       sink.emit({
         type: 'run.started',
         data: {
           sandbox_id: sandbox.id,
-          image: runtime.image,
+          image: spec.environment.image,
           runtime_version: runtime.cliVersion,
           ...(deps.workerName ? { worker: deps.workerName } : {}),
         },
       });
       await job.updateProgress({ sandbox_id: sandbox.id });
 
-      const parser = watchGatewayFailures(runtime.createParser());
+      const parser = measure.watchFirstOutput(
+        watchGatewayFailures(runtime.createParser()),
+        Date.parse(rec.created_at),
+      );
       const reading = readOutput(sandbox, parser, sink, this.limits.maxLineBytes);
       ({ exitCode } = await sandbox.wait());
       timings.agent_ms = Date.now() - tRunning;
@@ -455,6 +500,8 @@ export class RunWorker {
       clearTimeout(budgetTimer);
       deps.gateway.unregister(token);
       for (const t of scripts.tokens) deps.gateway.unregister(t);
+      // The agent is done: its connections still open are cut and recorded now.
+      network = egress.close();
       if (sandbox) {
         // Results are collected whatever the ending: success, failure, timeout or cancel.
         const tCollect = Date.now();
@@ -466,6 +513,7 @@ export class RunWorker {
             blobs: deps.blobs,
             limits: deps.artifactLimits,
           });
+          measure.artifactsCollected(Date.now() - tCollect);
         } catch (e) {
           if (e instanceof ObjectStoreError) storeFailure = e;
           log.warn({ err: e }, 'collecting results failed');
@@ -474,8 +522,21 @@ export class RunWorker {
             data: { stream: 'system', line: `Collecting ${spec.resultsDir} failed: ${(e as Error).message}` },
           });
         }
+        // Scored after collecting (the artifacts are the agent's work, not the script's), before removal;
+        // not when the store lost them: this attempt ends in its error and is retried.
+        if (
+          outcome &&
+          !storeFailure &&
+          stopReason !== 'cancelled' &&
+          stopReason !== 'shutdown' &&
+          spec.evaluation
+        ) {
+          const tEvaluate = Date.now();
+          evaluation = await this.evaluateStep(spec, sandbox, collected, sink, log, evaluating.signal);
+          timings.evaluate_ms = Date.now() - tEvaluate;
+        }
         await sandbox.remove().catch((e) => log.warn({ err: e }, 'removing the sandbox failed'));
-        timings.collect_ms = Date.now() - tCollect;
+        timings.collect_ms = Date.now() - tCollect - (timings.evaluate_ms ?? 0);
       }
       this.active.delete(runId);
     }
@@ -507,6 +568,7 @@ export class RunWorker {
 
     let status: RunStatus;
     let terminal: NewEvent;
+    if (stopReason === 'cancelled') evaluation = null;
     if (stopReason === 'cancelled') {
       status = 'cancelled';
       terminal = {
@@ -568,9 +630,16 @@ export class RunWorker {
         },
       };
     }
+    if (evaluation) {
+      for (const w of evaluationWarnings(evaluation)) sink.emit({ type: 'run.warning', data: w });
+      if (terminal.type === 'run.completed' || terminal.type === 'run.failed') {
+        terminal = { ...terminal, data: { ...terminal.data, evaluation } } as NewEvent;
+      }
+      ({ status, terminal } = applyRequirePass(spec.evaluation, evaluation, status, terminal));
+    }
     await sink.flush();
     // What the record keeps is what the stream keeps: redacted, and cut to the same limits.
-    const ended = sink.shape(terminal);
+    const ended = sink.shape(withNetwork(terminal, network));
     await this.end(
       runId,
       ['running'],
@@ -588,13 +657,91 @@ export class RunWorker {
         limits_hit: sink.limitsHit,
         timings,
         ...(route.budget ? { budget: budgetRecord(route.budget) } : {}),
+        ...(network ? { network } : {}),
         exit_code: exitCode,
         final_text: outcome ? sink.shapeMessage(outcome.finalText) : null,
         error: ended.type === 'run.failed' ? ended.data.error : null,
+        ...(evaluation ? { evaluation, evaluations: [evaluation] } : {}),
       }),
       attempt,
     );
     log.info({ status, duration_ms, exitCode, artifacts: artifacts.length }, 'run ended');
+  }
+
+  /**
+   * The run's hold on the egress proxy: the sandbox's proxy variables (none when its policy is
+   * none: nothing in the sandbox then even knows of a proxy), and, at the end, what it did.
+   */
+  private openEgress(
+    spec: RunJob,
+    sink: RunEventSink,
+  ): { env: Record<string, string>; close: () => NetworkSummary } {
+    const proxy = this.deps.egress;
+    if (!proxy || spec.egress.mode === 'none') {
+      const summary = noNetworkSummary(proxy ? spec.egress : NO_EGRESS);
+      return { env: {}, close: () => summary };
+    }
+    const session = proxy.open(spec.runId, spec.egress, (ev) => {
+      // jetty_egress_connections_total: 'failed' is a connection the policy allowed that did not open.
+      if (ev.type === 'net.connect') {
+        const outcome = (ev.data as NetConnectData).outcome;
+        this.metrics.egressConnections.inc({ outcome: outcome === 'refused' ? 'refused' : 'allowed' });
+      }
+      sink.emit(ev);
+    });
+    // A live credential while the run goes on: kept out of its events like a secret.
+    sink.addRedactions({ JETTY_EGRESS_TOKEN: session.token });
+    return { env: sandboxProxyEnv(session.token, SANDBOX_GATEWAY_PORT), close: () => session.close() };
+  }
+
+  /**
+   * Scores the run in its sandbox (the verification script) and from its collected files (the
+   * agent's report, the judge's input). A step that fails records an evaluation in error; it never
+   * fails the run itself. null: cancelled meanwhile.
+   */
+  private async evaluateStep(
+    spec: RunJob,
+    sandbox: RunningSandbox,
+    collected: CollectedResults,
+    sink: RunEventSink,
+    log: Logger,
+    signal: AbortSignal,
+  ): Promise<Evaluation | null> {
+    const evalSpec = spec.evaluation!;
+    const how =
+      evalSpec.kind === 'rubric'
+        ? `the judge ${evalSpec.judge?.model}`
+        : evalSpec.verificationScript
+          ? 'its verification script'
+          : 'its required output files';
+    sink.emit({
+      type: 'log',
+      data: { stream: 'system', line: `Evaluating the run (${evalSpec.kind}): ${how}.` },
+    });
+    const { deps } = this;
+    try {
+      return await runEvaluation(
+        { ...deps, settings: deps.evaluation ?? DEFAULT_EVALUATION_SETTINGS },
+        {
+          runId: spec.runId,
+          collection: spec.collection,
+          spec: evalSpec,
+          runbook: spec.runbook,
+          artifacts: collected.artifacts,
+          sandbox,
+          previous: null,
+          number: 1,
+          trigger: 'run',
+          redactor: sink.redactor,
+          onUsage: (u) => sink.emit({ type: 'usage', data: u }),
+          signal,
+        },
+      );
+    } catch (err) {
+      if (signal.aborted) return null;
+      log.warn({ err }, 'evaluating the run failed');
+      return failedEvaluation(evalSpec, `${(err as Error).message}.`, 1);
+    }
   }
 
   /**
@@ -643,12 +790,30 @@ export class RunWorker {
         : { ended_at: new Date().toISOString() };
     const { moved } = await this.deps.runs.store.transition(runId, from, status, { ...extra, ...fields });
     if (moved) {
-      const n = attempt ?? (await this.deps.runs.get(runId))?.attempt;
-      await this.deps.runs.finish(runId, terminal, n);
+      const rec = await this.deps.runs.get(runId);
+      // Counted before the end is announced: whoever sees the run end sees it counted.
+      if (rec && rec.agent !== 'passthrough') {
+        const since = Date.parse(rec.started_at ?? rec.created_at);
+        new RunMetrics(this.metrics, rec.agent, rec.provider).ended(
+          status,
+          rec.duration_ms ?? Date.now() - since,
+        );
+      }
+      await this.deps.runs.finish(runId, terminal, attempt ?? rec?.attempt);
     }
   }
 
   /** The run's input files, read from the blob store (uploads, or earlier runs' artifacts). */
+  /**
+   * The environment check: the image is on this engine and can host the agent (else the run fails,
+   * saying why), and what the runbook calls that it lacks is one warning, before the agent starts.
+   */
+  private async checkEnvironment(spec: RunJob, agentImage: string, sink: RunEventSink): Promise<void> {
+    const report = await this.deps.environments?.prepare(spec.environment.image, agentImage);
+    if (!report) return;
+    for (const w of environmentWarnings(report, spec)) sink.emit({ type: 'run.warning', data: w });
+  }
+
   private async assetFiles(spec: RunJob): Promise<SandboxFile[]> {
     const out: SandboxFile[] = [];
     for (const a of spec.assets) {
@@ -744,6 +909,7 @@ export class RunWorker {
     const onUsage = (measured: Parameters<GatewayRoute['onUsage']>[0]) => {
       const u = { ...measured, source };
       const cost = estimateCost(u);
+      RunMetrics.gatewayUsage(this.metrics, provider, u, cost);
       sink.emit({
         type: 'usage',
         data: cost === undefined ? u : { ...u, cost_usd: cost, cost_estimated: true },
@@ -846,6 +1012,15 @@ function budgetRecord(b: RunBudget): NonNullable<RunRecord['budget']> {
     spent_cost_usd: Math.round(spent.costUsd * 1e6) / 1e6,
     exceeded: b.exceeded !== null,
   };
+}
+
+/** The run's network summary on its terminal event (and so in the final jetty_metadata). */
+function withNetwork(terminal: NewEvent, network: NetworkSummary | undefined): NewEvent {
+  if (!network) return terminal;
+  if (terminal.type === 'run.completed') return { ...terminal, data: { ...terminal.data, network } };
+  if (terminal.type === 'run.failed') return { ...terminal, data: { ...terminal.data, network } };
+  if (terminal.type === 'run.cancelled') return { ...terminal, data: { ...terminal.data, network } };
+  return terminal;
 }
 
 class StopBeforeStart extends Error {}

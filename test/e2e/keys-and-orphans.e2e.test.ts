@@ -187,12 +187,12 @@ describe('orphaned sandboxes', () => {
         deployment: { id: dep, keyPrefix: h.instance },
       }).start({
         runId,
-        image: 'jetty/runtime-claude-code:2.1.197',
+        image: 'jetty/env-lean:1',
+        agentImage: 'jetty/agent-claude-code:2.1.197',
         argv: ['sleep', '300'],
         env: { JETTY_FORWARDER: '0' },
         files: [],
         limits: { cpus: 0.5, memoryBytes: 128 * 1024 * 1024, pids: 64, diskBytes: 64 * 1024 * 1024 },
-        network: 'none',
         gatewaySocketDir: tmpdir(),
       });
     // Two runs still `running`: one whose job's lock a live worker holds, one whose lock is gone.

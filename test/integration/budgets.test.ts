@@ -53,6 +53,10 @@ describe('collection settings', () => {
       server_max_tokens: 100000,
       spent_today_usd: 0,
       resets_at: nextUtcMidnight().toISOString(),
+      egress_policy: null,
+      egress_allow: [],
+      server_egress: { mode: 'none', allow: [] },
+      effective_egress: { mode: 'none', allow: [] },
     });
   });
 

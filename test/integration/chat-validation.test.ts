@@ -11,7 +11,13 @@ beforeAll(async () => {
   // model-slug rules are what answers.
   h = await startHarness({
     driver,
-    env: { MAX_BODY_BYTES: '64k', OPENROUTER_API_KEY: 'sk-or-unused', AWS_BEARER_TOKEN_BEDROCK: 'unused' },
+    env: {
+      MAX_BODY_BYTES: '64k',
+      OPENROUTER_API_KEY: 'sk-or-unused',
+      AWS_BEARER_TOKEN_BEDROCK: 'unused',
+      SANDBOX_MAX_CPUS: '2',
+      SANDBOX_MAX_MEMORY: '4g',
+    },
   });
 });
 afterAll(async () => {
@@ -234,6 +240,48 @@ const cases: Array<{
     status: 400,
     param: 'jetty.disk',
     says: /at least 64m/,
+  },
+  {
+    name: 'an unknown snapshot in jetty',
+    body: runbookRequest(RUNBOOK, { jetty: { snapshot: 'python39' } }),
+    status: 400,
+    param: 'jetty.snapshot',
+    says: /Unknown snapshot "python39"\. This server serves lean, python312-uv, python312-uv-office, prism-playwright/,
+  },
+  {
+    name: 'an unknown snapshot in the frontmatter',
+    body: runbookRequest('---\nsnapshot: gpu-box\n---\n# Task\n'),
+    status: 400,
+    param: 'messages[0].content.frontmatter.snapshot',
+    says: /Unknown snapshot "gpu-box".*GET \/v1\/snapshots/,
+  },
+  {
+    name: 'an image that is not an image reference',
+    body: runbookRequest(RUNBOOK, { jetty: { image: 'Not An Image!' } }),
+    status: 400,
+    param: 'jetty.image',
+    says: /must be an image reference/,
+  },
+  {
+    name: 'more CPUs than the server allows',
+    body: runbookRequest(RUNBOOK, { jetty: { cpus: 4 } }),
+    status: 400,
+    param: 'jetty.cpus',
+    says: /asks for 4 CPUs; this server allows at most 2 \(SANDBOX_MAX_CPUS\)/,
+  },
+  {
+    name: 'more memory than the server allows, in the frontmatter',
+    body: runbookRequest('---\nmemory: 8g\n---\n# Task\n'),
+    status: 400,
+    param: 'messages[0].content.frontmatter.memory',
+    says: /at most \d+ \(SANDBOX_MAX_MEMORY\)/,
+  },
+  {
+    name: 'more disk than the run has memory',
+    body: runbookRequest(RUNBOOK, { jetty: { memory: '512m', disk: '1g' } }),
+    status: 400,
+    param: 'jetty.disk',
+    says: /exceeds its memory/,
   },
   {
     name: 'a body over the size limit',

@@ -21,7 +21,7 @@ let h: Harness;
 let codexLines: ScriptStep[] = [];
 // Each sandbox plays back its runtime's own recorded output.
 const driver = new ScriptedDriver((spec) =>
-  spec.image.includes('codex') ? codexLines : claudeLines({ steps: 1, delayMs: 0 }),
+  spec.agentImage.includes('codex') ? codexLines : claudeLines({ steps: 1, delayMs: 0 }),
 );
 let taskSeq = 0;
 

@@ -29,6 +29,13 @@ beforeAll(async () => {
     req.on('data', (c) => (body += c));
     req.on('end', () => {
       seen.push({ path: req.url ?? '', auth: String(req.headers.authorization ?? ''), body });
+      if (body.includes('"echo-key-please"')) {
+        // An upstream (or a proxy before it) that repeats the key, placed so a cut at 2,000
+        // characters would fall inside it.
+        res.writeHead(401, { 'content-type': 'text/plain' });
+        res.end(`${'x'.repeat(1985)}${req.headers.authorization}`);
+        return;
+      }
       if (body.includes('"unauthorized-please"')) {
         res.writeHead(401, { 'content-type': 'application/json' });
         res.end(
@@ -134,6 +141,28 @@ describe('passthrough (no jetty block)', () => {
     );
     expect(rec.error.message).toMatch(/HTTP 401/);
     expect(JSON.stringify(rec)).not.toContain(canary);
+  });
+
+  it('keeps no part of the key from an error answer that repeats it, in the record', async () => {
+    const res = await h.postJson(`${h.url}/v1/chat/completions`, {
+      model: 'gpt-5.5',
+      messages: [{ role: 'user', content: 'echo-key-please' }],
+    });
+    expect(res.status).toBe(401);
+    await res.text();
+    const runId = res.headers.get('x-jetty-trajectory-id')!;
+    const rec = await waitFor(
+      async () => {
+        const r = (await (await h.fetch(`${h.url}/v1/runs/${runId}`)).json()) as Record<string, any>;
+        return r.status === 'failed' ? r : undefined;
+      },
+      5_000,
+      'the failed call to be recorded',
+    );
+    const message = String(rec.error.message);
+    expect(message).toMatch(/HTTP 401: x+/);
+    // Not the key, nor the start of it a cut could leave at the end.
+    expect(message).not.toContain(canary.slice(0, 6));
   });
 
   it("uses the collection's own key over the server's, and another collection sees none of its calls", async () => {

@@ -22,7 +22,9 @@ import {
  * label and run id, and fails if it leaves a container behind.
  */
 const SKIP = process.env.JETTY_SKIP_DOCKER === '1';
-const IMAGE = 'jetty/runtime-claude-code:2.1.197';
+/** The lean environment with claude-code's agent layer mounted, as a default run has it. */
+const IMAGE = 'jetty/env-lean:1';
+const AGENT_IMAGE = 'jetty/agent-claude-code:2.1.197';
 /** The sandboxes' writable space here: /app 32 MiB, /tmp 16, /home/agent 12, /var/tmp 4. */
 const DISK = 64 * 1024 ** 2;
 const MiB = 1024 ** 2;
@@ -61,11 +63,11 @@ async function harness(): Promise<Harness> {
     spec: (over) => ({
       runId: `${instance}-${randomUUID().slice(0, 8)}`,
       image: IMAGE,
+      agentImage: AGENT_IMAGE,
       argv: ['true'],
       env: {},
       files: [],
       limits: { cpus: 1, memoryBytes: 512 * 1024 ** 2, pids: 256, diskBytes: DISK },
-      network: 'none',
       gatewaySocketDir: socketDir,
       ...over,
     }),

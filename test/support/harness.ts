@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
 import { loadConfig } from '../../src/config/index.js';
+import type { EgressProxyOptions } from '../../src/egress/proxy.js';
 import { type Server, startServer } from '../../src/main/compose.js';
 import type { SandboxDriver } from '../../src/sandbox/driver.js';
 import { generateApiKey } from '../../src/tenancy/api-keys.js';
@@ -34,7 +35,13 @@ export interface Harness {
 }
 
 export async function startHarness(
-  opts: { driver?: SandboxDriver; env?: Record<string, string>; logFile?: string } = {},
+  opts: {
+    driver?: SandboxDriver;
+    env?: Record<string, string>;
+    logFile?: string;
+    /** How the egress proxy opens connections: a test's guard on where they may go. */
+    egressConnect?: EgressProxyOptions['connect'];
+  } = {},
 ): Promise<Harness> {
   const redis = await startRedis();
   const dataDir = await mkdtemp(path.join(tmpdir(), 'jetty-test-'));
@@ -52,6 +59,8 @@ export async function startHarness(
     HEARTBEAT_MS: '1000',
     JETTY_BOOTSTRAP_COLLECTION: collection,
     JETTY_BOOTSTRAP_API_KEY: key,
+    // Probing every runtime on every snapshot at start costs each test file seconds of CPU.
+    ENVIRONMENT_SURVEY: 'false',
     ...opts.env,
   });
   const logger = opts.logFile
@@ -63,6 +72,7 @@ export async function startHarness(
       role: 'all',
       logger,
       ...(opts.driver ? { driver: opts.driver } : {}),
+      ...(opts.egressConnect ? { egressConnect: opts.egressConnect } : {}),
     });
   } catch (err) {
     await redis.stop();

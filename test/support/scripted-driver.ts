@@ -146,6 +146,17 @@ export class ScriptedDriver implements SandboxDriver {
           dropped: [],
         };
       },
+      // It plays back lines and has no shell: a command (a verification script) cannot run here.
+      async exec() {
+        return {
+          exitCode: 127,
+          stdout: '',
+          stderr: 'the scripted test driver runs no commands',
+          timedOut: false,
+          truncated: false,
+          durationMs: 0,
+        };
+      },
       async remove() {
         live.delete(id);
       },

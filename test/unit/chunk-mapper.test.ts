@@ -125,4 +125,56 @@ describe('ChunkMapper', () => {
     expect(meta.primary_outputs).toEqual(['deck.pdf', 'notes/summary.md']);
     expect(meta.warnings?.map((w) => w.code)).toEqual(['model_rewritten', 'template_variables_unfilled']);
   });
+
+  it('shows each connection through the egress proxy as a reasoning line, and the network summary at the end', () => {
+    const m = new ChunkMapper(ctx);
+    const line = (data: Extract<NewEvent, { type: 'net.connect' }>['data']) =>
+      m.map(ev({ type: 'net.connect', data })).chunks[0]!.choices[0]!.delta.reasoning_content;
+    expect(
+      line({
+        host: 'pypi.org',
+        port: 443,
+        kind: 'connect',
+        outcome: 'allowed',
+        bytes_up: 2048,
+        bytes_down: 150_000,
+        ms: 420,
+      }),
+    ).toBe('net: pypi.org:443 allowed, 2.0 KiB up, 146.5 KiB down, 420ms\n');
+    expect(
+      line({
+        host: '169.254.169.254',
+        port: 80,
+        kind: 'http',
+        method: 'GET',
+        outcome: 'refused',
+        code: 'private_address',
+        reason:
+          'refused to connect to 169.254.169.254: a link-local (cloud metadata) address; an operator can allow it in NETWORK_ALLOW_PRIVATE',
+        bytes_up: 0,
+        bytes_down: 0,
+        ms: 0,
+      }),
+    ).toBe(
+      'net: GET 169.254.169.254:80 refused: refused to connect to 169.254.169.254: a link-local (cloud metadata) address; an operator can allow it in NETWORK_ALLOW_PRIVATE\n',
+    );
+    const network = {
+      policy: 'allowlist' as const,
+      allow: ['pypi.org'],
+      connections: 2,
+      allowed: 1,
+      refused: 1,
+      failed: 0,
+      bytes_up: 2048,
+      bytes_down: 150_000,
+      hosts: [],
+    };
+    const end = m.map(
+      ev({
+        type: 'run.completed',
+        data: { final_text: 'ok', exit_code: 0, usage: emptyUsage(), duration_ms: 1, network },
+      }),
+    );
+    expect(end.chunks[0]!.jetty_metadata?.network).toEqual(network);
+  });
 });

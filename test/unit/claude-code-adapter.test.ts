@@ -32,7 +32,7 @@ describe('claude-code adapter', () => {
       name: 'claude-code',
       cliPackage: '@anthropic-ai/claude-code',
       cliVersion: '2.1.197',
-      image: 'jetty/runtime-claude-code:2.1.197',
+      image: 'jetty/agent-claude-code:2.1.197',
       defaultModel: 'claude-sonnet-4-6',
       capabilities: { token_usage: true, cost: true, streaming: 'message', mcp_servers: true, resume: false },
     });

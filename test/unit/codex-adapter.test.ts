@@ -43,7 +43,7 @@ describe('codex adapter', () => {
       name: 'codex',
       cliPackage: '@openai/codex',
       cliVersion: '0.169.0',
-      image: 'jetty/runtime-codex:0.169.0',
+      image: 'jetty/agent-codex:0.169.0',
       defaultModel: 'gpt-5.5',
       capabilities: {
         token_usage: true,

@@ -56,7 +56,7 @@ describe('gemini-cli adapter', () => {
       name: 'gemini-cli',
       cliPackage: '@google/gemini-cli',
       cliVersion: '0.61.0',
-      image: 'jetty/runtime-gemini-cli:0.61.0',
+      image: 'jetty/agent-gemini-cli:0.61.0',
       defaultModel: 'gemini-2.5-pro',
       capabilities: { token_usage: true, cost: false, streaming: 'delta', mcp_servers: true, resume: false },
     });

@@ -56,7 +56,7 @@ describe('hermes adapter', () => {
       name: 'hermes',
       cliPackage: 'hermes-agent',
       cliVersion: '0.19.0',
-      image: 'jetty/runtime-hermes:0.19.0',
+      image: 'jetty/agent-hermes:0.19.0',
       defaultModel: 'claude-sonnet-4-6',
       capabilities: {
         token_usage: true,
@@ -82,7 +82,7 @@ describe('hermes buildInvocation', () => {
   it('runs Hermes one-shot through its own entry point, with the prompt from stdin', () => {
     const s = spec({ prompt: `${'A very long runbook. '.repeat(10_000)}END` });
     const inv = hermesAdapter.buildInvocation(s);
-    expect(inv.argv.slice(0, 2)).toEqual(['/opt/hermes/bin/python', '-c']);
+    expect(inv.argv.slice(0, 2)).toEqual(['/opt/jetty/hermes/venv/bin/python', '-c']);
     expect(inv.argv[2]).toContain('from hermes_cli.main import main');
     expect(inv.argv[2]).toContain("'--oneshot=' + sys.stdin.buffer.read()");
     expect(inv.argv).toHaveLength(3);

@@ -48,7 +48,7 @@ describe('opencode adapter', () => {
       name: 'opencode',
       cliPackage: 'opencode-ai',
       cliVersion: '1.18.33',
-      image: 'jetty/runtime-opencode:1.18.33',
+      image: 'jetty/agent-opencode:1.18.33',
       defaultModel: 'claude-sonnet-4-6',
       capabilities: { token_usage: true, cost: true, streaming: 'message', mcp_servers: true, resume: false },
     });

@@ -11,6 +11,41 @@ const ev = (type: string, data: Record<string, unknown> = {}): TimelineEvent => 
 });
 
 describe('the web timeline', () => {
+  it('shows each connection through the egress proxy as a line among the logs', () => {
+    const t = new Timeline(100);
+    t.apply(
+      ev('net.connect', {
+        host: 'pypi.org',
+        port: 443,
+        kind: 'connect',
+        outcome: 'allowed',
+        bytes_up: 1289,
+        bytes_down: 21226,
+        ms: 694,
+      }),
+    );
+    const e = t.apply(
+      ev('net.connect', {
+        host: 'example.com',
+        port: 443,
+        kind: 'connect',
+        outcome: 'refused',
+        code: 'not_allowed',
+        reason: 'example.com is not allowed by this run’s egress policy',
+        bytes_up: 0,
+        bytes_down: 0,
+        ms: 0,
+      }),
+    );
+    expect(e).toMatchObject({
+      kind: 'log',
+      lines: [
+        'net: pypi.org:443 allowed, 1.3 KiB up, 20.7 KiB down, 694ms',
+        'net: example.com:443 refused: example.com is not allowed by this run’s egress policy',
+      ],
+    });
+  });
+
   it('joins streamed text, folds each result into its call, groups log lines', () => {
     const t = new Timeline(100);
     t.apply(ev('run.started', { sandbox_id: 'abcdef0123456789', runtime_version: '2.1' }));

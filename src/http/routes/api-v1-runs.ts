@@ -184,7 +184,6 @@ export function apiV1RunRoutes(app: FastifyInstance, deps: AppDeps): void {
       const chat = chatRequestOf(task.workflow, init, {
         collection,
         task: task.name,
-        allowNetwork: deps.defaults.sandbox.allowNetwork,
         webhookUrl: form.fields.webhook_url,
         webhookSecret: form.fields.webhook_secret,
       });

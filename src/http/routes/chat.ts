@@ -158,7 +158,9 @@ function metadataOf(rec: RunRecord) {
     ...(rec.missing_outputs.length ? { missing_outputs: rec.missing_outputs } : {}),
     ...(rec.primary_outputs?.length ? { primary_outputs: rec.primary_outputs } : {}),
     ...(rec.warnings?.length ? { warnings: rec.warnings } : {}),
+    ...(rec.network ? { network: rec.network } : {}),
     ...(rec.error ? { error: rec.error } : {}),
+    ...(rec.evaluation ? { evaluation: rec.evaluation } : {}),
   };
 }
 

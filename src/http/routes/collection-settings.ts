@@ -1,15 +1,20 @@
 /**
- * A collection's budget settings, managed with one of its API keys: the budget of a run that
- * names none (held to the operator's maximum) and a daily spend limit. The answer also shows the
- * maximum and what the collection spent today, so a client sees why a run would be refused.
+ * A collection's settings, managed with one of its API keys: the budget of a run that names none
+ * (held to the operator's maximum), a daily spend limit, and its runs' network policy (within the
+ * operator's). The answer also shows the server's maxima, what the collection spent today and
+ * the policy its runs get, so a client sees why a run would be refused or narrowed.
  */
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { collectionCeiling, EGRESS_MODES } from '../../egress/policy.js';
 import { budgetSettingsPatchSchema } from '../../tenancy/budgets.js';
+import { egressSettingsPatchSchema } from '../../tenancy/egress-settings.js';
 import { collectionOf } from '../auth.js';
 import type { AppDeps } from '../deps.js';
 import { errorEnvelopeSchema } from '../schemas.js';
+
+const policyView = z.object({ mode: z.enum(EGRESS_MODES), allow: z.array(z.string()) });
 
 const settingsView = z.object({
   collection: z.string(),
@@ -22,16 +27,32 @@ const settingsView = z.object({
     .number()
     .describe('What the collection’s runs cost today (UTC), as the gateway priced them'),
   resets_at: z.string().describe('When today’s spend starts again from zero (the next UTC midnight)'),
+  egress_policy: z
+    .enum(EGRESS_MODES)
+    .nullable()
+    .describe('The collection’s own network policy; null: the server’s'),
+  egress_allow: z.array(z.string()).describe('Its host patterns, under egress_policy allowlist'),
+  server_egress: policyView.describe('EGRESS_POLICY and EGRESS_ALLOW: no run may reach beyond them'),
+  effective_egress: policyView.describe(
+    'What the collection’s runs get (a runbook’s `network` may narrow it further, never widen it)',
+  ),
+});
+
+const settingsPatch = z.strictObject({
+  ...budgetSettingsPatchSchema.shape,
+  ...egressSettingsPatchSchema.shape,
 });
 
 export function collectionSettingsRoutes(app: FastifyInstance, deps: AppDeps): void {
   const r = app.withTypeProvider<ZodTypeProvider>();
   const max = deps.defaults.budget;
+  const operator = deps.defaults.egress;
 
   const view = async (collection: string) => {
-    const [settings, today] = await Promise.all([
+    const [settings, today, egress] = await Promise.all([
       deps.tenancy.getBudgetSettings(collection),
       deps.tenancy.spendToday(collection),
+      deps.tenancy.getEgressSettings(collection),
     ]);
     return {
       collection,
@@ -40,6 +61,9 @@ export function collectionSettingsRoutes(app: FastifyInstance, deps: AppDeps): v
       server_max_tokens: max.maxTokens,
       spent_today_usd: Math.round(today.usd * 1e6) / 1e6,
       resets_at: today.resetsAt.toISOString(),
+      ...egress,
+      server_egress: operator,
+      effective_egress: collectionCeiling(operator, egress),
     };
   };
 
@@ -47,7 +71,7 @@ export function collectionSettingsRoutes(app: FastifyInstance, deps: AppDeps): v
     '/v1/collection/settings',
     {
       schema: {
-        summary: 'Your collection’s budget settings, the server’s maximum, and today’s spend',
+        summary: 'Your collection’s budget and network settings, the server’s maxima, and today’s spend',
         tags: ['collection'],
         response: { 200: settingsView },
       },
@@ -60,15 +84,25 @@ export function collectionSettingsRoutes(app: FastifyInstance, deps: AppDeps): v
     {
       schema: {
         summary:
-          'Change your collection’s budget settings (a number sets, null clears, a field left out is kept)',
+          'Change your collection’s budget and network settings (a value sets, null clears, a field left out is kept)',
         tags: ['collection'],
-        body: budgetSettingsPatchSchema,
+        body: settingsPatch,
         response: { 200: settingsView, 400: errorEnvelopeSchema },
       },
     },
     async (req) => {
       const collection = collectionOf(req);
-      await deps.tenancy.patchBudgetSettings(collection, req.body, max);
+      const { egress_policy, egress_allow, ...budget } = req.body;
+      // Both parts are checked before either is written: a refused change changes nothing.
+      const egress = await deps.tenancy.checkEgressPatch(
+        collection,
+        { egress_policy, egress_allow },
+        operator,
+      );
+      await deps.tenancy.patchBudgetSettings(collection, budget, max);
+      if (egress_policy !== undefined || egress_allow !== undefined) {
+        await deps.tenancy.putEgressSettings(collection, egress);
+      }
       return view(collection);
     },
   );

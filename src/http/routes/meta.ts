@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { DEFAULT_SNAPSHOT, SNAPSHOTS } from '../../environments/snapshots.js';
 import { MODELS } from '../../providers/models.js';
 import { listRuntimes } from '../../runtimes/registry.js';
 import { collectionOf } from '../auth.js';
@@ -87,6 +88,65 @@ export function metaRoutes(app: FastifyInstance, deps: AppDeps): void {
           providers: rt.providers.map((p) => ({ id: p, available: providers.has(p) })),
           capabilities: { ...rt.capabilities },
         })),
+      };
+    },
+  );
+
+  r.get(
+    '/v1/snapshots',
+    {
+      schema: {
+        summary:
+          'The environments a run can name with `snapshot`: what each has, its size, the runtimes that run on it',
+        tags: ['runtimes'],
+        response: {
+          200: z.object({
+            object: z.literal('list'),
+            data: z.array(
+              z.object({
+                id: z.string(),
+                object: z.literal('snapshot'),
+                default: z.boolean().describe('The environment of a run that names none'),
+                description: z.string(),
+                image: z.string(),
+                available: z
+                  .boolean()
+                  .describe("Whether a worker's engine has the image (false: no worker has reported it)"),
+                python: z
+                  .string()
+                  .nullable()
+                  .describe('Its Python version, as the image records it; null: none'),
+                size_bytes: z.number().nullable(),
+                runtimes: z
+                  .array(z.string())
+                  .describe('Runtimes a worker has checked on this image and found able to run there'),
+                reported_at: z.string().nullable(),
+              }),
+            ),
+          }),
+        },
+      },
+    },
+    async () => {
+      const known = (await deps.environments?.listSnapshots()) ?? new Map();
+      return {
+        object: 'list' as const,
+        data: SNAPSHOTS.filter((s) => deps.defaults.sandbox.snapshots.includes(s.name)).map((s) => {
+          const info = known.get(s.name);
+          const python = info?.labels.python;
+          return {
+            id: s.name,
+            object: 'snapshot' as const,
+            default: s.name === DEFAULT_SNAPSHOT,
+            description: info?.labels.description ?? s.description,
+            image: s.image,
+            available: info?.imageId != null,
+            python: python && python !== 'none' ? python : null,
+            size_bytes: info?.sizeBytes ?? null,
+            runtimes: info?.runtimes ?? [],
+            reported_at: info?.reportedAt ?? null,
+          };
+        }),
       };
     },
   );

@@ -25,6 +25,13 @@ export function runRoutes(app: FastifyInstance, deps: AppDeps, streams: OpenStre
           cursor: z.string().regex(/^\d+$/, 'must be the next_cursor of a previous page').optional(),
           status: z.enum(['pending', 'running', 'completed', 'failed', 'cancelled']).optional(),
           task: z.string().optional(),
+          passed: z
+            .enum(['true', 'false'], { error: 'must be true or false' })
+            .optional()
+            .describe(
+              'true: runs whose evaluation passed; false: runs evaluated without passing (failed, missing or in error)',
+            ),
+          experiment: z.string().max(64).optional().describe("Only this experiment's runs"),
         }),
         response: {
           200: z.object({
@@ -42,6 +49,8 @@ export function runRoutes(app: FastifyInstance, deps: AppDeps, streams: OpenStre
         cursor: req.query.cursor === undefined ? undefined : Number(req.query.cursor),
         status: req.query.status,
         task: req.query.task,
+        ...(req.query.passed ? { passed: req.query.passed === 'true' } : {}),
+        ...(req.query.experiment ? { experiment: req.query.experiment } : {}),
       });
       return { object: 'list' as const, ...page };
     },
