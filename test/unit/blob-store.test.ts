@@ -52,6 +52,22 @@ async function filesUnder(dir: string): Promise<string[]> {
   return out.sort();
 }
 
+describe('BlobStore.readArtifactStart: what the evaluation reads', () => {
+  it('reads the first bytes of a committed artifact, or all of a shorter one', async () => {
+    const { blobs } = await store();
+    expect((await blobs.readArtifactStart('r1', 'sub/out.txt', 6))?.toString()).toBe('out of');
+    expect((await blobs.readArtifactStart('r1', 'sub/out.txt', 1000))?.toString()).toBe('out of r1');
+    expect((await blobs.readArtifactStart('r1', 'top.txt', 0))?.length).toBe(0);
+  });
+
+  it('answers null for what the run did not commit, as openArtifact does', async () => {
+    const { blobs } = await store();
+    expect(await blobs.readArtifactStart('r1', 'other.txt', 100)).toBeNull();
+    expect(await blobs.readArtifactStart('r1', '../trajectory.json', 100)).toBeNull();
+    expect(await blobs.readArtifactStart('nope', 'top.txt', 100)).toBeNull();
+  });
+});
+
 describe('BlobStore.openArtifact: only what the run committed, nothing beside it', () => {
   it('serves a run its own files', async () => {
     const { blobs } = await store();
