@@ -160,8 +160,9 @@ async function submit(n: number, sleepMs: number): Promise<string[]> {
   );
 }
 
+/** A run's events so far; none while its trajectory is not there yet (a 404 before the run is picked up). */
 const events = async (id: string) =>
-  ((await (await get(`${url}/v1/runs/${id}/trajectory`)).json()) as { events: Ev[] }).events;
+  ((await (await get(`${url}/v1/runs/${id}/trajectory`)).json()) as { events?: Ev[] }).events ?? [];
 const record = async (id: string) => (await (await get(`${url}/v1/runs/${id}`)).json()) as Rec;
 
 async function allEnd(ids: string[], timeoutMs: number): Promise<Map<string, Rec>> {
