@@ -86,6 +86,8 @@ beforeAll(async () => {
     WORKER_LOCK_MS: '5000',
     WORKER_CONCURRENCY: '2',
     LOG_LEVEL: 'info',
+    // The test polls 20 runs and downloads every artifact twice: well past the per-key rate limit.
+    RATE_LIMIT_MAX: '0',
   };
   const port = await freePort();
   api = await spawnServer('api', {
