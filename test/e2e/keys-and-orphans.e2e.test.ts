@@ -156,15 +156,18 @@ describe("a collection's provider key and secrets", () => {
     ).text();
     places['server log'] = await readFile(logFile, 'utf8');
     places.redis = await dumpRedis(h.redis.url);
-    // Everything the server stored on disk but the agent's own files: the artifacts and the copy of
-    // /app kept for the conversation's next turn (conversation/0); env.txt holds the secret because
-    // the runbook wrote it there. The CLI's session files kept beside them are searched.
-    const agentOwn = [`${path.sep}artifacts${path.sep}`, `${path.sep}conversation${path.sep}0${path.sep}`];
+    // Everything the server stored on disk but the agent's own files: the artifacts
+    // (runs/<id>/files-<attempt>/) and the copy of /app kept for the conversation's next turn
+    // (conversation/0); env.txt holds the secret because the runbook wrote it there. The CLI's
+    // session files kept beside them are searched.
+    const blobs = path.join(h.dataDir, 'blobs');
     let sessionFiles = 0;
-    for (const f of await filesUnder(path.join(h.dataDir, 'blobs'))) {
-      if (agentOwn.some((p) => f.includes(p))) continue;
+    for (const f of await filesUnder(blobs)) {
+      const [top, , dir, sub] = path.relative(blobs, f).split(path.sep);
+      if (top === 'runs' && dir?.startsWith('files-')) continue;
+      if (top === 'runs' && dir === 'conversation' && sub === '0') continue;
       places[f] = await readFile(f, 'utf8');
-      if (/conversation\/[1-9]/.test(f)) sessionFiles++;
+      if (dir === 'conversation' && /^[1-9]/.test(sub ?? '')) sessionFiles++;
     }
     // The chat run kept claude's session (its transcript holds the printed token, redacted).
     expect(sessionFiles).toBeGreaterThan(0);
