@@ -97,15 +97,7 @@ beforeAll(async () => {
   });
   apiUrl = `http://127.0.0.1:${port}`;
   await waitFor(async () => (await fetch(`${apiUrl}/readyz`).catch(() => null))?.ok, 30_000, 'the API');
-  for (let i = 0; i < 2; i++) {
-    const http = await freePort();
-    workers.push(await spawnServer('worker', { WORKER_HTTP_PORT: String(http) }));
-    await waitFor(
-      async () => (await fetch(`http://127.0.0.1:${http}/readyz`).catch(() => null))?.ok,
-      30_000,
-      'a worker',
-    );
-  }
+  for (let i = 0; i < 2; i++) workers.push(await startWorker());
 }, 180_000);
 
 afterEach(async (ctx) => {
@@ -145,6 +137,18 @@ async function spawnServer(role: 'api' | 'worker', extra: Record<string, string>
   const p: Proc = { child, dataDir, log, owns: (name) => name?.includes(`-${child.pid}-`) ?? false };
   procs.push(p);
   return p;
+}
+
+/** A worker process, once it says it is ready. */
+async function startWorker(): Promise<Proc> {
+  const http = await freePort();
+  const w = await spawnServer('worker', { WORKER_HTTP_PORT: String(http) });
+  await waitFor(
+    async () => (await fetch(`http://127.0.0.1:${http}/readyz`).catch(() => null))?.ok,
+    30_000,
+    'a worker',
+  );
+  return w;
 }
 
 async function stopProc(p: Proc): Promise<void> {
@@ -384,6 +388,90 @@ describe('API and two workers on separate data directories, sharing only Redis a
     expect(past.status).toBe(416);
     expect(past.headers.get('content-range')).toBe(`bytes */${big.size}`);
     expect(((await past.json()) as { error: { code: string } }).error.code).toBe('range_not_satisfiable');
+  }, 300_000);
+});
+
+describe('a conversation across hosts', () => {
+  it('turn 2 runs on the other worker, its DATA_DIR apart, resumes the CLI session and reads the file turn 1 wrote', async () => {
+    const token = randomBytes(6).toString('hex');
+    const runbook = [
+      '---',
+      'agent: claude-code',
+      '---',
+      '# Notes',
+      '```simulate',
+      `- run: mkdir -p /app/results && echo ${token} | rev > /app/notes.txt && cp /app/notes.txt /app/results/notes.txt`,
+      '- say: wrote the notes',
+      '- await_user: the user asks what the notes say',
+      '- run: cat /app/notes.txt',
+      '- say: read the notes back',
+      '```',
+      '',
+    ].join('\n');
+    const t1 = await submit(runbook);
+    const one = await ended(t1, 180_000);
+    expect(one.status).toBe('completed');
+    expect((one as Rec & Record<string, unknown>).conversation_state).toMatchObject({ dropped: 0 });
+    const ranOne = (await events(t1)).find((e) => e.type === 'run.started')?.data.worker;
+    const host1 = workers.findIndex((p) => p.owns(ranOne));
+    expect(host1, `the worker of ${t1}`).toBeGreaterThanOrEqual(0);
+    const first = workers[host1]!;
+    const other = workers[1 - host1]!;
+    expect(other.dataDir).not.toBe(first.dataDir);
+    // What turn 1 kept for the next is in the store, nothing of it on its host.
+    expect(await storedKeys(`runs/${t1}/conversation/`)).toContain(`runs/${t1}/conversation/manifest.json`);
+    try {
+      // Turn 1's host goes away (only the process this test started, by its pid): turn 2 can run
+      // only on the other worker, which never saw turn 1.
+      await stopProc(first);
+      expect(first.child.exitCode ?? first.child.signalCode).not.toBeNull();
+      expect(await filesUnder(path.join(first.dataDir, 'blobs'))).toEqual([]);
+
+      // The follow-up as a client that keeps the conversation id sends it: only the new message.
+      const res = await fetch(`${apiUrl}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-conversation-id': t1, ...bearer(KEY) },
+        body: JSON.stringify({
+          model: 'claude-sonnet-4-6',
+          stream: false,
+          messages: [{ role: 'user', content: 'What do the notes say?' }],
+        }),
+      });
+      const answer = (await res.json()) as {
+        choices: Array<{ message: { content: string } }>;
+        jetty_metadata: { trajectory_id: string; conversation_id: string; status: string };
+      };
+      expect(res.status, JSON.stringify(answer)).toBe(200);
+      expect(answer.jetty_metadata).toMatchObject({ conversation_id: t1, status: 'completed' });
+      expect(answer.choices[0]!.message.content).toContain('read the notes back');
+      const t2 = answer.jetty_metadata.trajectory_id;
+      expect(t2).not.toBe(t1);
+
+      const two = (await (await get(`/v1/runs/${t2}`)).json()) as Rec & Record<string, unknown>;
+      expect(two).toMatchObject({
+        status: 'completed',
+        turn: 2,
+        parent_run_id: t1,
+        conversation_id: t1,
+        resumed: true,
+      });
+      const firstRun = (await record(t1)) as Rec & Record<string, unknown>;
+      expect(firstRun.session_id).toEqual(expect.any(String));
+      expect(two.session_id).toBe(firstRun.session_id);
+      const evs = (await (await get(`/v1/runs/${t2}/trajectory`)).json()) as {
+        events: Array<{ type: string; data: Record<string, unknown> }>;
+      };
+      const ranTwo = evs.events.find((e) => e.type === 'run.started')?.data.worker as string | undefined;
+      expect(other.owns(ranTwo), `turn 2 ran on ${ranTwo}`).toBe(true);
+      // The agent of turn 2, in a sandbox on the other host, read what turn 1 wrote in /app.
+      const outputs = evs.events.filter((e) => e.type === 'tool.result').map((e) => String(e.data.output));
+      // (Reversed: the runbook the CLI resends does not hold it.)
+      expect(outputs.join('\n')).toContain([...token].reverse().join(''));
+      expect(evs.events.filter((e) => e.type === 'run.warning')).toEqual([]);
+    } finally {
+      // The file's other tests have two workers again, whatever happened here.
+      workers[host1] = await startWorker();
+    }
   }, 300_000);
 });
 
