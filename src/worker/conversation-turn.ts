@@ -73,7 +73,7 @@ export async function restoreTurnFiles(
   if (!parent) return { files: [], events: [] };
   const manifest = await blobs.readRunJson<Manifest>(parent, `${STATE_DIR}/${MANIFEST}`).catch(() => null);
   if (manifest === null) {
-    const message = `The files of the previous turn (run ${parent}) are not on this server any more (they expire with the run, after RETENTION_SEC, and are not kept when CONVERSATION_STATE_MAX_BYTES is 0): this turn starts from an empty /app${spec.conversation?.resumeSession ? ', and the agent CLI may not find its session' : ''}.`;
+    const message = `The files of the previous turn (run ${parent}) are no longer stored (they expire with the run, after RETENTION_SEC, and are not kept when CONVERSATION_STATE_MAX_BYTES is 0): this turn starts from an empty /app${spec.conversation?.resumeSession ? ', and the agent CLI may not find its session' : ''}.`;
     return {
       files: [],
       events: [{ type: 'run.warning', data: { code: 'conversation_state_missing', message } }],
