@@ -7,7 +7,9 @@
 #   - the sandbox images (docker/build-images.sh)
 #   --test (or JETTY_SETUP_TEST=1): also the Python `openai` client the test suite drives, the
 #     Python `prometheus-client` parser the metrics tests read /metrics with, Docker Compose v2
-#     (scripts/compose.sh), and Debian's chromium for the web page's browser test (playwright-core)
+#     (scripts/compose.sh), Debian's chromium for the web page's browser test (playwright-core),
+#     and the MinIO server the object-store tests run (scripts/minio.sh: built from its Go module,
+#     cached by version)
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -137,6 +139,14 @@ fi
 # Built once from its Go module into a cache (the first build takes minutes: it fetches its modules).
 if [ "$with_test_deps" = 1 ]; then
   bash scripts/compose.sh || die "Docker Compose could not be built (scripts/compose.sh)"
+fi
+
+# --- MinIO (the object-store tests) ----------------------------------------------------------------
+# The object-store tests run a real S3 server on loopback, built once from its Go module into a cache
+# (the first build takes about 2 minutes).
+if [ "$with_test_deps" = 1 ]; then
+  minio=$(bash scripts/minio.sh) || die "MinIO could not be built (scripts/minio.sh)"
+  say "minio: $minio"
 fi
 
 # --- Sandbox images ----------------------------------------------------------------------------

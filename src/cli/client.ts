@@ -1,6 +1,7 @@
 import { openAsBlob } from 'node:fs';
 import { basename } from 'node:path';
 import { SseParser } from '../events/sse-parser.js';
+import type { VariantFigures } from '../experiments/figures.js';
 import { CliError, EXIT } from './exit.js';
 
 /** The fields of a run record the CLI reads (the server sends more). */
@@ -26,19 +27,21 @@ export interface ExperimentView {
   id: string;
   status: 'running' | 'completed' | 'cancelled';
   grader: { kind: string | null; judge_model: string | null; judge_provider: string | null };
-  variants: {
-    name: string;
-    runs: number;
-    completed: number;
-    ended: number;
-    passed: number;
-    pass_rate: number | null;
-    pass_rate_ci: [number, number] | null;
-    mean_score: number | null;
-    median_duration_ms: number | null;
-    mean_cost_usd: number | null;
-    tokens: number;
-  }[];
+  /** As the server computes them (src/experiments/figures.ts); the CLI reads these fields. */
+  variants: Pick<
+    VariantFigures,
+    | 'name'
+    | 'runs'
+    | 'completed'
+    | 'ended'
+    | 'passed'
+    | 'pass_rate'
+    | 'pass_rate_ci'
+    | 'mean_score'
+    | 'median_duration_ms'
+    | 'mean_cost_usd'
+    | 'tokens'
+  >[];
 }
 
 /** One event as the server stores and streams it. */

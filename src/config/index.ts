@@ -11,6 +11,7 @@ import { type AllowEntry, parseAllowList } from '../net/address-policy.js';
 import { type RealProvider, UPSTREAMS } from '../providers/upstreams.js';
 import { DEFAULT_SANDBOX_DISK_BYTES, JOBS } from '../queue/catalog.js';
 import type { ProviderName } from '../runtimes/types.js';
+import { type BlobStoreConfig, blobStoreConfig, blobStoreSchema } from './blob-store.js';
 
 /**
  * Server configuration, parsed once at start-up from environment variables. A bad value stops the
@@ -353,7 +354,11 @@ export type RawEnv = z.input<typeof envSchema>;
 
 /** Every environment variable loadConfig reads: docs/configuration.md has a row for each (a test checks). */
 export function configVariableNames(): string[] {
-  return [...Object.keys(envSchema.shape), ...Object.keys(providerEnvSchema.shape)];
+  return [
+    ...Object.keys(envSchema.shape),
+    ...Object.keys(providerEnvSchema.shape),
+    ...Object.keys(blobStoreSchema(() => null).shape),
+  ];
 }
 
 export interface Config {
@@ -483,6 +488,8 @@ export interface Config {
   providerKeys: Partial<Record<RealProvider, string>>;
   /** Base URL of each real provider. */
   upstreams: Record<RealProvider, string>;
+  /** Where artifacts, trajectories and uploads live (BLOB_STORE; src/config/blob-store.ts). */
+  blobs: BlobStoreConfig;
   /** How runs are scored (EVALUATION_*, JUDGE_*): bounds, the default judge, re-grade waits. */
   evaluation: {
     scriptTimeoutMs: number;
@@ -508,10 +515,19 @@ export class ConfigError extends Error {
 export function loadConfig(env: Record<string, string | undefined>, hostname = 'local'): Config {
   const parsed = envSchema.safeParse(env);
   const providers = providerEnvSchema.safeParse(env);
-  const issues = [...(parsed.error?.issues ?? []), ...(providers.error?.issues ?? [])];
-  if (!parsed.success || !providers.success) {
+  const blobEnv = blobStoreSchema(parseBytes).safeParse(env);
+  const issues = [
+    ...(parsed.error?.issues ?? []),
+    ...(providers.error?.issues ?? []),
+    ...(blobEnv.error?.issues ?? []),
+  ];
+  if (!parsed.success || !providers.success || !blobEnv.success) {
     const lines = issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
     throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
+  }
+  const blobs = blobStoreConfig(blobEnv.data);
+  if ('errors' in blobs) {
+    throw new ConfigError(`invalid configuration:\n${blobs.errors.map((l) => `  ${l}`).join('\n')}`);
   }
   const e = parsed.data;
   const pe = providers.data as Record<string, string | undefined>;
@@ -620,6 +636,7 @@ export function loadConfig(env: Record<string, string | undefined>, hostname = '
     },
     providerKeys,
     upstreams,
+    blobs,
     evaluation: {
       scriptTimeoutMs: e.EVALUATION_SCRIPT_TIMEOUT_SEC * 1000,
       maxOutputBytes: e.EVALUATION_MAX_OUTPUT_BYTES,

@@ -1,19 +1,22 @@
 /**
- * Uploaded files: kept under `<blob root>/uploads/<collection>/<upload id>/`, addressed by the
- * storage key `<collection>/_uploads/<upload id>/<path>`, and put into a run's sandbox at
+ * Uploaded files: kept in the object store under `uploads/<collection>/<upload id>/<path>` (put
+ * together in local scratch first, and uploaded only once the whole request was read and
+ * unpacked), addressed by the storage key `<collection>/_uploads/<upload id>/<path>`, and put into a run's sandbox at
  * `/app/assets/<path>`. Names are made safe before anything is written: the client's filename is
  * cut to its last path component, characters that mean something to a shell or a file system are
  * replaced, and no segment can be `.` or `..`. A zip is unpacked in place of itself (into a folder
  * named after it), entry by entry under the same rules and within the same size budget.
  */
 import { randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import { mkdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import yauzl from 'yauzl';
 import { AppError, badRequest } from '../errors.js';
+import { inPool } from '../storage/blob-store.js';
+import { type ByteRange, type ObjectStore, ObjectTooLargeError, readAll } from '../storage/object-store.js';
 import { UPLOADS_TASK } from './trajectory.js';
 
 /** Where uploads appear inside a sandbox. */
@@ -63,6 +66,11 @@ export function claimName(rel: string, taken: Set<string>, key: (name: string) =
 
 const lowerCase = (name: string) => name.toLowerCase();
 
+/** A path of an upload's files (or a collection name): relative, no `.`/`..`/empty segment. */
+function isUploadPath(p: string): boolean {
+  return p !== '' && !p.includes('\0') && p.split('/').every((s) => s !== '' && s !== '.' && s !== '..');
+}
+
 export function tooLarge(what: string, limit: number): AppError {
   return new AppError(
     `${what} is larger than this server accepts (${limit} bytes per file). Send a smaller file or raise MAX_UPLOAD_BYTES on the server.`,
@@ -72,74 +80,77 @@ export function tooLarge(what: string, limit: number): AppError {
 
 export class UploadStore {
   constructor(
-    private readonly root: string,
+    private readonly objects: ObjectStore,
+    /** Local scratch space where a request's files are read and unpacked before upload. */
+    private readonly scratch: string,
     readonly limits: UploadLimits,
   ) {}
 
-  private dir(collection: string, uploadId: string): string {
+  private prefix(collection: string, uploadId: string): string {
     if (!/^[A-Za-z0-9_-]+$/.test(uploadId)) throw new Error('invalid upload id');
-    return path.join(this.root, 'uploads', collection, uploadId);
+    return `uploads/${collection}/${uploadId}/`;
   }
 
-  /** The file behind a key's parts, or null when there is none (or the path would leave its upload). */
-  private fileOf(collection: string, uploadId: string, relPath: string): string | null {
-    if (!/^[A-Za-z0-9_-]+$/.test(uploadId)) return null;
-    const base = this.dir(collection, uploadId);
-    const full = path.resolve(base, relPath);
-    return full.startsWith(base + path.sep) && !relPath.includes('\0') ? full : null;
+  /** The object behind a key's parts, or null when the path could not be one of an upload's. */
+  private keyOf(collection: string, uploadId: string, relPath: string): string | null {
+    if (!/^[A-Za-z0-9_-]+$/.test(uploadId) || !isUploadPath(collection) || !isUploadPath(relPath))
+      return null;
+    return `${this.prefix(collection, uploadId)}${relPath}`;
   }
 
   /** Whether the upload holds this file (nothing is opened). */
   async has(collection: string, uploadId: string, relPath: string): Promise<boolean> {
-    const full = this.fileOf(collection, uploadId, relPath);
-    return (
-      full !== null &&
-      (await stat(full).then(
-        (st) => st.isFile(),
-        () => false,
-      ))
-    );
+    const key = this.keyOf(collection, uploadId, relPath);
+    return key !== null && (await this.objects.stat(key)) !== null;
   }
 
+  /** Streams the file (or a range of it; `size` is the whole file's). */
   async open(
     collection: string,
     uploadId: string,
     relPath: string,
+    range?: ByteRange,
   ): Promise<{ stream: Readable; size: number } | null> {
-    const full = this.fileOf(collection, uploadId, relPath);
-    if (!full) return null;
-    try {
-      const st = await stat(full);
-      return st.isFile() ? { stream: createReadStream(full), size: st.size } : null;
-    } catch {
-      return null;
-    }
+    const key = this.keyOf(collection, uploadId, relPath);
+    return key ? this.objects.get(key, range) : null;
+  }
+
+  /** The file's size, or null when there is no such file. */
+  async size(collection: string, uploadId: string, relPath: string): Promise<number | null> {
+    const key = this.keyOf(collection, uploadId, relPath);
+    return key ? ((await this.objects.stat(key))?.size ?? null) : null;
   }
 
   async read(collection: string, uploadId: string, relPath: string): Promise<Buffer | null> {
-    const full = this.fileOf(collection, uploadId, relPath);
-    return full ? readFile(full).catch(() => null) : null;
+    const file = await this.open(collection, uploadId, relPath);
+    if (!file) return null;
+    const limit = this.limits.maxFileBytes;
+    return readAll(file.stream, limit, (n) => new ObjectTooLargeError(relPath, n, limit, 'MAX_UPLOAD_BYTES'));
   }
 
   /**
-   * Removes uploads made more than `ageMs` ago (by their directory's time), so that disk use stays
+   * Removes uploads made more than `ageMs` ago (by their newest file), so that storage stays
    * bounded like Redis's; a run that names one later is refused with `file_not_found`. Answers how
    * many went.
    */
   async removeOlderThan(ageMs: number, now = Date.now()): Promise<number> {
-    const base = path.join(this.root, 'uploads');
     let removed = 0;
-    const collections = await readdir(base).catch(() => [] as string[]);
-    for (const collection of collections) {
-      const dir = path.join(base, collection);
-      for (const id of await readdir(dir).catch(() => [] as string[])) {
-        const st = await stat(path.join(dir, id)).catch(() => null);
-        if (st && now - st.mtimeMs > ageMs) {
-          await rm(path.join(dir, id), { recursive: true, force: true });
-          removed++;
-        }
+    // Keys list in order: one upload's files come together.
+    let group: { prefix: string; newest: number } | undefined;
+    const close = async () => {
+      if (!group || now - group.newest <= ageMs) return;
+      await this.objects.deletePrefix(group.prefix);
+      removed++;
+    };
+    for await (const o of this.objects.list('uploads/')) {
+      const prefix = `${o.key.split('/').slice(0, 3).join('/')}/`;
+      if (group?.prefix !== prefix) {
+        await close();
+        group = { prefix, newest: 0 };
       }
+      group.newest = Math.max(group.newest, o.modifiedMs);
     }
+    await close();
     return removed;
   }
 
@@ -154,8 +165,10 @@ export class UploadStore {
     opts: { allowEmpty?: boolean } = {},
   ): Promise<SavedUpload | null> {
     const uploadId = randomBytes(8).toString('hex');
-    const dir = this.dir(collection, uploadId);
+    const prefix = this.prefix(collection, uploadId);
+    const dir = path.join(this.scratch, 'uploads', uploadId);
     const keys: string[] = [];
+    const stored: string[] = [];
     const used = new Set<string>();
     const unique = (rel: string) => claimName(rel, used, lowerCase);
     const key = (rel: string) =>
@@ -180,25 +193,33 @@ export class UploadStore {
           throw tooLarge(`The file ${JSON.stringify(name)}`, this.limits.maxFileBytes);
         if (/\.zip$/i.test(name)) {
           const folder = unique(name.replace(/\.zip$/i, '') || 'archive');
-          for (const rel of await this.unzip(tmp, path.join(dir, folder), name))
+          for (const rel of await this.unzip(tmp, path.join(dir, folder), name)) {
             keys.push(key(`${folder}/${rel}`));
+            stored.push(`${folder}/${rel}`);
+          }
           await rm(tmp);
         } else {
           const rel = unique(name);
           await rm(path.join(dir, rel), { force: true });
           await rename(tmp, path.join(dir, rel));
           keys.push(key(rel));
+          stored.push(rel);
         }
       }
       if (keys.length === 0) {
-        await rm(dir, { recursive: true, force: true });
         if (opts.allowEmpty) return null;
         throw badRequest('No files: send one or more multipart parts named "files".', 'files', 'no_files');
       }
+      // Only a whole request is stored: no key is handed out before every file is in the store.
+      await inPool(stored, 4, (rel) =>
+        this.objects.putFile(`${prefix}${rel}`, path.join(dir, ...rel.split('/'))),
+      );
       return { upload_id: uploadId, file_paths: keys, count: keys.length };
     } catch (err) {
-      await rm(dir, { recursive: true, force: true });
+      if (stored.length > 0) await this.objects.deletePrefix(prefix).catch(() => 0);
       throw err;
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
   }
 

@@ -31,6 +31,7 @@ import { RunService } from '../queue/run-service.js';
 import { listRuntimes } from '../runtimes/registry.js';
 import { GATEWAY_SOCKET_NAME, type SandboxDriver } from '../sandbox/driver.js';
 import { BlobStore } from '../storage/blob-store.js';
+import { openObjectStore } from '../storage/open-store.js';
 import { ensureBootstrap } from '../tenancy/bootstrap.js';
 import { loadMasterKey, masterKeyCheckKey } from '../tenancy/master-key-file.js';
 import { TenancyStore } from '../tenancy/store.js';
@@ -102,10 +103,12 @@ export async function startServer(
   const metrics = opts.metrics ?? new Metrics({ processMetrics: true });
   const redis = await connect(role === 'worker');
   // Before anything else uses Redis: a process with the wrong key must change nothing.
-  const masterKey = await loadMasterKey(config.masterKey, config.dataDir, {
-    redis,
-    key: masterKeyCheckKey(config.keyPrefix),
-  }).catch(async (err) => {
+  const masterKey = await loadMasterKey(
+    config.masterKey,
+    config.dataDir,
+    { redis, key: masterKeyCheckKey(config.keyPrefix) },
+    { multiHost: config.blobs.store.kind === 's3' },
+  ).catch(async (err) => {
     await closeRedis(redis);
     throw err;
   });
@@ -116,7 +119,18 @@ export async function startServer(
     );
   }
   const keys = new RedisKeys(config.keyPrefix);
-  const blobs = new BlobStore(path.join(config.dataDir, 'blobs'));
+  // Run files go to the object store; only scratch space (collections, uploads being read) is local.
+  const objects = openObjectStore(config.blobs, config.dataDir);
+  await objects.check().catch(async (err) => {
+    await closeRedis(redis);
+    throw err;
+  });
+  const scratch = path.join(config.dataDir, 'scratch');
+  const blobs = new BlobStore(objects, scratch, {
+    maxJsonBytes: config.blobs.maxJsonBytes,
+    uploadConcurrency: config.blobs.store.kind === 's3' ? config.blobs.store.uploadConcurrency : 4,
+  });
+  const storeProbe = () => objects.check().then(() => null);
   const services = (r: Redis) =>
     new RunService({
       redis: r,
@@ -134,7 +148,7 @@ export async function startServer(
   const unwatchQueue = metrics.watchQueue('runs', () => queueCounts(runs.queue));
   const tenancy = (r: Redis) => new TenancyStore(r, config.keyPrefix, masterKey.key);
   const store = tenancy(redis);
-  const uploads = new UploadStore(blobs.root, config.uploads);
+  const uploads = new UploadStore(objects, scratch, config.uploads);
 
   const closers: Array<() => Promise<unknown>> = [];
   let worker: RunWorker | undefined;
@@ -156,6 +170,7 @@ export async function startServer(
         blobs,
         uploads,
         tenancy,
+        storeProbe,
         metrics,
         ...(opts.egressConnect ? { egressConnect: opts.egressConnect } : {}),
       });
@@ -212,7 +227,10 @@ export async function startServer(
         },
         upstreamUrl: (p) => config.upstreams[p],
         readiness: async () =>
-          (readiness ? await readiness() : await checkReadiness({ redis: () => pingRedis(redis) })).checks,
+          (readiness
+            ? await readiness()
+            : await checkReadiness({ redis: () => pingRedis(redis), blob_store: storeProbe })
+          ).checks,
         operations: {
           metrics,
           metricsToken: config.metricsToken,
@@ -296,6 +314,8 @@ interface WorkerSideContext {
   blobs: BlobStore;
   uploads: UploadStore;
   tenancy: (r: Redis) => TenancyStore;
+  /** Null when the object store answers, else why not. */
+  storeProbe: () => Promise<string | null>;
   metrics: Metrics;
   /** Added to in the order they must run at close (see startServer). */
   closers: Array<() => Promise<unknown>>;
@@ -378,6 +398,7 @@ async function startWorkerSide(config: Config, ctx: WorkerSideContext) {
     uploads: ctx.uploads,
     uploadRetentionMs: config.retentionSec * 1000,
     runRetentionMs: config.retentionSec * 1000,
+    uploadSweepIntervalMs: config.blobs.sweepMs,
     artifactLimits: config.artifacts,
     conversationState: {
       maxBytes: config.conversations.stateMaxBytes,
@@ -443,6 +464,7 @@ async function startWorkerSide(config: Config, ctx: WorkerSideContext) {
       docker: () => sandboxDriver.ping().then(() => null),
       // A real request on the socket the sandboxes use: a deleted or dead socket fails it.
       gateway: () => probeHttpSocket(gateway.socketPath),
+      blob_store: ctx.storeProbe,
     });
   return { worker, driver, readiness, socketDir };
 }

@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import { pino } from 'pino';
 import { type Config, ConfigError, loadConfig } from '../config/index.js';
 import { RedisStartupError } from '../queue/redis-wait.js';
+import { ObjectStoreError } from '../storage/object-store.js';
 import { MasterKeyError } from '../tenancy/secrets.js';
 import { type Role, startServer } from './compose.js';
 
@@ -54,9 +55,13 @@ async function main(argv = process.argv.slice(2)): Promise<void> {
 
 main().catch((err) => {
   // One JSON line, like every other log line. A refusal the operator fixes by configuration (a
-  // port in use, another master key) carries its message only: it says how, a stack would bury it.
+  // port in use, another master key, an object store that cannot be used, a Redis that never
+  // answered) carries its message only: it says how, a stack would bury it.
   const known =
-    err instanceof MasterKeyError || err instanceof ConfigError || err instanceof RedisStartupError;
+    err instanceof MasterKeyError ||
+    err instanceof ConfigError ||
+    err instanceof RedisStartupError ||
+    err instanceof ObjectStoreError;
   const line = known
     ? { level: 'fatal', msg: (err as Error).message }
     : { level: 'fatal', msg: `fatal: ${(err as Error).message ?? String(err)}`, stack: (err as Error).stack };

@@ -34,6 +34,14 @@ export class RedisKeys {
   deployment(): string {
     return `${this.prefix}:deployment`;
   }
+  /** Runs over whose trajectory the blob store did not take yet (score: when they ended). */
+  unsavedTrajectories(): string {
+    return `${this.prefix}:unsaved-trajectories`;
+  }
+  /** Held by the one worker sweeping the shared blob store for expired runs. */
+  blobSweepLock(): string {
+    return `${this.prefix}:blob-sweep`;
+  }
   /** BullMQ's lock of a run's job: it exists while a live worker holds the job (BullMQ's layout). */
   runJobLock(runId: string): string {
     return `${this.bullPrefix()}:${RUN_QUEUE}:${runId}:lock`;

@@ -374,11 +374,15 @@ export class RunService {
   }
 
   async trajectory(id: string, collection?: string): Promise<Trajectory> {
-    const stored = await this.deps.blobs.readTrajectory<Trajectory>(id);
-    if (stored) {
-      if (collection !== undefined && stored.run.collection !== collection)
-        await this.require(id, collection);
-      return stored;
+    // Redis while it holds the run (the same content the store gets at the end, and readable
+    // while the store is away), else the stored copy.
+    if (!(await this.store.get(id))) {
+      const stored = await this.deps.blobs.readTrajectory<Trajectory>(id);
+      if (stored) {
+        if (collection !== undefined && stored.run.collection !== collection)
+          await this.require(id, collection);
+        return stored;
+      }
     }
     const run = await this.require(id, collection);
     const raw = await this.deps.redis.get(this.inputKey(id));
@@ -468,16 +472,54 @@ export class RunService {
     if (!isTerminalEvent(terminal.type)) throw new Error(`not a terminal event: ${terminal.type}`);
     await this.deps.events.append(id, terminal, { attempt });
     const traj = await this.trajectory(id);
-    await this.deps.blobs.writeTrajectory(id, traj);
+    if (await this.save(id, traj)) await this.forgetLater(id);
+    // Not awaited: the run is fully recorded, and its delivery is already in Redis. A release
+    // that fails only means the delivery starts at its fallback time instead of now.
+    if (traj.run.webhook) void this.releaseWebhook(id);
+  }
+
+  /**
+   * Writes the trajectory to the blob store. When the store does not take it, Redis keeps the run
+   * (with no expiry) and remembers it, and saveUnsavedTrajectories() tries again later: a run is
+   * never forgotten by Redis before the store has it.
+   */
+  private async save(id: string, traj: Trajectory): Promise<boolean> {
+    try {
+      await this.deps.blobs.writeTrajectory(id, traj);
+      return true;
+    } catch {
+      await this.deps.redis.zadd(this.deps.keys.unsavedTrajectories(), Date.now(), id);
+      return false;
+    }
+  }
+
+  private async forgetLater(id: string): Promise<void> {
     const ttl = this.deps.retentionSec;
     await Promise.all([
       this.store.expire(id, ttl),
       this.deps.events.expire(id, ttl),
       this.deps.redis.expire(this.inputKey(id), ttl),
     ]);
-    // Not awaited: the run is fully recorded, and its delivery is already in Redis. A release
-    // that fails only means the delivery starts at its fallback time instead of now.
-    if (traj.run.webhook) void this.releaseWebhook(id);
+  }
+
+  /**
+   * Writes the trajectories the blob store did not take when their runs ended (it was away), up to
+   * `max` of them, oldest first; each saved one gets its retention in Redis. Answers how many were
+   * saved; a store still away throws its error.
+   */
+  async saveUnsavedTrajectories(max = 100): Promise<number> {
+    const key = this.deps.keys.unsavedTrajectories();
+    let saved = 0;
+    for (const id of await this.deps.redis.zrange(key, 0, max - 1)) {
+      const traj = await this.trajectory(id).catch(() => null);
+      if (traj) {
+        await this.deps.blobs.writeTrajectory(id, traj);
+        await this.forgetLater(id);
+        saved++;
+      }
+      await this.deps.redis.zrem(key, id);
+    }
+    return saved;
   }
 
   /**
@@ -523,6 +565,8 @@ export class RunService {
   async labels(id: string): Promise<RunLabel[]> {
     const raw = await this.deps.redis.lrange(this.labelsKey(id), 0, -1);
     if (raw.length > 0) return raw.map((r) => JSON.parse(r) as RunLabel);
+    // A run Redis still holds has its labels there: none means none (and no trip to the store).
+    if ((await this.deps.redis.exists(this.deps.keys.run(id))) === 1) return [];
     return (await this.deps.blobs.readRunJson<RunLabel[]>(id, 'labels.json')) ?? [];
   }
 

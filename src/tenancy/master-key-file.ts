@@ -43,10 +43,16 @@ export function masterKeyCheckValue(key: MasterKey): string {
 const FIX =
   "Set JETTY_MASTER_KEY to the server's key, or DATA_DIR to the server's data directory (the one holding its master.key)";
 
+/**
+ * `multiHost`: the run files are in a shared object store (BLOB_STORE=s3://...), so API and
+ * workers may be on several hosts: a key file made on this one would be a key no other host has,
+ * so none is made and the process is told to set JETTY_MASTER_KEY.
+ */
 export async function loadMasterKey(
   configured: string | undefined,
   dataDir: string,
   check: MasterKeyCheck,
+  opts: { multiHost?: boolean } = {},
 ): Promise<LoadedMasterKey> {
   const recorded = await check.redis.get(check.key);
   if (configured !== undefined) {
@@ -59,6 +65,11 @@ export async function loadMasterKey(
   if (recorded !== null) {
     throw new MasterKeyError(
       `JETTY_MASTER_KEY is not set and DATA_DIR (${path.resolve(dataDir)}) holds no ${MASTER_KEY_FILE}, but this Redis already has secrets written with a master key: a new key could not read them. ${FIX}.`,
+    );
+  }
+  if (opts.multiHost) {
+    throw new MasterKeyError(
+      `JETTY_MASTER_KEY is not set. BLOB_STORE is an object store, so API and workers may run on several hosts, and a key file written into DATA_DIR (${path.resolve(dataDir)}) on this one would be unknown to the others. Set JETTY_MASTER_KEY to the same key on every host (\`jetty admin master-key\` prints a new one).`,
     );
   }
   const made = await makeKeyFile(file);

@@ -15,7 +15,7 @@ const SETTING_OF: Record<DroppedArtifact['reason'], string> = {
   total_too_large: 'ARTIFACT_MAX_BYTES',
   too_many_files: 'ARTIFACT_MAX_FILES',
   unreadable: 'the file mode (the sandbox user could not read it)',
-  bad_name: 'the file name (not UTF-8)',
+  bad_name: 'the file name (not UTF-8, or a path over 1024 bytes)',
   listing_too_long: 'the number of files in results_dir',
 };
 
@@ -29,8 +29,10 @@ export interface CollectedResults {
 
 /**
  * Copies the run's results_dir out of its sandbox into the blob store, all or nothing: into a
- * staging directory first, then moved into place whole. A failure removes the staging directory
- * and leaves no artifacts (the previous attempt's are gone too: they were another sandbox's).
+ * local staging directory first, then uploaded, then named by the run's manifest (the commit
+ * point, see src/storage/blob-store.ts). A failure leaves the run with no artifacts (the previous
+ * attempt's are forgotten too: they were another sandbox's) and is thrown: an ObjectStoreError
+ * when the store is what failed, which fails the attempt (see src/worker/run-worker.ts).
  */
 export async function collectResults(opts: {
   sandbox: RunningSandbox;
@@ -43,16 +45,24 @@ export async function collectResults(opts: {
   const staging = await blobs.stagingDir(runId);
   try {
     const res = await opts.sandbox.collect(opts.resultsDir, staging, opts.limits);
-    await blobs.commitArtifacts(runId, staging);
-    const artifacts = res.artifacts.map(({ localPath: _l, ...info }) => info);
-    const dropped = summarize(res.dropped);
+    const { refused } = await blobs.commitArtifacts(
+      runId,
+      staging,
+      res.artifacts.map((a) => a.path),
+    );
+    const kept = res.artifacts.filter((a) => !refused.includes(a.path));
+    const artifacts = kept.map(({ localPath: _l, ...info }) => info);
+    const tooLong = res.artifacts
+      .filter((a) => refused.includes(a.path))
+      .map((a): DroppedArtifact => ({ path: a.path, size: a.size, reason: 'bad_name' }));
+    const dropped = summarize([...res.dropped, ...tooLong]);
     const events: NewEvent[] = dropped
       ? [{ type: 'run.warning', data: { code: 'artifacts_dropped', message: droppedMessage(dropped, opts) } }]
       : [];
     return { artifacts, dropped, events };
   } catch (err) {
     await rm(staging, { recursive: true, force: true });
-    await rm(blobs.artifactDir(runId), { recursive: true, force: true });
+    await blobs.discardArtifacts(runId).catch(() => undefined);
     throw err;
   }
 }

@@ -4,10 +4,12 @@
  * when it cannot), the files put back into the new sandbox (the previous turn's /app and the CLI's
  * session directories), and what is saved when the turn ends for the next one.
  *
- * Saved files live beside the run's artifacts, `DATA_DIR/blobs/runs/<run>/conversation/<n>/…` with
- * a manifest naming the sandbox directory of each `<n>`, and expire with the run's other files.
+ * Saved files live beside the run's artifacts in the object store (BLOB_STORE), at
+ * `runs/<run>/conversation/<n>/…` with `conversation/manifest.json` naming the sandbox directory of
+ * each `<n>` (written last), so the next turn finds them on any worker host; they expire with the
+ * run's other files.
  */
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { DroppedArtifact, NewEvent } from '../events/types.js';
 import type { RunJob } from '../queue/catalog.js';
@@ -15,6 +17,7 @@ import type { ConversationStateRecord } from '../queue/run-store.js';
 import type { InvocationSpec, RuntimeAdapter, SandboxFile } from '../runtimes/types.js';
 import type { RunningSandbox } from '../sandbox/driver.js';
 import type { BlobStore } from '../storage/blob-store.js';
+import type { Redactor } from '../tenancy/redact.js';
 import { formatBytes } from './collect.js';
 import { composePrompt } from './prompt.js';
 
@@ -34,6 +37,8 @@ interface Manifest {
   dirs: string[];
   files: number;
   bytes: number;
+  /** Bytes stored, after redaction. */
+  stored?: number;
 }
 
 /** What the turn's CLI is told: the new message alone when it resumes its session. */
@@ -66,25 +71,21 @@ export async function restoreTurnFiles(
 ): Promise<{ files: SandboxFile[]; events: NewEvent[] }> {
   const parent = spec.conversation?.parentRunId;
   if (!parent) return { files: [], events: [] };
-  const root = path.join(blobs.runDir(parent), STATE_DIR);
-  const manifest = await readFile(path.join(root, MANIFEST), 'utf8')
-    .then((t) => JSON.parse(t) as Manifest)
-    .catch(() => null);
+  const manifest = await blobs.readRunJson<Manifest>(parent, `${STATE_DIR}/${MANIFEST}`).catch(() => null);
   if (manifest === null) {
-    const message = `The files of the previous turn (run ${parent}) are not on this server any more (they expire with the run, after RETENTION_SEC, and are not kept when CONVERSATION_STATE_MAX_BYTES is 0): this turn starts from an empty /app${spec.conversation?.resumeSession ? ', and the agent CLI may not find its session' : ''}.`;
+    const message = `The files of the previous turn (run ${parent}) are no longer stored (they expire with the run, after RETENTION_SEC, and are not kept when CONVERSATION_STATE_MAX_BYTES is 0): this turn starts from an empty /app${spec.conversation?.resumeSession ? ', and the agent CLI may not find its session' : ''}.`;
     return {
       files: [],
       events: [{ type: 'run.warning', data: { code: 'conversation_state_missing', message } }],
     };
   }
   const files: SandboxFile[] = [];
-  for (const [i, dir] of manifest.dirs.entries()) {
-    for (const rel of await listFiles(path.join(root, String(i)))) {
-      files.push({
-        path: path.posix.join(dir, rel),
-        content: await readFile(path.join(root, String(i), rel)),
-      });
-    }
+  // Read back within what the manifest says was stored.
+  for (const f of await blobs.readRunFiles(parent, STATE_DIR, manifest.stored ?? manifest.bytes)) {
+    const slash = f.path.indexOf('/');
+    const dir = manifest.dirs[Number(f.path.slice(0, slash))];
+    if (slash < 0 || dir === undefined) continue;
+    files.push({ path: path.posix.join(dir, f.path.slice(slash + 1)), content: f.content });
   }
   return { files, events: [] };
 }
@@ -111,6 +112,8 @@ export async function saveTurnFiles(opts: {
   runtime: RuntimeAdapter;
   blobs: BlobStore;
   limits: TurnStateLimits;
+  /** The run's secret values: redacted from the CLI's session files (not from /app, the agent's own files). */
+  redactor?: Redactor;
 }): Promise<{ state: ConversationStateRecord; events: NewEvent[] } | null> {
   const { blobs, runId, limits } = opts;
   if (limits.maxBytes === 0) return null;
@@ -126,21 +129,41 @@ export async function saveTurnFiles(opts: {
         maxBytes: Math.max(0, left.bytes),
         maxFileBytes: Math.max(0, left.bytes),
       });
+      if (i > 0 && opts.redactor && !opts.redactor.empty)
+        await redactFiles(path.join(staging, String(i)), opts.redactor);
       kept.files += res.artifacts.length;
       kept.bytes += res.artifacts.reduce((n, a) => n + a.size, 0);
       dropped.push(...res.dropped.map((d) => ({ ...d, path: path.posix.join(dir, d.path) })));
     }
-    const manifest: Manifest = { dirs, ...kept };
-    await writeFile(path.join(staging, MANIFEST), JSON.stringify(manifest));
-    const dest = path.join(blobs.runDir(runId), STATE_DIR);
-    await mkdir(path.dirname(dest), { recursive: true });
-    await rm(dest, { recursive: true, force: true });
-    await rename(staging, dest);
+    const paths = await listFiles(staging);
+    // What is stored (redaction marks may be longer than the values they replace): the bound a
+    // later turn reads it back within.
+    let stored = 0;
+    for (const p of paths) stored += (await stat(path.join(staging, p))).size;
+    const manifest: Manifest = { dirs, ...kept, stored };
+    // Into the run's files in the object store, so a later turn on any worker host finds them.
+    await blobs.replaceRunFiles(runId, STATE_DIR, staging, paths, manifest);
     const state = { ...kept, dropped: dropped.length };
     return { state, events: dropped.length > 0 ? [droppedWarning(dropped, limits)] : [] };
   } catch (err) {
     await rm(staging, { recursive: true, force: true });
     throw err;
+  }
+}
+
+/**
+ * The CLI's session files are its transcript: tool results in them hold what the agent printed,
+ * secrets included. They are kept at rest like a trajectory is, with each value replaced by its
+ * mark (the next turn's sandbox gets the secrets again in its environment). Binary files are left.
+ */
+async function redactFiles(dir: string, redactor: Redactor): Promise<void> {
+  for (const rel of await listFiles(dir)) {
+    const file = path.join(dir, rel);
+    const bytes = await readFile(file);
+    if (bytes.subarray(0, 8192).includes(0)) continue;
+    const text = bytes.toString('utf8');
+    const clean = redactor.text(text);
+    if (clean !== text) await writeFile(file, clean);
   }
 }
 

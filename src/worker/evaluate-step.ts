@@ -1,11 +1,11 @@
 /**
  * The worker's evaluation step: wires src/evaluation/evaluate.ts to this worker's sandbox (the
  * verification script runs in it, as the sandbox user, with a time limit), its blob store (the
- * stored artifacts) and its provider gateway (the judge is called through it on a token of its own,
- * and its usage is counted as `judge`). Used when a run ends and by re-grades.
+ * stored artifacts, read through the object store like any reader's) and its provider gateway (the
+ * judge is called through it on a token of its own, and its usage is counted as `judge`). Used when
+ * a run ends and by re-grades.
  */
 import { randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { AppError } from '../errors.js';
 import { type EvaluationContext, evaluate, type StoredArtifact } from '../evaluation/evaluate.js';
@@ -118,11 +118,13 @@ function addUsage(t: UsageTotals, u: UsageData): void {
   if (u.cost_estimated) t.cost_estimated = true;
 }
 
-async function readStored(blobs: BlobStore, runId: string, rel: string, max: number): Promise<Buffer | null> {
-  const full = blobs.artifactPath(runId, rel);
-  if (!full) return null;
-  const bytes = await readFile(full).catch(() => null);
-  return bytes ? bytes.subarray(0, max) : null;
+/**
+ * Read through the object store, as the API reads them: the artifacts committed by the collection
+ * (on a re-grade, by another worker perhaps). A store that does not answer fails the evaluation,
+ * with its message, rather than passing for a file that was never produced.
+ */
+function readStored(blobs: BlobStore, runId: string, rel: string, max: number): Promise<Buffer | null> {
+  return blobs.readArtifactStart(runId, rel, max);
 }
 
 /** The script, under bash where the sandbox has it (Jetty's scripts are bash), else sh. */

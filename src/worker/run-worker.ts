@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { type Job, UnrecoverableError, WaitingError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -55,6 +54,7 @@ import {
 } from '../sandbox/driver.js';
 import { WarmPool, type WarmSandbox } from '../sandbox/warm-pool.js';
 import type { BlobStore } from '../storage/blob-store.js';
+import { ObjectStoreError } from '../storage/object-store.js';
 import { providerKeyFor } from '../tenancy/provider-keys.js';
 import type { TenancyStore } from '../tenancy/store.js';
 import { type CollectedResults, collectResults } from './collect.js';
@@ -296,10 +296,8 @@ export class RunWorker {
         .catch((err) => deps.logger.warn({ err }, 'sandbox sweep failed')),
     );
     this.warm?.prewarm();
-    const uploadsMs = deps.uploadRetentionMs;
     this.every(deps.uploadSweepIntervalMs ?? 60_000, async () => {
-      if (uploadsMs !== undefined) await deps.uploads.removeOlderThan(uploadsMs).catch(() => undefined);
-      await this.removeOldRunFiles().catch((err) =>
+      await this.sweepRunFiles(deps.uploadSweepIntervalMs ?? 60_000).catch((err) =>
         deps.logger.warn({ err }, 'removing old run files failed'),
       );
     });
@@ -385,17 +383,34 @@ export class RunWorker {
   }
 
   /**
-   * Removes the run files in DATA_DIR of runs over for longer than the retention (Redis has let
-   * their records go by then), and what a collection cut short by a dead worker left behind.
+   * Removes the run files in the blob store of runs over for longer than the retention (Redis has
+   * let their records go by then), and what a collection cut short by a dead worker left behind.
+   * `store: false` cleans only this process's local scratch.
    */
-  async removeOldRunFiles(): Promise<{ runs: number; partial: number }> {
+  async removeOldRunFiles(opts: { store?: boolean } = {}): Promise<{ runs: number; partial: number }> {
     const { deps } = this;
     const isLive = async (runId: string) => {
       if (this.active.has(runId)) return true;
       const status = (await deps.runs.get(runId))?.status;
       return status === 'pending' || status === 'running';
     };
-    return deps.blobs.removeOlderThan(deps.runRetentionMs ?? Number.POSITIVE_INFINITY, isLive);
+    // Trajectories the store did not take when their runs ended (it was away) go first.
+    await deps.runs.saveUnsavedTrajectories();
+    const store = opts.store !== false;
+    if (store && deps.uploadRetentionMs !== undefined)
+      await deps.uploads.removeOlderThan(deps.uploadRetentionMs);
+    const retentionMs = deps.runRetentionMs ?? Number.POSITIVE_INFINITY;
+    return deps.blobs.removeOlderThan(retentionMs, isLive, Date.now(), { store });
+  }
+
+  /**
+   * The periodic sweep: every worker cleans its own local scratch, and one worker per interval
+   * (whoever takes the lock in Redis) sweeps the shared store, which costs a listing of it.
+   */
+  private async sweepRunFiles(intervalMs: number): Promise<void> {
+    const lock = this.deps.keys.blobSweepLock();
+    const mine = await this.deps.redis.set(lock, String(process.pid), 'PX', intervalMs, 'NX');
+    await this.removeOldRunFiles({ store: mine === 'OK' });
   }
 
   private track<T>(p: Promise<T>): Promise<T> {
@@ -510,6 +525,8 @@ export class RunWorker {
     const redactor = sink.redactor;
     const deadline = setTimeout(() => stop('timeout'), spec.timeoutSec * 1000);
     let collected: CollectedResults = { artifacts: [], dropped: null, events: [] };
+    // Set when the blob store failed the collection: the attempt then fails (and may be retried).
+    let storeFailure: ObjectStoreError | undefined;
     let exitCode: number | null = null;
     let sessionId: string | undefined;
     let outcome: ReturnType<ReturnType<typeof runtime.createParser>['finish']>['outcome'] | undefined;
@@ -590,16 +607,24 @@ export class RunWorker {
           });
           measure.artifactsCollected(Date.now() - tCollect);
         } catch (e) {
+          if (e instanceof ObjectStoreError) storeFailure = e;
           log.warn({ err: e }, 'collecting results failed');
           sink.emit({
             type: 'log',
             data: { stream: 'system', line: `Collecting ${spec.resultsDir} failed: ${(e as Error).message}` },
           });
         }
-        if (spec.conversation && stopReason !== 'shutdown')
+        if (spec.conversation && stopReason !== 'shutdown' && !storeFailure)
           await this.saveTurn(spec, sandbox, sessionId, sink, log);
-        // Scored after collecting (the artifacts are the agent's work, not the script's), before removal.
-        if (outcome && stopReason !== 'cancelled' && stopReason !== 'shutdown' && spec.evaluation) {
+        // Scored after collecting (the artifacts are the agent's work, not the script's), before removal;
+        // not when the store lost them: this attempt ends in its error and is retried.
+        if (
+          outcome &&
+          !storeFailure &&
+          stopReason !== 'cancelled' &&
+          stopReason !== 'shutdown' &&
+          spec.evaluation
+        ) {
           const tEvaluate = Date.now();
           evaluation = await this.evaluateStep(spec, sandbox, collected, sink, log, evaluating.signal);
           timings.evaluate_ms = Date.now() - tEvaluate;
@@ -619,6 +644,12 @@ export class RunWorker {
       await sink.flush();
       await deps.runs.store.update(runId, { retry_reason: 'worker_shutdown' });
       throw new WorkerShutdown();
+    }
+
+    if (storeFailure && stopReason !== 'cancelled') {
+      // Its files could not be kept: this attempt ends here, retried while attempts are left.
+      await sink.flush();
+      throw storeFailure;
     }
 
     const { artifacts } = collected;
@@ -752,6 +783,7 @@ export class RunWorker {
         runtime,
         blobs: this.deps.blobs,
         limits: this.deps.conversationState ?? DEFAULT_TURN_STATE,
+        redactor: sink.redactor,
       });
       for (const ev of saved?.events ?? []) sink.emit(ev);
       await this.deps.runs.store.update(spec.runId, {
@@ -964,7 +996,7 @@ export class RunWorker {
       const bytes =
         a.kind === 'upload'
           ? await this.deps.uploads.read(spec.collection, a.id, a.relPath)
-          : await readArtifact(this.deps.blobs, a.id, a.relPath);
+          : await this.deps.blobs.readArtifact(a.id, a.relPath, this.deps.artifactLimits.maxFileBytes);
       if (!bytes) {
         throw new AppError(`The input file ${a.path} is gone from the server's storage; upload it again.`, {
           status: 400,
@@ -1135,11 +1167,6 @@ export class RunWorker {
       onExceeded();
     });
   }
-}
-
-async function readArtifact(blobs: BlobStore, runId: string, relPath: string): Promise<Buffer | null> {
-  const full = blobs.artifactPath(runId, relPath);
-  return full ? readFile(full).catch(() => null) : null;
 }
 
 const RETRY_MESSAGES: Record<RetryReason, (previous: number) => string> = {

@@ -156,11 +156,21 @@ describe("a collection's provider key and secrets", () => {
     ).text();
     places['server log'] = await readFile(logFile, 'utf8');
     places.redis = await dumpRedis(h.redis.url);
-    // Everything the server stored on disk but the artifacts (the agent's own files: env.txt holds
-    // the secret because the runbook wrote it there).
-    for (const f of await filesUnder(path.join(h.dataDir, 'blobs'))) {
-      if (!f.includes(`${path.sep}artifacts${path.sep}`)) places[f] = await readFile(f, 'utf8');
+    // Everything the server stored on disk but the agent's own files: the artifacts
+    // (runs/<id>/files-<attempt>/) and the copy of /app kept for the conversation's next turn
+    // (conversation/0); env.txt holds the secret because the runbook wrote it there. The CLI's
+    // session files kept beside them are searched.
+    const blobs = path.join(h.dataDir, 'blobs');
+    let sessionFiles = 0;
+    for (const f of await filesUnder(blobs)) {
+      const [top, , dir, sub] = path.relative(blobs, f).split(path.sep);
+      if (top === 'runs' && dir?.startsWith('files-')) continue;
+      if (top === 'runs' && dir === 'conversation' && sub === '0') continue;
+      places[f] = await readFile(f, 'utf8');
+      if (dir === 'conversation' && /^[1-9]/.test(sub ?? '')) sessionFiles++;
     }
+    // The chat run kept claude's session (its transcript holds the printed token, redacted).
+    expect(sessionFiles).toBeGreaterThan(0);
     expect(places['server log']).toContain(apiRunId);
     for (const [where, text] of Object.entries(places)) {
       expect(text.includes(keyCanary), `provider key in ${where}`).toBe(false);

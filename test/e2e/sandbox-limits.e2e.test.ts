@@ -102,8 +102,10 @@ describe('a sandbox that writes more than its limit', () => {
 
     // The small files are served; nothing partial is left in DATA_DIR.
     expect(await (await h.fetch(`${h.url}/v1/runs/${id}/artifacts/a.txt`)).text()).toBe('one\n');
-    const blobs = path.join(h.dataDir, 'blobs');
-    expect((await readdir(path.join(blobs, 'runs', id, 'artifacts'))).sort()).toEqual(['a.txt', 'b.txt']);
-    expect(await readdir(path.join(blobs, 'partial')).catch(() => [])).toEqual([]);
+    const runDir = path.join(h.dataDir, 'blobs', 'runs', id);
+    const committed = (await readdir(runDir)).filter((d) => d.startsWith('files-'));
+    expect(committed).toHaveLength(1);
+    expect((await readdir(path.join(runDir, committed[0]!))).sort()).toEqual(['a.txt', 'b.txt']);
+    expect(await readdir(path.join(h.dataDir, 'scratch', 'collect')).catch(() => [])).toEqual([]);
   }, 180_000);
 });

@@ -389,11 +389,15 @@ describe('files', () => {
     const spec = driver.started.find((s) => s.runId === id)!;
     const assets = spec.files.filter((f) => f.path.startsWith('/app/assets/')).map((f) => f.path);
     expect(assets.sort()).toEqual(rels.map((r) => `/app/assets/${r}`).sort());
-    // Nothing was written outside the upload's own directory.
+    // Nothing was written outside the upload's own directory (a run's file being written beside
+    // it, in the store's temporary directory, is another request's).
     const all = await filesUnder(path.join(h.dataDir, 'blobs'));
     expect(
       all.filter(
-        (f) => !f.includes(`${path.sep}uploads${path.sep}`) && !f.includes(`${path.sep}runs${path.sep}`),
+        (f) =>
+          !f.includes(`${path.sep}uploads${path.sep}`) &&
+          !f.includes(`${path.sep}runs${path.sep}`) &&
+          !f.includes(`${path.sep}.partial-writes${path.sep}`),
       ),
     ).toEqual([]);
     // Each upload downloads by its key, with the caller's key only.
@@ -404,14 +408,16 @@ describe('files', () => {
   });
 
   it('a zip with an entry that climbs out is refused whole: a 400, and nothing of it is kept', async () => {
-    const before = await filesUnder(path.join(h.dataDir, 'blobs')).catch(() => []);
+    // Uploads only: runs of earlier tests may still be writing their trajectories meanwhile.
+    const uploadsDir = path.join(h.dataDir, 'blobs', 'uploads');
+    const before = await filesUnder(uploadsDir).catch(() => []);
     for (const evil of ['../../escape.txt', '/abs/escape.txt']) {
       const zip = zipOf({ 'ok.txt': 'fine', [evil]: 'no' });
       const res = await post('/api/v1/sandbox/upload', form({}, [{ name: 'evil.zip', data: zip }]));
       expect(res.status, evil).toBe(400);
       expect(res.body.error.code).toBe('invalid_zip');
     }
-    expect(await filesUnder(path.join(h.dataDir, 'blobs'))).toEqual(before);
+    expect(await filesUnder(uploadsDir)).toEqual(before);
   });
 
   it('sandbox/upload answers {upload_id, file_paths, count}; a later run takes them by key', async () => {
@@ -447,7 +453,9 @@ describe('files', () => {
   });
 
   it('an oversized upload is a 413 and leaves nothing behind', async () => {
-    const before = await filesUnder(path.join(h.dataDir, 'blobs')).catch(() => []);
+    // Uploads and the store's temporary files: runs of earlier tests may be storing trajectories.
+    const uploadsDir = path.join(h.dataDir, 'blobs', 'uploads');
+    const before = await filesUnder(uploadsDir).catch(() => []);
     const res = await post(
       '/api/v1/sandbox/upload',
       form({}, [{ name: 'big.bin', data: 'x'.repeat(65 * 1024) }]),
@@ -461,7 +469,8 @@ describe('files', () => {
       ),
     );
     expect(many.status).toBe(413);
-    expect(await filesUnder(path.join(h.dataDir, 'blobs'))).toEqual(before);
+    expect(await filesUnder(uploadsDir)).toEqual(before);
+    expect(await filesUnder(path.join(h.dataDir, 'scratch', 'uploads'))).toEqual([]);
   });
 
   it('file paths that climb out, or are malformed, are 404s', async () => {
@@ -505,8 +514,10 @@ describe('downloads serve only recorded artifacts', () => {
   it("a file in the run's artifact directory that the run did not record is a 404 on both routes", async () => {
     const [run] = ((await sdk.listTrajectories(c(), 'report', 1, 1)) as any).trajectories;
     const id = run.trajectory_id as string;
-    // On disk beside a recorded artifact (left by an earlier attempt, or put there by anything else).
-    await writeFile(path.join(h.dataDir, 'blobs', 'runs', id, 'artifacts', 'unlisted.txt'), 'not recorded');
+    // In the store beside a recorded artifact (left by an earlier attempt, or put there by anything else).
+    const runDir = path.join(h.dataDir, 'blobs', 'runs', id);
+    const committed = (await readdir(runDir)).find((d) => d.startsWith('files-'))!;
+    await writeFile(path.join(runDir, committed, 'unlisted.txt'), 'not recorded');
     for (const p of [
       `/v1/runs/${id}/artifacts/unlisted.txt`,
       `/api/v1/file/${c()}/report/${id}/unlisted.txt`,

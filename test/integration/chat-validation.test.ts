@@ -329,7 +329,7 @@ describe('bad input to /v1/chat/completions', () => {
     expect((await app.inject({ url: '/healthz' })).json()).toEqual({ status: 'ok' });
     expect((await app.inject({ url: '/readyz' })).json()).toMatchObject({
       status: 'ready',
-      checks: { redis: true },
+      checks: { redis: true, blob_store: true },
     });
     const rt = (await app.inject({ url: '/v1/runtimes', headers: h.auth })).json() as {
       data: Array<{

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { JettyClient } from '@jetty/sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BlobStore } from '../../src/storage/blob-store.js';
+import { DirectoryObjectStore } from '../../src/storage/directory-object-store.js';
 import { type Harness, runbookRequest, startHarness, waitFor } from '../support/harness.js';
 import { claudeLines, ScriptedDriver } from '../support/scripted-driver.js';
 import { readSse } from '../support/sse.js';
@@ -138,7 +139,13 @@ describe('Last-Event-ID', () => {
     const { id, eventIds } = await finishedRun();
     expect(eventIds.length).toBeGreaterThan(4);
     // The answer comes with the terminal event; the trajectory is written to the blob store just after.
-    const blobs = new BlobStore(path.join(h.dataDir, 'blobs'));
+    const blobs = new BlobStore(
+      new DirectoryObjectStore(path.join(h.dataDir, 'blobs')),
+      path.join(h.dataDir, 'scratch'),
+      {
+        maxJsonBytes: 64 * 1024 ** 2,
+      },
+    );
     await waitFor(() => blobs.readTrajectory(id), 5000, 'the trajectory in the blob store');
     // What retention does to a run: its keys leave Redis; its trajectory stays in the blob store.
     const gone = await waitFor(

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdir, utimes } from 'node:fs/promises';
+import { mkdir, readdir, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SandboxSpec } from '../../src/sandbox/driver.js';
@@ -162,16 +162,22 @@ describe('a run through Redis and the queue', () => {
     const running = await post(`${RUNBOOK}\nSLOW\n`, { timeout_hint: 0 });
     await waitFor(async () => (await runJson(running)).sandbox_id, 10_000, 'the sandbox to start');
     const blobs = path.join(h.dataDir, 'blobs');
+    const staging = path.join(h.dataDir, 'scratch', 'collect', `${done}.dead0worker`);
     // The running run has files of an earlier attempt; a dead worker left a staging dir behind.
     await mkdir(path.join(blobs, 'runs', running, 'artifacts'), { recursive: true });
-    await mkdir(path.join(blobs, 'partial', `${done}.dead0worker`), { recursive: true });
+    await writeFile(path.join(blobs, 'runs', running, 'artifacts', 'old.txt'), 'attempt 1');
+    await mkdir(staging, { recursive: true });
     const longAgo = new Date(Date.now() - 8 * 24 * 3600_000);
-    for (const id of [done, running]) await utimes(path.join(blobs, 'runs', id), longAgo, longAgo);
+    for (const id of [done, running]) {
+      const files = await readdir(path.join(blobs, 'runs', id), { recursive: true, withFileTypes: true });
+      for (const f of files.filter((e) => e.isFile()))
+        await utimes(path.join(f.parentPath, f.name), longAgo, longAgo);
+    }
 
     expect(await h.server.worker!.removeOldRunFiles()).toEqual({ runs: 1, partial: 1 });
     expect(existsSync(path.join(blobs, 'runs', done))).toBe(false);
     expect(existsSync(path.join(blobs, 'runs', running))).toBe(true);
-    expect(existsSync(path.join(blobs, 'partial', `${done}.dead0worker`))).toBe(false);
+    expect(existsSync(staging)).toBe(false);
     expect((await h.fetch(`${h.url}/v1/runs/${done}/artifacts/hello.txt`)).status).toBe(404);
     await h.fetch(`${h.url}/v1/runs/${running}/cancel`, { method: 'POST' });
     await waitFor(async () => (await runJson(running)).status === 'cancelled', 5_000, 'the cancel');

@@ -35,7 +35,7 @@ describe('the README', () => {
 
   it('stays a map: short enough to read top-down, with a table of contents', async () => {
     const readme = await read('README.md');
-    expect(readme.split('\n').length).toBeLessThanOrEqual(420);
+    expect(readme.split('\n').length).toBeLessThanOrEqual(450);
     const headings = [...readme.matchAll(/^## (.+)$/gm)].map((m) => m[1]!).filter((h) => h !== 'Contents');
     const anchor = (h: string) =>
       `(#${h
@@ -53,7 +53,7 @@ describe('the README', () => {
 
   it('links only to files and headings that exist', async () => {
     // Pages other branches of this change set are writing; they exist once those are merged.
-    const pending = new Set(['docs/multi-host.md']);
+    const pending = new Set<string>();
     const docs = (await readdir(path.join(ROOT, 'docs'))).filter((f) => f.endsWith('.md'));
     const pages = ['README.md', ...docs.map((f) => `docs/${f}`)];
     const broken: string[] = [];

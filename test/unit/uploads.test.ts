@@ -4,6 +4,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
 import { sanitizeName, UploadStore } from '../../src/jetty/uploads.js';
+import { DirectoryObjectStore } from '../../src/storage/directory-object-store.js';
 
 const dirs: string[] = [];
 afterAll(async () => {
@@ -13,7 +14,11 @@ afterAll(async () => {
 async function store() {
   const root = await mkdtemp(path.join(tmpdir(), 'jetty-uploads-'));
   dirs.push(root);
-  return { root, uploads: new UploadStore(root, { maxFileBytes: 1024, maxFiles: 5 }) };
+  const objects = new DirectoryObjectStore(path.join(root, 'blobs'));
+  return {
+    root,
+    uploads: new UploadStore(objects, path.join(root, 'scratch'), { maxFileBytes: 1024, maxFiles: 5 }),
+  };
 }
 
 async function* files(...names: string[]) {
@@ -67,7 +72,7 @@ describe('upload retention', () => {
     const old = (await uploads.save('acme', files('old.txt')))!;
     const fresh = (await uploads.save('acme', files('new.txt')))!;
     const past = new Date(Date.now() - 3 * 3600_000);
-    await utimes(path.join(root, 'uploads', 'acme', old.upload_id), past, past);
+    await utimes(path.join(root, 'blobs', 'uploads', 'acme', old.upload_id, 'old.txt'), past, past);
     expect(await uploads.removeOlderThan(3600_000)).toBe(1);
     expect(await uploads.read('acme', old.upload_id, 'old.txt')).toBeNull();
     expect(String(await uploads.read('acme', fresh.upload_id, 'new.txt'))).toBe('content of new.txt');

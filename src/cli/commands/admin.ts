@@ -235,10 +235,13 @@ async function withStore(ctx: CliContext, fn: (store: TenancyStore) => Promise<E
     }
     // Redis keeps a check value of the server's master key: a CLI with another key (or none, far
     // from the server's DATA_DIR) refuses rather than encrypt what the server cannot read.
-    const master = await loadMasterKey(config.masterKey, config.dataDir, {
-      redis,
-      key: masterKeyCheckKey(config.keyPrefix),
-    });
+    // With an object store (several hosts) it never makes a key file, as the server does not.
+    const master = await loadMasterKey(
+      config.masterKey,
+      config.dataDir,
+      { redis, key: masterKeyCheckKey(config.keyPrefix) },
+      { multiHost: config.blobs.store.kind === 's3' },
+    );
     return await fn(new TenancyStore(redis, config.keyPrefix, master.key));
   } catch (err) {
     if (isAppError(err)) throw new CliError(err.message, EXIT.apiError);

@@ -21,6 +21,7 @@ import { PROVIDER_KEY_VARIABLES } from '../../tenancy/provider-keys.js';
 import { collectionOf } from '../auth.js';
 import type { AppDeps } from '../deps.js';
 import { collectionContext, planRun } from '../preflight.js';
+import { type DownloadSource, sendDownload } from '../ranged-download.js';
 import { ownCollection } from './api-v1-collections.js';
 
 const TAG = ['jetty'];
@@ -424,30 +425,41 @@ export function apiV1RunRoutes(app: FastifyInstance, deps: AppDeps): void {
       } catch {
         throw none();
       }
-      let file: { stream: NodeJS.ReadableStream; size: number } | null = null;
+      // Streamed from the blob store; a Range request gets its bytes (206).
+      let source: DownloadSource | null = null;
       let type = 'application/octet-stream';
       if (parts.kind === 'upload') {
-        file = await deps.uploads.open(parts.collection, parts.id, parts.relPath);
+        const size = await deps.uploads.size(parts.collection, parts.id, parts.relPath);
+        if (size !== null)
+          source = {
+            size,
+            open: (range) => deps.uploads.open(parts.collection, parts.id, parts.relPath, range),
+          };
       } else {
         const run = await deps.runs.get(parts.id, parts.collection);
         const art =
           run && taskOf(run) === parts.task ? run.artifacts.find((a) => a.path === parts.relPath) : null;
         if (art) {
-          file = await deps.blobs.openArtifact(parts.id, art.path);
+          source = {
+            size: art.size,
+            etag: art.sha256,
+            open: (range) => deps.blobs.openArtifact(parts.id, art.path, range),
+          };
           type = art.content_type;
         }
       }
-      if (!file) throw none();
+      if (!source) throw none();
       const name = parts.relPath.split('/').pop() ?? 'file';
       const ascii = name.replace(/[^\x20-\x7e]|["';\\]/g, '_');
-      return reply
+      reply
         .header('content-type', type)
-        .header('content-length', String(file.size))
         .header(
           'content-disposition',
           `attachment; filename="${ascii}"; filename*=UTF-8''${encodeRfc5987(name)}`,
-        )
-        .send(file.stream);
+        );
+      const sent = await sendDownload(req, reply, source);
+      if (!sent) throw none();
+      return sent;
     },
   );
 

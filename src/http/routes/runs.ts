@@ -6,6 +6,7 @@ import { artifactUrl } from '../../events/chunk-mapper.js';
 import { isStreamId } from '../../events/stream-store.js';
 import { collectionOf } from '../auth.js';
 import type { AppDeps } from '../deps.js';
+import { sendDownload } from '../ranged-download.js';
 import { artifactSchema, errorEnvelopeSchema, runIdParams, runRecordSchema } from '../schemas.js';
 import type { OpenStreams } from '../streams.js';
 
@@ -156,20 +157,25 @@ export function runRoutes(app: FastifyInstance, deps: AppDeps, streams: OpenStre
       const rec = await runs.require(req.params.id, collectionOf(req));
       const rel = req.params['*'];
       const art = rec.artifacts.find((a) => a.path === rel);
-      const file = art ? await deps.blobs.openArtifact(rec.id, art.path) : null;
-      if (!art || !file) {
-        throw notFound(
+      const missing = () =>
+        notFound(
           `Run ${rec.id} has no artifact "${rel}". GET /v1/runs/${rec.id}/artifacts lists them.`,
           'artifact_not_found',
         );
-      }
+      if (!art) throw missing();
       const name = art.path.split('/').pop() ?? 'artifact';
-      return reply
+      reply
         .header('content-type', art.content_type)
-        .header('content-length', String(file.size))
         .header('x-content-sha256', art.sha256)
-        .header('content-disposition', `attachment; filename*=UTF-8''${encodeURIComponent(name)}`)
-        .send(file.stream);
+        .header('content-disposition', `attachment; filename*=UTF-8''${encodeURIComponent(name)}`);
+      // Streamed from the blob store; a Range request gets its bytes (206).
+      const sent = await sendDownload(req, reply, {
+        size: art.size,
+        etag: art.sha256,
+        open: (range) => deps.blobs.openArtifact(rec.id, art.path, range),
+      });
+      if (!sent) throw missing();
+      return sent;
     },
   );
 
