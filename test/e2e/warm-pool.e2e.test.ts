@@ -188,6 +188,36 @@ describe('warm sandboxes', () => {
     expect(Date.now() - t0).toBeLessThan(20_000);
     await waitFor(async () => (await containersOfRun(docker, runId)).length === 0, 10_000, 'removal');
   }, 150_000);
+
+  it('a timeout ends a run on a warm sandbox as any other: failed, sandbox gone, partial results kept', async () => {
+    const slow = HELLO.replace('- say: wrote hello.txt', '- sleep_ms: 60000\n- say: never');
+    const timed = () =>
+      h.postJson(
+        `${h.url}/v1/chat/completions`,
+        runbookRequest(slow, { stream: false, jetty: { timeout_sec: 6 } }),
+      );
+    // The first such run starts cold (another deadline) and turns the pool to it; the next is warm.
+    await warmReady();
+    expect((await timed()).status).toBe(424);
+    await warmReady();
+    const res = await timed();
+    expect(res.status).toBe(424);
+    const body = (await res.json()) as { error: { code: string }; jetty_metadata: { trajectory_id: string } };
+    expect(body.error.code).toBe('timeout');
+    const runId = body.jetty_metadata.trajectory_id;
+    const trajectory = (await (await h.fetch(`${h.url}/v1/runs/${runId}/trajectory`)).json()) as {
+      events: Ev[];
+    };
+    expect(trajectory.events.find((e) => e.type === 'run.started')?.data.warm).toBe(true);
+    const rec = (await (await h.fetch(`${h.url}/v1/runs/${runId}`)).json()) as {
+      status: string;
+      error: { code: string };
+    };
+    expect(rec).toMatchObject({ status: 'failed', error: { code: 'timeout' } });
+    const part = await h.fetch(`${h.url}/v1/runs/${runId}/artifacts/hello.txt`);
+    expect(await part.text()).toBe('hi');
+    await waitFor(async () => (await containersOfRun(docker, runId)).length === 0, 10_000, 'removal');
+  }, 150_000);
 });
 
 describe('a worker that dies with warm sandboxes', () => {
