@@ -73,6 +73,18 @@ afterEach(async (ctx) => {
 
 afterAll(async () => {
   for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+  // A SIGKILLed worker's warm sandboxes wait for another worker's sweep once its alive mark lapses
+  // (test/e2e/warm-pool.e2e.test.ts proves that); this file's workers are gone before then, so it
+  // removes what this instance left, by id.
+  const left = await docker.listContainers({
+    all: true,
+    filters: { label: [`jetty.key-prefix=${env.JETTY_KEY_PREFIX}`] },
+  });
+  for (const c of left)
+    await docker
+      .getContainer(c.Id)
+      .remove({ force: true })
+      .catch(() => undefined);
   await api?.close();
   await redis?.stop();
   if (dataDir) await rm(dataDir, { recursive: true, force: true });
