@@ -3,22 +3,11 @@
  * parsed apart from the rest of the configuration so that src/config/index.ts only adds the result.
  */
 import { z } from 'zod';
+import type { S3Settings } from '../storage/s3-object-store.js';
+import { int } from './fields.js';
 
-export interface S3StoreConfig {
-  kind: 's3';
-  bucket: string;
-  /** Empty, or segments ending with `/`. */
-  prefix: string;
-  endpoint: string | undefined;
-  region: string;
-  credentials: { accessKeyId: string; secretAccessKey: string } | undefined;
-  forcePathStyle: boolean;
-  connectTimeoutMs: number;
-  requestTimeoutMs: number;
-  maxAttempts: number;
-  uploadConcurrency: number;
-  partBytes: number;
-}
+/** The S3 store's settings, as the store takes them (src/storage/s3-object-store.ts). */
+export type S3StoreConfig = { kind: 's3' } & S3Settings;
 
 export interface BlobStoreConfig {
   /** `dir`: DATA_DIR/blobs on this host; `s3`: an S3-compatible bucket shared by every host. */
@@ -33,19 +22,6 @@ export interface BlobStoreConfig {
 }
 
 const MIB = 1024 ** 2;
-
-const int = (def: number, min: number, max: number) =>
-  z
-    .string()
-    .default(String(def))
-    .transform((v, ctx) => {
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < min || n > max) {
-        ctx.addIssue({ code: 'custom', message: `must be a whole number from ${min} to ${max}; got "${v}"` });
-        return z.NEVER;
-      }
-      return n;
-    });
 
 /** Sizes in MiB-style units, like the rest of the configuration (8m, 1g). */
 const size = (def: string, min: number, max: number, parse: (v: string) => number | null) =>

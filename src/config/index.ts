@@ -12,6 +12,7 @@ import { type RealProvider, UPSTREAMS } from '../providers/upstreams.js';
 import { DEFAULT_SANDBOX_DISK_BYTES, JOBS } from '../queue/catalog.js';
 import type { ProviderName } from '../runtimes/types.js';
 import { type BlobStoreConfig, blobStoreConfig, blobStoreSchema } from './blob-store.js';
+import { int } from './fields.js';
 
 /**
  * Server configuration, parsed once at start-up from environment variables. A bad value stops the
@@ -26,19 +27,6 @@ const flag = (def: boolean) =>
     })
     .default(def ? 'true' : 'false')
     .transform((v) => v === 'true' || v === '1' || v === 'yes');
-
-const int = (def: number, min: number, max: number) =>
-  z
-    .string()
-    .default(String(def))
-    .transform((v, ctx) => {
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < min || n > max) {
-        ctx.addIssue({ code: 'custom', message: `must be a whole number from ${min} to ${max}; got "${v}"` });
-        return z.NEVER;
-      }
-      return n;
-    });
 
 const bytes = (def: string, range?: { min: string; max: string }) =>
   z
