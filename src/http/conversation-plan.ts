@@ -260,7 +260,8 @@ async function startFollowUp(
   deps: AppDeps,
   ctx: CollectionContext,
 ): Promise<StartedRun> {
-  const { parent, conversation } = follow;
+  const { conversation } = follow;
+  const parent = await savedTurn(follow.parent, deps, ctx.collection);
   const settings = deps.conversations ?? DEFAULT_CONVERSATION_SETTINGS;
   // A turn spends like any run: a collection past its daily limit is refused before it starts.
   checkDailyLimit(ctx.budget, ctx.collection);
@@ -315,6 +316,24 @@ async function startFollowUp(
   }
 }
 
+/** How long a follow-up waits for the previous turn's files to be saved (a worker gone mid-save never clears it). */
+const SAVE_WAIT_MS = 20_000;
+const SAVE_POLL_MS = 20;
+
+/**
+ * The previous turn once its files for this one are saved: its worker saves them just after its
+ * end is announced, so a follow-up sent at once may find it still saving. Past SAVE_WAIT_MS the
+ * turn is taken as it is (without saved files: the follow-up starts from its summary and says so).
+ */
+async function savedTurn(parent: RunView, deps: AppDeps, collection: string): Promise<RunView> {
+  let run = parent;
+  for (const until = Date.now() + SAVE_WAIT_MS; run.conversation_saving === true && Date.now() < until; ) {
+    await new Promise((resolve) => setTimeout(resolve, SAVE_POLL_MS));
+    run = (await deps.runs.get(run.id, collection)) ?? run;
+  }
+  return run;
+}
+
 /** Whether the turn can resume the previous turn's CLI session, and if not, why not. */
 function resumeOf(parent: RunView, agent: NewRun['agent']): { session: string | null; why: string } {
   const runtime = getRuntime(agent);
@@ -330,7 +349,7 @@ function resumeOf(parent: RunView, agent: NewRun['agent']): { session: string | 
   if (!parent.conversation_state) {
     return {
       session: null,
-      why: `The previous turn (run ${parent.id}) kept no files for the next one (CONVERSATION_STATE_MAX_BYTES is 0, or saving them failed: see its log events).`,
+      why: `The previous turn (run ${parent.id}) kept no files for the next one (CONVERSATION_STATE_MAX_BYTES is 0, or saving them failed: see the worker's log).`,
     };
   }
   return { session: parent.session_id, why: '' };

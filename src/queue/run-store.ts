@@ -98,6 +98,8 @@ export interface RunRecord {
   resumed?: boolean;
   /** The sandbox's files and CLI session saved for the next turn, once the run ended. */
   conversation_state?: ConversationStateRecord;
+  /** True from the run's end until its files for the next turn are saved (or failed to be). */
+  conversation_saving?: boolean;
   /** What the run did through the egress proxy; set when it ends. */
   network?: NetworkSummary;
   /**

@@ -39,6 +39,8 @@ interface Manifest {
   bytes: number;
   /** Bytes stored, after redaction. */
   stored?: number;
+  /** What did not fit, told to the next turn (whose sandbox lacks those files). */
+  dropped_warning?: string;
 }
 
 /** What the turn's CLI is told: the new message alone when it resumes its session. */
@@ -80,6 +82,14 @@ export async function restoreTurnFiles(
     };
   }
   const files: SandboxFile[] = [];
+  const events: NewEvent[] = manifest.dropped_warning
+    ? [
+        {
+          type: 'run.warning',
+          data: { code: 'conversation_state_dropped', message: manifest.dropped_warning },
+        },
+      ]
+    : [];
   // Read back within what the manifest says was stored.
   for (const f of await blobs.readRunFiles(parent, STATE_DIR, manifest.stored ?? manifest.bytes)) {
     const slash = f.path.indexOf('/');
@@ -87,7 +97,7 @@ export async function restoreTurnFiles(
     if (slash < 0 || dir === undefined) continue;
     files.push({ path: path.posix.join(dir, f.path.slice(slash + 1)), content: f.content });
   }
-  return { files, events: [] };
+  return { files, events };
 }
 
 async function listFiles(dir: string, prefix = ''): Promise<string[]> {
@@ -103,8 +113,9 @@ async function listFiles(dir: string, prefix = ''): Promise<string[]> {
 
 /**
  * Copies the turn's /app and the CLI's session directories out of the sandbox, within the limits
- * (smallest files first, as results are), all or nothing. Returns what it kept and, when files
- * did not fit, a warning naming the largest and the setting.
+ * (smallest files first, as results are), all or nothing. Returns what it kept. When files did not
+ * fit, the manifest holds a warning naming the largest and the setting, which the next turn gives
+ * (it runs without them; this turn may have ended before they were saved).
  */
 export async function saveTurnFiles(opts: {
   sandbox: RunningSandbox;
@@ -114,7 +125,7 @@ export async function saveTurnFiles(opts: {
   limits: TurnStateLimits;
   /** The run's secret values: redacted from the CLI's session files (not from /app, the agent's own files). */
   redactor?: Redactor;
-}): Promise<{ state: ConversationStateRecord; events: NewEvent[] } | null> {
+}): Promise<ConversationStateRecord | null> {
   const { blobs, runId, limits } = opts;
   if (limits.maxBytes === 0) return null;
   const dirs = [CONVERSATION_WORKDIR, ...(opts.runtime.sessionDirs ?? [])];
@@ -140,11 +151,15 @@ export async function saveTurnFiles(opts: {
     // later turn reads it back within.
     let stored = 0;
     for (const p of paths) stored += (await stat(path.join(staging, p))).size;
-    const manifest: Manifest = { dirs, ...kept, stored };
+    const manifest: Manifest = {
+      dirs,
+      ...kept,
+      stored,
+      ...(dropped.length > 0 ? { dropped_warning: droppedWarning(runId, dropped, limits) } : {}),
+    };
     // Into the run's files in the object store, so a later turn on any worker host finds them.
     await blobs.replaceRunFiles(runId, STATE_DIR, staging, paths, manifest);
-    const state = { ...kept, dropped: dropped.length };
-    return { state, events: dropped.length > 0 ? [droppedWarning(dropped, limits)] : [] };
+    return { ...kept, dropped: dropped.length };
   } catch (err) {
     await rm(staging, { recursive: true, force: true });
     throw err;
@@ -167,18 +182,12 @@ async function redactFiles(dir: string, redactor: Redactor): Promise<void> {
   }
 }
 
-function droppedWarning(dropped: DroppedArtifact[], limits: TurnStateLimits): NewEvent {
+function droppedWarning(runId: string, dropped: DroppedArtifact[], limits: TurnStateLimits): string {
   const largest = [...dropped].sort((a, b) => b.size - a.size);
   const named = largest
     .slice(0, 5)
     .map((f) => `${f.path} (${formatBytes(f.size)})`)
     .join(', ');
   const more = dropped.length > 5 ? ` and ${dropped.length - 5} more` : '';
-  return {
-    type: 'run.warning',
-    data: {
-      code: 'conversation_state_dropped',
-      message: `${dropped.length} file(s) of the sandbox will not be there in the next turn of this conversation: ${named}${more}. A turn keeps /app and the agent's session files, smallest first, up to ${limits.maxFiles} files and ${formatBytes(limits.maxBytes)} (CONVERSATION_STATE_MAX_FILES, CONVERSATION_STATE_MAX_BYTES).`,
-    },
-  };
+  return `${dropped.length} file(s) of the previous turn's sandbox (run ${runId}) were not kept for this turn: ${named}${more}. A turn keeps /app and the agent's session files, smallest first, up to ${limits.maxFiles} files and ${formatBytes(limits.maxBytes)} (CONVERSATION_STATE_MAX_FILES, CONVERSATION_STATE_MAX_BYTES).`;
 }

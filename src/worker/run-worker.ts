@@ -39,7 +39,7 @@ import { type RedisKeys, RUN_QUEUE } from '../queue/keys.js';
 import { closeRedis } from '../queue/redis-close.js';
 import { isRedisConnectionError } from '../queue/redis-outage.js';
 import type { RunService } from '../queue/run-service.js';
-import type { RunRecord, RunTimings } from '../queue/run-store.js';
+import type { ConversationStateRecord, RunRecord, RunTimings } from '../queue/run-store.js';
 import { DEFAULT_RESULTS_DIR } from '../runbook/template.js';
 import { getRuntime } from '../runtimes/registry.js';
 import type { ProviderName, RuntimeAdapter, SandboxFile } from '../runtimes/types.js';
@@ -56,6 +56,7 @@ import { WarmPool, type WarmSandbox } from '../sandbox/warm-pool.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import { ObjectStoreError } from '../storage/object-store.js';
 import { providerKeyFor } from '../tenancy/provider-keys.js';
+import type { Redactor } from '../tenancy/redact.js';
 import type { TenancyStore } from '../tenancy/store.js';
 import { type CollectedResults, collectResults } from './collect.js';
 import {
@@ -376,9 +377,9 @@ export class RunWorker {
   }
 
   private async isOrphan(runId: string): Promise<boolean> {
-    const rec = await this.deps.runs.get(runId);
-    if (rec?.status !== 'running') return true;
-    // The worker that carries a run holds its job's lock from start to end (renewed by BullMQ).
+    if (!(await this.deps.runs.get(runId))) return true;
+    // The worker that carries a run holds its job's lock from start to end (renewed by BullMQ),
+    // and past the run's end while it saves the turn's files and removes the sandbox.
     return (await this.deps.redis.exists(this.deps.keys.runJobLock(runId))) === 0;
   }
 
@@ -533,6 +534,8 @@ export class RunWorker {
     let token: string | undefined;
     let warm: WarmSandbox | undefined;
     let evaluation: Evaluation | null = null;
+    // The conversation's files for the next turn, when they are saved after the run's end.
+    let saveLater = false;
     try {
       if (stopReason) throw new StopBeforeStart();
       const assets = await this.assetFiles(spec);
@@ -614,8 +617,12 @@ export class RunWorker {
             data: { stream: 'system', line: `Collecting ${spec.resultsDir} failed: ${(e as Error).message}` },
           });
         }
-        if (spec.conversation && stopReason !== 'shutdown' && !storeFailure)
-          await this.saveTurn(spec, sandbox, sessionId, sink, log);
+        if (spec.conversation && stopReason !== 'shutdown' && !storeFailure) {
+          // A verification script may change /app: the next turn gets /app as the agent left it.
+          // Without one, the files are saved after the run's end is announced.
+          if (spec.evaluation?.verificationScript) await this.saveTurn(spec, sandbox, sink.redactor, log);
+          else saveLater = true;
+        }
         // Scored after collecting (the artifacts are the agent's work, not the script's), before removal;
         // not when the store lost them: this attempt ends in its error and is retried.
         if (
@@ -629,177 +636,182 @@ export class RunWorker {
           evaluation = await this.evaluateStep(spec, sandbox, collected, sink, log, evaluating.signal);
           timings.evaluate_ms = Date.now() - tEvaluate;
         }
-        await sandbox.remove().catch((e) => log.warn({ err: e }, 'removing the sandbox failed'));
         timings.collect_ms = Date.now() - tCollect - (timings.evaluate_ms ?? 0);
+      }
+      // Still this worker's until its sandbox is gone (the sweep leaves it be), but nothing is left to stop.
+      // Still this worker's until its sandbox is gone (the sweep leaves it be), but nothing is left to stop.
+      this.active.set(runId, { stop: () => undefined });
+    }
+    try {
+      if (stopReason === 'shutdown') {
+        // This worker is going away: the run is not over. Hand it back to the queue, where another
+        // worker (or this one, restarted) starts it again.
+        sink.emit({
+          type: 'log',
+          data: { stream: 'system', line: 'The worker shut down mid-run; the run goes back to the queue.' },
+        });
+        await sink.flush();
+        await deps.runs.store.update(runId, { retry_reason: 'worker_shutdown' });
+        throw new WorkerShutdown();
+      }
+
+      if (storeFailure && stopReason !== 'cancelled') {
+        // Its files could not be kept: this attempt ends here, retried while attempts are left.
+        await sink.flush();
+        throw storeFailure;
+      }
+
+      const { artifacts } = collected;
+      for (const info of artifacts) sink.emit({ type: 'artifact', data: info });
+      for (const ev of collected.events) sink.emit(ev);
+      const have = new Set(artifacts.map((a) => path.posix.join(spec.resultsDir, a.path)));
+      const missing = spec.requiredOutputs.filter((p) => !have.has(p));
+      const endedAt = new Date();
+      const duration_ms = endedAt.getTime() - startedAt.getTime();
+
+      let status: RunStatus;
+      let terminal: NewEvent;
+      if (stopReason === 'cancelled') evaluation = null;
+      if (stopReason === 'cancelled') {
+        status = 'cancelled';
+        terminal = {
+          type: 'run.cancelled',
+          data: { reason: 'cancelled by request', usage: sink.totals(), duration_ms },
+        };
+      } else if (stopReason === 'timeout') {
+        status = 'failed';
+        const error = {
+          code: 'timeout',
+          message: `The run exceeded its timeout of ${spec.timeoutSec} s and was stopped. Raise jetty.timeout_sec (up to the server maximum) or shorten the runbook.`,
+        };
+        terminal = {
+          type: 'run.failed',
+          data: { error, exit_code: exitCode, usage: sink.totals(), duration_ms },
+        };
+      } else if (route.budget?.exceeded) {
+        // The gateway refused a model call: that, not how the CLI took it, is why the run ended.
+        status = 'failed';
+        terminal = {
+          type: 'run.failed',
+          data: {
+            error: { code: 'budget_exceeded', message: route.budget.exceeded.message },
+            exit_code: exitCode,
+            final_text: outcome?.finalText,
+            usage: sink.totals(),
+            duration_ms,
+          },
+        };
+      } else if (outcome?.status === 'completed') {
+        status = 'completed';
+        if (missing.length > 0) {
+          sink.emit({
+            type: 'run.warning',
+            data: {
+              code: 'missing_required_outputs',
+              message: `The agent finished but did not write ${missing.length} of the runbook's required output files: ${missing.join(', ')}. The runbook may read as a description rather than instructions; tell the agent to write each file.`,
+            },
+          });
+        }
+        terminal = {
+          type: 'run.completed',
+          data: { final_text: outcome.finalText, exit_code: exitCode, usage: sink.totals(), duration_ms },
+        };
+      } else {
+        status = 'failed';
+        const error =
+          outcome?.status === 'failed'
+            ? outcome.error
+            : { code: 'agent_crashed', message: 'The agent ended without a result.' };
+        terminal = {
+          type: 'run.failed',
+          data: {
+            error,
+            exit_code: exitCode,
+            final_text: outcome?.finalText,
+            usage: sink.totals(),
+            duration_ms,
+          },
+        };
+      }
+      if (evaluation) {
+        for (const w of evaluationWarnings(evaluation)) sink.emit({ type: 'run.warning', data: w });
+        if (terminal.type === 'run.completed' || terminal.type === 'run.failed') {
+          terminal = { ...terminal, data: { ...terminal.data, evaluation } } as NewEvent;
+        }
+        ({ status, terminal } = applyRequirePass(spec.evaluation, evaluation, status, terminal));
+      }
+      await sink.flush();
+      // What the record keeps is what the stream keeps: redacted, and cut to the same limits.
+      const ended = sink.shape(withNetwork(terminal, network));
+      await this.end(
+        runId,
+        ['running'],
+        status,
+        ended,
+        redactor.deep({
+          ended_at: endedAt.toISOString(),
+          duration_ms,
+          usage: sink.totals(),
+          artifacts,
+          ...(collected.dropped ? { artifacts_dropped: collected.dropped } : {}),
+          missing_outputs: missing,
+          // The pre-flight's (on the record since the run was queued), then this attempt's.
+          warnings: [...(rec.warnings ?? []), ...sink.warnings()],
+          limits_hit: sink.limitsHit,
+          timings,
+          ...(route.budget ? { budget: budgetRecord(route.budget) } : {}),
+          ...(network ? { network } : {}),
+          exit_code: exitCode,
+          final_text: outcome ? sink.shapeMessage(outcome.finalText) : null,
+          ...(spec.conversation ? { session_id: sessionId ?? null } : {}),
+          ...(saveLater ? { conversation_saving: true } : {}),
+          error: ended.type === 'run.failed' ? ended.data.error : null,
+          ...(evaluation ? { evaluation, evaluations: [evaluation] } : {}),
+        }),
+        attempt,
+      );
+      log.info({ status, duration_ms, exitCode, artifacts: artifacts.length }, 'run ended');
+    } finally {
+      // After the end is announced (or the attempt given up): what only a later turn, or nobody,
+      // waits for. The job is not done until the sandbox is gone.
+      if (sandbox) {
+        if (saveLater) await this.saveTurn(spec, sandbox, redactor, log);
+        await sandbox.remove().catch((e) => log.warn({ err: e }, 'removing the sandbox failed'));
       }
       this.active.delete(runId);
     }
-    if (stopReason === 'shutdown') {
-      // This worker is going away: the run is not over. Hand it back to the queue, where another
-      // worker (or this one, restarted) starts it again.
-      sink.emit({
-        type: 'log',
-        data: { stream: 'system', line: 'The worker shut down mid-run; the run goes back to the queue.' },
-      });
-      await sink.flush();
-      await deps.runs.store.update(runId, { retry_reason: 'worker_shutdown' });
-      throw new WorkerShutdown();
-    }
-
-    if (storeFailure && stopReason !== 'cancelled') {
-      // Its files could not be kept: this attempt ends here, retried while attempts are left.
-      await sink.flush();
-      throw storeFailure;
-    }
-
-    const { artifacts } = collected;
-    for (const info of artifacts) sink.emit({ type: 'artifact', data: info });
-    for (const ev of collected.events) sink.emit(ev);
-    const have = new Set(artifacts.map((a) => path.posix.join(spec.resultsDir, a.path)));
-    const missing = spec.requiredOutputs.filter((p) => !have.has(p));
-    const endedAt = new Date();
-    const duration_ms = endedAt.getTime() - startedAt.getTime();
-
-    let status: RunStatus;
-    let terminal: NewEvent;
-    if (stopReason === 'cancelled') evaluation = null;
-    if (stopReason === 'cancelled') {
-      status = 'cancelled';
-      terminal = {
-        type: 'run.cancelled',
-        data: { reason: 'cancelled by request', usage: sink.totals(), duration_ms },
-      };
-    } else if (stopReason === 'timeout') {
-      status = 'failed';
-      const error = {
-        code: 'timeout',
-        message: `The run exceeded its timeout of ${spec.timeoutSec} s and was stopped. Raise jetty.timeout_sec (up to the server maximum) or shorten the runbook.`,
-      };
-      terminal = {
-        type: 'run.failed',
-        data: { error, exit_code: exitCode, usage: sink.totals(), duration_ms },
-      };
-    } else if (route.budget?.exceeded) {
-      // The gateway refused a model call: that, not how the CLI took it, is why the run ended.
-      status = 'failed';
-      terminal = {
-        type: 'run.failed',
-        data: {
-          error: { code: 'budget_exceeded', message: route.budget.exceeded.message },
-          exit_code: exitCode,
-          final_text: outcome?.finalText,
-          usage: sink.totals(),
-          duration_ms,
-        },
-      };
-    } else if (outcome?.status === 'completed') {
-      status = 'completed';
-      if (missing.length > 0) {
-        sink.emit({
-          type: 'run.warning',
-          data: {
-            code: 'missing_required_outputs',
-            message: `The agent finished but did not write ${missing.length} of the runbook's required output files: ${missing.join(', ')}. The runbook may read as a description rather than instructions; tell the agent to write each file.`,
-          },
-        });
-      }
-      terminal = {
-        type: 'run.completed',
-        data: { final_text: outcome.finalText, exit_code: exitCode, usage: sink.totals(), duration_ms },
-      };
-    } else {
-      status = 'failed';
-      const error =
-        outcome?.status === 'failed'
-          ? outcome.error
-          : { code: 'agent_crashed', message: 'The agent ended without a result.' };
-      terminal = {
-        type: 'run.failed',
-        data: {
-          error,
-          exit_code: exitCode,
-          final_text: outcome?.finalText,
-          usage: sink.totals(),
-          duration_ms,
-        },
-      };
-    }
-    if (evaluation) {
-      for (const w of evaluationWarnings(evaluation)) sink.emit({ type: 'run.warning', data: w });
-      if (terminal.type === 'run.completed' || terminal.type === 'run.failed') {
-        terminal = { ...terminal, data: { ...terminal.data, evaluation } } as NewEvent;
-      }
-      ({ status, terminal } = applyRequirePass(spec.evaluation, evaluation, status, terminal));
-    }
-    await sink.flush();
-    // What the record keeps is what the stream keeps: redacted, and cut to the same limits.
-    const ended = sink.shape(withNetwork(terminal, network));
-    await this.end(
-      runId,
-      ['running'],
-      status,
-      ended,
-      redactor.deep({
-        ended_at: endedAt.toISOString(),
-        duration_ms,
-        usage: sink.totals(),
-        artifacts,
-        ...(collected.dropped ? { artifacts_dropped: collected.dropped } : {}),
-        missing_outputs: missing,
-        // The pre-flight's (on the record since the run was queued), then this attempt's.
-        warnings: [...(rec.warnings ?? []), ...sink.warnings()],
-        limits_hit: sink.limitsHit,
-        timings,
-        ...(route.budget ? { budget: budgetRecord(route.budget) } : {}),
-        ...(network ? { network } : {}),
-        exit_code: exitCode,
-        final_text: outcome ? sink.shapeMessage(outcome.finalText) : null,
-        error: ended.type === 'run.failed' ? ended.data.error : null,
-        ...(evaluation ? { evaluation, evaluations: [evaluation] } : {}),
-      }),
-      attempt,
-    );
-    log.info({ status, duration_ms, exitCode, artifacts: artifacts.length }, 'run ended');
   }
 
   /**
    * Keeps what the next turn of the run's conversation needs: the sandbox's /app and the CLI's
-   * session files, and the CLI's session id on the record. A failure costs the next turn its
-   * files, not this run its result.
+   * session files (redacted), and clears `conversation_saving` on the record. A failure costs the
+   * next turn its files (it says so), not this run its result; it may come after the run's end,
+   * so it is logged, not emitted.
    */
   private async saveTurn(
     spec: RunJob,
     sandbox: RunningSandbox,
-    sessionId: string | undefined,
-    sink: RunEventSink,
+    redactor: Redactor,
     log: Logger,
   ): Promise<void> {
     const runtime = getRuntime(spec.agent);
-    if (!runtime) return;
+    let state: ConversationStateRecord | null = null;
     try {
-      const saved = await saveTurnFiles({
-        sandbox,
-        runId: spec.runId,
-        runtime,
-        blobs: this.deps.blobs,
-        limits: this.deps.conversationState ?? DEFAULT_TURN_STATE,
-        redactor: sink.redactor,
-      });
-      for (const ev of saved?.events ?? []) sink.emit(ev);
-      await this.deps.runs.store.update(spec.runId, {
-        session_id: sessionId ?? null,
-        ...(saved ? { conversation_state: saved.state } : {}),
-      });
+      if (runtime)
+        state = await saveTurnFiles({
+          sandbox,
+          runId: spec.runId,
+          runtime,
+          blobs: this.deps.blobs,
+          limits: this.deps.conversationState ?? DEFAULT_TURN_STATE,
+          redactor,
+        });
     } catch (e) {
-      log.warn({ err: e }, 'saving the conversation turn failed');
-      sink.emit({
-        type: 'log',
-        data: {
-          stream: 'system',
-          line: `Keeping this turn's files for the next one failed: ${(e as Error).message}`,
-        },
-      });
+      log.warn({ err: e }, "saving the conversation turn's files failed; the next turn starts without them");
     }
+    await this.deps.runs.store
+      .update(spec.runId, { conversation_saving: false, ...(state ? { conversation_state: state } : {}) })
+      .catch((e) => log.warn({ err: e }, 'recording the saved conversation turn failed'));
   }
 
   /**

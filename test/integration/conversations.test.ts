@@ -8,8 +8,11 @@ import { claudeLines, promptOf, ScriptedDriver } from '../support/scripted-drive
 // given, one turn at a time, tenancy. The sandbox is scripted (it plays claude's stream-json with
 // session "s1", and collecting any directory gives hello.txt); Redis, BullMQ and the server are real.
 let h: Harness;
-const driver = new ScriptedDriver((spec) =>
-  claudeLines({ steps: 1, delayMs: promptOf(spec).includes('slowly') ? 3000 : 0, text: 'all done' }),
+const driver = new ScriptedDriver(
+  (spec) =>
+    claudeLines({ steps: 1, delayMs: promptOf(spec).includes('slowly') ? 3000 : 0, text: 'all done' }),
+  // Saving a turn's CLI session files for the next turn takes a while when its prompt says so.
+  (spec, dir) => (dir === CLAUDE_SESSION_DIR && promptOf(spec).includes('slow save') ? 1500 : 0),
 );
 
 const RUNBOOK = [
@@ -23,7 +26,8 @@ const RUNBOOK = [
 ].join('\n');
 
 beforeAll(async () => {
-  h = await startHarness({ driver, env: { CONVERSATION_MAX_TURNS: '3' } });
+  // Sweeps often: a sandbox whose run has ended but whose files are still being saved is not an orphan.
+  h = await startHarness({ driver, env: { CONVERSATION_MAX_TURNS: '3', SANDBOX_SWEEP_MS: '500' } });
   const res = await h.postJson(`${h.url}/api/v1/tasks/${h.collection}`, {
     name: 'notes',
     description: 'notes about a topic',
@@ -139,6 +143,34 @@ describe('a follow-up', () => {
       [id1, 1, 'Execute the runbook.', 'all done'],
       [id2, 2, 'Now shorter.', 'all done'],
     ]);
+  });
+
+  it('answers a turn before its files are saved for the next one, and a follow-up sent at once waits for them', async () => {
+    const t1 = await chat({
+      model: 'task/notes',
+      messages: [{ role: 'user', content: 'topic: a slow save' }],
+    });
+    const answeredAt = Date.now();
+    expect(t1.status).toBe(200);
+    const id1 = t1.body.jetty_metadata.trajectory_id as string;
+    // The answer came while the session files were still being copied out.
+    expect(driver.collectedAt.get(`${id1} ${CLAUDE_SESSION_DIR}`)).toBeUndefined();
+
+    const t2 = await chat({
+      model: 'task/notes',
+      messages: [{ role: 'user', content: 'Now shorter.' }],
+      jetty: { continue_from: id1, model_provider: 'simulated' },
+    });
+    expect(t2.status).toBe(200);
+    expect(driver.collectedAt.get(`${id1} ${CLAUDE_SESSION_DIR}`)).toBeGreaterThan(answeredAt);
+    // Planned once they were saved: resumed, with turn 1's session files in its sandbox.
+    expect(promptOf(t2.spec!)).toBe('Now shorter.\n');
+    expect(fileText(t2.spec!, `${CLAUDE_SESSION_DIR}/hello.txt`)).toBe('hi\n');
+    const run2 = await runOf(t2.body.jetty_metadata.trajectory_id);
+    expect(run2).toMatchObject({ turn: 2, parent_run_id: id1, resumed: true });
+    expect((run2.warnings ?? []).map((w: any) => w.code)).not.toContain('conversation_not_resumed');
+    expect(await runOf(id1)).toMatchObject({ conversation_state: { files: 2, dropped: 0 } });
+    expect(driver.removedById).not.toContain(id1);
   });
 
   it('continues by X-Conversation-Id (its latest turn) and by jetty.continue_from; a runbook answer has no marker', async () => {

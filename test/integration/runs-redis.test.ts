@@ -159,6 +159,8 @@ describe('a run through Redis and the queue', () => {
         .trajectory_id;
     };
     const done = await post(RUNBOOK, { timeout_hint: 30 });
+    // Its worker lets it go once its sandbox is removed, just after the answer.
+    await waitFor(async () => driver.liveCount() === 0, 5_000, "the finished run's sandbox to be removed");
     const running = await post(`${RUNBOOK}\nSLOW\n`, { timeout_hint: 0 });
     await waitFor(async () => (await runJson(running)).sandbox_id, 10_000, 'the sandbox to start');
     const blobs = path.join(h.dataDir, 'blobs');

@@ -88,7 +88,14 @@ export class ScriptedDriver implements SandboxDriver {
   private readonly live = new Map<string, { runId: string; kill: () => void }>();
   private seq = 0;
 
-  constructor(private readonly script: (spec: SandboxSpec) => ScriptStep[]) {}
+  /** When each sandbox's copies out (`collect`) ended, by run id and directory. */
+  readonly collectedAt = new Map<string, number>();
+
+  constructor(
+    private readonly script: (spec: SandboxSpec) => ScriptStep[],
+    /** How long copying a directory out of a run's sandbox takes (none by default). */
+    private readonly collectDelayMs: (spec: SandboxSpec, dir: string) => number = () => 0,
+  ) {}
 
   async ping(): Promise<void> {}
 
@@ -96,8 +103,13 @@ export class ScriptedDriver implements SandboxDriver {
     return [...this.live].map(([id, s]) => ({ id, runId: s.runId, running: true }));
   }
 
+  /** Run ids whose sandbox something removed by its id (the worker's sweep of orphans). */
+  readonly removedById: string[] = [];
+
   async removeById(id: string): Promise<void> {
-    this.live.get(id)?.kill();
+    const s = this.live.get(id);
+    if (s) this.removedById.push(s.runId);
+    s?.kill();
     this.live.delete(id);
   }
 
@@ -136,13 +148,18 @@ export class ScriptedDriver implements SandboxDriver {
       return { exitCode: killed ? 137 : 0 };
     })();
     const live = this.live;
+    const collectDelayMs = this.collectDelayMs;
+    const collectedAt = this.collectedAt;
     return {
       id,
       stdout,
       stderr,
       wait: () => done,
       kill: async () => kill(),
-      async collect(_dir: string, destDir: string): Promise<CollectResult> {
+      async collect(dir: string, destDir: string): Promise<CollectResult> {
+        const delay = collectDelayMs(spec, dir);
+        if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+        collectedAt.set(`${spec.runId} ${dir}`, Date.now());
         const body = Buffer.from('hi\n');
         await mkdir(destDir, { recursive: true });
         const localPath = path.join(destDir, 'hello.txt');
