@@ -5,16 +5,19 @@
 // scripts/up.sh keeps in data/demo-api-key), BENCH_AGENT (a runtime to run the runbook on; its report goes to
 // bench/RESULTS-<agent>.md). Progress goes to stderr; the markdown report to stdout and to
 // bench/RESULTS.md. `--vs-bare`: BENCH_RUNS server runs interleaved with as many runs of the bare claude
-// CLI on this host (bench/bare.ts), report to bench/RESULTS-vs-bare.md (with `--cold-server`, for a server
+// CLI on this host (bench/bare.ts) and of claude-max-api-proxy (bench/proxy-peer.ts), each figure with its
+// ratio to the bare CLI, report to bench/RESULTS-vs-bare.md (with `--cold-server`, for a server
 // started with WARM_POOL_SIZE=0: bench/RESULTS-vs-bare-cold.md). Exits 1 when the server is not up or any run failed (after reporting it).
 import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { renderVsBare, startBarePeer, type VsBareResult } from './bare.js';
+import { type PeerRun, startBarePeer } from './bare.js';
 import { benchFollowers } from './followers.js';
 import { describeMachine, loadAverage } from './machine.js';
+import { PEERS, type PeerName, renderVsPeers, roundOrder, type VsPeersResult } from './peers-report.js';
+import { type ProxyPeer, startProxyPeer } from './proxy-peer.js';
 import { type Phase, renderReport, type Sample, type ServerInfo } from './report.js';
 import { readSse } from './sse.js';
 
@@ -268,72 +271,77 @@ function progress(line: string): void {
 }
 
 /**
- * The server and the bare CLI, one run at a time, alternating which goes first in each pair so that
- * neither always follows the other; one uncounted warm-up of each first.
+ * The server, the bare CLI and the proxy, one run at a time, the order rotating each round so that
+ * none always follows another; one uncounted warm-up of each first.
  */
-async function vsBare(cfg: BenchConfig, root: string, runbook: string): Promise<boolean> {
-  const peer = await startBarePeer(root, runbook);
+async function vsPeers(cfg: BenchConfig, root: string, runbook: string): Promise<boolean> {
+  const bare = await startBarePeer(root, runbook);
+  let proxy: ProxyPeer;
   try {
-    const warmServer = await runOnce(cfg, runbook);
-    const warmBare = await peer.runOnce(cfg.BENCH_TIMEOUT_SEC);
-    if (!warmServer.ok || !warmBare.ok) {
-      console.error(
-        `A warm-up run failed: server ${warmServer.ok ? 'ok' : warmServer.reason}; bare ${warmBare.ok ? 'ok' : warmBare.reason}. Nothing measured.`,
-      );
-      return false;
+    proxy = await startProxyPeer(root, runbook);
+  } catch (e) {
+    await bare.close();
+    throw e;
+  }
+  try {
+    const run: Record<PeerName, () => Promise<PeerRun & { agentMs?: number }>> = {
+      server: async () => {
+        const out = await runOnce(cfg, runbook);
+        return out.ok
+          ? { ok: true, firstMs: out.sample.firstChunk, ms: out.sample.done, agentMs: out.sample.agent }
+          : { ok: false, reason: `${out.runId}: ${out.reason}` };
+      },
+      bare: () => bare.runOnce(cfg.BENCH_TIMEOUT_SEC),
+      proxy: () => proxy.runOnce(cfg.BENCH_TIMEOUT_SEC),
+    };
+    for (const name of PEERS) {
+      const warm = await run[name]();
+      if (!warm.ok) {
+        console.error(`The ${name} warm-up run failed: ${warm.reason}. Nothing measured.`);
+        return false;
+      }
     }
     const machine = await describeMachine();
-    const r: VsBareResult = {
+    const r: VsPeersResult = {
       date: new Date(),
       machine,
       loadAfter: machine.load,
       serverUrl: cfg.BENCH_URL,
       coldServer: process.argv.includes('--cold-server'),
-      cliVersion: peer.cliVersion,
-      server: [],
+      cliVersion: bare.cliVersion,
+      proxyVersion: proxy.version,
+      times: {
+        server: { first: [], done: [] },
+        bare: { first: [], done: [] },
+        proxy: { first: [], done: [] },
+      },
       serverAgent: [],
-      bare: [],
       failures: [],
     };
-    const server = async (i: number) => {
-      const out = await runOnce(cfg, runbook);
-      if (out.ok) {
-        r.server.push(out.sample.done);
-        r.serverAgent.push(out.sample.agent);
-        progress(`server ${i}: ok in ${(out.sample.done / 1000).toFixed(2)} s`);
-      } else {
-        r.failures.push(`server run ${i} (${out.runId}): ${out.reason}`);
-        progress(`server ${i}: FAILED: ${out.reason}`);
-      }
-    };
-    const bare = async (i: number) => {
-      const out = await peer.runOnce(cfg.BENCH_TIMEOUT_SEC);
-      if (out.ok) {
-        r.bare.push(out.ms);
-        progress(`bare ${i}: ok in ${(out.ms / 1000).toFixed(2)} s`);
-      } else {
-        r.failures.push(`bare run ${i}: ${out.reason}`);
-        progress(`bare ${i}: FAILED: ${out.reason}`);
-      }
-    };
     for (let i = 1; i <= cfg.BENCH_RUNS; i++) {
-      if (i % 2 === 1) {
-        await server(i);
-        await bare(i);
-      } else {
-        await bare(i);
-        await server(i);
+      for (const name of roundOrder(PEERS, i)) {
+        const out = await run[name]();
+        if (out.ok) {
+          r.times[name].first.push(out.firstMs);
+          r.times[name].done.push(out.ms);
+          if (out.agentMs !== undefined) r.serverAgent.push(out.agentMs);
+          progress(`${name} ${i}: ok in ${(out.ms / 1000).toFixed(2)} s`);
+        } else {
+          r.failures.push(`${name} run ${i}: ${out.reason}`);
+          progress(`${name} ${i}: FAILED: ${out.reason}`);
+        }
       }
     }
     r.loadAfter = loadAverage();
-    const markdown = renderVsBare(r);
+    const markdown = renderVsPeers(r);
     process.stdout.write(markdown);
     const file = path.join(root, r.coldServer ? 'bench/RESULTS-vs-bare-cold.md' : 'bench/RESULTS-vs-bare.md');
     await writeFile(file, markdown);
     progress(`wrote ${path.relative(process.cwd(), file) || file}`);
     return r.failures.length === 0;
   } finally {
-    await peer.close();
+    await proxy.close();
+    await bare.close();
   }
 }
 
@@ -380,7 +388,7 @@ async function main(): Promise<void> {
   const runbook = await readFile(path.join(root, 'examples/hello.md'), 'utf8');
   await checkReady(cfg.BENCH_URL);
   if (process.argv.includes('--vs-bare')) {
-    if (!(await vsBare(cfg, root, runbook))) process.exit(1);
+    if (!(await vsPeers(cfg, root, runbook))) process.exit(1);
     return;
   }
 
