@@ -33,7 +33,67 @@ export interface VsPeersResult {
   times: Record<PeerName, PeerTimes>;
   /** The server's `timings.agent_ms`: the CLI inside the sandbox. */
   serverAgent: number[];
+  /** Runs with several in flight, per peer; absent with BENCH_CONCURRENCY=1. */
+  concurrent?: { inFlight: number; blocks: number; peers: Record<PeerName, ConcurrentTotals> };
   failures: string[];
+}
+
+/** A peer's runs with several in flight: how many completed in how long, and the CPU used meanwhile. */
+export interface ConcurrentTotals {
+  completed: number;
+  wallMs: number;
+  /** The machine's busy CPU time over the peer's blocks. */
+  machineCpuMs: number;
+  /** By process group (bench/cpu.ts). */
+  groups: Record<string, number>;
+}
+
+/** Completed runs per minute of wall time, or undefined when nothing completed. */
+export function throughput(t: ConcurrentTotals): number | undefined {
+  return t.completed === 0 || t.wallMs === 0 ? undefined : (t.completed * 60_000) / t.wallMs;
+}
+
+/** CPU milliseconds per completed run, or undefined when nothing completed. */
+export function perRun(ms: number, t: ConcurrentTotals): number | undefined {
+  return t.completed === 0 ? undefined : ms / t.completed;
+}
+
+/** CPU groups below this many ms per run for every peer are summed into "the rest". */
+const MIN_ROW_MS = 5;
+
+function renderConcurrent(c: NonNullable<VsPeersResult['concurrent']>): string[] {
+  const { server, bare, proxy } = c.peers;
+  const rate = (x: number | undefined) => (x === undefined ? '–' : x.toFixed(1));
+  const row = (label: string, f: (t: ConcurrentTotals) => number | undefined, show = fmt) => {
+    const [s, b, p] = [f(server), f(bare), f(proxy)];
+    return `| ${label} | ${show(s)} | ${show(b)} | ${show(p)} | ${ratio(s, b)} | ${ratio(p, b)} |`;
+  };
+  const groups = [...new Set([server, bare, proxy].flatMap((t) => Object.keys(t.groups)))]
+    // Rows under MIN_ROW_MS per run for every peer are left to "unattributed"-like noise.
+    .filter((g) => [server, bare, proxy].some((t) => (perRun(t.groups[g] ?? 0, t) ?? 0) >= MIN_ROW_MS))
+    .sort((a, b) => (server.groups[b] ?? 0) - (server.groups[a] ?? 0) || a.localeCompare(b));
+  const shown = (t: ConcurrentTotals) => groups.reduce((n, g) => n + (t.groups[g] ?? 0), 0);
+  return [
+    '',
+    `## ${c.inFlight} in flight`,
+    '',
+    `Each peer ran \`BENCH_RUNS\` runs with ${c.inFlight} in flight (a slot starts its next run when its last ` +
+      `one ends), in ${c.blocks} blocks per peer, the blocks rotated like the rounds above. The host peers get ` +
+      "one simulated provider, results directory and HOME per slot. CPU is the machine's busy time over the " +
+      "peer's blocks (all cores, everything running: the bench client too) per completed run, then split by " +
+      'process (sampled every 100 ms from /proc; a process shorter than that, or the end of one after its last ' +
+      'sample, is missed: it is in "the rest"). The server needs `WORKER_CONCURRENCY` of at least ' +
+      `${c.inFlight} for this to measure it rather than its queue.`,
+    '',
+    '| metric | server | bare CLI | proxy | server / bare | proxy / bare |',
+    '| --- | ---: | ---: | ---: | ---: | ---: |',
+    row('runs/min', throughput, rate),
+    row('CPU ms per run, whole machine', (t) => perRun(t.machineCpuMs, t)),
+    ...groups.map((g) => row(`… ${g}`, (t) => perRun(t.groups[g] ?? 0, t))),
+    row('… the rest (smaller groups, unattributed)', (t) =>
+      perRun(Math.max(0, t.machineCpuMs - shown(t)), t),
+    ),
+  ];
 }
 
 const fmt = (ms: number | undefined) => (ms === undefined ? '–' : `${Math.round(ms)}`);
@@ -104,6 +164,7 @@ export function renderVsPeers(r: VsPeersResult): string {
       undefined,
     ),
     row('runs/min, sequential', perMinute(server.done), perMinute(bare.done), perMinute(proxy.done), rate),
+    ...(r.concurrent ? renderConcurrent(r.concurrent) : []),
     '',
     r.failures.length === 0
       ? 'Every run completed and wrote `hello.txt` = `hi`.'

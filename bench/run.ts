@@ -13,10 +13,18 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { type PeerRun, startBarePeer } from './bare.js';
+import { type BarePeer, type PeerRun, startBarePeer } from './bare.js';
+import { startCpuSampler } from './cpu.js';
 import { benchFollowers } from './followers.js';
 import { describeMachine, loadAverage } from './machine.js';
-import { PEERS, type PeerName, renderVsPeers, roundOrder, type VsPeersResult } from './peers-report.js';
+import {
+  type ConcurrentTotals,
+  PEERS,
+  type PeerName,
+  renderVsPeers,
+  roundOrder,
+  type VsPeersResult,
+} from './peers-report.js';
 import { type ProxyPeer, startProxyPeer } from './proxy-peer.js';
 import { type Phase, renderReport, type Sample, type ServerInfo } from './report.js';
 import { readSse } from './sse.js';
@@ -332,6 +340,8 @@ async function vsPeers(cfg: BenchConfig, root: string, runbook: string): Promise
         }
       }
     }
+    if (cfg.BENCH_CONCURRENCY > 1)
+      r.concurrent = await concurrentPeers(cfg, root, runbook, run, bare, proxy, r);
     r.loadAfter = loadAverage();
     const markdown = renderVsPeers(r);
     process.stdout.write(markdown);
@@ -342,6 +352,64 @@ async function vsPeers(cfg: BenchConfig, root: string, runbook: string): Promise
   } finally {
     await proxy.close();
     await bare.close();
+  }
+}
+
+/** Blocks of each peer with BENCH_CONCURRENCY in flight, rotated; the host peers get one instance per slot. */
+async function concurrentPeers(
+  cfg: BenchConfig,
+  root: string,
+  runbook: string,
+  run: Record<PeerName, () => Promise<PeerRun>>,
+  bare: BarePeer,
+  proxy: ProxyPeer,
+  r: VsPeersResult,
+): Promise<NonNullable<VsPeersResult['concurrent']>> {
+  const c = cfg.BENCH_CONCURRENCY;
+  const extraBare: BarePeer[] = [];
+  const extraProxy: ProxyPeer[] = [];
+  try {
+    for (let i = 1; i < c; i++) {
+      extraBare.push(await startBarePeer(root, runbook));
+      extraProxy.push(await startProxyPeer(root, runbook));
+    }
+    const slots: Record<PeerName, Array<() => Promise<PeerRun>>> = {
+      server: Array.from({ length: c }, () => run.server),
+      bare: [bare, ...extraBare].map((p) => () => p.runOnce(cfg.BENCH_TIMEOUT_SEC)),
+      proxy: [proxy, ...extraProxy].map((p) => () => p.runOnce(cfg.BENCH_TIMEOUT_SEC)),
+    };
+    const blocks = 2;
+    const empty = (): ConcurrentTotals => ({ completed: 0, wallMs: 0, machineCpuMs: 0, groups: {} });
+    const peers: Record<PeerName, ConcurrentTotals> = { server: empty(), bare: empty(), proxy: empty() };
+    for (let b = 1; b <= blocks; b++) {
+      for (const name of roundOrder(PEERS, b)) {
+        let left = cfg.BENCH_RUNS;
+        const cpu = startCpuSampler();
+        const t0 = performance.now();
+        await Promise.all(
+          slots[name].map(async (once) => {
+            while (left > 0) {
+              left--;
+              const out = await once();
+              if (out.ok) peers[name].completed++;
+              else r.failures.push(`${name}, ${c} in flight, block ${b}: ${out.reason}`);
+            }
+          }),
+        );
+        const wall = performance.now() - t0;
+        const used = cpu.stop();
+        const t = peers[name];
+        t.wallMs += wall;
+        t.machineCpuMs += used.machineMs;
+        for (const [g, ms] of Object.entries(used.groups)) t.groups[g] = (t.groups[g] ?? 0) + ms;
+        progress(
+          `${name}, ${c} in flight, block ${b}: ${cfg.BENCH_RUNS} runs in ${(wall / 1000).toFixed(1)} s`,
+        );
+      }
+    }
+    return { inFlight: c, blocks, peers };
+  } finally {
+    for (const p of [...extraBare, ...extraProxy]) await p.close();
   }
 }
 
