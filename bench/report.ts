@@ -48,7 +48,7 @@ const ROWS: ReadonlyArray<[label: string, pick: (s: Sample) => number]> = [
   ['**server overhead** (total − `agent_ms`)', (s) => s.overhead],
   ['stage: `queue_ms` (request → a worker takes it)', (s) => s.queue],
   ['stage: `sandbox_start_ms` (create + start container)', (s) => s.sandboxStart],
-  ['stage: `agent_ms` (the claude CLI, start → exit)', (s) => s.agent],
+  ['stage: `agent_ms` (the agent CLI, start → exit)', (s) => s.agent],
   ['stage: `collect_ms` (copy results out; the sandbox is removed after the end)', (s) => s.collect],
   ['the rest: total − the four stages (HTTP, Redis, event delivery)', (s) => s.rest],
 ];
