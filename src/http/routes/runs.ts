@@ -13,6 +13,7 @@ import type { OpenStreams } from '../streams.js';
 export function runRoutes(app: FastifyInstance, deps: AppDeps, streams: OpenStreams): void {
   const r = app.withTypeProvider<ZodTypeProvider>();
   const runs = deps.runs;
+  const metrics = deps.operations?.metrics;
 
   r.get(
     '/v1/runs',
@@ -205,9 +206,15 @@ export function runRoutes(app: FastifyInstance, deps: AppDeps, streams: OpenStre
       await runs.checkResumePoint(rec.id, after);
       runs.assertFollowerRoom();
       const sse = streams.start(reply, 200, { 'x-request-id': String(req.id) });
+      let first = true;
       try {
         for await (const ev of runs.follow(rec.id, after, sse.signal)) {
-          await sse.send({ id: ev.id, event: ev.type, data: JSON.stringify(ev) });
+          // Every follower of the run sends this same event: it is encoded once for all of them.
+          await sse.sendShared(ev, () => ({ id: ev.id, event: ev.type, data: JSON.stringify(ev) }));
+          if (first) {
+            first = false;
+            metrics?.eventStreamFirstEvent.observe(reply.elapsedTime / 1000);
+          }
         }
       } catch (err) {
         req.log.error({ err, runId: rec.id }, 'event stream failed');
