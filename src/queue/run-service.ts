@@ -606,14 +606,16 @@ export class RunService {
    * is replayed from its stored trajectory.
    */
   async *follow(id: string, afterId: string, signal: AbortSignal): AsyncGenerator<StoredEvent> {
-    if (!(await this.store.get(id))) {
+    // A run's stream holds its first event from the moment it is queued until Redis forgets the
+    // run: one read tells a live run from one to replay (the record is read only when it is empty).
+    const last = await this.deps.events.last(id);
+    if (!last && !(await this.store.get(id))) {
       const traj = await this.deps.blobs.readTrajectory<Trajectory>(id);
       if (!traj) throw notFound(`No run with id "${id}".`, 'run_not_found');
       for (const ev of traj.events) if (afterId === '0' || compareIds(ev.id, afterId) > 0) yield ev;
       return;
     }
     // Resumed after the terminal event (a client that reconnects once more): nothing will follow.
-    const last = await this.deps.events.last(id);
     if (last && isTerminalEvent(last.type) && compareIds(afterId, last.id) >= 0) return;
     yield* this.deps.events.follow(id, afterId, signal);
   }
