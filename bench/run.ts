@@ -438,6 +438,7 @@ async function main(): Promise<void> {
     const pidFile = path.join(root, 'data/run/api.pid');
     const pid =
       process.env.BENCH_API_PID || (existsSync(pidFile) ? (await readFile(pidFile, 'utf8')).trim() : '');
+    const ramp = flag('--ramp-ms');
     const out = await benchFollowers({
       url: cfg.BENCH_URL,
       auth,
@@ -445,9 +446,11 @@ async function main(): Promise<void> {
       runs,
       redisUrl: process.env.BENCH_REDIS_URL || 'redis://127.0.0.1:6379',
       apiPid: pid ? Number(pid) : null,
+      rampMs: ramp ?? 0,
+      metricsToken: process.env.BENCH_METRICS_TOKEN || undefined,
     });
     process.stdout.write(out.markdown);
-    const file = path.join(root, `bench/RESULTS-followers-${followers}.md`);
+    const file = path.join(root, `bench/RESULTS-followers-${followers}${ramp ? `-ramp-${ramp}` : ''}.md`);
     await writeFile(file, out.markdown);
     progress(`wrote ${path.relative(process.cwd(), file) || file}`);
     if (!out.ok) process.exit(1);

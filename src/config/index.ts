@@ -77,6 +77,7 @@ export const DEFAULT_WARM_RUNTIMES: readonly AgentName[] = ['claude-code'];
 const envSchema = z.object({
   HOST: z.string().default('127.0.0.1'),
   PORT: int(8080, 0, 65535),
+  LISTEN_BACKLOG: int(4096, 1, 65535),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   REDIS_URL: z
     .string()
@@ -351,6 +352,8 @@ export function configVariableNames(): string[] {
 
 export interface Config {
   host: string;
+  /** Connections the kernel queues for the API before it accepts them (LISTEN_BACKLOG). */
+  listenBacklog: number;
   port: number;
   logLevel: string;
   redisUrl: string;
@@ -541,6 +544,7 @@ export function loadConfig(env: Record<string, string | undefined>, hostname = '
   return {
     host: e.HOST,
     port: e.PORT,
+    listenBacklog: e.LISTEN_BACKLOG,
     logLevel: e.LOG_LEVEL,
     redisUrl: e.REDIS_URL,
     keyPrefix: e.JETTY_KEY_PREFIX,

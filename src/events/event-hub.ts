@@ -64,6 +64,8 @@ interface Follower {
  */
 export class EventHub {
   private readonly topics = new Map<string, Topic>();
+  /** Catch-up pages asked for and not sent to Redis yet, by start and stream. */
+  private readonly pageReads = new Map<string, Promise<StoredEvent[]>>();
   private followerCount = 0;
   private conns: { reader: Redis; fetcher: Redis } | undefined;
   private readerId: number | null = null;
@@ -162,19 +164,40 @@ export class EventHub {
     f: Follower,
     signal: AbortSignal,
   ): Promise<{ events: StoredEvent[]; ended: boolean; more: boolean }> {
-    const { fetcher } = this.connections();
     const start = f.cursor === '0' || f.cursor === '0-0' ? '-' : `(${f.cursor}`;
     // One page at a time: a long backlog is never held in memory whole.
-    const rows = (await fetcher.xrange(key, start, '+', 'COUNT', PAGE)) as RawEntry[];
+    const page = await this.readPage(key, start);
     const events: StoredEvent[] = [];
     if (signal.aborted) return { events, ended: true, more: false };
-    for (const [id, fields] of rows) {
-      const ev = decodeEntry(id, fields);
-      f.cursor = id;
+    for (const ev of page) {
+      f.cursor = ev.id;
       events.push(ev);
       if (isTerminalEvent(ev.type)) return { events, ended: true, more: false };
     }
-    return { events, ended: false, more: rows.length === PAGE };
+    return { events, ended: false, more: page.length === PAGE };
+  }
+
+  /**
+   * One page of `key` from `start`, read once for every follower that asks for the same page before
+   * the read is sent (a thousand clients joining a run at once make one XRANGE, decoded once).
+   * A follower only joins a read not sent yet: it was in its topic before Redis read the page, so
+   * whatever the page lacks reaches it live.
+   */
+  private readPage(key: string, start: string): Promise<StoredEvent[]> {
+    const at = `${start}\n${key}`;
+    let read = this.pageReads.get(at);
+    if (!read) {
+      const { fetcher } = this.connections();
+      read = new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
+        this.pageReads.delete(at);
+        const rows = (await fetcher.xrange(key, start, '+', 'COUNT', PAGE)) as RawEntry[];
+        return rows.map(([id, fields]) => decodeEntry(id, fields));
+      });
+      this.pageReads.set(at, read);
+      // Each follower awaits it; this only keeps a failure nobody waits for from going unhandled.
+      read.catch(() => undefined);
+    }
+    return read;
   }
 
   private join(key: string, f: Follower): Topic {

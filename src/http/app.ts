@@ -147,6 +147,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   apiV1CollectionRoutes(app, deps);
   apiV1RunRoutes(app, deps);
   uiRoutes(app, deps.ui);
-  await operationsRoutes(app, deps.operations, { adminToken: deps.adminToken, streams });
+  await operationsRoutes(app, deps.operations, {
+    adminToken: deps.adminToken,
+    streams,
+    follows: () => deps.runs.events.followStats(),
+  });
   return app;
 }

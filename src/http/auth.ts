@@ -47,6 +47,17 @@ export function registerAuth(
   opts: { tenancy: TenancyStore; adminToken: string | undefined },
 ): void {
   const admin = opts.adminToken ? digest(opts.adminToken) : null;
+  // Requests with the same key at the same moment (a thousand clients of one service following a
+  // run) share one lookup in flight. Nothing is kept after it answers: a revoked key fails at once.
+  const lookups = new Map<string, ReturnType<TenancyStore['lookupApiKey']>>();
+  const lookupApiKey = (token: string) => {
+    let found = lookups.get(token);
+    if (!found) {
+      found = opts.tenancy.lookupApiKey(token).finally(() => lookups.delete(token));
+      lookups.set(token, found);
+    }
+    return found;
+  };
   app.decorateRequest('principal', null);
   app.addHook('onRequest', async (req) => {
     const auth = req.routeOptions.config?.auth ?? 'collection';
@@ -70,7 +81,7 @@ export function registerAuth(
       req.principal = { kind: 'admin' };
       return;
     }
-    const found = await opts.tenancy.lookupApiKey(token);
+    const found = await lookupApiKey(token);
     if (!found) throw unauthorized(`The API key is not valid: it is unknown or was revoked. ${HOW}`);
     req.principal = { kind: 'collection', collection: found.collection, keyId: found.keyId };
   });

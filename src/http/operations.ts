@@ -1,6 +1,6 @@
 import type { Queue } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
-import { Metrics } from '../metrics/registry.js';
+import { type FollowStats, Metrics } from '../metrics/registry.js';
 import { type RateLimitSettings, registerCors, registerRateLimit } from './edges.js';
 import { queueDashboardRoutes } from './routes/admin-queues.js';
 import { landingRoutes } from './routes/landing.js';
@@ -36,12 +36,14 @@ export async function registerEdges(app: FastifyInstance, deps: OperationsDeps |
 export async function operationsRoutes(
   app: FastifyInstance,
   deps: OperationsDeps | undefined,
-  opts: { adminToken: string | undefined; streams: OpenStreams },
+  opts: { adminToken: string | undefined; streams: OpenStreams; follows: () => FollowStats },
 ): Promise<void> {
   const metrics = deps?.metrics ?? new Metrics();
   const stop = metrics.countStreams(() => opts.streams.size);
+  const stopFollows = metrics.watchFollowers(opts.follows);
   app.addHook('onClose', async () => {
     stop();
+    stopFollows();
   });
   landingRoutes(app);
   metricsRoutes(app, metrics, deps?.metricsToken);

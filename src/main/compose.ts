@@ -239,7 +239,8 @@ export async function startServer(
           dashboard: { queues: [runs.queue, runs.webhookQueue], sessionTtlSec: config.adminSessionTtlSec },
         },
       });
-      if (opts.listen !== false) url = await app.listen({ host: config.host, port: config.port });
+      if (opts.listen !== false)
+        url = await app.listen({ host: config.host, port: config.port, backlog: config.listenBacklog });
       closers.unshift(() => app!.close());
     }
     closers.push(

@@ -16,6 +16,11 @@ const SHORT_SECONDS = [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120];
 /** A scrape waits this long for a queue's counts (a worker's Redis client waits out an outage). */
 const QUEUE_READ_MS = 2_000;
 
+export interface FollowStats {
+  followers: number;
+  streams: number;
+}
+
 export type QueueCounts = Record<'waiting' | 'active' | 'delayed', number>;
 
 export class Metrics {
@@ -97,7 +102,15 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly eventStreamFirstEvent = new Histogram({
+    name: 'jetty_event_stream_first_event_seconds',
+    help: "Time to first event of GET /v1/runs/{id}/events: from the request's arrival to its first event written to the socket",
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+
   private readonly streamSources = new Set<() => number>();
+  private followSource: (() => FollowStats) | undefined;
   private readonly queueSources = new Map<string, () => Promise<QueueCounts>>();
 
   constructor(opts: { processMetrics?: boolean } = {}) {
@@ -110,6 +123,23 @@ export class Metrics {
         let n = 0;
         for (const count of streams) n += count();
         this.set(n);
+      },
+    });
+    const follows = () => this.followSource?.() ?? { followers: 0, streams: 0 };
+    new Gauge({
+      name: 'jetty_event_followers',
+      help: "Clients following run events through this process's shared Redis reader (run event streams and streamed completions)",
+      registers: [this.registry],
+      collect() {
+        this.set(follows().followers);
+      },
+    });
+    new Gauge({
+      name: 'jetty_event_streams_followed',
+      help: 'Run event streams (one per run) that this process reads for at least one follower',
+      registers: [this.registry],
+      collect() {
+        this.set(follows().streams);
       },
     });
     const queues = this.queueSources;
@@ -139,6 +169,14 @@ export class Metrics {
   countStreams(count: () => number): () => void {
     this.streamSources.add(count);
     return () => this.streamSources.delete(count);
+  }
+
+  /** Reads the followers and followed streams at every scrape; the returned function stops it. */
+  watchFollowers(read: () => FollowStats): () => void {
+    this.followSource = read;
+    return () => {
+      if (this.followSource === read) this.followSource = undefined;
+    };
   }
 
   /** Reports a queue's job counts at every scrape under `queue`; the returned function stops it. */

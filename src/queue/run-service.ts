@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { posix } from 'node:path';
 import { Job, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { badRequest, notFound } from '../errors.js';
+import { type AppError, badRequest, notFound } from '../errors.js';
 import { withEvaluation } from '../evaluation/history.js';
 import type { Evaluation } from '../evaluation/record.js';
 import { compareIds, type EventStreamStore } from '../events/stream-store.js';
@@ -318,12 +318,19 @@ export class RunService {
 
   async require(id: string, collection?: string): Promise<RunView> {
     const rec = await this.get(id, collection);
-    if (!rec)
-      throw notFound(
-        `No run with id "${id}". Check the id returned as jetty_metadata.trajectory_id.`,
-        'run_not_found',
-      );
+    if (!rec) throw runNotFound(id);
     return rec;
+  }
+
+  /**
+   * Throws require()'s 404 unless the run exists and is the collection's, reading only its
+   * collection while Redis holds it (what every one of a run's thousand followers asks first).
+   */
+  async requireVisible(id: string, collection: string): Promise<void> {
+    if (!/^[A-Za-z0-9_-]{1,64}$/.test(id)) throw runNotFound(id);
+    const owner = await this.store.collectionOf(id);
+    if (owner === null) await this.require(id, collection);
+    else if (owner !== collection) throw runNotFound(id);
   }
 
   async list(opts: {
@@ -606,14 +613,16 @@ export class RunService {
    * is replayed from its stored trajectory.
    */
   async *follow(id: string, afterId: string, signal: AbortSignal): AsyncGenerator<StoredEvent> {
-    if (!(await this.store.get(id))) {
+    // A run's stream holds its first event from the moment it is queued until Redis forgets the
+    // run: one read tells a live run from one to replay (the record is read only when it is empty).
+    const last = await this.deps.events.last(id);
+    if (!last && !(await this.store.get(id))) {
       const traj = await this.deps.blobs.readTrajectory<Trajectory>(id);
       if (!traj) throw notFound(`No run with id "${id}".`, 'run_not_found');
       for (const ev of traj.events) if (afterId === '0' || compareIds(ev.id, afterId) > 0) yield ev;
       return;
     }
     // Resumed after the terminal event (a client that reconnects once more): nothing will follow.
-    const last = await this.deps.events.last(id);
     if (last && isTerminalEvent(last.type) && compareIds(afterId, last.id) >= 0) return;
     yield* this.deps.events.follow(id, afterId, signal);
   }
@@ -685,4 +694,11 @@ function passedMatches(rec: RunRecord, passed: boolean): boolean {
   const e = rec.evaluation;
   if (!e) return false;
   return passed ? e.passed === true : e.passed !== true;
+}
+
+function runNotFound(id: string): AppError {
+  return notFound(
+    `No run with id "${id}". Check the id returned as jetty_metadata.trajectory_id.`,
+    'run_not_found',
+  );
 }

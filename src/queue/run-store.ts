@@ -194,6 +194,12 @@ export class RunStore {
     await multi.exec();
   }
 
+  /** The run's collection, reading nothing else of its record; null when Redis holds no such run. */
+  async collectionOf(id: string): Promise<string | null> {
+    const [status, collection] = await this.redis.hmget(this.keys.run(id), 'status', 'collection');
+    return status && collection ? (JSON.parse(collection) as string) : null;
+  }
+
   async get(id: string): Promise<RunRecord | null> {
     const h = await this.redis.hgetall(this.keys.run(id));
     if (!h?.status) return null;

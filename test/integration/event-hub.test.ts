@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EventHub } from '../../src/events/event-hub.js';
@@ -20,6 +21,15 @@ afterAll(async () => {
 
 const add = (key: string, type: string, n: number) =>
   conn.xadd(key, '*', 'type', type, 'data', JSON.stringify({ n }), 'ts', String(Date.now()));
+
+const numbers = (events: StoredEvent[]) => events.map((e) => (e.data as unknown as { n: number }).n);
+
+/** How many times Redis has run `command` so far (INFO commandstats). */
+async function commandCalls(command: string): Promise<number> {
+  const info = (await conn.info('commandstats')) as string;
+  const m = new RegExp(`^cmdstat_${command}:calls=(\\d+)`, 'm').exec(info);
+  return m ? Number(m[1]) : 0;
+}
 
 async function collect(gen: AsyncGenerator<StoredEvent>, into: StoredEvent[]): Promise<void> {
   for await (const ev of gen) into.push(ev);
@@ -62,6 +72,53 @@ describe('EventHub', () => {
     expect(got.map((e) => (e.data as unknown as { n: number }).n)).toEqual(
       Array.from({ length: 201 }, (_, i) => i),
     );
+    await hub.close();
+  });
+
+  it('five hundred followers joining at once while the stream is written each get every event once, in order, from one read', async () => {
+    const hub = new EventHub(conn, { maxFollowers: 1000, blockMs: 1000 });
+    for (let i = 0; i < 50; i++) await add('hub:many', 'log', i);
+    const xranges = await commandCalls('xrange');
+    const stop = new AbortController();
+    setMaxListeners(0, stop.signal);
+    const got = Array.from({ length: 500 }, () => [] as StoredEvent[]);
+    const following = got.map((into) => collect(hub.follow('hub:many', '0', stop.signal), into));
+    // Written while they join: each event reaches each follower once, by its catch-up or live.
+    for (let i = 50; i < 100; i++) await add('hub:many', 'log', i);
+    await add('hub:many', 'run.completed', 100);
+    await Promise.all(following);
+    const all = Array.from({ length: 101 }, (_, i) => i);
+    for (const events of got) expect(numbers(events)).toEqual(all);
+    // The 500 catch-up reads of the same start are one XRANGE (a later page or two at most).
+    expect((await commandCalls('xrange')) - xranges).toBeLessThanOrEqual(3);
+    expect(hub.followers).toBe(0);
+    expect(hub.streams).toBe(0);
+    await hub.close();
+  });
+
+  it('followers joining one by one while events are written, from the start or after a Last-Event-ID, miss none and repeat none', async () => {
+    const hub = new EventHub(conn, { maxFollowers: 1000, blockMs: 1000 });
+    const stop = new AbortController();
+    setMaxListeners(0, stop.signal);
+    const ids: string[] = [];
+    const joined: { after: string; from: number; events: StoredEvent[]; done: Promise<void> }[] = [];
+    for (let i = 0; i < 300; i++) {
+      ids.push((await add('hub:joins', i === 299 ? 'run.completed' : 'log', i)) as string);
+      if (i % 3 === 0 && i < 290) {
+        // Every third event another follower comes: alternately from the start and resuming.
+        const resume = joined.length % 2 === 1;
+        const after = resume ? ids[ids.length - 1]! : '0';
+        const events: StoredEvent[] = [];
+        const done = collect(hub.follow('hub:joins', after, stop.signal), events);
+        joined.push({ after, from: resume ? i + 1 : 0, events, done });
+      }
+      // Let the reader, the catch-up reads and the joins interleave with the writes.
+      await new Promise((r) => setImmediate(r));
+    }
+    await Promise.all(joined.map((j) => j.done));
+    for (const j of joined) {
+      expect(numbers(j.events)).toEqual(Array.from({ length: 300 - j.from }, (_, k) => j.from + k));
+    }
     await hub.close();
   });
 

@@ -155,12 +155,27 @@ describe('/metrics on the API', () => {
       signal: ctl.signal,
     });
     expect(stream.status).toBe(200);
-    expect(value(await scrape(off.url), 'jetty_sse_streams_open')).toBe(1);
+    const firstBefore = value(await scrape(off.url), 'jetty_event_stream_first_event_seconds_count');
+    // The first event (run.queued) is on its way: once it is read, the server has timed it.
+    const reader = stream.body!.getReader();
+    await reader.read();
+    const during = await scrape(off.url);
+    expect(value(during, 'jetty_sse_streams_open')).toBe(1);
+    expect(value(during, 'jetty_event_followers')).toBe(1);
+    expect(value(during, 'jetty_event_streams_followed')).toBe(1);
+    expect(value(during, 'jetty_event_stream_first_event_seconds_count')).toBe(firstBefore + 1);
     ctl.abort();
     await waitFor(
-      async () => value(await scrape(off.url), 'jetty_sse_streams_open') === 0,
+      async () => {
+        const m = await scrape(off.url);
+        return (
+          value(m, 'jetty_sse_streams_open') === 0 &&
+          value(m, 'jetty_event_followers') === 0 &&
+          value(m, 'jetty_event_streams_followed') === 0
+        );
+      },
       5_000,
-      'the stream to be closed',
+      'the stream and its follower to be let go',
     );
   });
 

@@ -13,6 +13,7 @@ import type { OpenStreams } from '../streams.js';
 export function runRoutes(app: FastifyInstance, deps: AppDeps, streams: OpenStreams): void {
   const r = app.withTypeProvider<ZodTypeProvider>();
   const runs = deps.runs;
+  const metrics = deps.operations?.metrics;
 
   r.get(
     '/v1/runs',
@@ -194,7 +195,8 @@ export function runRoutes(app: FastifyInstance, deps: AppDeps, streams: OpenStre
       },
     },
     async (req, reply) => {
-      const rec = await runs.require(req.params.id, collectionOf(req));
+      const id = req.params.id;
+      await runs.requireVisible(id, collectionOf(req));
       const after = req.headers['last-event-id'] ?? req.query.after ?? '0';
       if (!isStreamId(after)) {
         throw badRequest(
@@ -202,15 +204,21 @@ export function runRoutes(app: FastifyInstance, deps: AppDeps, streams: OpenStre
           'Last-Event-ID',
         );
       }
-      await runs.checkResumePoint(rec.id, after);
+      await runs.checkResumePoint(id, after);
       runs.assertFollowerRoom();
       const sse = streams.start(reply, 200, { 'x-request-id': String(req.id) });
+      let first = true;
       try {
-        for await (const ev of runs.follow(rec.id, after, sse.signal)) {
-          await sse.send({ id: ev.id, event: ev.type, data: JSON.stringify(ev) });
+        for await (const ev of runs.follow(id, after, sse.signal)) {
+          // Every follower of the run sends this same event: it is encoded once for all of them.
+          await sse.sendShared(ev, () => ({ id: ev.id, event: ev.type, data: JSON.stringify(ev) }));
+          if (first) {
+            first = false;
+            metrics?.eventStreamFirstEvent.observe(reply.elapsedTime / 1000);
+          }
         }
       } catch (err) {
-        req.log.error({ err, runId: rec.id }, 'event stream failed');
+        req.log.error({ err, runId: id }, 'event stream failed');
       } finally {
         sse.end();
       }
