@@ -58,6 +58,9 @@ export interface WarmPoolOptions {
 /** After a warm sandbox of a key failed to start, none is tried again for so long. */
 const FAILURE_BACKOFF_MS = 30_000;
 
+/** A taken warm sandbox is replaced when its run got going (WarmPool.refill), or this long after. */
+export const REFILL_WAIT_MS = 2_000;
+
 export class WarmPool {
   private readonly ready = new Map<string, WarmSandbox[]>();
   private readonly starting = new Map<string, number>();
@@ -68,6 +71,8 @@ export class WarmPool {
   /** Containers of this pool that no run has been bound to yet: the sweep must spare them. */
   private readonly unbound = new Set<string>();
   private readonly removing = new Set<Promise<unknown>>();
+  /** Keys whose taken sandboxes are replaced once their run got going (refillLater). */
+  private readonly refillTimers = new Map<string, NodeJS.Timeout>();
   private heldBytes = 0;
   /** Keys the memory budget kept from being filled (said once each). */
   private readonly overBudgetKeys = new Set<string>();
@@ -111,7 +116,8 @@ export class WarmPool {
 
   /**
    * A ready warm sandbox of `key`, taken out of the pool (or undefined: start cold). Never waits:
-   * one still starting is left to start. The pool refills behind it.
+   * one still starting is left to start. The pool refills behind it once its run got going
+   * (refill), or at once when none was ready.
    */
   take(key: string): WarmSandbox | undefined {
     if (!this.enabled || this.closed) return undefined;
@@ -122,9 +128,25 @@ export class WarmPool {
       this.drop(w, 'its agent exited while it waited');
       w = list.shift();
     }
-    if (w) this.release(w);
-    this.want(key);
+    if (!w) {
+      this.want(key);
+      return undefined;
+    }
+    this.release(w);
+    this.refillLater(key);
     return w;
+  }
+
+  /**
+   * The run that took a warm sandbox of `key` is under way (its first model call was answered, or
+   * it ended): the key's pool refills now rather than at REFILL_WAIT_MS.
+   */
+  refill(key: string): void {
+    const timer = this.refillTimers.get(key);
+    if (timer === undefined) return;
+    clearTimeout(timer);
+    this.refillTimers.delete(key);
+    this.want(key);
   }
 
   /**
@@ -138,10 +160,13 @@ export class WarmPool {
     stdin: string | Buffer,
   ): Promise<RunningSandbox> {
     try {
+      await w.prepared.placeFiles(files);
+      // The prompt before the rename (a Docker call of 10-30 ms): the CLI starts on it meanwhile.
+      // Should the rename fail, the sandbox is removed as before and the run starts cold with the
+      // same token; a model call the CLI made in between is the run's, and counted as such.
+      w.agent.giveInput(stdin);
       await w.prepared.bindToRun(runId);
       this.unbound.delete(w.prepared.id);
-      await w.prepared.placeFiles(files);
-      w.agent.giveInput(stdin);
       return w.agent.sandbox;
     } catch (err) {
       this.unbound.delete(w.prepared.id);
@@ -174,6 +199,8 @@ export class WarmPool {
   async close(): Promise<void> {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
+    for (const t of this.refillTimers.values()) clearTimeout(t);
+    this.refillTimers.clear();
     for (const list of this.ready.values()) for (const w of [...list]) this.drop(w, 'the worker stops');
     this.ready.clear();
     // Those still starting remove themselves when they are done (closed is set).
@@ -226,6 +253,23 @@ export class WarmPool {
         this.starting.set(key, 0);
         this.fill(key);
       });
+  }
+
+  /**
+   * A taken sandbox's replacement waits for its run to get going (refill(key)), at most
+   * REFILL_WAIT_MS: making one (a container, the forwarder, a CLI that boots for about a second of
+   * CPU) would otherwise take the CPU from the CLI that just got its prompt, on a small host
+   * doubling the time to its first model call.
+   */
+  private refillLater(key: string): void {
+    this.lastWanted.set(key, Date.now());
+    if (this.refillTimers.has(key)) return;
+    const timer = setTimeout(() => {
+      this.refillTimers.delete(key);
+      this.want(key);
+    }, REFILL_WAIT_MS);
+    timer.unref();
+    this.refillTimers.set(key, timer);
   }
 
   /** Says once per key that WARM_POOL_MEMORY keeps it from being warm: runs of it start cold. */

@@ -533,6 +533,8 @@ export class RunWorker {
     let outcome: ReturnType<ReturnType<typeof runtime.createParser>['finish']>['outcome'] | undefined;
     let token: string | undefined;
     let warm: WarmSandbox | undefined;
+    // The pool key of the warm sandbox planned for the run: it is replaced once the run got going.
+    let warmKey: string | undefined;
     let evaluation: Evaluation | null = null;
     // The conversation's files for the next turn, when they are saved after the run's end.
     let saveLater = false;
@@ -550,7 +552,12 @@ export class RunWorker {
       const runEnv = { ...secrets.env, ...scripts.env, ...egress.env };
       const plan = this.planSandbox(spec, runtime, runEnv, assets, restored.files);
       ({ token, warm } = plan);
-      deps.gateway.register(token, { ...route, retryAfterMs: runtime.gatewayRetryAfterMs });
+      warmKey = warm?.key;
+      deps.gateway.register(token, {
+        ...route,
+        retryAfterMs: runtime.gatewayRetryAfterMs,
+        ...(warmKey ? { onRequest: this.refillOnFirstCall(warmKey, route.onRequest) } : {}),
+      });
       const started = this.warm
         ? await this.warm.start(deps.driver, runId, plan.sandbox, warm)
         : { sandbox: await deps.driver.start(plan.sandbox), kind: 'cold' as const };
@@ -591,6 +598,7 @@ export class RunWorker {
       if (!(e instanceof StopBeforeStart)) throw e;
     } finally {
       if (warm) this.warm?.abandon(warm);
+      if (warmKey) this.warm?.refill(warmKey);
       clearTimeout(deadline);
       clearTimeout(budgetTimer);
       if (token) deps.gateway.unregister(token);
@@ -1083,6 +1091,17 @@ export class RunWorker {
       env[base.env] = `http://127.0.0.1:${SANDBOX_GATEWAY_PORT}${base.path}`;
     }
     return { env, tokens };
+  }
+
+  /** The run's gateway requests as `onRequest` logs them; its first one also refills the warm pool. */
+  private refillOnFirstCall(key: string, onRequest: GatewayRoute['onRequest']): GatewayRoute['onRequest'] {
+    let first = true;
+    return (info) => {
+      onRequest?.(info);
+      if (!first) return;
+      first = false;
+      this.warm?.refill(key);
+    };
   }
 
   private async route(

@@ -124,6 +124,14 @@ export class WarmStarts {
     return { sandbox: await driver.start(sandbox), kind: 'cold' };
   }
 
+  /**
+   * The run on a warm sandbox of this key got going (its first model call was answered) or ended:
+   * the sandbox it took is replaced now (src/sandbox/warm-pool.ts, refillLater).
+   */
+  refill(key: string): void {
+    this.opts.pool.refill(key);
+  }
+
   /** A planned warm sandbox the run will not start on after all (stopped before it started). */
   abandon(warm: WarmSandbox): void {
     this.opts.pool.discard(warm, 'its run stopped before it started');

@@ -45,14 +45,20 @@ async function warmOf(instance: string): Promise<Dockerode.ContainerInfo[]> {
   return all.filter(isUnclaimedWarm);
 }
 
-/** Waits until the pool holds a ready warm sandbox (its CLI started and waiting). */
+const DEFAULT_IMAGE = 'jetty/env-lean:1';
+
+/**
+ * Waits until the default snapshot's pool holds a ready warm sandbox (its CLI started and waiting):
+ * the one the next run of HELLO takes. (Another image's pool being ready says nothing of it: a
+ * taken sandbox is replaced only once its run got going.)
+ */
 async function warmReady(): Promise<Dockerode.ContainerInfo> {
   await waitFor(
-    async () => Object.values(h.server.worker!.warmStats()).some((s) => s.ready > 0),
+    async () => (h.server.worker!.warmStats()[`claude-code@${DEFAULT_IMAGE}`]?.ready ?? 0) > 0,
     60_000,
     'a warm sandbox to be ready',
   );
-  const [w] = await warmOf(h.instance);
+  const w = (await warmOf(h.instance)).find((c) => c.Image === DEFAULT_IMAGE);
   return w!;
 }
 
@@ -143,7 +149,7 @@ describe('warm sandboxes', () => {
     const rec = (await (await h.fetch(`${h.url}/v1/runs/${b.runId}`)).json()) as { image: string };
     expect(rec.image).toBe(image);
     // The default snapshot's pool is untouched by runs of another image.
-    expect(h.server.worker!.warmStats()['claude-code@jetty/env-lean:1']?.ready).toBe(1);
+    expect(h.server.worker!.warmStats()[`claude-code@${DEFAULT_IMAGE}`]?.ready).toBe(1);
   }, 150_000);
 
   it('a run on another model starts cold; the pool turns to that model and the next such run is warm', async () => {

@@ -50,3 +50,82 @@ describe('warm pool memory budget', () => {
     await pool.close();
   });
 });
+
+// A taken sandbox's replacement waits until its run got going: making one while the CLI that just
+// got its prompt works took the CPU from it. Without Docker: a driver that counts prepares.
+describe('warm pool refill after a take', () => {
+  function countingDriver(order: string[]): { driver: SandboxDriver; prepared: () => number } {
+    let n = 0;
+    const driver = {
+      prepare: async () => {
+        n++;
+        const id = `c${n}`;
+        return {
+          id,
+          startForwarder: async () => undefined,
+          startAgent: async () => ({
+            exited: false,
+            sandbox: { id } as never,
+            giveInput: () => order.push(`input ${id}`),
+          }),
+          placeFiles: async () => undefined,
+          bindToRun: async () => {
+            order.push(`bind ${id}`);
+          },
+          remove: async () => undefined,
+        };
+      },
+    } as unknown as SandboxDriver;
+    return { driver, prepared: () => n };
+  }
+
+  async function settle(): Promise<void> {
+    for (let i = 0; i < 10; i++) await new Promise((r) => setImmediate(r));
+  }
+
+  it('refills when the run says it got going, not when it takes the sandbox', async () => {
+    const order: string[] = [];
+    const { driver, prepared } = countingDriver(order);
+    const pool = new WarmPool({
+      driver,
+      worker: 'w',
+      size: 1,
+      memoryBytes: 4 * GIB,
+      idleMs: 0,
+      template: () => template(GIB),
+      logger: { debug: () => undefined, warn: () => undefined },
+    });
+    pool.want('x@img');
+    await settle();
+    expect(prepared()).toBe(1);
+    const w = pool.take('x@img');
+    expect(w).toBeDefined();
+    if (!w) throw new Error('no warm sandbox');
+    await pool.claim(w, 'run-1', [], 'prompt');
+    // The prompt goes in before the sandbox is renamed for its run.
+    expect(order).toEqual(['input c1', 'bind c1']);
+    await settle();
+    expect(prepared()).toBe(1);
+    pool.refill('x@img');
+    await settle();
+    expect(prepared()).toBe(2);
+    await pool.close();
+  });
+
+  it('refills at once when a run found none ready', async () => {
+    const { driver, prepared } = countingDriver([]);
+    const pool = new WarmPool({
+      driver,
+      worker: 'w',
+      size: 1,
+      memoryBytes: 4 * GIB,
+      idleMs: 0,
+      template: () => template(GIB),
+      logger: { debug: () => undefined, warn: () => undefined },
+    });
+    expect(pool.take('x@img')).toBeUndefined();
+    await settle();
+    expect(prepared()).toBe(1);
+    await pool.close();
+  });
+});
