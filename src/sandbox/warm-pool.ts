@@ -58,7 +58,7 @@ export interface WarmPoolOptions {
 /** After a warm sandbox of a key failed to start, none is tried again for so long. */
 const FAILURE_BACKOFF_MS = 30_000;
 
-/** A taken warm sandbox is replaced when its run got going (WarmPool.refill), or this long after. */
+/** A taken warm sandbox is replaced when its run has ended (WarmPool.refill), or this long after. */
 export const REFILL_WAIT_MS = 2_000;
 
 export class WarmPool {
@@ -71,7 +71,7 @@ export class WarmPool {
   /** Containers of this pool that no run has been bound to yet: the sweep must spare them. */
   private readonly unbound = new Set<string>();
   private readonly removing = new Set<Promise<unknown>>();
-  /** Keys whose taken sandboxes are replaced once their run got going (refillLater). */
+  /** Keys whose taken sandboxes are replaced once their run has ended (refillLater). */
   private readonly refillTimers = new Map<string, NodeJS.Timeout>();
   private heldBytes = 0;
   /** Keys the memory budget kept from being filled (said once each). */
@@ -116,8 +116,8 @@ export class WarmPool {
 
   /**
    * A ready warm sandbox of `key`, taken out of the pool (or undefined: start cold). Never waits:
-   * one still starting is left to start. The pool refills behind it once its run got going
-   * (refill), or at once when none was ready.
+   * one still starting is left to start. The pool refills behind it once its run has ended
+   * (refill, at most REFILL_WAIT_MS later), or at once when none was ready.
    */
   take(key: string): WarmSandbox | undefined {
     if (!this.enabled || this.closed) return undefined;
@@ -138,8 +138,8 @@ export class WarmPool {
   }
 
   /**
-   * The run that took a warm sandbox of `key` is under way (its first model call was answered, or
-   * it ended): the key's pool refills now rather than at REFILL_WAIT_MS.
+   * The run that took a warm sandbox of `key` has ended: the key's pool refills now rather than
+   * at REFILL_WAIT_MS.
    */
   refill(key: string): void {
     const timer = this.refillTimers.get(key);
@@ -256,10 +256,10 @@ export class WarmPool {
   }
 
   /**
-   * A taken sandbox's replacement waits for its run to get going (refill(key)), at most
-   * REFILL_WAIT_MS: making one (a container, the forwarder, a CLI that boots for about a second of
-   * CPU) would otherwise take the CPU from the CLI that just got its prompt, on a small host
-   * doubling the time to its first model call.
+   * A taken sandbox's replacement waits for its run to end (refill(key)), at most REFILL_WAIT_MS:
+   * making one (a container, the forwarder, a CLI that boots for about a second of CPU) would
+   * otherwise take the CPU from the run that just took the warm one, on a small host doubling the
+   * time to its first model call and delaying its end.
    */
   private refillLater(key: string): void {
     this.lastWanted.set(key, Date.now());

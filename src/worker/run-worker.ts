@@ -533,7 +533,7 @@ export class RunWorker {
     let outcome: ReturnType<ReturnType<typeof runtime.createParser>['finish']>['outcome'] | undefined;
     let token: string | undefined;
     let warm: WarmSandbox | undefined;
-    // The pool key of the warm sandbox planned for the run: it is replaced once the run got going.
+    // The pool key of the warm sandbox planned for the run: it is replaced once the run has ended.
     let warmKey: string | undefined;
     let evaluation: Evaluation | null = null;
     // The conversation's files for the next turn, when they are saved after the run's end.
@@ -553,11 +553,7 @@ export class RunWorker {
       const plan = this.planSandbox(spec, runtime, runEnv, assets, restored.files);
       ({ token, warm } = plan);
       warmKey = warm?.key;
-      deps.gateway.register(token, {
-        ...route,
-        retryAfterMs: runtime.gatewayRetryAfterMs,
-        ...(warmKey ? { onRequest: this.refillOnFirstCall(warmKey, route.onRequest) } : {}),
-      });
+      deps.gateway.register(token, { ...route, retryAfterMs: runtime.gatewayRetryAfterMs });
       const started = this.warm
         ? await this.warm.start(deps.driver, runId, plan.sandbox, warm)
         : { sandbox: await deps.driver.start(plan.sandbox), kind: 'cold' as const };
@@ -598,7 +594,6 @@ export class RunWorker {
       if (!(e instanceof StopBeforeStart)) throw e;
     } finally {
       if (warm) this.warm?.abandon(warm);
-      if (warmKey) this.warm?.refill(warmKey);
       clearTimeout(deadline);
       clearTimeout(budgetTimer);
       if (token) deps.gateway.unregister(token);
@@ -781,7 +776,9 @@ export class RunWorker {
       log.info({ status, duration_ms, exitCode, artifacts: artifacts.length }, 'run ended');
     } finally {
       // After the end is announced (or the attempt given up): what only a later turn, or nobody,
-      // waits for. The job is not done until the sandbox is gone.
+      // waits for. The job is not done until the sandbox is gone. The warm sandbox the run took is
+      // replaced now (or REFILL_WAIT_MS after it was taken, if sooner), not while the run needs the CPU.
+      if (warmKey) this.warm?.refill(warmKey);
       if (sandbox) {
         if (saveLater) await this.saveTurn(spec, sandbox, redactor, log);
         await sandbox.remove().catch((e) => log.warn({ err: e }, 'removing the sandbox failed'));
@@ -1091,17 +1088,6 @@ export class RunWorker {
       env[base.env] = `http://127.0.0.1:${SANDBOX_GATEWAY_PORT}${base.path}`;
     }
     return { env, tokens };
-  }
-
-  /** The run's gateway requests as `onRequest` logs them; its first one also refills the warm pool. */
-  private refillOnFirstCall(key: string, onRequest: GatewayRoute['onRequest']): GatewayRoute['onRequest'] {
-    let first = true;
-    return (info) => {
-      onRequest?.(info);
-      if (!first) return;
-      first = false;
-      this.warm?.refill(key);
-    };
   }
 
   private async route(
