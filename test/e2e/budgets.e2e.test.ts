@@ -3,7 +3,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { listRuntimes } from '../../src/runtimes/registry.js';
 import { BUDGET_GRACE_MS } from '../../src/worker/run-worker.js';
 import { type Harness, runbookRequest, startHarness } from '../support/harness.js';
-import { runSandboxesOf } from '../support/sandboxes.js';
+import { sandboxesLeft } from '../support/sandboxes.js';
 
 // A run's budget on the real engine with the real CLIs: the simulated model's script makes several
 // model calls; the gateway refuses the one after the budget is spent, in the CLI's own protocol;
@@ -16,7 +16,7 @@ beforeAll(async () => {
   h = await startHarness();
 }, 120_000);
 afterEach(async () => {
-  const left = await runSandboxesOf(docker, h.instance);
+  const left = await sandboxesLeft(docker, h.instance);
   for (const c of left) await docker.getContainer(c.Id).remove({ force: true });
   expect(left).toEqual([]);
 });

@@ -6,7 +6,7 @@ import Dockerode from 'dockerode';
 import OpenAI from 'openai';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type Harness, runbookRequest, startHarness, waitFor } from '../support/harness.js';
-import { containersOfRun, runSandboxesOf } from '../support/sandboxes.js';
+import { containersOfRun, sandboxesLeft } from '../support/sandboxes.js';
 import { readSse } from '../support/sse.js';
 
 // End to end: the real server, a real Redis, the real Docker engine, the real claude CLI in its
@@ -20,7 +20,7 @@ beforeAll(async () => {
 
 afterEach(async () => {
   // No test may leave a sandbox behind.
-  const left = await runSandboxesOf(docker, h.instance);
+  const left = await sandboxesLeft(docker, h.instance);
   for (const c of left) await docker.getContainer(c.Id).remove({ force: true });
   expect(left.map((c) => c.Names)).toEqual([]);
 });
@@ -110,7 +110,8 @@ describe('claude-code end to end', () => {
     expect(rec.runtime_version).toBe('2.1.197');
     expect(rec.timings.agent_ms).toBeGreaterThan(0);
     expect(rec.timings.sandbox_start_ms).toBeGreaterThan(0);
-    expect(await containersOf(runId)).toEqual([]);
+    // Removed just after the run's end.
+    await waitFor(async () => (await containersOf(runId)).length === 0, 5_000, 'the sandbox to be removed');
   });
 
   it('serves the official openai npm client, streaming and not', async () => {
@@ -261,7 +262,7 @@ describe('claude-code end to end', () => {
     const rec = await getRun(runId);
     expect(rec.status).toBe('failed');
     expect(rec.error.code).toBe('timeout');
-    expect(await containersOf(runId)).toEqual([]);
+    await waitFor(async () => (await containersOf(runId)).length === 0, 5_000, 'the sandbox to be removed');
     const part = await h.fetch(`${h.url}/v1/runs/${runId}/artifacts/part.txt`);
     expect(await part.text()).toBe('partial');
   });

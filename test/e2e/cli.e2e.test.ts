@@ -7,7 +7,7 @@ import Dockerode from 'dockerode';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { cuttingProxy } from '../support/cutting-proxy.js';
 import { type Harness, runbookRequest, startHarness, waitFor } from '../support/harness.js';
-import { runSandboxesOf } from '../support/sandboxes.js';
+import { sandboxesLeft } from '../support/sandboxes.js';
 
 // The `jetty` CLI as a user runs it: the compiled bin in a child process with stdin and stdout not
 // terminals, against a real server (real Redis, Docker, the claude CLI in its image, the simulated
@@ -23,7 +23,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterEach(async () => {
-  const left = await runSandboxesOf(docker, h.instance);
+  const left = await sandboxesLeft(docker, h.instance);
   for (const c of left) await docker.getContainer(c.Id).remove({ force: true });
   expect(left.map((c) => c.Names)).toEqual([]);
   if (cwd) await rm(cwd, { recursive: true, force: true });

@@ -3,7 +3,7 @@ import { type AddressInfo, connect, Socket } from 'node:net';
 import Dockerode from 'dockerode';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type Harness, runbookRequest, startHarness } from '../support/harness.js';
-import { runSandboxesOf } from '../support/sandboxes.js';
+import { sandboxesLeft } from '../support/sandboxes.js';
 import { readSse } from '../support/sse.js';
 
 // Egress end to end: the real server, Redis, the Docker engine, the claude CLI in its image
@@ -51,7 +51,7 @@ beforeAll(async () => {
 
 afterEach(async () => {
   // Warm sandboxes no run has claimed stay with the pool (the harness checks they go at its stop).
-  const left = await runSandboxesOf(docker, h.instance);
+  const left = await sandboxesLeft(docker, h.instance);
   for (const c of left) await docker.getContainer(c.Id).remove({ force: true });
   expect(left.map((c) => c.Names)).toEqual([]);
 });

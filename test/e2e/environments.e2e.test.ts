@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import Dockerode from 'dockerode';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type Harness, runbookRequest, startHarness, waitFor } from '../support/harness.js';
-import { runSandboxesOf } from '../support/sandboxes.js';
+import { sandboxesLeft } from '../support/sandboxes.js';
 
 // Environments end to end: the real agent CLIs layered onto each snapshot's image and onto images
 // made here, with the simulated model. What a user notices: the tools a snapshot promises are
@@ -27,7 +27,7 @@ beforeAll(async () => {
 }, 300_000);
 afterEach(async () => {
   // Warm sandboxes no run has claimed stay with the pool (the harness checks they go at its stop).
-  const left = await runSandboxesOf(docker, h.instance);
+  const left = await sandboxesLeft(docker, h.instance);
   for (const c of left) await docker.getContainer(c.Id).remove({ force: true });
   expect(left.filter((c) => c.Labels['jetty.probe'] !== 'true')).toEqual([]);
 });

@@ -3,7 +3,7 @@ import { JettyClient } from '@jetty/sdk';
 import Dockerode from 'dockerode';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type Harness, runbookRequest, startHarness } from '../support/harness.js';
-import { runSandboxesOf } from '../support/sandboxes.js';
+import { sandboxesLeft } from '../support/sandboxes.js';
 import { readSse } from '../support/sse.js';
 
 // Every run is scored against its runbook: the real claude CLI in a real sandbox does what the
@@ -18,7 +18,7 @@ beforeAll(async () => {
 }, 120_000);
 afterEach(async () => {
   // Warm sandboxes no run has claimed stay with the pool (the harness checks they go at its stop).
-  const left = await runSandboxesOf(docker, h.instance);
+  const left = await sandboxesLeft(docker, h.instance);
   for (const c of left) await docker.getContainer(c.Id).remove({ force: true });
   expect(left).toEqual([]);
 });

@@ -6,7 +6,7 @@ import { JettyClient } from '@jetty/sdk';
 import Dockerode from 'dockerode';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type Harness, startHarness } from '../support/harness.js';
-import { runSandboxesOf } from '../support/sandboxes.js';
+import { sandboxesLeft } from '../support/sandboxes.js';
 
 // A/B experiments end to end: the real claude and codex CLIs in real sandboxes, the simulated
 // model, the `jetty ab` CLI (dist/) against a real server. Every figure of the experiment is
@@ -20,7 +20,7 @@ beforeAll(async () => {
 }, 120_000);
 afterEach(async () => {
   // Warm sandboxes no run has claimed stay with the pool (the harness checks they go at its stop).
-  const left = await runSandboxesOf(docker, h.instance);
+  const left = await sandboxesLeft(docker, h.instance);
   for (const c of left) await docker.getContainer(c.Id).remove({ force: true });
   expect(left).toEqual([]);
 });

@@ -6,7 +6,7 @@ import Dockerode from 'dockerode';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type Harness, runbookRequest, startHarness } from '../support/harness.js';
 import { makeWheel, type PackageIndex, servePackageIndex } from '../support/package-index.js';
-import { isUnclaimedWarm } from '../support/sandboxes.js';
+import { sandboxesLeft } from '../support/sandboxes.js';
 
 // The issue's "done means": a runbook written the way Jetty's runbooks are (snapshot python312-uv,
 // programmatic evaluation, a Dependencies table, a setup step with `pip install`, Python that
@@ -181,12 +181,9 @@ interface Ev {
 }
 
 async function cleanUp(h: Harness): Promise<void> {
-  const left = await docker.listContainers({
-    all: true,
-    filters: { label: [`jetty.instance=${h.instance}`] },
-  });
-  // Warm sandboxes no run has claimed stay with the pool (the harness checks they go at its stop).
-  const runs = left.filter((c) => !isUnclaimedWarm(c));
+  // Warm sandboxes no run has claimed stay with the pool (the harness checks they go at its stop);
+  // a run's own is removed just after its end.
+  const runs = await sandboxesLeft(docker, h.instance);
   for (const c of runs) await docker.getContainer(c.Id).remove({ force: true });
   expect(runs.filter((c) => c.Labels['jetty.probe'] !== 'true').map((c) => c.Names)).toEqual([]);
 }

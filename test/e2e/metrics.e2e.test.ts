@@ -159,6 +159,11 @@ describe('/metrics of an API process and a worker process', () => {
     const a = await scrape(url);
     expect(value(a, 'jetty_runs_started_total')).toBe(0);
     expect(value(a, 'jetty_sse_streams_open')).toBe(0);
-    expect(value(a, 'jetty_queue_jobs', { queue: 'runs', state: 'active' })).toBe(0);
+    // The job is done once the worker has removed the run's sandbox, just after the run's end.
+    await waitFor(
+      async () => value(await scrape(url), 'jetty_queue_jobs', { queue: 'runs', state: 'active' }) === 0,
+      5_000,
+      'no active job',
+    );
   }, 180_000);
 });

@@ -411,7 +411,13 @@ describe('a conversation across hosts', () => {
     const t1 = await submit(runbook);
     const one = await ended(t1, 180_000);
     expect(one.status).toBe('completed');
-    expect((one as Rec & Record<string, unknown>).conversation_state).toMatchObject({ dropped: 0 });
+    // Saved for the next turn just after the turn's end.
+    const saved = await waitFor(
+      async () => ((await record(t1)) as Rec & Record<string, unknown>).conversation_state,
+      10_000,
+      "turn 1's files to be saved",
+    );
+    expect(saved).toMatchObject({ dropped: 0 });
     const ranOne = (await events(t1)).find((e) => e.type === 'run.started')?.data.worker;
     const host1 = workers.findIndex((p) => p.owns(ranOne));
     expect(host1, `the worker of ${t1}`).toBeGreaterThanOrEqual(0);

@@ -7,7 +7,7 @@ import Dockerode from 'dockerode';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type Harness, startHarness } from '../support/harness.js';
 import { missingShownLines, type ReadmeBlock, runnableBlocks } from '../support/readme-blocks.js';
-import { runSandboxesOf } from '../support/sandboxes.js';
+import { sandboxesLeft } from '../support/sandboxes.js';
 
 // Every README block marked `<!-- runnable -->` runs as a reader runs it: against a real server (API
 // and worker, real Redis and Docker, the claude CLI in its image, the simulated model), in a fresh
@@ -42,7 +42,7 @@ beforeAll(async () => {
 
 afterEach(async () => {
   // Warm sandboxes no run has claimed stay with the pool (the harness checks they go at its stop).
-  const left = await runSandboxesOf(docker, h.instance);
+  const left = await sandboxesLeft(docker, h.instance);
   for (const c of left) await docker.getContainer(c.Id).remove({ force: true });
   expect(left.map((c) => c.Names)).toEqual([]);
 });

@@ -3,7 +3,7 @@ import Dockerode from 'dockerode';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { listRuntimes } from '../../src/runtimes/registry.js';
 import { type Harness, startHarness } from '../support/harness.js';
-import { runSandboxesOf } from '../support/sandboxes.js';
+import { sandboxesLeft } from '../support/sandboxes.js';
 import { type SimulatedUpstream, startSimulatedUpstream } from '../support/simulated-upstream.js';
 
 // Issue 12 end to end, with the real CLIs in their real sandboxes. No provider is simulated
@@ -37,7 +37,7 @@ beforeAll(async () => {
   await h.setEnv(KEYS);
 }, 120_000);
 afterEach(async () => {
-  const left = await runSandboxesOf(docker, h.instance);
+  const left = await sandboxesLeft(docker, h.instance);
   for (const c of left) await docker.getContainer(c.Id).remove({ force: true });
   expect(left).toEqual([]);
 });

@@ -2,7 +2,7 @@ import Dockerode from 'dockerode';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { listRuntimes } from '../../src/runtimes/registry.js';
 import { type Harness, runbookRequest, startHarness } from '../support/harness.js';
-import { runSandboxesOf } from '../support/sandboxes.js';
+import { sandboxesLeft } from '../support/sandboxes.js';
 
 // The same runbook on every registered runtime, each in its own real container with the real CLI
 // and the simulated provider speaking that CLI's wire protocol. Changing one line (frontmatter
@@ -17,7 +17,7 @@ beforeAll(async () => {
   await h.setEnv({ HELLO_TOKEN });
 }, 120_000);
 afterEach(async () => {
-  const left = await runSandboxesOf(docker, h.instance);
+  const left = await sandboxesLeft(docker, h.instance);
   for (const c of left) await docker.getContainer(c.Id).remove({ force: true });
   expect(left).toEqual([]);
 });

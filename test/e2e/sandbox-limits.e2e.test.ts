@@ -3,7 +3,7 @@ import path from 'node:path';
 import Dockerode from 'dockerode';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type Harness, runbookRequest, startHarness, waitFor } from '../support/harness.js';
-import { containersOfRun, runSandboxesOf } from '../support/sandboxes.js';
+import { containersOfRun, sandboxesLeft } from '../support/sandboxes.js';
 
 // The sandbox's disk limit and the artifact limits, end to end: the real server, Redis, the
 // Docker engine, the claude CLI in its image, and the simulated provider running real commands.
@@ -19,7 +19,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterEach(async () => {
-  const left = await runSandboxesOf(docker, h.instance);
+  const left = await sandboxesLeft(docker, h.instance);
   for (const c of left) await docker.getContainer(c.Id).remove({ force: true });
   expect(left.map((c) => c.Names)).toEqual([]);
 });
@@ -106,6 +106,13 @@ describe('a sandbox that writes more than its limit', () => {
     const committed = (await readdir(runDir)).filter((d) => d.startsWith('files-'));
     expect(committed).toHaveLength(1);
     expect((await readdir(path.join(runDir, committed[0]!))).sort()).toEqual(['a.txt', 'b.txt']);
-    expect(await readdir(path.join(h.dataDir, 'scratch', 'collect')).catch(() => [])).toEqual([]);
+    // Once the worker is done with the run (its conversation files are saved after its end).
+    const scratch = () => readdir(path.join(h.dataDir, 'scratch', 'collect')).catch(() => [] as string[]);
+    await waitFor(
+      async () => (await scratch()).length === 0,
+      5_000,
+      'the scratch directory to be emptied',
+    ).catch(() => undefined);
+    expect(await scratch()).toEqual([]);
   }, 180_000);
 });

@@ -5,7 +5,7 @@ import Dockerode from 'dockerode';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type Harness, runbookRequest, startHarness } from '../support/harness.js';
 import { dumpRedis } from '../support/redis.js';
-import { runSandboxesOf } from '../support/sandboxes.js';
+import { sandboxesLeft } from '../support/sandboxes.js';
 
 // A secret printed right where an event is cut (the tool.result output, a log line) must leave no
 // fragment anywhere the server keeps or sends events: redaction comes before the cut, and a cut
@@ -18,7 +18,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterEach(async () => {
-  const left = await runSandboxesOf(docker, h.instance);
+  const left = await sandboxesLeft(docker, h.instance);
   for (const c of left) await docker.getContainer(c.Id).remove({ force: true });
   expect(left.map((c) => c.Names)).toEqual([]);
 });

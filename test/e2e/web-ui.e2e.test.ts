@@ -7,7 +7,7 @@ import { type BrowserContext, chromium, type Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { cuttingProxy } from '../support/cutting-proxy.js';
 import { type Harness, runbookRequest, startHarness } from '../support/harness.js';
-import { runSandboxesOf } from '../support/sandboxes.js';
+import { sandboxesLeft } from '../support/sandboxes.js';
 
 // The web page at /ui in a real headless Chromium (Debian's package, driven by playwright-core),
 // against a real server: real Redis, Docker, the claude CLI in its image, the simulated model.
@@ -40,7 +40,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterEach(async () => {
-  const left = await runSandboxesOf(docker, h.instance);
+  const left = await sandboxesLeft(docker, h.instance);
   for (const c of left) await docker.getContainer(c.Id).remove({ force: true });
   expect(left.map((c) => c.Names)).toEqual([]);
 });

@@ -17,6 +17,22 @@ export async function runSandboxesOf(
   return all.filter((c) => !isUnclaimedWarm(c));
 }
 
+/**
+ * The run sandboxes of a server instance still there once they have had `ms` to go: a worker
+ * removes a run's sandbox just after the run's end is announced, not before it.
+ */
+export async function sandboxesLeft(
+  docker: Dockerode,
+  instance: string,
+  ms = 10_000,
+): Promise<Dockerode.ContainerInfo[]> {
+  for (const until = Date.now() + ms; ; ) {
+    const left = await runSandboxesOf(docker, instance);
+    if (left.length === 0 || Date.now() >= until) return left;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 /** The sandbox of one run: labelled with it (a cold start), or renamed for it (a claimed warm one). */
 export async function containersOfRun(docker: Dockerode, runId: string): Promise<Dockerode.ContainerInfo[]> {
   const [labelled, named] = await Promise.all([
