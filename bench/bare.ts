@@ -6,7 +6,7 @@
 import { spawn } from 'node:child_process';
 import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { CLAUDE_CODE_VERSION, userMessage } from '../src/runtimes/claude-code.js';
+import { CLAUDE_CODE_VERSION, claudeCodeAdapter, userMessage } from '../src/runtimes/claude-code.js';
 import { composePrompt } from '../src/worker/prompt.js';
 import { claudeEnv, ensurePeers, startSimulatedUpstream } from './simulated-upstream.js';
 
@@ -29,6 +29,18 @@ export async function startBarePeer(root: string, runbookTemplate: string): Prom
   const prompt = userMessage(
     composePrompt({ runbook, instruction: 'Execute the runbook.', timeoutSec: 1200, resultsDir }),
   );
+  // The server's own command line for the run (src/runtimes/claude-code.ts), less the program name.
+  const [, ...flags] = claudeCodeAdapter.buildInvocation({
+    runId: 'bench',
+    prompt: '',
+    model: 'claude-sonnet-4-6',
+    provider: 'anthropic',
+    gatewayUrl: up.url,
+    token: 'bench-not-a-key',
+    deadlineSec: 1200,
+    workdir: base,
+    resultsDir,
+  }).argv;
   let n = 0;
   return {
     cliVersion: CLAUDE_CODE_VERSION,
@@ -37,21 +49,11 @@ export async function startBarePeer(root: string, runbookTemplate: string): Prom
       await rm(resultsDir, { recursive: true, force: true });
       const calls = up.modelCalls();
       const t0 = performance.now();
-      const child = spawn(
-        bin,
-        [
-          '-p',
-          '--input-format',
-          'stream-json',
-          '--output-format',
-          'stream-json',
-          '--verbose',
-          '--dangerously-skip-permissions',
-          '--no-session-persistence',
-          '--model=claude-sonnet-4-6',
-        ],
-        { cwd: base, stdio: ['pipe', 'pipe', 'pipe'], env: claudeEnv(up, home) },
-      );
+      const child = spawn(bin, flags, {
+        cwd: base,
+        stdio: ['pipe', 'pipe', 'pipe'],
+        env: claudeEnv(up, home),
+      });
       let out = '';
       let err = '';
       let firstMs: number | undefined;

@@ -13,6 +13,7 @@ import { generateApiKey } from '../../src/tenancy/api-keys.js';
 import { bearer, postJson, runbookRequest, waitFor } from '../support/harness.js';
 import { observations, type Scrape, scrape, value } from '../support/prometheus.js';
 import { freePort, startRedis, type TestRedis } from '../support/redis.js';
+import { removeDeploymentContainers } from '../support/sandboxes.js';
 import { readSse } from '../support/sse.js';
 
 // /metrics of both roles, read by a Prometheus text-format parser, before and after real runs: an
@@ -65,15 +66,7 @@ afterAll(async () => {
     worker.child.kill('SIGTERM');
     await new Promise((r) => worker?.child.once('exit', r));
   }
-  const left = await docker.listContainers({
-    all: true,
-    filters: { label: [`jetty.key-prefix=${env.JETTY_KEY_PREFIX}`] },
-  });
-  for (const c of left)
-    await docker
-      .getContainer(c.Id)
-      .remove({ force: true })
-      .catch(() => undefined);
+  const left = await removeDeploymentContainers(docker, env.JETTY_KEY_PREFIX!);
   await api?.close();
   await redis?.stop();
   if (dataDir) await rm(dataDir, { recursive: true, force: true });

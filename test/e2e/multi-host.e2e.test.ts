@@ -12,6 +12,7 @@ import { generateMasterKey } from '../../src/tenancy/secrets.js';
 import { bearer, postJson, runbookRequest, waitFor } from '../support/harness.js';
 import { startMinio, type TestMinio } from '../support/minio.js';
 import { freePort, startRedis, type TestRedis } from '../support/redis.js';
+import { removeDeploymentContainers } from '../support/sandboxes.js';
 
 // "Several hosts": one API and two worker processes, each with its own DATA_DIR (no path shared
 // between them), sharing only Redis and an object store (a real MinIO on loopback). Real Docker,
@@ -108,15 +109,7 @@ afterEach(async (ctx) => {
 
 afterAll(async () => {
   await Promise.all(procs.map((p) => stopProc(p)));
-  const left = await docker.listContainers({
-    all: true,
-    filters: { label: [`jetty.key-prefix=${env.JETTY_KEY_PREFIX}`] },
-  });
-  for (const c of left)
-    await docker
-      .getContainer(c.Id)
-      .remove({ force: true })
-      .catch(() => undefined);
+  const left = await removeDeploymentContainers(docker, env.JETTY_KEY_PREFIX!);
   store?.destroy();
   await minio?.destroy();
   await redis?.stop();

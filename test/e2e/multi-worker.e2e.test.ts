@@ -12,7 +12,7 @@ import { type Server, startServer } from '../../src/main/compose.js';
 import { generateApiKey } from '../../src/tenancy/api-keys.js';
 import { bearer, postJson, runbookRequest, waitFor } from '../support/harness.js';
 import { freePort, startRedis, type TestRedis } from '../support/redis.js';
-import { isUnclaimedWarm } from '../support/sandboxes.js';
+import { isUnclaimedWarm, removeDeploymentContainers } from '../support/sandboxes.js';
 
 // Three worker processes on one host, sharing one DATA_DIR (so one GATEWAY_SOCKET_DIR) and one
 // instance name (the host's), one API; real Redis, the real engine, the real claude CLI, the
@@ -99,15 +99,7 @@ afterEach(async (ctx) => {
 
 afterAll(async () => {
   await Promise.all([...workers].map((w) => stop(w, 'SIGTERM')));
-  const left = await docker.listContainers({
-    all: true,
-    filters: { label: [`jetty.key-prefix=${env.JETTY_KEY_PREFIX}`] },
-  });
-  for (const c of left)
-    await docker
-      .getContainer(c.Id)
-      .remove({ force: true })
-      .catch(() => undefined);
+  const left = await removeDeploymentContainers(docker, env.JETTY_KEY_PREFIX!);
   await api?.close();
   await redis?.stop();
   if (dataDir) await rm(dataDir, { recursive: true, force: true });

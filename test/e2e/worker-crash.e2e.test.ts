@@ -12,7 +12,7 @@ import { type Server, startServer } from '../../src/main/compose.js';
 import { generateApiKey } from '../../src/tenancy/api-keys.js';
 import { bearer, postJson, runbookRequest, waitFor } from '../support/harness.js';
 import { startRedis, type TestRedis } from '../support/redis.js';
-import { containersOfRun } from '../support/sandboxes.js';
+import { containersOfRun, removeDeploymentContainers } from '../support/sandboxes.js';
 
 // Worker processes that stop mid-run: nothing is lost. One stopped with SIGTERM hands its run back
 // at once; one killed outright leaves it to be taken up when its lock lapses. Either way another
@@ -76,15 +76,7 @@ afterAll(async () => {
   // A SIGKILLed worker's warm sandboxes wait for another worker's sweep once its alive mark lapses
   // (test/e2e/warm-pool.e2e.test.ts proves that); this file's workers are gone before then, so it
   // removes what this instance left, by id.
-  const left = await docker.listContainers({
-    all: true,
-    filters: { label: [`jetty.key-prefix=${env.JETTY_KEY_PREFIX}`] },
-  });
-  for (const c of left)
-    await docker
-      .getContainer(c.Id)
-      .remove({ force: true })
-      .catch(() => undefined);
+  await removeDeploymentContainers(docker, env.JETTY_KEY_PREFIX!);
   await api?.close();
   await redis?.stop();
   if (dataDir) await rm(dataDir, { recursive: true, force: true });

@@ -42,3 +42,20 @@ export async function containersOfRun(docker: Dockerode, runId: string): Promise
   const seen = new Set(labelled.map((c) => c.Id));
   return [...labelled, ...named.filter((c) => !seen.has(c.Id))];
 }
+
+/** Removes, by id, every container of a deployment's key prefix (what a test's servers left), and says which. */
+export async function removeDeploymentContainers(
+  docker: Dockerode,
+  keyPrefix: string,
+): Promise<Dockerode.ContainerInfo[]> {
+  const left = await docker.listContainers({
+    all: true,
+    filters: { label: [`jetty.key-prefix=${keyPrefix}`] },
+  });
+  for (const c of left)
+    await docker
+      .getContainer(c.Id)
+      .remove({ force: true })
+      .catch(() => undefined);
+  return left;
+}
