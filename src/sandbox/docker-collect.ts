@@ -2,13 +2,12 @@ import { createHash } from 'node:crypto';
 import { mkdir, open, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
-import type Dockerode from 'dockerode';
 import tar from 'tar-stream';
 import { AppError, badRequest } from '../errors.js';
 import type { DroppedArtifact } from '../events/types.js';
 import { LAYER_SHELL, LAYER_TOOLS } from './agent-volume.js';
 import { type ListedFile, planCollection } from './collect-plan.js';
-import { startExec, toAppError } from './docker-exec.js';
+import { type ProcessStarter, toAppError } from './docker-exec.js';
 import type { CollectedArtifact, CollectLimits, CollectResult } from './driver.js';
 import { SANDBOX_GID, SANDBOX_UID } from './layout.js';
 
@@ -41,7 +40,7 @@ const SCRIPT = [
 ].join('\n');
 
 export async function collectDirectory(
-  container: Dockerode.Container,
+  start: ProcessStarter,
   dir: string,
   destDir: string,
   limits: CollectLimits,
@@ -50,7 +49,7 @@ export async function collectDirectory(
   if (!source.startsWith('/') || source === '') {
     throw badRequest(`cannot collect ${JSON.stringify(dir)}: an absolute directory is needed`, 'dir');
   }
-  const proc = await startExec(container, {
+  const proc = await start({
     argv: [...LAYER_SHELL, '-c', SCRIPT, 'sh', source],
     user: USER,
     keepStdinOpen: true,

@@ -18,10 +18,11 @@ import { collectDirectory } from './docker-collect.js';
 import {
   dockerMessage,
   dockerStatus,
+  type ExecOptions,
   readBounded,
   runExec,
+  runProcess,
   type StartedExec,
-  startExec,
   toAppError,
 } from './docker-exec.js';
 import {
@@ -48,6 +49,8 @@ import {
   tmpfsMounts,
 } from './layout.js';
 import { mergeLines } from './merge-lines.js';
+import { SUPERVISOR_SOURCE } from './supervisor.js';
+import { SupervisorLink } from './supervisor-link.js';
 
 export { contentType } from './docker-collect.js';
 export { SANDBOX_GID, SANDBOX_UID } from './layout.js';
@@ -90,10 +93,10 @@ const AGENT_USER = `${SANDBOX_UID}:${SANDBOX_GID}`;
 const SHM_BYTES = 64 * 1024 * 1024;
 const BUILD_COMMAND = 'bash docker/build-images.sh';
 /**
- * The agent's process, in one exec: its stdin is the files' tar, exactly $1 bytes of it (GNU head
- * never reads past what it was asked for), then the agent's own stdin. The engine's archive API
- * cannot be used for the files: it writes beneath the tmpfs mounts, where nobody would see them;
- * and one exec instead of two starts the agent sooner. tar makes missing parent directories
+ * The agent's process, one process of the supervisor's: its stdin is the files' tar, exactly $1
+ * bytes of it (GNU head never reads past what it was asked for), then the agent's own stdin. The
+ * engine's archive API cannot be used for the files: it writes beneath the tmpfs mounts, where
+ * nobody would see them; and one process instead of two starts the agent sooner. tar makes missing parent directories
  * itself, owned by the sandbox user; existing ones (a mount root such as /tmp) keep their owner
  * and mode. After the command, what it left behind (the forwarder, background jobs) is killed and
  * its exit code passed on: the run's processes end with the agent, as when the container was the
@@ -112,7 +115,11 @@ const AGENT_SCRIPT = [
   `  p=$(${BUSYBOX} printf '%04X' "\${JETTY_GATEWAY_PORT:-4100}"); i=0`,
   `  while [ $i -lt 200 ] && ! ${BUSYBOX} grep -q "^ *[0-9]*: 0100007F:$p 00000000:0000 0A " /proc/net/tcp 2>/dev/null; do ${BUSYBOX} usleep 10000; i=$((i + 1)); done`,
   'fi',
-  '"$@"; code=$?',
+  // Through a pipe of the shell's own: the supervisor's stdin is a socket, which the entrypoint
+  // (and a CLI) cannot open as /dev/stdin. GNU head copies with read and write: busybox cat
+  // splices, holding the pipe locked while it waits, so that opening /dev/stdin would wait for
+  // the first input (and a warm CLI would not start until its run came).
+  `${LAYER_TOOLS}/head -c ${Number.MAX_SAFE_INTEGER} | "$@"; code=$?`,
   'kill -9 -1 2>/dev/null',
   'exit $code',
 ].join('\n');
@@ -137,11 +144,12 @@ export interface DockerSandboxDriverOptions {
 
 /**
  * Sandboxes as Docker containers. The container is the run's environment: a read-only image,
- * sized tmpfs mounts where the sandbox user writes, no network, no capabilities, and a
- * do-nothing holder process of another user. Everything else is a process exec'd into it: the
- * files going in (tar -x), the agent, stopping (kill -9 -1 as the sandbox user), the results
- * coming out (find, tar -c). So the sandbox's writes never touch the host's disk, and its files
- * can still be read after the agent has gone.
+ * sized tmpfs mounts where the sandbox user writes, no network, and as its main process the
+ * supervisor (src/sandbox/supervisor.ts), of another user than the agent's. Everything else is a
+ * process the supervisor starts as the sandbox user, on the worker's word over the container's
+ * attached stdin and stdout: the files going in (tar -x), the agent, stopping (kill -9 -1), the
+ * results coming out (find, tar -c). So the sandbox's writes never touch the host's disk, its files
+ * can still be read after the agent has gone, and no step costs the engine an exec.
  */
 export class DockerSandboxDriver implements SandboxDriver {
   private readonly docker: Dockerode;
@@ -185,20 +193,26 @@ export class DockerSandboxDriver implements SandboxDriver {
     return this.prepareContainer(spec, pool);
   }
 
-  /** The agent layer's volume, then the container (the environment with its holder): no agent yet. */
+  /** The agent layer's volume, then the container (the environment with its supervisor): no agent yet. */
   private async prepareContainer(spec: EnvironmentSpec, pool?: string): Promise<PreparedDockerSandbox> {
     const volume = await this.volumes.volumeFor(spec.agentImage);
     const name = spec.runId !== undefined ? runContainerName(spec.runId) : `jetty-warm-${randomUUID()}`;
-    const container = await this.createReplacing(name, this.createOptions(name, spec, volume, pool));
+    const container = await this.createReplacing(
+      name,
+      supervised(this.createOptions(name, spec, volume, pool)),
+    );
     const log = { runId: spec.runId, container: container.id.slice(0, 12), image: spec.image };
     this.logger?.debug(log, 'sandbox created');
+    let link: SupervisorLink | undefined;
     try {
+      link = await SupervisorLink.attach(container);
       await container.start();
     } catch (err) {
+      link?.close();
       await container.remove({ force: true, v: true }).catch(() => undefined);
       throw toAppError(err, `could not start the sandbox ${name}`);
     }
-    return new PreparedDockerSandbox(container, log, (runId) =>
+    return new PreparedDockerSandbox(container, link, log, (runId) =>
       this.renameReplacing(container, runContainerName(runId)),
     );
   }
@@ -348,9 +362,10 @@ export class DockerSandboxDriver implements SandboxDriver {
     return {
       name,
       Image: spec.image,
-      // The holder: PID 1 is the engine's tiny init (it reaps what agent tools leave behind, which
-      // the pids limit counts), and its child sleeps, as a user the agent cannot signal. The
-      // layer's static busybox, so that any image can hold a sandbox.
+      // PID 1 is the engine's tiny init (it reaps what agent tools leave behind, which the pids
+      // limit counts). Its child here is a holder that sleeps, as a user the agent cannot signal,
+      // with the layer's static busybox so that any image can hold it: the probe's container. A
+      // sandbox's is the supervisor instead (supervised()).
       Entrypoint: [LAYER_SHELL[0]],
       Cmd: ['sleep', 'infinity'],
       Env: [],
@@ -430,6 +445,7 @@ class PreparedDockerSandbox implements PreparedSandbox {
 
   constructor(
     private readonly container: Dockerode.Container,
+    private readonly link: SupervisorLink,
     readonly log: { runId?: string; container: string; image: string },
     private readonly bind: (runId: string) => Promise<void>,
   ) {}
@@ -438,8 +454,10 @@ class PreparedDockerSandbox implements PreparedSandbox {
     return this.container.id;
   }
 
+  private readonly start = async (opts: ExecOptions): Promise<StartedExec> => this.link.start(opts);
+
   async startForwarder(env: Record<string, string>, opts: { waitReady?: boolean } = {}): Promise<void> {
-    this.forwarder = startExec(this.container, {
+    this.forwarder = this.start({
       argv: FORWARDER_ARGV,
       user: AGENT_USER,
       env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
@@ -475,8 +493,8 @@ class PreparedDockerSandbox implements PreparedSandbox {
     ];
     const base = { argv, user: AGENT_USER, workdir: '/app', env };
     const agent = spec.holdStdin
-      ? await startExec(this.container, { ...base, keepStdinOpen: true })
-      : await startExec(this.container, {
+      ? await this.start({ ...base, keepStdinOpen: true })
+      : await this.start({
           ...base,
           stdin: Buffer.concat([files, Buffer.from(spec.stdin ?? '')]),
         });
@@ -489,7 +507,7 @@ class PreparedDockerSandbox implements PreparedSandbox {
     // The forwarder's stderr joins the agent's (it says when the gateway cannot be reached), so
     // the agent's sandbox is made once the forwarder's exec exists, even when both start together.
     const forwarder = await this.forwarder?.catch(() => undefined);
-    const sandbox = new DockerSandbox(this.container, agent, forwarder);
+    const sandbox = new DockerSandbox(this.container, this.link, agent, forwarder);
     return {
       sandbox,
       get exited() {
@@ -502,7 +520,7 @@ class PreparedDockerSandbox implements PreparedSandbox {
   async placeFiles(files: SandboxFile[]): Promise<void> {
     if (files.length === 0) return;
     const archive = await filesArchive(files, { dirs: false });
-    const res = await runExec(this.container, {
+    const res = await runProcess(this.start, {
       argv: [`${LAYER_TOOLS}/tar`, '-x', '-p', '-f', '-', '-C', '/'],
       user: AGENT_USER,
       stdin: archive,
@@ -521,6 +539,7 @@ class PreparedDockerSandbox implements PreparedSandbox {
 
   async remove(): Promise<void> {
     await removeContainer(this.container);
+    this.link.close();
   }
 }
 
@@ -549,6 +568,7 @@ class DockerSandbox implements RunningSandbox {
 
   constructor(
     private readonly container: Dockerode.Container,
+    private readonly link: SupervisorLink,
     private readonly agent: StartedExec,
     forwarder?: StartedExec,
   ) {
@@ -577,11 +597,11 @@ class DockerSandbox implements RunningSandbox {
 
   async kill(): Promise<void> {
     this.killed = true;
-    await stopAgentProcesses(this.container);
+    await stopAgentProcesses(this.container, this.link);
   }
 
   async collect(dir: string, destDir: string, limits: CollectLimits): Promise<CollectResult> {
-    return collectDirectory(this.container, dir, destDir, limits);
+    return collectDirectory(async (opts) => this.link.start(opts), dir, destDir, limits);
   }
 
   async exec(argv: string[], limits: ExecLimits): Promise<ExecResult> {
@@ -589,7 +609,7 @@ class DockerSandbox implements RunningSandbox {
     let timedOut = false;
     let timer: NodeJS.Timeout | undefined;
     try {
-      const proc = await startExec(this.container, {
+      const proc = this.link.start({
         argv,
         user: AGENT_USER,
         workdir: limits.workdir ?? '/app',
@@ -598,7 +618,7 @@ class DockerSandbox implements RunningSandbox {
       // Past the limit every process of the sandbox user goes, the command's children with it.
       timer = setTimeout(() => {
         timedOut = true;
-        void stopAgentProcesses(this.container).catch(() => undefined);
+        void stopAgentProcesses(this.container, this.link).catch(() => undefined);
       }, limits.timeoutMs);
       const [out, err] = await Promise.all([
         readBounded(proc.stdout, limits.maxOutput),
@@ -622,7 +642,33 @@ class DockerSandbox implements RunningSandbox {
 
   async remove(): Promise<void> {
     await removeContainer(this.container);
+    this.link.close();
   }
+}
+
+/**
+ * A run's (or a warm) sandbox: the container's main process is the supervisor instead of the
+ * holder, as root with only what it needs to start processes as the sandbox user; its stdin and
+ * stdout are the worker's link to it. Nothing it carries is logged (the frames are the run's own
+ * output and files), so the engine keeps no log of it.
+ */
+function supervised(options: Dockerode.ContainerCreateOptions): Dockerode.ContainerCreateOptions {
+  return {
+    ...options,
+    Entrypoint: [`${AGENT_MOUNT}/bin/node`],
+    Cmd: ['--max-old-space-size=64', '-e', SUPERVISOR_SOURCE],
+    User: '0:0',
+    OpenStdin: true,
+    StdinOnce: false,
+    AttachStdin: true,
+    AttachStdout: true,
+    AttachStderr: true,
+    HostConfig: {
+      ...options.HostConfig,
+      CapAdd: ['SETUID', 'SETGID'],
+      LogConfig: { Type: 'none', Config: {} },
+    },
+  };
 }
 
 /** How long a retried run waits for its earlier attempt's container to be gone. */
@@ -641,22 +687,13 @@ async function waitUntilGone(container: Dockerode.Container, ms: number): Promis
 }
 
 /**
- * Kills every process of the sandbox user (kill(-1) spares the caller and the holder, which is
- * another user). A sandbox already gone or stopped has nothing left to kill. Should the engine
- * refuse the exec, the whole container is killed instead: the agent must stop, even if its files
+ * Kills every process of the sandbox user (kill(-1) spares the caller and the supervisor, which is
+ * another user). A sandbox already gone or stopped has nothing left to kill. Should the supervisor
+ * be gone or fail, the whole container is killed instead: the agent must stop, even if its files
  * are lost with it.
  */
-async function stopAgentProcesses(container: Dockerode.Container): Promise<void> {
-  try {
-    const res = await runExec(container, {
-      argv: [...LAYER_SHELL, '-c', 'kill -9 -1; kill -9 -1; true'],
-      user: AGENT_USER,
-    });
-    if (res.code === 0) return;
-  } catch (err) {
-    const status = dockerStatus(err);
-    if (status === 404 || status === 409) return;
-  }
+async function stopAgentProcesses(container: Dockerode.Container, link: SupervisorLink): Promise<void> {
+  if ((await link.killAll(SANDBOX_UID)) === 0) return;
   try {
     await container.kill({ signal: 'SIGKILL' });
   } catch (err) {

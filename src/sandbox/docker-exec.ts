@@ -4,9 +4,10 @@ import type Dockerode from 'dockerode';
 import { AppError, infraError } from '../errors.js';
 
 /**
- * Processes exec'd into a running sandbox. The sandbox container is only the environment; the
- * agent, and every step around it (placing files, stopping, collecting), is a process started
- * here, with stdout and stderr apart and the exit code read back from the engine.
+ * Processes in a running container, with stdout and stderr apart and an exit code. A run's sandbox
+ * starts its processes through its supervisor (src/sandbox/supervisor-link.ts); exec (here, with
+ * the exit code read back from the engine) is left for the containers that have none: the probe
+ * of an environment image.
  */
 
 export interface ExecOptions {
@@ -37,7 +38,7 @@ export interface StartedExec {
  * 32 KiB: with the default 16 KiB every frame paused and resumed the connection, and a loud
  * sandbox was read ten times slower than Docker sends.
  */
-const OUTPUT_BUFFER_BYTES = 1024 * 1024;
+export const OUTPUT_BUFFER_BYTES = 1024 * 1024;
 
 export async function startExec(container: Dockerode.Container, opts: ExecOptions): Promise<StartedExec> {
   const attachStdin = opts.stdin !== undefined || opts.keepStdinOpen === true;
@@ -72,13 +73,25 @@ export async function startExec(container: Dockerode.Container, opts: ExecOption
   };
 }
 
-/** Runs a short helper to its end; its output is kept up to `maxOutput` bytes per stream. */
+/** Starts a process in a sandbox: by exec, or by the sandbox's supervisor (src/sandbox/supervisor-link.ts). */
+export type ProcessStarter = (opts: ExecOptions) => Promise<StartedExec>;
+
+/** Runs a short helper to its end (exec'd); its output is kept up to `maxOutput` bytes per stream. */
 export async function runExec(
   container: Dockerode.Container,
   opts: ExecOptions,
   maxOutput = 64 * 1024,
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const proc = await startExec(container, opts);
+  return runProcess((o) => startExec(container, o), opts, maxOutput);
+}
+
+/** Runs a short helper to its end; its output is kept up to `maxOutput` bytes per stream. */
+export async function runProcess(
+  start: ProcessStarter,
+  opts: ExecOptions,
+  maxOutput = 64 * 1024,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const proc = await start(opts);
   const [stdout, stderr] = await Promise.all([
     readBounded(proc.stdout, maxOutput),
     readBounded(proc.stderr, maxOutput),

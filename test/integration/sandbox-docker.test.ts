@@ -464,7 +464,7 @@ describe.skipIf(SKIP)('DockerSandboxDriver against the real engine and image', (
     await sandbox.remove();
   });
 
-  it('confines the sandbox: no capabilities, no-new-privileges, no network, non-root, limits', async () => {
+  it('confines the sandbox: an agent with no capabilities, no-new-privileges, no network, non-root, limits', async () => {
     const h = await harness();
     const spec = h.spec({
       limits: { cpus: 0.5, memoryBytes: 256 * 1024 ** 2, pids: 64, diskBytes: DISK },
@@ -472,7 +472,7 @@ describe.skipIf(SKIP)('DockerSandboxDriver against the real engine and image', (
       argv: [
         'bash',
         '-c',
-        'id -u; id -g; grep -E "^(CapEff|CapBnd|NoNewPrivs)" /proc/self/status | tr -s "\\t" " "; ' +
+        'id -u; id -g; grep -E "^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs)" /proc/self/status | tr -s "\\t" " "; ' +
           'ls /sys/class/net; echo "$SOME_TOKEN"; touch /run/jetty/x 2>/dev/null || echo read-only',
       ],
     });
@@ -480,8 +480,10 @@ describe.skipIf(SKIP)('DockerSandboxDriver against the real engine and image', (
     try {
       const info = await docker.getContainer(sandbox.id).inspect();
       expect(info.Name).toBe(`/jetty-run-${spec.runId}`);
-      // The container's own process is the holder, of another user; the agent is exec'd as 1000.
-      expect(info.Config.User).toBe('65534:65534');
+      // The container's own process is the supervisor, root with only what it takes to start the
+      // agent as 1000 (src/sandbox/supervisor.ts); the agent has none of it.
+      expect(info.Config.User).toBe('0:0');
+      expect(info.HostConfig.CapAdd).toEqual(['SETUID', 'SETGID']);
       expect(info.HostConfig.ReadonlyRootfs).toBe(true);
       expect(Object.keys(info.HostConfig.Tmpfs ?? {}).sort()).toEqual([
         '/app',
@@ -513,8 +515,12 @@ describe.skipIf(SKIP)('DockerSandboxDriver against the real engine and image', (
       expect(stdout.split('\n')).toEqual([
         '1000',
         '1000',
+        'CapInh: 0000000000000000',
+        'CapPrm: 0000000000000000',
         'CapEff: 0000000000000000',
-        'CapBnd: 0000000000000000',
+        // The container's bound (setuid, setgid) is of no use without privileges to regain.
+        'CapBnd: 00000000000000c0',
+        'CapAmb: 0000000000000000',
         'NoNewPrivs: 1',
         'lo',
         'per-run-token',

@@ -1,0 +1,222 @@
+import type { Duplex } from 'node:stream';
+import { PassThrough } from 'node:stream';
+import type Dockerode from 'dockerode';
+import { type ExecOptions, OUTPUT_BUFFER_BYTES, type StartedExec } from './docker-exec.js';
+import { FRAME, FrameReader, frame, MAX_FRAME_PAYLOAD, type SpawnRequest } from './supervisor.js';
+
+/** What the supervisor said on its own stderr is kept up to this (for the worker's errors). */
+const MAX_COMPLAINT_BYTES = 4096;
+
+interface Channel {
+  stdout: PassThrough;
+  stderr: PassThrough;
+  detached: boolean;
+  settle(code: number | null): void;
+}
+
+/**
+ * The worker's end of a sandbox's supervisor (src/sandbox/supervisor.ts): the container's attached
+ * stdin and stdout, carrying the frames of every process started in it. A process looks to its
+ * caller exactly as an exec did (StartedExec): its stdout and stderr apart, its stdin, its exit
+ * code; null when the sandbox went away first.
+ */
+export class SupervisorLink {
+  private readonly channels = new Map<number, Channel>();
+  private nextId = 1;
+  private closed = false;
+  private complaints = '';
+  /** Outputs waiting for their reader: the connection is paused while any is. */
+  private blocked = 0;
+
+  /** Attached before the container starts, so nothing the supervisor says is missed. */
+  static async attach(container: Dockerode.Container): Promise<SupervisorLink> {
+    const socket = (await container.attach({
+      stream: true,
+      stdin: true,
+      stdout: true,
+      stderr: true,
+      hijack: true,
+    })) as Duplex;
+    return new SupervisorLink(socket);
+  }
+
+  constructor(private readonly socket: Duplex) {
+    const reader = new FrameReader((type, id, payload) => this.onFrame(type, id, payload));
+    // Docker's own multiplexing first (8-byte headers): stream 1 is our frames, 2 the supervisor's stderr.
+    let pending: Buffer = Buffer.alloc(0);
+    socket.on('data', (chunk: Buffer) => {
+      pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
+      let at = 0;
+      while (pending.length - at >= 8) {
+        const size = pending.readUInt32BE(at + 4);
+        if (pending.length - at - 8 < size) break;
+        const body = pending.subarray(at + 8, at + 8 + size);
+        if (pending[at] === 2) this.complain(body);
+        else reader.push(body);
+        at += 8 + size;
+      }
+      pending = pending.subarray(at);
+    });
+    const shut = () => this.shut();
+    socket.on('end', shut);
+    socket.on('close', shut);
+    socket.on('error', shut);
+  }
+
+  /** False once the connection has ended: the supervisor (the sandbox) is gone, or the link was closed. */
+  get open(): boolean {
+    return !this.closed;
+  }
+
+  /** What the supervisor wrote on its stderr (its own failures), bounded. */
+  get said(): string {
+    return this.complaints;
+  }
+
+  start(opts: ExecOptions): StartedExec {
+    const id = this.nextId++;
+    const stdout = new PassThrough({ highWaterMark: OUTPUT_BUFFER_BYTES });
+    const stderr = new PassThrough({ highWaterMark: OUTPUT_BUFFER_BYTES });
+    let resolve!: (code: number | null) => void;
+    const exit = new Promise<number | null>((r) => {
+      resolve = r;
+    });
+    const channel: Channel = {
+      stdout,
+      stderr,
+      detached: false,
+      settle: (code) => {
+        this.channels.delete(id);
+        stdout.end();
+        stderr.end();
+        resolve(code);
+      },
+    };
+    const withStdin = opts.stdin !== undefined || opts.keepStdinOpen === true;
+    if (this.closed) {
+      channel.settle(null);
+    } else {
+      this.channels.set(id, channel);
+      const [uid, gid] = opts.user.split(':').map(Number);
+      const req: SpawnRequest = {
+        argv: opts.argv,
+        env: envObject(opts.env ?? []),
+        cwd: opts.workdir ?? '/',
+        uid: uid ?? 0,
+        gid: gid ?? uid ?? 0,
+        stdin: withStdin,
+      };
+      this.write(frame(FRAME.spawn, id, Buffer.from(JSON.stringify(req))));
+      if (opts.stdin !== undefined) {
+        this.input(id, opts.stdin);
+        this.write(frame(FRAME.endInput, id));
+      }
+    }
+    return {
+      stdout,
+      stderr,
+      exit,
+      input: {
+        write: (data) => this.input(id, data),
+        end: (data) => {
+          if (data !== undefined) this.input(id, data);
+          this.write(frame(FRAME.endInput, id));
+        },
+      },
+      detach: () => {
+        // Like closing an exec's connection: no more output, the process goes on.
+        channel.detached = true;
+        this.write(frame(FRAME.detach, id));
+        stdout.end();
+        stderr.end();
+      },
+    };
+  }
+
+  /**
+   * Kills every process of `uid` (SIGKILL, twice), by the supervisor itself: it starts no
+   * process, so it works when the sandbox is at its pids limit. Resolves to 0 when done, else
+   * non-zero, or null when the sandbox is gone.
+   */
+  async killAll(uid: number): Promise<number | null> {
+    const id = this.nextId++;
+    if (this.closed) return null;
+    const exit = new Promise<number | null>((resolve) => {
+      this.channels.set(id, {
+        stdout: new PassThrough(),
+        stderr: new PassThrough(),
+        detached: true,
+        settle: (code) => {
+          this.channels.delete(id);
+          resolve(code);
+        },
+      });
+    });
+    this.write(frame(FRAME.kill, id, Buffer.from(JSON.stringify({ uid }))));
+    return exit;
+  }
+
+  /** Closes the connection (the supervisor goes on: its container is removed by its owner). */
+  close(): void {
+    this.socket.destroy();
+    this.shut();
+  }
+
+  private input(id: number, data: string | Buffer): void {
+    const buf = typeof data === 'string' ? Buffer.from(data) : data;
+    for (let at = 0; at < buf.length; at += MAX_FRAME_PAYLOAD) {
+      this.write(frame(FRAME.input, id, buf.subarray(at, at + MAX_FRAME_PAYLOAD)));
+    }
+  }
+
+  private write(buf: Buffer): void {
+    if (!this.closed) this.socket.write(buf);
+  }
+
+  private onFrame(type: number, id: number, payload: Buffer): void {
+    const channel = this.channels.get(id);
+    if (!channel) return;
+    if (type === FRAME.exit) {
+      const code = payload.length >= 4 ? payload.readInt32BE(0) : -1;
+      channel.settle(code < 0 ? null : code);
+      return;
+    }
+    const target = type === FRAME.stdout ? channel.stdout : type === FRAME.stderr ? channel.stderr : null;
+    if (!target || channel.detached || target.destroyed || target.writableEnded) return;
+    target.write(payload);
+    if (!target.writableNeedDrain) return;
+    // Backpressure: a slow reader slows the sandbox instead of growing our memory; so every
+    // output must be read (or resumed, or destroyed) by its caller, as with an exec.
+    if (this.blocked === 0) this.socket.pause();
+    this.blocked += 1;
+    const free = () => {
+      target.off('drain', free);
+      target.off('close', free);
+      this.blocked -= 1;
+      if (this.blocked === 0) this.socket.resume();
+    };
+    target.on('drain', free);
+    target.on('close', free);
+  }
+
+  private complain(body: Buffer): void {
+    if (this.complaints.length < MAX_COMPLAINT_BYTES) {
+      this.complaints += body.toString('utf8').slice(0, MAX_COMPLAINT_BYTES - this.complaints.length);
+    }
+  }
+
+  private shut(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const channel of [...this.channels.values()]) channel.settle(null);
+  }
+}
+
+function envObject(pairs: string[]): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const pair of pairs) {
+    const eq = pair.indexOf('=');
+    if (eq > 0) env[pair.slice(0, eq)] = pair.slice(eq + 1);
+  }
+  return env;
+}
