@@ -33,6 +33,8 @@ export interface VsPeersResult {
   times: Record<PeerName, PeerTimes>;
   /** The server's `timings.agent_ms`: the CLI inside the sandbox. */
   serverAgent: number[];
+  /** The server's request → first agent event (the CLI's first event of the run, not the queue's). */
+  serverFirstAgent: number[];
   /** Runs with several in flight, per peer; absent with BENCH_CONCURRENCY=1. */
   concurrent?: { inFlight: number; blocks: number; peers: Record<PeerName, ConcurrentTotals> };
   failures: string[];
@@ -163,6 +165,8 @@ export function renderVsPeers(r: VsPeersResult): string {
       pct(bare, 'done', 50),
       undefined,
     ),
+    row('server: request → first agent event p50', percentile(r.serverFirstAgent, 50), undefined, undefined),
+    row('server: request → first agent event p90', percentile(r.serverFirstAgent, 90), undefined, undefined),
     row('runs/min, sequential', perMinute(server.done), perMinute(bare.done), perMinute(proxy.done), rate),
     ...(r.concurrent ? renderConcurrent(r.concurrent) : []),
     '',

@@ -292,11 +292,17 @@ async function vsPeers(cfg: BenchConfig, root: string, runbook: string): Promise
     throw e;
   }
   try {
-    const run: Record<PeerName, () => Promise<PeerRun & { agentMs?: number }>> = {
+    const run: Record<PeerName, () => Promise<PeerRun & { agentMs?: number; firstAgentMs?: number }>> = {
       server: async () => {
         const out = await runOnce(cfg, runbook);
         return out.ok
-          ? { ok: true, firstMs: out.sample.firstChunk, ms: out.sample.done, agentMs: out.sample.agent }
+          ? {
+              ok: true,
+              firstMs: out.sample.firstChunk,
+              ms: out.sample.done,
+              agentMs: out.sample.agent,
+              firstAgentMs: out.sample.firstAgentEvent,
+            }
           : { ok: false, reason: `${out.runId}: ${out.reason}` };
       },
       bare: () => bare.runOnce(cfg.BENCH_TIMEOUT_SEC),
@@ -324,6 +330,7 @@ async function vsPeers(cfg: BenchConfig, root: string, runbook: string): Promise
         proxy: { first: [], done: [] },
       },
       serverAgent: [],
+      serverFirstAgent: [],
       failures: [],
     };
     for (let i = 1; i <= cfg.BENCH_RUNS; i++) {
@@ -333,6 +340,7 @@ async function vsPeers(cfg: BenchConfig, root: string, runbook: string): Promise
           r.times[name].first.push(out.firstMs);
           r.times[name].done.push(out.ms);
           if (out.agentMs !== undefined) r.serverAgent.push(out.agentMs);
+          if (out.firstAgentMs !== undefined) r.serverFirstAgent.push(out.firstAgentMs);
           progress(`${name} ${i}: ok in ${(out.ms / 1000).toFixed(2)} s`);
         } else {
           r.failures.push(`${name} run ${i}: ${out.reason}`);

@@ -33,6 +33,7 @@ import {
   type ExecLimits,
   type ExecResult,
   GATEWAY_MOUNT,
+  GATEWAY_SOCKET_NAME,
   type OwnedSandbox,
   type PreparedSandbox,
   type RunningSandbox,
@@ -75,10 +76,11 @@ const RUN_NAME = /^\/?jetty-run-(.+)$/;
 const runContainerName = (runId: string) => `jetty-run-${runId}`;
 
 /**
- * The gateway forwarder, started as its own process beside the agent (the image's entrypoint is
- * told not to start one: JETTY_FORWARDER=0). It prints "ready" once it listens.
+ * The gateway forwarder runs in the supervisor, beside the agent (the image's entrypoint is told
+ * not to start one: JETTY_FORWARDER=0), and says "ready" once it listens; it stops when the agent
+ * ends, as the agent's processes do. Its port and socket, unless the agent's env says otherwise:
  */
-const FORWARDER_ARGV = [`${AGENT_MOUNT}/bin/node`, `${AGENT_MOUNT}/forwarder.js`];
+const DEFAULT_GATEWAY_PORT = 4100;
 const FORWARDER_READY_MS = 5_000;
 
 /** What the forwarder needs of the agent's environment: where to listen, where the gateway is. */
@@ -112,7 +114,7 @@ const AGENT_SCRIPT = [
   'w=$2',
   'shift 2',
   'if [ "$w" = 1 ]; then',
-  `  p=$(${BUSYBOX} printf '%04X' "\${JETTY_GATEWAY_PORT:-4100}"); i=0`,
+  `  p=$(${BUSYBOX} printf '%04X' "\${JETTY_GATEWAY_PORT:-${DEFAULT_GATEWAY_PORT}}"); i=0`,
   `  while [ $i -lt 200 ] && ! ${BUSYBOX} grep -q "^ *[0-9]*: 0100007F:$p 00000000:0000 0A " /proc/net/tcp 2>/dev/null; do ${BUSYBOX} usleep 10000; i=$((i + 1)); done`,
   'fi',
   // Through a pipe of the shell's own: the supervisor's stdin is a socket, which the entrypoint
@@ -457,11 +459,12 @@ class PreparedDockerSandbox implements PreparedSandbox {
   private readonly start = async (opts: ExecOptions): Promise<StartedExec> => this.link.start(opts);
 
   async startForwarder(env: Record<string, string>, opts: { waitReady?: boolean } = {}): Promise<void> {
-    this.forwarder = this.start({
-      argv: FORWARDER_ARGV,
-      user: AGENT_USER,
-      env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
-    });
+    this.forwarder = Promise.resolve(
+      this.link.forward(
+        Number(env.JETTY_GATEWAY_PORT ?? DEFAULT_GATEWAY_PORT),
+        env.JETTY_GATEWAY_SOCKET ?? `${GATEWAY_MOUNT}/${GATEWAY_SOCKET_NAME}`,
+      ),
+    );
     const forwarder = await this.forwarder;
     if (opts.waitReady === false) {
       // Its stdout carries only "ready": drained, so it can never fill up.
@@ -574,6 +577,8 @@ class DockerSandbox implements RunningSandbox {
   ) {
     // The forwarder's complaints (a gateway it cannot reach) belong with the agent's stderr.
     this.stderr = forwarder ? mergeLines(agent.stderr, forwarder.stderr) : agent.stderr;
+    // It ends with the agent, as the agent's own processes do (the checks after it get none).
+    if (forwarder) void agent.exit.finally(() => forwarder.input.end());
   }
 
   get id(): string {

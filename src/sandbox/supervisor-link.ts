@@ -74,6 +74,37 @@ export class SupervisorLink {
   }
 
   start(opts: ExecOptions): StartedExec {
+    const { id, proc } = this.channel();
+    if (this.closed) return proc;
+    const [uid, gid] = opts.user.split(':').map(Number);
+    const req: SpawnRequest = {
+      argv: opts.argv,
+      env: envObject(opts.env ?? []),
+      cwd: opts.workdir ?? '/',
+      uid: uid ?? 0,
+      gid: gid ?? uid ?? 0,
+      stdin: opts.stdin !== undefined || opts.keepStdinOpen === true,
+    };
+    this.write(frame(FRAME.spawn, id, Buffer.from(JSON.stringify(req))));
+    if (opts.stdin !== undefined) {
+      this.input(id, opts.stdin);
+      this.write(frame(FRAME.endInput, id));
+    }
+    return proc;
+  }
+
+  /**
+   * The gateway forwarder, inside the supervisor: "ready" on its stdout once it listens on
+   * 127.0.0.1:`port`, its complaints on stderr; ending its input stops it.
+   */
+  forward(port: number, socket: string): StartedExec {
+    const { id, proc } = this.channel();
+    if (!this.closed) this.write(frame(FRAME.forward, id, Buffer.from(JSON.stringify({ port, socket }))));
+    return proc;
+  }
+
+  /** A new process's channel, as its caller sees it; settled at once when the link is closed. */
+  private channel(): { id: number; proc: StartedExec } {
     const id = this.nextId++;
     const stdout = new PassThrough({ highWaterMark: OUTPUT_BUFFER_BYTES });
     const stderr = new PassThrough({ highWaterMark: OUTPUT_BUFFER_BYTES });
@@ -92,27 +123,9 @@ export class SupervisorLink {
         resolve(code);
       },
     };
-    const withStdin = opts.stdin !== undefined || opts.keepStdinOpen === true;
-    if (this.closed) {
-      channel.settle(null);
-    } else {
-      this.channels.set(id, channel);
-      const [uid, gid] = opts.user.split(':').map(Number);
-      const req: SpawnRequest = {
-        argv: opts.argv,
-        env: envObject(opts.env ?? []),
-        cwd: opts.workdir ?? '/',
-        uid: uid ?? 0,
-        gid: gid ?? uid ?? 0,
-        stdin: withStdin,
-      };
-      this.write(frame(FRAME.spawn, id, Buffer.from(JSON.stringify(req))));
-      if (opts.stdin !== undefined) {
-        this.input(id, opts.stdin);
-        this.write(frame(FRAME.endInput, id));
-      }
-    }
-    return {
+    if (this.closed) channel.settle(null);
+    else this.channels.set(id, channel);
+    const proc: StartedExec = {
       stdout,
       stderr,
       exit,
@@ -131,6 +144,7 @@ export class SupervisorLink {
         stderr.end();
       },
     };
+    return { id, proc };
   }
 
   /**

@@ -172,6 +172,25 @@ describe.skipIf(SKIP)('DockerSandboxDriver against the real engine and image', (
     expect(big).toBe('x'.repeat(300000));
   });
 
+  it('a process can open its own stdout and stderr by name, the agent and a check after it alike', async () => {
+    const h = await harness();
+    const byName =
+      "echo out > /dev/stdout; echo err > /dev/stderr; python3 -c \"open('/proc/self/fd/1', 'w').write('py\\n')\" 2>/dev/null || echo py";
+    const sandbox = await h.driver.start(h.spec({ argv: ['bash', '-c', byName] }));
+    try {
+      const [stdout, stderr, { exitCode }] = await Promise.all([
+        text(sandbox.stdout),
+        text(sandbox.stderr),
+        sandbox.wait(),
+      ]);
+      expect([stdout, stderr, exitCode]).toEqual(['out\npy\n', 'err\n', 0]);
+      const check = await sandbox.exec(['bash', '-c', byName], { timeoutMs: 10_000, maxOutput: 1024 });
+      expect([check.stdout, check.stderr, check.exitCode]).toEqual(['out\npy\n', 'err\n', 0]);
+    } finally {
+      await sandbox.remove();
+    }
+  });
+
   it('the image carries the pinned claude CLI', async () => {
     const h = await harness();
     const res = await run(h, { argv: ['claude', '--version'] });

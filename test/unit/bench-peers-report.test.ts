@@ -92,6 +92,7 @@ describe('the report with runs in flight', () => {
         proxy: { first: [700], done: [1000] },
       },
       serverAgent: [500],
+      serverFirstAgent: [120],
       concurrent: {
         inFlight: 4,
         blocks: 2,
@@ -104,6 +105,7 @@ describe('the report with runs in flight', () => {
       failures: [],
     };
     const md = renderVsPeers(r);
+    expect(md).toContain('| server: request → first agent event p50 | 120 | – | – |');
     expect(md).toContain('## 4 in flight');
     expect(md).toContain('| runs/min | 40.0 | 48.0 | 48.0 | 0.83× | 1.00× |');
     expect(md).toContain('| CPU ms per run, whole machine | 3000 | 2000 | 2100 | 1.50× | 1.05× |');
