@@ -24,6 +24,8 @@ export function groupOf(comm: string, cmdline: string, benchPid: number, pid: nu
   if (/server\.js --role api|--role=api/.test(cmdline)) return 'server: api';
   if (/server\.js/.test(cmdline)) return 'server: api + worker';
   if (comm.startsWith('claude')) return 'claude CLI';
+  // The sandbox's main process (src/sandbox/supervisor.ts), the gateway forwarder inside it.
+  if (/jetty-sandbox-supervisor/.test(cmdline)) return 'sandbox: supervisor + forwarder';
   if (/forwarder\.js/.test(cmdline)) return 'sandbox: gateway forwarder';
   if (comm === 'dockerd') return 'dockerd';
   if (comm.startsWith('containerd-shim')) return 'containerd-shim';

@@ -86,7 +86,7 @@ export class FrameReader {
  * The supervisor's source, run with `node -e` as the container's command (plain CommonJS: no
  * file of ours needs to be in the image). Its frame handling mirrors frame() and FrameReader.
  */
-export const SUPERVISOR_SOURCE = String.raw`'use strict';
+export const SUPERVISOR_SOURCE = String.raw`'use strict'; // jetty-sandbox-supervisor
 const { spawn, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const net = require('node:net');

@@ -50,6 +50,9 @@ describe('CPU groups', () => {
     expect(g('node', 'node dist/src/main/server.js --role api')).toBe('server: api');
     expect(g('node', 'node /x/claude-max-api-proxy/dist/server/standalone.js 4000')).toBe('proxy server');
     expect(g('node', '/opt/jetty/bin/node /opt/jetty/forwarder.js')).toBe('sandbox: gateway forwarder');
+    expect(
+      g('node', "/opt/jetty/bin/node\0-e\0'use strict'; // jetty-sandbox-supervisor\n…forwarder.js…"),
+    ).toBe('sandbox: supervisor + forwarder');
     expect(g('exe', 'runc init')).toBe('runc');
     expect(g('containerd-shim', 'containerd-shim-runc-v2 -namespace moby')).toBe('containerd-shim');
     expect(g('kworker/1:1H-kblockd')).toBe('kernel threads');
