@@ -364,6 +364,33 @@ describe.skipIf(SKIP)('DockerSandboxDriver against the real engine and image', (
     }
   });
 
+  it('an agent past its memory limit is what the OOM killer ends: the sandbox stays, its files are collected', async () => {
+    const h = await harness();
+    const sandbox = await h.driver.start(
+      h.spec({
+        limits: { cpus: 1, memoryBytes: 256 * MiB, pids: 64, diskBytes: DISK },
+        argv: [
+          'bash',
+          '-c',
+          'echo kept > /app/results/a.txt; node -e "const a = []; for (;;) a.push(Buffer.alloc(1e7, 1))"; echo "hog $?"',
+        ],
+      }),
+    );
+    try {
+      const [stdout, , { exitCode }] = await Promise.all([
+        text(sandbox.stdout),
+        text(sandbox.stderr),
+        sandbox.wait(),
+      ]);
+      expect([stdout, exitCode]).toEqual(['hog 137\n', 0]);
+      expect((await docker.getContainer(sandbox.id).inspect()).State.Running).toBe(true);
+      const { artifacts } = await sandbox.collect('/app/results', await tempDir('jetty-collect-'), LIMITS);
+      expect(artifacts.map((a) => a.path)).toEqual(['a.txt']);
+    } finally {
+      await sandbox.remove();
+    }
+  });
+
   it('collects smallest first within the limits and reports the rest, leaving no partial file', async () => {
     const h = await harness();
     const sandbox = await h.driver.start(
