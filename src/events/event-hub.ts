@@ -240,7 +240,8 @@ export class EventHub {
     if (!this.conns) {
       // Patient even on the API's fail-fast connection: a stream under way waits out a Redis blip.
       const patient = { maxRetriesPerRequest: null, enableOfflineQueue: true } as const;
-      const reader = this.redis.duplicate(patient);
+      // The blocking XREAD is alone on its connection, and sent alone.
+      const reader = this.redis.duplicate({ ...patient, enableAutoPipelining: false });
       const fetcher = this.redis.duplicate(patient);
       // Failures surface through the commands; the listeners only keep them off stderr.
       reader.on('error', () => undefined);

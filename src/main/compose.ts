@@ -85,6 +85,10 @@ export async function startServer(
       maxRetriesPerRequest: patient ? null : 2,
       enableOfflineQueue: patient,
       lazyConnect: true,
+      // The API's commands of one tick go in one write: a burst of followers (each a key lookup,
+      // a record read and its stream's last id) cost a write syscall per command before, about a
+      // tenth of the API's CPU at 1,000 at once. Nothing blocks on this connection.
+      enableAutoPipelining: !patient,
     });
     outage.watch(r);
     // Started beside its Redis (docker compose), a process waits for it rather than exit at once.
