@@ -12,6 +12,7 @@ import { DockerSandboxDriver, SANDBOX_LABELS } from '../../src/sandbox/docker-dr
 import {
   GATEWAY_MOUNT,
   GATEWAY_SOCKET_NAME,
+  type RunningSandbox,
   type SandboxDriver,
   type SandboxSpec,
 } from '../../src/sandbox/driver.js';
@@ -103,16 +104,31 @@ function readUntil(stream: Readable, marker: string): Promise<string> {
   });
 }
 
+/** What a started agent printed, and its exit code, once it has ended (the sandbox stays). */
+async function ended(sandbox: RunningSandbox) {
+  const [stdout, stderr, { exitCode }] = await Promise.all([
+    text(sandbox.stdout),
+    text(sandbox.stderr),
+    sandbox.wait(),
+  ]);
+  return { stdout, stderr, exitCode };
+}
+
+/** A bash script as the agent, in a sandbox of 256 MiB and 64 processes. */
+function startSmall(h: Harness, script: string): Promise<RunningSandbox> {
+  return h.driver.start(
+    h.spec({
+      limits: { cpus: 1, memoryBytes: 256 * MiB, pids: 64, diskBytes: DISK },
+      argv: ['bash', '-c', script],
+    }),
+  );
+}
+
 /** Runs a spec to the end and returns what it printed; the container is removed. */
 async function run(h: Harness, over: Partial<SandboxSpec>) {
   const sandbox = await h.driver.start(h.spec(over));
   try {
-    const [stdout, stderr, { exitCode }] = await Promise.all([
-      text(sandbox.stdout),
-      text(sandbox.stderr),
-      sandbox.wait(),
-    ]);
-    return { stdout, stderr, exitCode, id: sandbox.id };
+    return { ...(await ended(sandbox)), id: sandbox.id };
   } finally {
     await sandbox.remove();
   }
@@ -178,11 +194,7 @@ describe.skipIf(SKIP)('DockerSandboxDriver against the real engine and image', (
       "echo out > /dev/stdout; echo err > /dev/stderr; python3 -c \"open('/proc/self/fd/1', 'w').write('py\\n')\" 2>/dev/null || echo py";
     const sandbox = await h.driver.start(h.spec({ argv: ['bash', '-c', byName] }));
     try {
-      const [stdout, stderr, { exitCode }] = await Promise.all([
-        text(sandbox.stdout),
-        text(sandbox.stderr),
-        sandbox.wait(),
-      ]);
+      const { stdout, stderr, exitCode } = await ended(sandbox);
       expect([stdout, stderr, exitCode]).toEqual(['out\npy\n', 'err\n', 0]);
       const check = await sandbox.exec(['bash', '-c', byName], { timeoutMs: 10_000, maxOutput: 1024 });
       expect([check.stdout, check.stderr, check.exitCode]).toEqual(['out\npy\n', 'err\n', 0]);
@@ -337,22 +349,16 @@ describe.skipIf(SKIP)('DockerSandboxDriver against the real engine and image', (
     const h = await harness();
     // The agent kills every process it may (its own wrapper and forwarder too), then starts a
     // runaway that fills the pids limit: kill() must still work, and the files stay readable.
-    const sandbox = await h.driver.start(
-      h.spec({
-        limits: { cpus: 1, memoryBytes: 256 * MiB, pids: 64, diskBytes: DISK },
-        argv: [
-          'bash',
-          '-c',
-          'echo kept > /app/results/a.txt; (sleep 1; kill -9 -1) & ' +
-            "setsid bash -c 'sleep 2; for i in $(seq 200); do sleep 600 & done; wait' & echo started; wait",
-        ],
-      }),
+    const sandbox = await startSmall(
+      h,
+      'echo kept > /app/results/a.txt; (sleep 1; kill -9 -1) & ' +
+        "setsid bash -c 'sleep 2; for i in $(seq 200); do sleep 600 & done; wait' & echo started; wait",
     );
     try {
       await readUntil(sandbox.stdout, 'started');
       sandbox.stdout.resume();
       sandbox.stderr.resume();
-      // The agent's kill -9 -1 ended its own command: the exec is over, the sandbox is not.
+      // The agent's kill -9 -1 ended its own command: its process is over, the sandbox is not.
       expect((await sandbox.wait()).exitCode).toBe(137);
       expect((await docker.getContainer(sandbox.id).inspect()).State.Running).toBe(true);
       await new Promise((r) => setTimeout(r, 3000));
@@ -366,22 +372,12 @@ describe.skipIf(SKIP)('DockerSandboxDriver against the real engine and image', (
 
   it('an agent past its memory limit is what the OOM killer ends: the sandbox stays, its files are collected', async () => {
     const h = await harness();
-    const sandbox = await h.driver.start(
-      h.spec({
-        limits: { cpus: 1, memoryBytes: 256 * MiB, pids: 64, diskBytes: DISK },
-        argv: [
-          'bash',
-          '-c',
-          'echo kept > /app/results/a.txt; node -e "const a = []; for (;;) a.push(Buffer.alloc(1e7, 1))"; echo "hog $?"',
-        ],
-      }),
+    const sandbox = await startSmall(
+      h,
+      'echo kept > /app/results/a.txt; node -e "const a = []; for (;;) a.push(Buffer.alloc(1e7, 1))"; echo "hog $?"',
     );
     try {
-      const [stdout, , { exitCode }] = await Promise.all([
-        text(sandbox.stdout),
-        text(sandbox.stderr),
-        sandbox.wait(),
-      ]);
+      const { stdout, exitCode } = await ended(sandbox);
       expect([stdout, exitCode]).toEqual(['hog 137\n', 0]);
       expect((await docker.getContainer(sandbox.id).inspect()).State.Running).toBe(true);
       const { artifacts } = await sandbox.collect('/app/results', await tempDir('jetty-collect-'), LIMITS);
