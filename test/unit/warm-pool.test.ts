@@ -79,14 +79,9 @@ describe('warm pool refill after a take', () => {
     return { driver, prepared: () => n };
   }
 
-  async function settle(): Promise<void> {
-    for (let i = 0; i < 10; i++) await new Promise((r) => setImmediate(r));
-  }
-
-  it('refills when the run says it got going, not when it takes the sandbox', async () => {
-    const order: string[] = [];
-    const { driver, prepared } = countingDriver(order);
-    const pool = new WarmPool({
+  /** A pool of one sandbox per key, well within its memory budget. */
+  function onePool(driver: SandboxDriver): WarmPool {
+    return new WarmPool({
       driver,
       worker: 'w',
       size: 1,
@@ -95,6 +90,16 @@ describe('warm pool refill after a take', () => {
       template: () => template(GIB),
       logger: { debug: () => undefined, warn: () => undefined },
     });
+  }
+
+  async function settle(): Promise<void> {
+    for (let i = 0; i < 10; i++) await new Promise((r) => setImmediate(r));
+  }
+
+  it('refills when the run says it got going, not when it takes the sandbox', async () => {
+    const order: string[] = [];
+    const { driver, prepared } = countingDriver(order);
+    const pool = onePool(driver);
     pool.want('x@img');
     await settle();
     expect(prepared()).toBe(1);
@@ -114,15 +119,7 @@ describe('warm pool refill after a take', () => {
 
   it('refills at once when a run found none ready', async () => {
     const { driver, prepared } = countingDriver([]);
-    const pool = new WarmPool({
-      driver,
-      worker: 'w',
-      size: 1,
-      memoryBytes: 4 * GIB,
-      idleMs: 0,
-      template: () => template(GIB),
-      logger: { debug: () => undefined, warn: () => undefined },
-    });
+    const pool = onePool(driver);
     expect(pool.take('x@img')).toBeUndefined();
     await settle();
     expect(prepared()).toBe(1);
