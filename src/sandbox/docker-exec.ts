@@ -2,6 +2,7 @@ import type { Duplex } from 'node:stream';
 import { PassThrough } from 'node:stream';
 import type Dockerode from 'dockerode';
 import { AppError, infraError } from '../errors.js';
+import { DOCKER_HEADER_BYTES, DOCKER_STDERR, FrameSplitter } from './frames.js';
 
 /**
  * Processes in a running container, with stdout and stderr apart and an exit code. A run's sandbox
@@ -131,19 +132,13 @@ async function exitCodeOf(exec: Dockerode.Exec): Promise<number | null> {
 
 /** Splits Docker's multiplexed stream (8-byte frame headers) into stdout and stderr. */
 function demultiplex(source: Duplex, stdout: PassThrough, stderr: PassThrough, onEnd: () => void): void {
-  let pending: Buffer = Buffer.alloc(0);
+  const frames = new FrameSplitter(DOCKER_HEADER_BYTES, (head, payload) => {
+    const target = head[0] === DOCKER_STDERR ? stderr : stdout;
+    if (!target.destroyed) target.write(payload);
+  });
   let blocked = 0;
   source.on('data', (chunk: Buffer) => {
-    pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
-    let offset = 0;
-    while (pending.length - offset >= 8) {
-      const size = pending.readUInt32BE(offset + 4);
-      if (pending.length - offset - 8 < size) break;
-      const target = pending[offset] === 2 ? stderr : stdout;
-      if (!target.destroyed) target.write(pending.subarray(offset + 8, offset + 8 + size));
-      offset += 8 + size;
-    }
-    pending = pending.subarray(offset);
+    frames.push(chunk);
     // Honour backpressure: a slow reader slows the sandbox instead of growing our memory.
     // Both streams must therefore be read (or resumed, or destroyed) by the caller.
     for (const out of [stdout, stderr]) {

@@ -2,7 +2,8 @@ import type { Duplex } from 'node:stream';
 import { PassThrough } from 'node:stream';
 import type Dockerode from 'dockerode';
 import { type ExecOptions, OUTPUT_BUFFER_BYTES, type StartedExec } from './docker-exec.js';
-import { FRAME, FrameReader, frame, MAX_FRAME_PAYLOAD, type SpawnRequest } from './supervisor.js';
+import { DOCKER_HEADER_BYTES, DOCKER_STDERR, FrameSplitter } from './frames.js';
+import { FRAME, FRAME_HEADER_BYTES, frame, MAX_FRAME_PAYLOAD, type SpawnRequest } from './supervisor.js';
 
 /** What the supervisor said on its own stderr is kept up to this (for the worker's errors). */
 const MAX_COMPLAINT_BYTES = 4096;
@@ -41,22 +42,14 @@ export class SupervisorLink {
   }
 
   constructor(private readonly socket: Duplex) {
-    const reader = new FrameReader((type, id, payload) => this.onFrame(type, id, payload));
-    // Docker's own multiplexing first (8-byte headers): stream 1 is our frames, 2 the supervisor's stderr.
-    let pending: Buffer = Buffer.alloc(0);
-    socket.on('data', (chunk: Buffer) => {
-      pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
-      let at = 0;
-      while (pending.length - at >= 8) {
-        const size = pending.readUInt32BE(at + 4);
-        if (pending.length - at - 8 < size) break;
-        const body = pending.subarray(at + 8, at + 8 + size);
-        if (pending[at] === 2) this.complain(body);
-        else reader.push(body);
-        at += 8 + size;
-      }
-      pending = pending.subarray(at);
-    });
+    const ours = new FrameSplitter(FRAME_HEADER_BYTES, (head, payload) =>
+      this.onFrame(head[0] as number, head.readUInt32BE(1), payload),
+    );
+    // Docker's own multiplexing first: stdout carries our frames, stderr the supervisor's complaints.
+    const docker = new FrameSplitter(DOCKER_HEADER_BYTES, (head, payload) =>
+      head[0] === DOCKER_STDERR ? this.complain(payload) : ours.push(payload),
+    );
+    socket.on('data', (chunk: Buffer) => docker.push(chunk));
     const shut = () => this.shut();
     socket.on('end', shut);
     socket.on('close', shut);

@@ -58,33 +58,8 @@ export function frame(type: number, id: number, payload?: Buffer): Buffer {
 }
 
 /**
- * Splits a byte stream into frames. `onFrame` returns false to ask for the source to be paused
- * (its caller resumes it); partial frames are held until the rest arrives.
- */
-export class FrameReader {
-  private pending: Buffer = Buffer.alloc(0);
-
-  constructor(private readonly onFrame: (type: number, id: number, payload: Buffer) => void) {}
-
-  push(chunk: Buffer): void {
-    this.pending = this.pending.length === 0 ? chunk : Buffer.concat([this.pending, chunk]);
-    let at = 0;
-    while (this.pending.length - at >= FRAME_HEADER_BYTES) {
-      const size = this.pending.readUInt32BE(at + 5);
-      if (this.pending.length - at - FRAME_HEADER_BYTES < size) break;
-      const type = this.pending[at] as number;
-      const id = this.pending.readUInt32BE(at + 1);
-      const start = at + FRAME_HEADER_BYTES;
-      this.onFrame(type, id, this.pending.subarray(start, start + size));
-      at = start + size;
-    }
-    this.pending = this.pending.subarray(at);
-  }
-}
-
-/**
  * The supervisor's source, run with `node -e` as the container's command (plain CommonJS: no
- * file of ours needs to be in the image). Its frame handling mirrors frame() and FrameReader.
+ * file of ours needs to be in the image). Its frame handling mirrors frame() and FrameSplitter.
  */
 export const SUPERVISOR_SOURCE = String.raw`'use strict'; // jetty-sandbox-supervisor
 const { spawn, spawnSync } = require('node:child_process');
