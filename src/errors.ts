@@ -87,6 +87,17 @@ export function infraError(message: string, code: string, cause?: unknown): AppE
   return new AppError(message, { status: 500, type: 'server_error', code, retryable: true, cause });
 }
 
+/**
+ * A value from a request, quoted in a message and cut short: a 300 KB field must not come back in
+ * its own error (nor flood a log line). Strings keep their text; anything else is shown as JSON.
+ */
+export function quoted(value: unknown, max = 60): string {
+  if (typeof value === 'string')
+    return JSON.stringify(value.length > max ? `${value.slice(0, max)}…` : value);
+  const json = JSON.stringify(value) ?? String(value);
+  return json.length > max ? `${json.slice(0, max)}…` : json;
+}
+
 export function isAppError(err: unknown): err is AppError {
   return err instanceof AppError;
 }

@@ -9,7 +9,7 @@
  *
  * What is left of the message (without the block or the lines) is the user's instruction.
  */
-import { badRequest } from '../errors.js';
+import { badRequest, quoted } from '../errors.js';
 import { isPlainObject } from '../json.js';
 
 /** Where a caller's variables came from, for error messages. */
@@ -61,7 +61,7 @@ function parseBlock(body: string): Record<string, string> {
     const m = LINE.exec(line);
     if (!m) {
       throw badRequest(
-        `Line ${i + 1} of the \`vars\` block of your message is not \`name: value\`: ${JSON.stringify(line.slice(0, 80))}. Write one variable per line, e.g. \`topic: whales\`.`,
+        `Line ${i + 1} of the \`vars\` block of your message is not \`name: value\`: ${quoted(line, 80)}. Write one variable per line, e.g. \`topic: whales\`.`,
         MESSAGE_VARS_PARAM,
       );
     }

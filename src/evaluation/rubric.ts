@@ -4,6 +4,7 @@
  * is below its minimum. This file builds the judge's prompt, reads its answer and applies the rule;
  * calling the judge is src/evaluation/judge-client.ts's.
  */
+import { quoted } from '../errors.js';
 import type { EvaluationStage, PassThreshold, RubricCriterion, RubricScore } from './types.js';
 
 /** One file the judge reads: its text (cut), or a line saying why it has none. */
@@ -81,7 +82,7 @@ export function parseJudgeAnswer(text: string, criteria: RubricCriterion[]): Rec
     const score = typeof e.score === 'string' ? Number(e.score) : e.score;
     if (typeof score !== 'number' || !Number.isInteger(score) || score < 1 || score > 5) {
       throw new JudgeAnswerError(
-        `the judge scored criterion ${c.number} (${c.name}) ${JSON.stringify(e.score)}, not a whole number from 1 to 5`,
+        `the judge scored criterion ${c.number} (${c.name}) ${quoted(e.score)}, not a whole number from 1 to 5`,
       );
     }
     const notes = typeof e.notes === 'string' ? e.notes.slice(0, 500) : '';

@@ -1,8 +1,7 @@
-import { AppError, badRequest } from '../errors.js';
+import { AppError, badRequest, quoted } from '../errors.js';
 import { formatUsd } from '../providers/prices.js';
 import type { NewRun } from '../queue/run-service.js';
 import type { BudgetSettings } from '../tenancy/budgets.js';
-import { quoted } from '../tenancy/names.js';
 import type { AppDeps } from './deps.js';
 import type { ChatRequest } from './schemas.js';
 

@@ -21,7 +21,7 @@ import {
   userTextAfter,
 } from '../conversations/marker.js';
 import { varsFromMessage } from '../conversations/vars.js';
-import { AppError, badRequest, conflict, notFound } from '../errors.js';
+import { AppError, badRequest, conflict, notFound, quoted } from '../errors.js';
 import type { RunWarning } from '../events/types.js';
 import { resolveAssets } from '../jetty/assets.js';
 import { chatRequestOf, mergeInitParams } from '../jetty/workflow.js';
@@ -31,7 +31,6 @@ import { type NewRun, newRunId, type RunView } from '../queue/run-service.js';
 import { parametersTable } from '../runbook/parameters.js';
 import { templateVariablesIn } from '../runbook/template.js';
 import { getRuntime } from '../runtimes/registry.js';
-import { quoted } from '../tenancy/names.js';
 import { checkDailyLimit } from './budget-preflight.js';
 import type { AppDeps } from './deps.js';
 import { type CollectionContext, type PlannedRun, planRun } from './preflight.js';

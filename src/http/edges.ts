@@ -3,7 +3,7 @@ import fastifyCors from '@fastify/cors';
 import fastifyRateLimit from '@fastify/rate-limit';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Redis } from 'ioredis';
-import { AppError } from '../errors.js';
+import { AppError, quoted } from '../errors.js';
 import type { Metrics } from '../metrics/registry.js';
 import { bearerOf } from './auth.js';
 
@@ -52,7 +52,7 @@ export async function registerCors(app: FastifyInstance, origins: string[]): Pro
     const why =
       origins.length === 0
         ? 'Cross-origin requests are off on this server. Its operator turns them on by listing your origin in CORS_ORIGINS.'
-        : `The origin ${JSON.stringify(req.headers.origin.slice(0, 200))} is not in this server's CORS_ORIGINS; its operator adds it there.`;
+        : `The origin ${quoted(req.headers.origin, 200)} is not in this server's CORS_ORIGINS; its operator adds it there.`;
     throw new AppError(why, { status: 403, type: 'permission_error', code: 'cors_origin_not_allowed' });
   });
 }

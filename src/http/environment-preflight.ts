@@ -1,7 +1,7 @@
 import { MIN_SANDBOX_DISK, parseBytes } from '../config/index.js';
 import { commandsOfRunbook } from '../environments/commands.js';
 import { DEFAULT_SNAPSHOT, snapshotByName } from '../environments/snapshots.js';
-import { badRequest } from '../errors.js';
+import { badRequest, quoted } from '../errors.js';
 import type { RunJob } from '../queue/catalog.js';
 import type { RunbookFrontmatter } from '../runbook/schema.js';
 import type { AppDeps } from './deps.js';
@@ -39,7 +39,7 @@ export function planEnvironment(
     }
     if (image.length > MAX_IMAGE_REF_CHARS || !IMAGE_REF.test(image)) {
       throw badRequest(
-        `${param} must be an image reference such as "acme/runner:1.2" (lower-case name, optional tag or @sha256 digest, at most ${MAX_IMAGE_REF_CHARS} characters); got ${JSON.stringify(image.slice(0, 80))}.`,
+        `${param} must be an image reference such as "acme/runner:1.2" (lower-case name, optional tag or @sha256 digest, at most ${MAX_IMAGE_REF_CHARS} characters); got ${quoted(image, 80)}.`,
         param,
         'invalid_image',
       );
@@ -50,7 +50,7 @@ export function planEnvironment(
   const spec = snapshotByName(name);
   if (!spec || !max.snapshots.includes(name)) {
     throw badRequest(
-      `Unknown snapshot ${JSON.stringify(name.slice(0, 80))}. This server serves ${max.snapshots.join(', ')} (GET /v1/snapshots says what each has); leave it out for ${DEFAULT_SNAPSHOT}.`,
+      `Unknown snapshot ${quoted(name, 80)}. This server serves ${max.snapshots.join(', ')} (GET /v1/snapshots says what each has); leave it out for ${DEFAULT_SNAPSHOT}.`,
       jetty.snapshot !== undefined ? 'jetty.snapshot' : fmParam('snapshot'),
       'unknown_snapshot',
     );
@@ -110,7 +110,7 @@ function cpusOf(given: { value: unknown; param: string } | undefined, max: Sandb
   const n = typeof given.value === 'string' ? Number(given.value) : given.value;
   if (typeof n !== 'number' || !Number.isFinite(n) || n < 0.1) {
     throw badRequest(
-      `\`${given.param}\` must be a number of CPUs of at least 0.1, such as 2; got ${JSON.stringify(given.value)}.`,
+      `\`${given.param}\` must be a number of CPUs of at least 0.1, such as 2; got ${quoted(given.value)}.`,
       given.param,
     );
   }
@@ -132,7 +132,7 @@ function sizeOf(
   const n = typeof v === 'number' ? v : typeof v === 'string' && v.length <= 32 ? parseBytes(v) : null;
   if (n === null || !Number.isSafeInteger(n) || n < o.min) {
     throw badRequest(
-      `\`${given.param}\` must be a size of at least ${Math.round(o.min / 1024 ** 2)}m, such as ${o.example}, "512m" or a number of bytes; got ${JSON.stringify(v)}.`,
+      `\`${given.param}\` must be a size of at least ${Math.round(o.min / 1024 ** 2)}m, such as ${o.example}, "512m" or a number of bytes; got ${quoted(v)}.`,
       given.param,
     );
   }

@@ -8,10 +8,23 @@ export interface ErrorEnvelope {
   [extra: string]: unknown;
 }
 
+/**
+ * The longest message and param an error body carries. Messages quote request values cut short
+ * (`quoted`); this is the backstop for any that does not, so an error is never larger than a page
+ * of text however large the request that caused it.
+ */
+export const MAX_ERROR_MESSAGE_CHARS = 2000;
+export const MAX_ERROR_PARAM_CHARS = 200;
+
+function capped(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max)}… (${text.length - max} more characters)` : text;
+}
+
 export function envelope(err: AppError): ErrorEnvelope {
+  const param = err.param === null ? null : capped(err.param, MAX_ERROR_PARAM_CHARS);
   return {
     ...err.details,
-    error: { message: err.message, type: err.type, param: err.param, code: err.code },
+    error: { message: capped(err.message, MAX_ERROR_MESSAGE_CHARS), type: err.type, param, code: err.code },
   };
 }
 

@@ -1,5 +1,5 @@
 import type { CollectionEgress } from '../egress/policy.js';
-import { badRequest, notFound } from '../errors.js';
+import { badRequest, notFound, quoted } from '../errors.js';
 import type { RunWarning } from '../events/types.js';
 import { routeModel } from '../providers/routing.js';
 import { validateSimulateScript } from '../providers/simulated/index.js';
@@ -11,7 +11,6 @@ import type { SecretSpec } from '../runbook/schema.js';
 import type { VariablesField } from '../runbook/template.js';
 import { getRuntime } from '../runtimes/registry.js';
 import type { ProviderName, RuntimeAdapter } from '../runtimes/types.js';
-import { quoted } from '../tenancy/names.js';
 import { availableProviders } from '../tenancy/provider-keys.js';
 import { type BudgetContext, budgetContext, planBudget } from './budget-preflight.js';
 import type { AppDeps } from './deps.js';

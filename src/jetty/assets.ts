@@ -3,7 +3,7 @@
  * of the caller's collection, and lands in the sandbox at `/app/assets/<its path>`. A key of
  * another collection is refused with exactly the words of a key that does not exist.
  */
-import { badRequest } from '../errors.js';
+import { badRequest, quoted } from '../errors.js';
 import type { RunAsset } from '../queue/catalog.js';
 import type { RunService } from '../queue/run-service.js';
 import { parseFileKey } from './trajectory.js';
@@ -36,7 +36,7 @@ export async function resolveAssets(
     const param = `${ctx.param}[${i}]`;
     const missing = () =>
       badRequest(
-        `${param}: no file ${JSON.stringify(String(key).slice(0, 200))} in your collection. Use a storage key from POST /api/v1/sandbox/upload (file_paths) or from a run's outputs.`,
+        `${param}: no file ${quoted(String(key), 200)} in your collection. Use a storage key from POST /api/v1/sandbox/upload (file_paths) or from a run's outputs.`,
         param,
         'file_not_found',
       );

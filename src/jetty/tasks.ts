@@ -4,8 +4,8 @@
  * can run.
  */
 import type { Redis } from 'ioredis';
-import { AppError, badRequest, notFound } from '../errors.js';
-import { quoted, taskNameProblem } from '../tenancy/names.js';
+import { AppError, badRequest, notFound, quoted } from '../errors.js';
+import { taskNameProblem } from '../tenancy/names.js';
 import { checkWorkflow, type Workflow } from './workflow.js';
 
 export interface TaskRecord {

@@ -14,7 +14,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import yauzl from 'yauzl';
-import { AppError, badRequest } from '../errors.js';
+import { AppError, badRequest, quoted } from '../errors.js';
 import { inPool } from '../storage/blob-store.js';
 import { type ByteRange, type ObjectStore, ObjectTooLargeError, readAll } from '../storage/object-store.js';
 import { UPLOADS_TASK } from './trajectory.js';
@@ -189,8 +189,7 @@ export class UploadStore {
         const name = sanitizeName(file.filename);
         const tmp = path.join(dir, `.part-${count}`);
         await pipeline(file.stream, createWriteStream(tmp));
-        if (file.stream.truncated)
-          throw tooLarge(`The file ${JSON.stringify(name)}`, this.limits.maxFileBytes);
+        if (file.stream.truncated) throw tooLarge(`The file ${quoted(name, 200)}`, this.limits.maxFileBytes);
         if (/\.zip$/i.test(name)) {
           const folder = unique(name.replace(/\.zip$/i, '') || 'archive');
           for (const rel of await this.unzip(tmp, path.join(dir, folder), name)) {
@@ -226,7 +225,7 @@ export class UploadStore {
   /** Unpacks a zip's regular files under `dest`, each name segment made safe; returns their paths. */
   private async unzip(zipPath: string, dest: string, zipName: string): Promise<string[]> {
     const bad = (why: string) =>
-      badRequest(`The zip ${JSON.stringify(zipName)} cannot be unpacked: ${why}.`, 'files', 'invalid_zip');
+      badRequest(`The zip ${quoted(zipName, 200)} cannot be unpacked: ${why}.`, 'files', 'invalid_zip');
     let zip: yauzl.ZipFile;
     try {
       zip = await new Promise<yauzl.ZipFile>((resolve, reject) =>
@@ -257,7 +256,7 @@ export class UploadStore {
             if (isDir || (mode !== 0 && mode !== 0o100000)) return zip.readEntry();
             if (entry.uncompressedSize > this.limits.maxFileBytes) {
               throw tooLarge(
-                `${JSON.stringify(entry.fileName)} in ${JSON.stringify(zipName)}`,
+                `${quoted(entry.fileName, 200)} in ${quoted(zipName, 200)}`,
                 this.limits.maxFileBytes,
               );
             }

@@ -6,7 +6,7 @@
  * same request a `/v1/chat/completions` call with a `jetty` block would be: one pre-flight, one
  * queue, one worker path for both surfaces.
  */
-import { AppError, badRequest } from '../errors.js';
+import { AppError, badRequest, quoted } from '../errors.js';
 import { type ChatRequest, chatRequestSchema } from '../http/schemas.js';
 import { isPlainObject } from '../json.js';
 
@@ -52,7 +52,7 @@ export function checkWorkflow(w: unknown, param: string): Workflow {
     if (!isPlainObject(cfg)) throw badRequest(`${at} must be an object such as {"activity": "runbook"}.`, at);
     if (cfg.activity !== RUNBOOK_ACTIVITY) {
       throw badRequest(
-        `${at}.activity is ${JSON.stringify(cfg.activity ?? null)}; this server runs only "${RUNBOOK_ACTIVITY}" steps (a coding agent on a runbook). Set "activity": "runbook".`,
+        `${at}.activity is ${quoted(cfg.activity ?? null)}; this server runs only "${RUNBOOK_ACTIVITY}" steps (a coding agent on a runbook). Set "activity": "runbook".`,
         `${at}.activity`,
         'unsupported_activity',
       );

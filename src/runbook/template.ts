@@ -10,7 +10,7 @@
  * - `${{ ... }}`: GitHub Actions expressions, which runbooks that write CI workflows contain.
  */
 import { z } from 'zod';
-import { badRequest, unprocessable } from '../errors.js';
+import { badRequest, quoted, unprocessable } from '../errors.js';
 import { withoutFencedCode } from './markdown.js';
 import type { ParameterKind, ParameterSpec } from './parameters.js';
 import { ENV_NAME_RE } from './schema.js';
@@ -198,9 +198,11 @@ export function validateTemplateVariables(
   const first = bad[0];
   if (first) {
     const describe = ([name, v]: [string, unknown]) =>
-      `\`${param}.${name}\` must be a string; got ${JSON.stringify(v) ?? String(v)} (${kindOf(v)})`;
+      `\`${param}.${name}\` must be a string; got ${quoted(v)} (${kindOf(v)})`;
     const hint =
-      typeof first[1] === 'object' ? '' : ` Send it quoted, e.g. "${first[0]}": "${String(first[1])}".`;
+      typeof first[1] === 'object'
+        ? ''
+        : ` Send it quoted, e.g. ${quoted(first[0])}: ${quoted(String(first[1]))}.`;
     throw badRequest(
       `${bad.map(describe).join('; ')}. Template variable values are not converted.${hint}`,
       `${param}.${first[0]}`,

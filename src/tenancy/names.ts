@@ -3,7 +3,7 @@
  * variable names. Both end up inside Redis key names and URLs, so they are checked before any
  * read or write, and a wrong one is explained by the rule it breaks.
  */
-import { badRequest } from '../errors.js';
+import { badRequest, quoted } from '../errors.js';
 import { ENV_NAME_RE } from '../runbook/schema.js';
 
 export const COLLECTION_NAME_MIN = 3;
@@ -24,12 +24,6 @@ export const ENV_NAME_MAX = 128;
 export const ENV_NAME_RULE =
   'letters, digits and "_", not starting with a digit (e.g. "OPENAI_API_KEY"), ' +
   `at most ${ENV_NAME_MAX} characters`;
-
-/** User input quoted in a message, cut short so a huge value cannot flood a log line. */
-export function quoted(text: string, max = 60): string {
-  const cut = text.length > max ? `${text.slice(0, max)}…` : text;
-  return JSON.stringify(cut);
-}
 
 /** What is wrong with a collection name, or null when it follows the rule. */
 export function collectionNameProblem(name: unknown): string | null {

@@ -9,7 +9,7 @@
 
 import type { ChainableCommander, Redis } from 'ioredis';
 import type { CollectionEgress, EgressPolicy } from '../egress/policy.js';
-import { AppError, badRequest, infraError, notFound } from '../errors.js';
+import { AppError, badRequest, infraError, notFound, quoted } from '../errors.js';
 import { isPlainObject } from '../json.js';
 import {
   API_KEY_FORM,
@@ -25,7 +25,7 @@ import {
 import { type BudgetMaxima, type BudgetSettings, CollectionBudgets, nextUtcDay } from './budgets.js';
 import { applyEgressPatch, CollectionEgressStore, type EgressSettingsPatch } from './egress-settings.js';
 import { TenancyKeys } from './keys.js';
-import { assertCollectionName, envNameProblem, isCollectionName, quoted } from './names.js';
+import { assertCollectionName, envNameProblem, isCollectionName } from './names.js';
 import { decryptValue, encryptValue, type MasterKey } from './secrets.js';
 
 /**

@@ -138,6 +138,16 @@ describe('tasks', () => {
     expect(two.body).toContain('one step');
   });
 
+  it('a huge refused value is quoted cut short: the error stays small and still names the field', async () => {
+    const huge = { ...WORKFLOW, step_configs: { run: { activity: 'a'.repeat(300_000) } } };
+    const err = (await sdk.createTask(c(), 'huge', huge).catch((e) => e)) as JettyApiError;
+    expect(err.status).toBe(400);
+    expect(err.body.length).toBeLessThan(1000);
+    const { error } = JSON.parse(err.body);
+    expect(error).toMatchObject({ code: 'unsupported_activity', param: 'workflow.step_configs.run.activity' });
+    expect(error.message).toMatch(/is "a{60}…"; this server runs only "runbook" steps/);
+  });
+
   it('a name taken is a 409', async () => {
     const err = (await sdk.createTask(c(), 'report', WORKFLOW).catch((e) => e)) as JettyApiError;
     expect(err.status).toBe(409);

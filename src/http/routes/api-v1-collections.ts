@@ -6,10 +6,9 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { AppError, badRequest, notFound } from '../../errors.js';
+import { AppError, badRequest, notFound, quoted } from '../../errors.js';
 import { RUNBOOK_ACTIVITY } from '../../jetty/workflow.js';
 import { isPlainObject } from '../../json.js';
-import { quoted } from '../../tenancy/names.js';
 import { collectionOf } from '../auth.js';
 import type { AppDeps } from '../deps.js';
 
