@@ -144,7 +144,10 @@ describe('tasks', () => {
     expect(err.status).toBe(400);
     expect(err.body.length).toBeLessThan(1000);
     const { error } = JSON.parse(err.body);
-    expect(error).toMatchObject({ code: 'unsupported_activity', param: 'workflow.step_configs.run.activity' });
+    expect(error).toMatchObject({
+      code: 'unsupported_activity',
+      param: 'workflow.step_configs.run.activity',
+    });
     expect(error.message).toMatch(/is "a{60}…"; this server runs only "runbook" steps/);
   });
 
