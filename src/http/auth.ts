@@ -7,6 +7,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { AppError } from '../errors.js';
+import { singleFlight } from '../single-flight.js';
 import type { TenancyStore } from '../tenancy/store.js';
 
 export type Principal = { kind: 'collection'; collection: string; keyId: string } | { kind: 'admin' };
@@ -49,15 +50,7 @@ export function registerAuth(
   const admin = opts.adminToken ? digest(opts.adminToken) : null;
   // Requests with the same key at the same moment (a thousand clients of one service following a
   // run) share one lookup in flight. Nothing is kept after it answers: a revoked key fails at once.
-  const lookups = new Map<string, ReturnType<TenancyStore['lookupApiKey']>>();
-  const lookupApiKey = (token: string) => {
-    let found = lookups.get(token);
-    if (!found) {
-      found = opts.tenancy.lookupApiKey(token).finally(() => lookups.delete(token));
-      lookups.set(token, found);
-    }
-    return found;
-  };
+  const lookupApiKey = singleFlight((token) => opts.tenancy.lookupApiKey(token));
   app.decorateRequest('principal', null);
   app.addHook('onRequest', async (req) => {
     const auth = req.routeOptions.config?.auth ?? 'collection';

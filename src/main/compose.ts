@@ -85,10 +85,10 @@ export async function startServer(
       maxRetriesPerRequest: patient ? null : 2,
       enableOfflineQueue: patient,
       lazyConnect: true,
-      // The API's commands of one tick go in one write: a burst of followers (each a key lookup,
-      // a record read and its stream's last id) cost a write syscall per command before, about a
-      // tenth of the API's CPU at 1,000 at once. Nothing blocks on this connection.
-      enableAutoPipelining: !patient,
+      // No auto-pipelining: the burst it served (a thousand followers joining a run at once, each
+      // a key lookup, a record read and its stream's last event) now makes one read of each
+      // (singleFlight), and for commands that come one at a time its pipeline per tick cost more
+      // CPU than the write it saved (bench/README.md, followers).
     });
     outage.watch(r);
     // Started beside its Redis (docker compose), a process waits for it rather than exit at once.

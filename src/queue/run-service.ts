@@ -9,6 +9,7 @@ import { compareIds, type EventStreamStore } from '../events/stream-store.js';
 import { isTerminalEvent, type NewEvent, type RunWarning, type StoredEvent } from '../events/types.js';
 import type { Metrics } from '../metrics/registry.js';
 import type { ProviderName } from '../runtimes/types.js';
+import { singleFlight } from '../single-flight.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import { type EvaluateJob, JOBS, type RunJob, webhookJobId } from './catalog.js';
 import { ConversationStore } from './conversation-store.js';
@@ -126,9 +127,14 @@ export class RunService {
   readonly evaluateQueue: Queue;
   /** A/B experiments (their runs are ordinary runs, labelled with the experiment and variant). */
   readonly experiments: ExperimentStore;
+  private readonly ownerOf: (id: string) => Promise<string | null>;
+  private readonly lastEventOf: (id: string) => Promise<StoredEvent | null>;
 
   constructor(private readonly deps: RunServiceDeps) {
     this.store = new RunStore(deps.redis, deps.keys);
+    // The reads every follower of a run makes when it joins, shared by those that join together.
+    this.ownerOf = singleFlight((id) => this.store.collectionOf(id));
+    this.lastEventOf = singleFlight((id) => deps.events.last(id));
     // A conversation outlives its last turn's start by the runs' retention, and a day for the run itself.
     this.conversations = new ConversationStore(deps.redis, deps.keys, deps.retentionSec + 24 * 3600);
     this.experiments = new ExperimentStore(deps.redis, deps.keys, deps.retentionSec);
@@ -328,7 +334,7 @@ export class RunService {
    */
   async requireVisible(id: string, collection: string): Promise<void> {
     if (!/^[A-Za-z0-9_-]{1,64}$/.test(id)) throw runNotFound(id);
-    const owner = await this.store.collectionOf(id);
+    const owner = await this.ownerOf(id);
     if (owner === null) await this.require(id, collection);
     else if (owner !== collection) throw runNotFound(id);
   }
@@ -615,7 +621,7 @@ export class RunService {
   async *follow(id: string, afterId: string, signal: AbortSignal): AsyncGenerator<StoredEvent> {
     // A run's stream holds its first event from the moment it is queued until Redis forgets the
     // run: one read tells a live run from one to replay (the record is read only when it is empty).
-    const last = await this.deps.events.last(id);
+    const last = await this.lastEventOf(id);
     if (!last && !(await this.store.get(id))) {
       const traj = await this.deps.blobs.readTrajectory<Trajectory>(id);
       if (!traj) throw notFound(`No run with id "${id}".`, 'run_not_found');
