@@ -6,6 +6,7 @@
 // process's memory while it holds them; Redis connections and the hub's followers and streams 100 ms
 // after some leave; and whether every follower got every event, in order, to the end (none dropped).
 import { readFile } from 'node:fs/promises';
+import { get as httpGet, type IncomingMessage } from 'node:http';
 import { Redis } from 'ioredis';
 import { describeMachine, renderMachine } from './machine.js';
 import { readSse } from './sse.js';
@@ -46,6 +47,12 @@ interface Follower {
   t0: number;
   /** Milliseconds from the request to the response headers (the first byte). */
   headers?: number;
+  /**
+   * Milliseconds from its connection being open to the response headers. With all opened at once,
+   * one client process makes the requests one after another; this leaves that out.
+   */
+  headersFromConnect?: number;
+  connectedAt?: number;
   /** Milliseconds from the request to the first event. */
   ttfb?: number;
   ids: string[];
@@ -57,19 +64,39 @@ interface Follower {
 
 const TERMINAL = new Set(['run.completed', 'run.failed', 'run.cancelled']);
 
+/**
+ * One follower on its own connection, by node:http rather than fetch: the client shares the
+ * machine's cores with the server, and fetch spent about as much CPU per follower as the API did
+ * (1.25 ms against 1.2 ms, 1,000 followers opened at once), which showed in the server's latencies.
+ */
 function open(url: string, auth: Record<string, string>, runId: string, onFirst: () => void): Follower {
   const abort = new AbortController();
   const f = { runId, t0: performance.now(), ids: [], abort } as unknown as Follower;
   f.done = (async () => {
     try {
-      const res = await fetch(`${url}/v1/runs/${runId}/events`, { headers: auth, signal: abort.signal });
+      const res = await new Promise<IncomingMessage>((resolve, reject) => {
+        const req = httpGet(`${url}/v1/runs/${runId}/events`, {
+          headers: auth,
+          agent: false,
+          signal: abort.signal,
+        });
+        req.once('response', resolve).once('error', reject);
+        req.once('socket', (socket) =>
+          socket.once('connect', () => {
+            f.connectedAt = performance.now();
+          }),
+        );
+      });
       f.headers = performance.now() - f.t0;
-      if (!res.ok || !res.body) {
-        f.error = `HTTP ${res.status}: ${(await res.text()).slice(0, 200)}`;
+      if (f.connectedAt !== undefined) f.headersFromConnect = performance.now() - f.connectedAt;
+      if (res.statusCode !== 200) {
+        let text = '';
+        for await (const chunk of res) text += chunk;
+        f.error = `HTTP ${res.statusCode}: ${text.slice(0, 200)}`;
         onFirst();
         return;
       }
-      for await (const msg of readSse(res.body)) {
+      for await (const msg of readSse(res)) {
         if (f.ttfb === undefined) {
           f.ttfb = performance.now() - f.t0;
           onFirst();
@@ -261,6 +288,9 @@ export async function benchFollowers(o: FollowersOptions): Promise<{ markdown: s
   const sorted = (xs: number[]) => xs.sort((a, b) => a - b);
   const ttfbs = sorted(following.map((f) => f.ttfb!));
   const heads = sorted(fs.filter((f) => f.headers !== undefined).map((f) => f.headers!));
+  const headsFromConnect = sorted(
+    fs.filter((f) => f.headersFromConnect !== undefined).map((f) => f.headersFromConnect!),
+  );
   const machine = await describeMachine();
   const ms = (n: number | undefined) => (n === undefined ? '–' : `${Math.round(n)} ms`);
   const cpu = (a: number | null, b: number | null) => (a === null || b === null ? '?' : `${b - a} ms`);
@@ -276,6 +306,7 @@ export async function benchFollowers(o: FollowersOptions): Promise<{ markdown: s
     '| metric | value |',
     '|---|---|',
     `| time to first byte (response headers), p50 / p99 | ${ms(percentile(heads, 50))} / ${ms(percentile(heads, 99))} |`,
+    `| the same from its connection open, p50 / p99 | ${ms(percentile(headsFromConnect, 50))} / ${ms(percentile(headsFromConnect, 99))} |`,
     `| time to first event, p50 | ${ms(percentile(ttfbs, 50))} |`,
     `| time to first event, p99 | ${ms(percentile(ttfbs, 99))} |`,
     `| time to first event, max | ${ms(ttfbs.at(-1))} |`,

@@ -12,8 +12,7 @@ export interface SseMessage {
  * unterminated event at the end discarded. Events are yielded the moment their blank line arrives,
  * so a caller's clock reads the time the event reached the client.
  */
-export async function* readSse(body: ReadableStream<Uint8Array>): AsyncGenerator<SseMessage> {
-  const reader = body.getReader();
+export async function* readSse(body: AsyncIterable<Uint8Array>): AsyncGenerator<SseMessage> {
   const decoder = new TextDecoder();
   let buf = '';
   let event = '';
@@ -54,18 +53,18 @@ export async function* readSse(body: ReadableStream<Uint8Array>): AsyncGenerator
     return null;
   };
 
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      buf += done ? decoder.decode() : decoder.decode(value, { stream: true });
-      for (let line = takeLine(done); line !== null; line = takeLine(done)) {
-        const msg = apply(line);
-        if (msg) yield msg;
-      }
-      if (done) return;
+  // Leaving early (the caller stops) lets go of the body: a fetch body is cancelled, a node:http
+  // response destroyed.
+  for await (const chunk of body) {
+    buf += decoder.decode(chunk, { stream: true });
+    for (let line = takeLine(false); line !== null; line = takeLine(false)) {
+      const msg = apply(line);
+      if (msg) yield msg;
     }
-  } finally {
-    // Also runs when the caller stops early: let go of the connection.
-    await reader.cancel().catch(() => undefined);
+  }
+  buf += decoder.decode();
+  for (let line = takeLine(true); line !== null; line = takeLine(true)) {
+    const msg = apply(line);
+    if (msg) yield msg;
   }
 }
