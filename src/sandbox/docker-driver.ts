@@ -130,6 +130,7 @@ const RUN_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,100}$/;
 /** The subset of a pino logger the driver uses. Container env is never passed to it. */
 export interface DriverLogger {
   debug(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
 }
 
 export interface DockerSandboxDriverOptions {
@@ -207,7 +208,10 @@ export class DockerSandboxDriver implements SandboxDriver {
     this.logger?.debug(log, 'sandbox created');
     let link: SupervisorLink | undefined;
     try {
-      link = await SupervisorLink.attach(container);
+      // Its own failures (a kill refused, a bad request, a gateway its forwarder cannot reach).
+      link = await SupervisorLink.attach(container, (said) =>
+        this.logger?.warn({ ...log, said }, 'the sandbox supervisor reported a failure'),
+      );
       await container.start();
     } catch (err) {
       link?.close();

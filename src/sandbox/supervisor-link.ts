@@ -5,7 +5,7 @@ import { type ExecOptions, OUTPUT_BUFFER_BYTES, type StartedExec } from './docke
 import { DOCKER_HEADER_BYTES, DOCKER_STDERR, FrameSplitter } from './frames.js';
 import { FRAME, FRAME_HEADER_BYTES, frame, MAX_FRAME_PAYLOAD, type SpawnRequest } from './supervisor.js';
 
-/** What the supervisor said on its own stderr is kept up to this (for the worker's errors). */
+/** What the supervisor says on its own stderr is passed on up to this much per sandbox. */
 const MAX_COMPLAINT_BYTES = 4096;
 
 interface Channel {
@@ -25,12 +25,15 @@ export class SupervisorLink {
   private readonly channels = new Map<number, Channel>();
   private nextId = 1;
   private closed = false;
-  private complaints = '';
+  private complained = 0;
   /** Outputs waiting for their reader: the connection is paused while any is. */
   private blocked = 0;
 
   /** Attached before the container starts, so nothing the supervisor says is missed. */
-  static async attach(container: Dockerode.Container): Promise<SupervisorLink> {
+  static async attach(
+    container: Dockerode.Container,
+    onComplaint: (text: string) => void,
+  ): Promise<SupervisorLink> {
     const socket = (await container.attach({
       stream: true,
       stdin: true,
@@ -38,10 +41,14 @@ export class SupervisorLink {
       stderr: true,
       hijack: true,
     })) as Duplex;
-    return new SupervisorLink(socket);
+    return new SupervisorLink(socket, onComplaint);
   }
 
-  constructor(private readonly socket: Duplex) {
+  /** `onComplaint` hears the supervisor's own failures (its stderr), bounded per sandbox. */
+  constructor(
+    private readonly socket: Duplex,
+    private readonly onComplaint: (text: string) => void,
+  ) {
     const ours = new FrameSplitter(FRAME_HEADER_BYTES, (head, payload) =>
       this.onFrame(head[0] as number, head.readUInt32BE(1), payload),
     );
@@ -59,11 +66,6 @@ export class SupervisorLink {
   /** False once the connection has ended: the supervisor (the sandbox) is gone, or the link was closed. */
   get open(): boolean {
     return !this.closed;
-  }
-
-  /** What the supervisor wrote on its stderr (its own failures), bounded. */
-  get said(): string {
-    return this.complaints;
   }
 
   start(opts: ExecOptions): StartedExec {
@@ -207,9 +209,11 @@ export class SupervisorLink {
   }
 
   private complain(body: Buffer): void {
-    if (this.complaints.length < MAX_COMPLAINT_BYTES) {
-      this.complaints += body.toString('utf8').slice(0, MAX_COMPLAINT_BYTES - this.complaints.length);
-    }
+    const room = MAX_COMPLAINT_BYTES - this.complained;
+    if (room <= 0) return;
+    const text = body.subarray(0, room).toString('utf8').trimEnd();
+    this.complained += Math.min(body.length, room);
+    if (text !== '') this.onComplaint(text);
   }
 
   private shut(): void {

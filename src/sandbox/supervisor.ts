@@ -18,7 +18,7 @@
  *                     (below), as a process of its own: O "ready" once it listens, R its complaints,
  *                     E stops it (X 0)
  *   sandbox → worker  O stdout bytes   R stderr bytes   X exit (i32 BE: the code, 128+n for signal n)
- * Its own failures go to its stderr (the container's), which the worker keeps for its errors.
+ * Its own failures go to its stderr (the container's), which the worker logs (at most 4 KiB a sandbox).
  */
 
 import { AGENT_MOUNT } from './agent-volume.js';
