@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { LIMIT_HITS, type LimitHit } from '../events/limits.js';
 import { AGENT_NAMES, type AgentName } from '../events/types.js';
+import { MAX_MODEL_CHARS } from '../runbook/schema.js';
 import { mcpServersSchema } from '../runtimes/mcp.js';
 import { PROVIDER_NAMES, type ProviderName } from '../runtimes/types.js';
 
@@ -61,7 +62,7 @@ export const jettyBlockSchema = z
     judge_model: z
       .string({ error: 'must be a model slug' })
       .min(1)
-      .max(200)
+      .max(MAX_MODEL_CHARS)
       .optional()
       .describe(
         "The model that scores a rubric runbook's outputs (never silently the agent's own). Default: the runbook's judge_model, else JUDGE_MODEL",

@@ -17,6 +17,9 @@ export const KNOWN_EVALUATIONS: readonly string[] = ['programmatic', 'rubric'];
 export const evaluationSchema = z.string().min(1);
 
 const nonEmptyString = z.string().min(1);
+/** Longer than any provider's model id; a longer one is refused rather than quoted into warnings. */
+export const MAX_MODEL_CHARS = 200;
+const modelSlug = nonEmptyString.max(MAX_MODEL_CHARS);
 
 export const secretSpecSchema = z.looseObject({
   // Jetty's runbooks often leave it out: the secret's own name is then the variable.
@@ -35,7 +38,7 @@ export const frontmatterSchema = z.looseObject({
     .optional(),
   evaluation: evaluationSchema.optional(),
   agent: agentNameSchema.optional(),
-  model: nonEmptyString.optional(),
+  model: modelSlug.optional(),
   model_provider: providerNameSchema.optional(),
   snapshot: nonEmptyString.optional(),
   image: nonEmptyString.optional(),
@@ -59,7 +62,7 @@ export const frontmatterSchema = z.looseObject({
   memory: z.union([nonEmptyString, z.number().int().positive()]).optional(),
   disk: z.union([nonEmptyString, z.number().int().positive()]).optional(),
   // Who scores a rubric runbook, and whether a failed score fails the run (docs/evaluation.md).
-  judge_model: nonEmptyString.optional(),
+  judge_model: modelSlug.optional(),
   judge_provider: providerNameSchema.optional(),
   require_pass: z.boolean().optional(),
 });
@@ -78,7 +81,7 @@ export const FRONTMATTER_FORMS: Readonly<Record<string, string>> = {
   version: 'must be a version string such as "1.0.0" (a number such as 1.0 is also accepted)',
   evaluation: 'must be a non-empty string such as programmatic or rubric',
   agent: `must be one of ${AGENT_NAMES.join(', ')}`,
-  model: 'must be a non-empty model slug such as "claude-sonnet-4-6" or "anthropic/claude-sonnet-4.6"',
+  model: `must be a model slug of 1 to ${MAX_MODEL_CHARS} characters such as "claude-sonnet-4-6" or "anthropic/claude-sonnet-4.6"`,
   model_provider: `must be one of ${PROVIDER_NAMES.join(', ')}`,
   snapshot: 'must be a non-empty string such as "python312-uv"',
   image: 'must be a non-empty container image reference such as "ghcr.io/acme/runner:1.2"',
@@ -91,8 +94,7 @@ export const FRONTMATTER_FORMS: Readonly<Record<string, string>> = {
   cpus: 'must be a positive number of CPUs such as 2',
   memory: 'must be a size such as "4g" or "512m", or a number of bytes',
   disk: 'must be a size such as "2g" or "512m", or a number of bytes',
-  judge_model:
-    'must be a non-empty model slug such as "claude-sonnet-4-6": the model that scores a rubric runbook',
+  judge_model: `must be a model slug of 1 to ${MAX_MODEL_CHARS} characters such as "claude-sonnet-4-6": the model that scores a rubric runbook`,
   judge_provider: `must be one of ${PROVIDER_NAMES.join(', ')}`,
   require_pass: 'must be true or false',
 };

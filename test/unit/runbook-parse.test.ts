@@ -95,6 +95,8 @@ describe('parseRunbook', () => {
     ['evaluation: [a]', 'evaluation', 'non-empty string'],
     ['primary_outputs: [1, 2]', 'primary_outputs', 'relative to results_dir'],
     ['model: 42', 'model', 'model slug'],
+    [`model: ${'m'.repeat(201)}`, 'model', 'of 1 to 200 characters'],
+    [`judge_model: ${'j'.repeat(201)}`, 'judge_model', 'of 1 to 200 characters'],
     ['secrets: [A, B]', 'secrets', 'mapping of NAME'],
     ['version: true', 'version', 'version string'],
   ])('rejects `%s` naming %s', (line, key, form) => {
