@@ -52,7 +52,6 @@ interface Follower {
    * one client process makes the requests one after another; this leaves that out.
    */
   headersFromConnect?: number;
-  connectedAt?: number;
   /** Milliseconds from the request to the first event. */
   ttfb?: number;
   ids: string[];
@@ -73,6 +72,7 @@ function open(url: string, auth: Record<string, string>, runId: string, onFirst:
   const abort = new AbortController();
   const f = { runId, t0: performance.now(), ids: [], abort } as unknown as Follower;
   f.done = (async () => {
+    let connectedAt: number | undefined;
     try {
       const res = await new Promise<IncomingMessage>((resolve, reject) => {
         const req = httpGet(`${url}/v1/runs/${runId}/events`, {
@@ -83,12 +83,12 @@ function open(url: string, auth: Record<string, string>, runId: string, onFirst:
         req.once('response', resolve).once('error', reject);
         req.once('socket', (socket) =>
           socket.once('connect', () => {
-            f.connectedAt = performance.now();
+            connectedAt = performance.now();
           }),
         );
       });
       f.headers = performance.now() - f.t0;
-      if (f.connectedAt !== undefined) f.headersFromConnect = performance.now() - f.connectedAt;
+      if (connectedAt !== undefined) f.headersFromConnect = performance.now() - connectedAt;
       if (res.statusCode !== 200) {
         let text = '';
         for await (const chunk of res) text += chunk;

@@ -53,18 +53,20 @@ export async function* readSse(body: AsyncIterable<Uint8Array>): AsyncGenerator<
     return null;
   };
 
-  // Leaving early (the caller stops) lets go of the body: a fetch body is cancelled, a node:http
-  // response destroyed.
-  for await (const chunk of body) {
-    buf += decoder.decode(chunk, { stream: true });
-    for (let line = takeLine(false); line !== null; line = takeLine(false)) {
+  // The events the lines read so far complete (at the end, a CR alone ends its line too).
+  function* complete(atEnd: boolean): Generator<SseMessage> {
+    for (let line = takeLine(atEnd); line !== null; line = takeLine(atEnd)) {
       const msg = apply(line);
       if (msg) yield msg;
     }
   }
-  buf += decoder.decode();
-  for (let line = takeLine(true); line !== null; line = takeLine(true)) {
-    const msg = apply(line);
-    if (msg) yield msg;
+
+  // Leaving early (the caller stops) lets go of the body: a fetch body is cancelled, a node:http
+  // response destroyed.
+  for await (const chunk of body) {
+    buf += decoder.decode(chunk, { stream: true });
+    yield* complete(false);
   }
+  buf += decoder.decode();
+  yield* complete(true);
 }
