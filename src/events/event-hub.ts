@@ -103,9 +103,14 @@ export class EventHub {
 
   /**
    * Events of `key` strictly after `afterId`, then live ones, until the terminal event or until
-   * `signal` aborts.
+   * `signal` aborts. `onWait` is called each time the follower has had all there is and waits.
    */
-  async *follow(key: string, afterId: string, signal: AbortSignal): AsyncGenerator<StoredEvent> {
+  async *follow(
+    key: string,
+    afterId: string,
+    signal: AbortSignal,
+    onWait?: () => void,
+  ): AsyncGenerator<StoredEvent> {
     if (signal.aborted) return;
     this.assertRoom();
     const f: Follower = { cursor: afterId === '' ? '0' : afterId, queue: [], lagging: false, wake: null };
@@ -128,6 +133,7 @@ export class EventHub {
         }
         const ev = f.queue.shift();
         if (!ev) {
+          onWait?.();
           await new Promise<void>((resolve) => {
             f.wake = resolve;
           });

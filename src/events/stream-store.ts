@@ -82,8 +82,13 @@ export class EventStreamStore {
    * or until `signal` aborts. All followers of this store share one Redis reader (EventHub), so a
    * follower holds no connection of its own and leaves nothing open when it goes.
    */
-  follow(runId: string, afterId: string, signal: AbortSignal): AsyncGenerator<StoredEvent> {
-    return this.hub.follow(this.keyOf(runId), afterId, signal);
+  follow(
+    runId: string,
+    afterId: string,
+    signal: AbortSignal,
+    onWait?: () => void,
+  ): AsyncGenerator<StoredEvent> {
+    return this.hub.follow(this.keyOf(runId), afterId, signal, onWait);
   }
 
   /** Throws the 503 a new follower would get when this process already holds its maximum. */

@@ -12,6 +12,7 @@ import { registerErrorHandling } from './errors.js';
 import { clientErrorHandler, frameworkErrorHandler, MAX_PATH_SEGMENT } from './framework-errors.js';
 import { ADMIN_TOKEN_SCHEME, openApiTransform } from './openapi-transform.js';
 import { operationsRoutes, registerEdges } from './operations.js';
+import { RequestLog } from './request-log.js';
 import { apiV1CollectionRoutes } from './routes/api-v1-collections.js';
 import { apiV1RunRoutes } from './routes/api-v1-runs.js';
 import { chatRoutes } from './routes/chat.js';
@@ -52,6 +53,7 @@ function registerJsonParser(app: FastifyInstance, maxDepth: number): void {
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger | undefined,
+    logController: new RequestLog(),
     bodyLimit: deps.maxBodyBytes,
     maxParamLength: MAX_PATH_SEGMENT,
     http: { maxHeaderSize: deps.maxHeaderBytes },

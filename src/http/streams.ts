@@ -16,13 +16,25 @@ export class OpenStreams {
     return this.open.size;
   }
 
-  /** Takes the reply over and opens an SSE response on it. */
-  start(reply: FastifyReply, status: number, headers: Record<string, string>): SseStream {
+  /**
+   * Takes the reply over and opens an SSE response on it; with `holdMs` its headers wait that long
+   * at most for the first message, to go in one write with it (SseStream.open).
+   */
+  start(reply: FastifyReply, status: number, headers: Record<string, string>, holdMs = 0): SseStream {
     reply.hijack();
     const sse = new SseStream(reply.raw, this.heartbeatMs);
     this.open.add(sse);
     sse.signal.addEventListener('abort', () => this.open.delete(sse), { once: true });
-    sse.open(status, headers);
+    // A stream ended by us completes as a response and is logged as one (RequestLog); one its
+    // client left never completes, and is logged here, once.
+    reply.raw.once('close', () => {
+      if (reply.raw.writableFinished) return;
+      reply.log.info(
+        { req: reply.request, res: reply, responseTime: reply.elapsedTime },
+        'stream closed by the client',
+      );
+    });
+    sse.open(status, headers, holdMs);
     return sse;
   }
 

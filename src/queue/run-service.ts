@@ -616,9 +616,15 @@ export class RunService {
 
   /**
    * Events after `afterId`, then live ones until the terminal event. A run Redis no longer holds
-   * is replayed from its stored trajectory.
+   * is replayed from its stored trajectory. `onWait`: called when the follower has had every event
+   * so far and waits for the next.
    */
-  async *follow(id: string, afterId: string, signal: AbortSignal): AsyncGenerator<StoredEvent> {
+  async *follow(
+    id: string,
+    afterId: string,
+    signal: AbortSignal,
+    onWait?: () => void,
+  ): AsyncGenerator<StoredEvent> {
     // A run's stream holds its first event from the moment it is queued until Redis forgets the
     // run: one read tells a live run from one to replay (the record is read only when it is empty).
     const last = await this.lastEventOf(id);
@@ -630,7 +636,7 @@ export class RunService {
     }
     // Resumed after the terminal event (a client that reconnects once more): nothing will follow.
     if (last && isTerminalEvent(last.type) && compareIds(afterId, last.id) >= 0) return;
-    yield* this.deps.events.follow(id, afterId, signal);
+    yield* this.deps.events.follow(id, afterId, signal, onWait);
   }
 
   /** Throws the 503 a new event follower would get when this process holds its maximum. */

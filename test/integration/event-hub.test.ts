@@ -122,6 +122,25 @@ describe('EventHub', () => {
     await hub.close();
   });
 
+  it('tells a follower when it has had everything so far and waits, not before', async () => {
+    const hub = new EventHub(conn, { maxFollowers: 10 });
+    await add('hub:wait', 'log', 1);
+    await add('hub:wait', 'log', 2);
+    const stop = new AbortController();
+    const seen: string[] = [];
+    const gen = hub.follow('hub:wait', '0', stop.signal, () => seen.push('wait'));
+    const done = (async () => {
+      for await (const ev of gen) seen.push(`event ${(ev.data as unknown as { n: number }).n}`);
+    })();
+    await expect.poll(() => seen, { timeout: 2000 }).toEqual(['event 1', 'event 2', 'wait']);
+    await add('hub:wait', 'log', 3);
+    await expect.poll(() => seen.length, { timeout: 2000 }).toBe(5);
+    expect(seen.slice(3)).toEqual(['event 3', 'wait']);
+    stop.abort();
+    await done;
+    await hub.close();
+  });
+
   it('refuses a follower past its maximum with a 503 that names API_MAX_FOLLOWERS', async () => {
     const hub = new EventHub(conn, { maxFollowers: 1 });
     const stop = new AbortController();

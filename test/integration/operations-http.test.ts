@@ -149,14 +149,15 @@ describe('/metrics on the API', () => {
     const created = (await (await off.postJson(`${off.url}/v1/chat/completions`, slow)).json()) as {
       jetty_metadata: { trajectory_id: string };
     };
+    const firstBefore = value(await scrape(off.url), 'jetty_event_stream_first_event_seconds_count');
     const ctl = new AbortController();
     const stream = await fetch(`${off.url}/v1/runs/${created.jetty_metadata.trajectory_id}/events`, {
       headers: off.auth,
       signal: ctl.signal,
     });
     expect(stream.status).toBe(200);
-    const firstBefore = value(await scrape(off.url), 'jetty_event_stream_first_event_seconds_count');
-    // The first event (run.queued) is on its way: once it is read, the server has timed it.
+    // The first event (run.queued) came with the headers or is on its way: once it is read, the
+    // server has timed it.
     const reader = stream.body!.getReader();
     await reader.read();
     const during = await scrape(off.url);

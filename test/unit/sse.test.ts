@@ -1,5 +1,5 @@
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, connect } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { encodeComment, encodeSse, SseStream } from '../../src/events/sse.js';
 import { readSse } from '../support/sse.js';
@@ -52,5 +52,67 @@ describe('SseStream over a real socket', () => {
     await new Promise((r) => setTimeout(r, 100));
     expect(stream!.signal.aborted).toBe(true);
     server.close();
+  });
+});
+
+describe('SseStream holding its headers for the first message', () => {
+  /** A raw client: what arrives in each socket read, until `until` matches the whole. */
+  async function reads(
+    open: (stream: SseStream) => void,
+    until: RegExp,
+  ): Promise<{ chunks: string[]; stream: SseStream }> {
+    let stream: SseStream | undefined;
+    const server = createServer((_req, res) => {
+      stream = new SseStream(res, 60_000);
+      open(stream);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as AddressInfo).port;
+    const socket = connect(port, '127.0.0.1');
+    socket.write('GET / HTTP/1.1\r\nhost: x\r\n\r\n');
+    const chunks: string[] = [];
+    await new Promise<void>((resolve, reject) => {
+      socket.on('data', (b) => {
+        chunks.push(b.toString());
+        if (until.test(chunks.join(''))) resolve();
+      });
+      socket.on('error', reject);
+    });
+    socket.destroy();
+    stream?.end();
+    server.close();
+    return { chunks, stream: stream! };
+  }
+
+  it('sends the headers and the first message in one write', async () => {
+    const { chunks } = await reads((s) => {
+      s.open(200, {}, 60_000);
+      setTimeout(() => void s.send({ id: '1-0', event: 'run.queued', data: '{}' }), 30);
+    }, /data: \{\}/);
+    expect(chunks).toHaveLength(1);
+    expect(chunks[0]).toMatch(
+      /^HTTP\/1\.1 200 OK\r\n[\s\S]*content-type: text\/event-stream[\s\S]*\r\n\r\n[0-9a-f]+\r\nevent: run\.queued\nid: 1-0\ndata: \{\}\n\n/,
+    );
+  });
+
+  it('sends held headers alone on flush(), before any message', async () => {
+    const { chunks } = await reads((s) => {
+      s.open(200, { 'x-test': '1' }, 60_000);
+      setTimeout(() => s.flush(), 30);
+    }, /\r\n\r\n/);
+    expect(chunks.join('')).toMatch(/^HTTP\/1\.1 200 OK\r\n[\s\S]*x-test: 1\r\n/);
+  });
+
+  it('sends held headers alone once the hold is over, when nothing came', async () => {
+    const { chunks } = await reads((s) => s.open(200, { 'x-test': '2' }, 40), /\r\n\r\n/);
+    expect(chunks.join('')).toMatch(/x-test: 2\r\n/);
+  });
+
+  it('sends held headers with the end of a stream that never had a message', async () => {
+    const { chunks } = await reads((s) => {
+      s.open(200, {}, 60_000);
+      setTimeout(() => s.end(), 30);
+    }, /\r\n0\r\n\r\n$/);
+    expect(chunks.join('')).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
   });
 });

@@ -10,6 +10,9 @@ import { sendDownload } from '../ranged-download.js';
 import { artifactSchema, errorEnvelopeSchema, runIdParams, runRecordSchema } from '../schemas.js';
 import type { OpenStreams } from '../streams.js';
 
+/** How long a follower's headers wait for its first event at most (a slow Redis), then go alone. */
+const HEADERS_HOLD_MS = 250;
+
 export function runRoutes(app: FastifyInstance, deps: AppDeps, streams: OpenStreams): void {
   const r = app.withTypeProvider<ZodTypeProvider>();
   const runs = deps.runs;
@@ -206,10 +209,12 @@ export function runRoutes(app: FastifyInstance, deps: AppDeps, streams: OpenStre
       }
       await runs.checkResumePoint(id, after);
       runs.assertFollowerRoom();
-      const sse = streams.start(reply, 200, { 'x-request-id': String(req.id) });
+      // The headers go with the first event (one socket write, not two), or alone once there is
+      // nothing to send yet.
+      const sse = streams.start(reply, 200, { 'x-request-id': String(req.id) }, HEADERS_HOLD_MS);
       let first = true;
       try {
-        for await (const ev of runs.follow(id, after, sse.signal)) {
+        for await (const ev of runs.follow(id, after, sse.signal, () => sse.flush())) {
           // Every follower of the run sends this same event: it is encoded once for all of them.
           await sse.sendShared(ev, () => ({ id: ev.id, event: ev.type, data: JSON.stringify(ev) }));
           if (first) {
