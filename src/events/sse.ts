@@ -83,14 +83,10 @@ export class SseStream {
   /** Sends the headers now, or with the first message if it comes within `holdMs`. */
   open(status: number, headers: Record<string, string>, holdMs = 0): void {
     this.res.writeHead(status, { ...SSE_HEADERS, ...headers });
-    if (holdMs <= 0) {
-      this.res.flushHeaders();
-      this.armHeartbeat();
-      return;
-    }
-    // The first beat of the heartbeat timer sends the held headers, if nothing has by then.
     this.holding = true;
-    this.armHeartbeat(Math.min(holdMs, this.heartbeatMs));
+    // Held: the first beat of the heartbeat timer sends them, if nothing has by then.
+    if (holdMs <= 0) this.flush();
+    else this.armHeartbeat(Math.min(holdMs, this.heartbeatMs));
   }
 
   /** Sends held headers now (nothing to send yet, and the client should know it is connected). */

@@ -17,8 +17,17 @@ export class RequestLog extends LogController {
     reply: FastifyReply,
   ): void {
     if (this.isLogDisabled(request)) return;
-    const line = { req: request, res: reply, responseTime: reply.elapsedTime };
+    const line = accessLine(reply);
     if (error) reply.log.error({ ...line, err: error }, 'request errored');
     else reply.log.info(line, 'request completed');
   }
+}
+
+/** What a request's one log line says of it: method, URL and client, status, time in ms. */
+export function accessLine(reply: FastifyReply): {
+  req: FastifyRequest;
+  res: FastifyReply;
+  responseTime: number;
+} {
+  return { req: reply.request, res: reply, responseTime: reply.elapsedTime };
 }

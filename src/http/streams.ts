@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { SseStream } from '../events/sse.js';
+import { accessLine } from './request-log.js';
 
 /**
  * The API's open SSE responses. Streams are hijacked from Fastify, so closing the server would wait
@@ -29,10 +30,7 @@ export class OpenStreams {
     // client left never completes, and is logged here, once.
     reply.raw.once('close', () => {
       if (reply.raw.writableFinished) return;
-      reply.log.info(
-        { req: reply.request, res: reply, responseTime: reply.elapsedTime },
-        'stream closed by the client',
-      );
+      reply.log.info(accessLine(reply), 'stream closed by the client');
     });
     sse.open(status, headers, holdMs);
     return sse;
